@@ -1,0 +1,304 @@
+"""The `segur-bench` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+import httpx
+
+from simulators import registry
+from simulators.core.har import to_har
+from simulators.core.incidents import IncidentCatalog, IncidentError
+from simulators.core.journal import Exchange, to_jsonl
+
+from .config import BenchConfig, ConfigError
+from .supervisor import StartError, Supervisor, port_free
+
+
+def _config(ctx: click.Context) -> BenchConfig:
+    return ctx.obj["config"]
+
+
+def _fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Settings file (default: ./segur-bench.toml when present, or $SEGUR_BENCH_CONFIG).")
+@click.version_option(package_name="segur-bench")
+@click.pass_context
+def main(ctx: click.Context, config_path: Path | None) -> None:
+    """Conformity test bench for Ségur vague 2 practice-management software (LGC).
+
+    Simulators of the national e-health services with injectable latency and failures,
+    an exchange journal, and named incidents.
+    """
+    try:
+        ctx.obj = {"config": BenchConfig.load(config_path)}
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+# ------------------------------------------------------------------------------------------- serving
+
+
+@main.command()
+@click.option("--only", default=None, help="Comma-separated simulators to start (default: all available).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="State directory (SQLite files).")
+@click.option("--workers", type=click.IntRange(1, 16), default=None, help="Worker processes per simulator.")
+@click.pass_context
+def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int | None) -> None:
+    """Start every available simulator, print their URLs, stop cleanly on Ctrl-C."""
+    config = _config(ctx)
+    if data_dir:
+        config.data_dir = data_dir
+    if workers:
+        config.workers = workers
+    services = _select(only)
+    supervisor = Supervisor(config, services)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        supervisor.start(progress=lambda m: click.echo(m, err=True))
+    except StartError as exc:
+        _fail(str(exc))
+    rows = []
+    for child in supervisor.children:
+        extra = ", ".join(f"{proto.upper()} {config.host}:{port}" for proto, port in child.service.extra_ports)
+        rows.append((child.service.name, child.service.title, child.url + child.service.base_path, extra))
+    click.echo(_table(rows, ("service", "title", "url", "other ports")))
+    click.echo(f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
+               "(openapi.json). Press Ctrl-C to stop.")
+    try:
+        while True:
+            dead = supervisor.dead()
+            if dead:
+                names = ", ".join(c.service.name for c in dead)
+                supervisor.stop()
+                _fail(f"{names} stopped unexpectedly; see {supervisor.log_dir}")
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        click.echo("\nstopping …", err=True)
+    finally:
+        supervisor.stop()
+    click.echo("all simulators stopped", err=True)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the bench like Ctrl-C: children are stopped too
+
+
+def _select(only: str | None) -> list[registry.ServiceInfo]:
+    available = registry.available()
+    if not available:
+        _fail("no simulator is available in this version of segur-bench")
+    if not only:
+        return available
+    chosen = []
+    for name in (n.strip() for n in only.split(",") if n.strip()):
+        try:
+            svc = registry.info(name)
+        except registry.UnknownService as exc:
+            _fail(str(exc))
+        if not registry.exists(name):
+            _fail(f"the {name} simulator is not available in this version of segur-bench")
+        chosen.append(svc)
+    return chosen
+
+
+@main.command()
+@click.argument("name")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: the service's own).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="State directory; without it, state is kept in memory.")
+@click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Worker processes (more than one needs --data-dir).")
+@click.option("--incidents-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Directory of incident profiles (default: scenarios/incidents).")
+@click.option("--max-request-bytes", type=click.IntRange(1024), default=None, help="Request size limit.")
+@click.pass_context
+def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_dir: Path | None, workers: int,
+        incidents_dir: Path | None, max_request_bytes: int | None) -> None:
+    """Run one simulator in the foreground (NAME: insi, dmp, on, psc, apcv, annuaire, mss)."""
+    from simulators.core.server import serve
+    from simulators.core.service import SimConfig
+
+    config = _config(ctx)
+    try:
+        svc = registry.info(name)
+    except registry.UnknownService as exc:
+        _fail(str(exc))
+    if not registry.exists(name):
+        _fail(f"the {name} simulator is not available in this version of segur-bench")
+    if workers > 1 and data_dir is None:
+        _fail("--workers above 1 needs --data-dir: worker processes share their state through SQLite files")
+    host = host or config.host
+    port = port or config.ports.get(name, svc.port)
+    if not port_free(host, port):
+        _fail(f"port {port} is already in use on {host}; choose another with --port")
+    sim_config = SimConfig(host=host, port=port, data_dir=data_dir, workers=workers,
+                           incidents_dir=incidents_dir or config.incidents_dir,
+                           public_url=config.urls.get(name))
+    if max_request_bytes:
+        sim_config.max_request_bytes = max_request_bytes
+    click.echo(f"{name} simulator on http://{host}:{port}{svc.base_path} (control API: /_bench/)", err=True)
+    serve(name, sim_config)
+
+
+# ------------------------------------------------------------------------------------------- control
+
+
+def _targets(config: BenchConfig, service: tuple[str, ...]) -> list[tuple[str, str]]:
+    names = list(service) or [s.name for s in registry.available()]
+    for name in names:
+        if name not in registry.SERVICES:
+            _fail(f"unknown simulator {name!r}; known: {', '.join(registry.SERVICES)}")
+    return [(name, config.url(name)) for name in names]
+
+
+def _call(method: str, url: str, **kwargs) -> httpx.Response | None:
+    try:
+        return httpx.request(method, url, timeout=10.0, **kwargs)
+    except httpx.HTTPError:
+        return None
+
+
+def _problem(resp: httpx.Response) -> str:
+    try:
+        return resp.json().get("detail") or resp.text
+    except ValueError:
+        return resp.text[:200]
+
+
+@main.group()
+def incident() -> None:
+    """Named incident profiles (scenarios/incidents/*.toml): list, apply, clear."""
+
+
+@incident.command("list")
+@click.pass_context
+def incident_list(ctx: click.Context) -> None:
+    """List the incident profiles."""
+    catalog = IncidentCatalog(_config(ctx).incidents_dir)
+    rows = []
+    for name in catalog.names():
+        try:
+            inc = catalog.get(name)
+            rows.append((name, inc.title, ", ".join(sorted(inc.services()))))
+        except IncidentError as exc:
+            rows.append((name, f"(invalid: {exc})", ""))
+    if not rows:
+        _fail(f"no incident profile in {catalog.directory}")
+    click.echo(_table(rows, ("incident", "title", "services")))
+
+
+@incident.command("apply")
+@click.argument("name")
+@click.option("--service", "-s", multiple=True, help="Only these simulators (repeatable).")
+@click.pass_context
+def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> None:
+    """Apply incident NAME to the running simulators (replacing an earlier application of it)."""
+    config = _config(ctx)
+    try:
+        inc = IncidentCatalog(config.incidents_dir).get(name)
+    except IncidentError as exc:
+        _fail(str(exc))
+    applied = 0
+    for svc, url in _targets(config, service):
+        rules = inc.rules_for(svc)
+        if not rules:
+            continue
+        if _call("DELETE", f"{url}/_bench/faults", params={"incident": name}) is None:
+            click.echo(f"{svc}: not reachable at {url} (is `segur-bench up` running?)", err=True)
+            continue
+        resp = _call("POST", f"{url}/_bench/faults", json={"rules": [{**r, "incident": name} for r in rules]})
+        if resp is None or resp.status_code != 201:
+            click.echo(f"{svc}: refused: {_problem(resp) if resp is not None else 'no answer'}", err=True)
+            continue
+        applied += 1
+        descriptions = "; ".join(r["description"] for r in resp.json()["rules"])
+        click.echo(f"{svc}: {descriptions}")
+    if not applied:
+        _fail(f"incident {name} was applied to no simulator")
+    click.echo(f"incident {name} ({inc.title}) applied to {applied} simulator(s)")
+
+
+@incident.command("clear")
+@click.argument("name", required=False)
+@click.option("--service", "-s", multiple=True, help="Only these simulators (repeatable).")
+@click.pass_context
+def incident_clear(ctx: click.Context, name: str | None, service: tuple[str, ...]) -> None:
+    """Remove the rules of incident NAME, or every fault rule when NAME is omitted."""
+    reached = 0
+    for svc, url in _targets(_config(ctx), service):
+        resp = _call("DELETE", f"{url}/_bench/faults", params={"incident": name} if name else None)
+        if resp is None:
+            click.echo(f"{svc}: not reachable at {url}", err=True)
+            continue
+        reached += 1
+        click.echo(f"{svc}: {resp.json().get('deleted', 0)} rule(s) removed")
+    if not reached:
+        _fail("no simulator reachable (is `segur-bench up` running?)")
+
+
+@main.group()
+def journal() -> None:
+    """The exchange journal of the running simulators."""
+
+
+@journal.command("export")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "har"]), default="jsonl", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), required=True, help="File to write.")
+@click.option("--since", default=None, help="ISO-8601 instant or epoch seconds.")
+@click.option("--until", default=None, help="ISO-8601 instant or epoch seconds.")
+@click.option("--run", default=None, help="Only the exchanges of this run id.")
+@click.option("--operation", default=None, help="Only this operation.")
+@click.option("--service", "-s", multiple=True, help="Only these simulators (repeatable).")
+@click.pass_context
+def journal_export(ctx: click.Context, fmt: str, out: Path, since: str | None, until: str | None, run: str | None,
+                   operation: str | None, service: tuple[str, ...]) -> None:
+    """Export the journals of the running simulators, merged in time order."""
+    params = {k: v for k, v in {"since": since, "until": until, "run": run, "operation": operation}.items() if v}
+    exchanges: list[Exchange] = []
+    base_urls = {}
+    reached = 0
+    for svc, url in _targets(_config(ctx), service):
+        resp = _call("GET", f"{url}/_bench/journal", params=params)
+        if resp is None:
+            click.echo(f"{svc}: not reachable at {url}", err=True)
+            continue
+        if resp.status_code != 200:
+            _fail(f"{svc}: {_problem(resp)}")
+        reached += 1
+        base_urls[svc] = url
+        exchanges += [Exchange.from_dict(e) for e in resp.json()["entries"]]
+    if not reached:
+        _fail("no simulator reachable (is `segur-bench up` running?)")
+    exchanges.sort(key=lambda e: e.received_at)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if fmt == "jsonl":
+        out.write_text(to_jsonl(exchanges), encoding="utf-8")
+    else:
+        out.write_text(json.dumps(to_har(exchanges, base_urls=base_urls), ensure_ascii=False, indent=1),
+                       encoding="utf-8")
+    click.echo(f"{len(exchanges)} exchange(s) from {reached} simulator(s) written to {out}")
+
+
+def run() -> None:
+    main(prog_name="segur-bench")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run())

@@ -1,0 +1,78 @@
+"""Bench-wide settings: where each simulator listens, where state and incidents live.
+
+Defaults are the documented addresses (127.0.0.1, INSi 8101 … MSSanté 8107); an optional TOML file
+overrides them:
+
+    host = "127.0.0.1"
+    data_dir = ".segur-bench/data"
+    workers = 2
+    [ports]
+    insi = 9101
+    [urls]            # where clients reach a service, e.g. through the network proxy
+    insi = "http://127.0.0.1:9201"
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulators.registry import SERVICES
+
+DEFAULT_CONFIG_FILE = "segur-bench.toml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class BenchConfig:
+    host: str = "127.0.0.1"
+    data_dir: Path = Path(".segur-bench/data")
+    workers: int = 2
+    incidents_dir: Path | None = None
+    ports: dict[str, int] = field(default_factory=lambda: {name: s.port for name, s in SERVICES.items()})
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def url(self, service: str) -> str:
+        return self.urls.get(service) or f"http://{self.host}:{self.ports[service]}"
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> BenchConfig:
+        cfg = cls()
+        if path is None:
+            env = os.environ.get("SEGUR_BENCH_CONFIG")
+            path = Path(env) if env else Path(DEFAULT_CONFIG_FILE)
+            if not path.is_file():
+                return cfg
+        elif not path.is_file():
+            raise ConfigError(f"configuration file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
+        cfg.host = str(data.get("host", cfg.host))
+        if "data_dir" in data:
+            cfg.data_dir = Path(data["data_dir"])
+        if "incidents_dir" in data:
+            cfg.incidents_dir = Path(data["incidents_dir"])
+        workers = data.get("workers", cfg.workers)
+        if not isinstance(workers, int) or workers < 1:
+            raise ConfigError(f"{path}: workers must be a positive integer")
+        cfg.workers = workers
+        for section in ("ports", "urls"):
+            values = data.get(section, {})
+            bad = set(values) - set(SERVICES)
+            if bad:
+                raise ConfigError(f"{path}: [{section}] names unknown service(s) {sorted(bad)}")
+            getattr(cfg, section).update(values)
+        for name, port in cfg.ports.items():
+            if not isinstance(port, int) or not 0 < port < 65536:
+                raise ConfigError(f"{path}: port of {name} must be an integer between 1 and 65535")
+        return cfg

@@ -1,0 +1,65 @@
+"""Flask app factory shared by every simulator: control API, error handling, size limits."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+
+from .control import create_control_blueprint
+from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
+from .service import ServiceContext
+
+OUTCOME_HEADER = "X-Segur-Bench-Outcome"
+"""Request header through which the front end tells the service which business outcome to produce.
+Set by our ASGI front end only (a client-supplied one is removed before the service sees it)."""
+
+
+def current_outcome() -> str | None:
+    """The business outcome the fault engine chose for the request being handled, if any."""
+    return request.headers.get(OUTCOME_HEADER) or None
+
+
+def create_flask(ctx: ServiceContext) -> Flask:
+    app = Flask(f"segur_bench.{ctx.name}")
+    app.config.update(
+        MAX_CONTENT_LENGTH=ctx.config.max_request_bytes,
+        JSON_SORT_KEYS=False,
+        SEGUR_CONTEXT=ctx,
+    )
+    app.json.ensure_ascii = False
+    app.extensions["segur_bench"] = ctx
+    app.register_blueprint(create_control_blueprint(ctx), url_prefix="/_bench")
+
+    def is_control() -> bool:
+        return request.path.startswith("/_bench")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> Response:
+        detail = exc.description or exc.name
+        if exc.code == 405:
+            detail = f"method {request.method} is not allowed on {request.path}"
+        elif exc.code == 404:
+            detail = f"no such resource: {request.path}"
+        fmt = "problem" if is_control() else ctx.spec.error_format
+        status, ctype, body = error_response(fmt, exc.code or 500, detail)
+        resp = Response(body, status=status, content_type=ctype)
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            resp.headers["Allow"] = ", ".join(exc.valid_methods)
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> Response:
+        # The traceback goes to our log, never to the client.
+        ctx.logger.exception("unhandled error on %s %s", request.method, request.path)
+        fmt = "problem" if is_control() else ctx.spec.error_format
+        status, ctype, body = error_response(
+            fmt, 500, f"internal error of the {ctx.name} simulator ({type(exc).__name__}); see its log"
+        )
+        return Response(body, status=status, content_type=ctype)
+
+    ctx.spec.register(app, ctx)
+    return app
+
+
+def problem_response(status: int, detail: str, **extra: object) -> Response:
+    return Response(problem_bytes(status, detail, **extra), status=status, content_type=PROBLEM_CONTENT_TYPE)

@@ -1,0 +1,234 @@
+"""The control API every HTTP simulator serves under /_bench/ (described in openapi.py).
+
+Scenarios, trainers, the CLI and a vendor's CI steer simulators only through these routes.
+Every error is an RFC 9457 problem JSON with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Blueprint, Response, jsonify, request
+
+from .clock import ClockError
+from .faults import EFFECTS, RuleError
+from .har import to_har
+from .incidents import IncidentCatalog, IncidentError
+from .journal import JournalQueryError, to_jsonl
+from .problems import PROBLEM_CONTENT_TYPE, problem_bytes
+
+if TYPE_CHECKING:
+    from .service import ServiceContext
+
+STARTED_AT = time.time()
+
+
+class BadRequest(Exception):
+    def __init__(self, detail: str, status: int = 400) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+def _json_body(*, required: bool = True) -> Any:
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if required:
+            raise BadRequest("a JSON body is required")
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+
+
+def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
+    bp = Blueprint("bench_control", __name__)
+
+    def catalog() -> IncidentCatalog:
+        return IncidentCatalog(ctx.config.incidents_dir)
+
+    @bp.errorhandler(BadRequest)
+    def bad_request(exc: BadRequest) -> Response:
+        return Response(problem_bytes(exc.status, exc.detail), status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
+
+    for error_type in (RuleError, ClockError, JournalQueryError, IncidentError):
+        bp.register_error_handler(error_type, lambda exc: bad_request(BadRequest(str(exc))))
+
+    @bp.get("/health")
+    def health():
+        return jsonify({
+            "status": "ok",
+            "service": ctx.name,
+            "title": ctx.spec.title,
+            "version": _version(),
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - STARTED_AT, 3),
+            "clock": ctx.clock.state().as_dict(),
+            "faults": len(ctx.faults.list()),
+            "incidents": ctx.faults.incidents(),
+            "run": ctx.journal.current_run()["run"],
+        })
+
+    @bp.get("/faults")
+    def list_faults():
+        return jsonify({
+            "service": ctx.name,
+            "rules": ctx.faults.list(),
+            "effects": {name: dict(cls.fields) for name, cls in sorted(EFFECTS.items())},
+            "outcomes": dict(ctx.spec.outcomes),
+            "incidents": ctx.faults.incidents(),
+        })
+
+    @bp.post("/faults")
+    def add_faults():
+        body = _json_body()
+        specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
+        specs = specs if isinstance(specs, list) else [specs]
+        if not specs:
+            raise BadRequest("no rule given")
+        try:
+            rules = ctx.faults.add_many(specs)
+        except RuleError as exc:
+            raise BadRequest(f"rule rejected: {exc}") from None
+        created = {r.id for r in rules}
+        return jsonify({"rules": [r for r in ctx.faults.list() if r["id"] in created]}), 201
+
+    @bp.delete("/faults")
+    def clear_faults():
+        return jsonify({"deleted": ctx.faults.clear(request.args.get("incident"))})
+
+    @bp.delete("/faults/<rule_id>")
+    def delete_fault(rule_id: str):
+        if not ctx.faults.delete(rule_id):
+            raise BadRequest(f"no fault rule with id {rule_id!r}", 404)
+        return Response(status=204)
+
+    @bp.get("/incidents")
+    def list_incidents():
+        available = []
+        for name in catalog().names():
+            try:
+                available.append(catalog().get(name).as_dict())
+            except IncidentError as exc:
+                available.append({"name": name, "error": str(exc)})
+        return jsonify({"available": available, "active": ctx.faults.incidents()})
+
+    @bp.post("/incidents/<name>")
+    def apply_incident(name: str):
+        incident = catalog().get(name)
+        ctx.faults.clear(incident.name)  # re-applying replaces, never stacks
+        rules = ctx.faults.add_many(incident.rules_for(ctx.name), incident=incident.name)
+        created = {r.id for r in rules}
+        return jsonify({
+            "incident": incident.name,
+            "title": incident.title,
+            "rules": [r for r in ctx.faults.list() if r["id"] in created],
+        }), 201 if rules else 200
+
+    @bp.delete("/incidents/<name>")
+    def clear_incident(name: str):
+        return jsonify({"incident": name, "deleted": ctx.faults.clear(name)})
+
+    @bp.get("/journal")
+    def journal():
+        args = request.args
+        limit = args.get("limit")
+        if limit is not None and not limit.isdigit():
+            raise BadRequest("limit must be a positive integer")
+        entries = ctx.journal.query(
+            since=args.get("since"), until=args.get("until"), run=args.get("run"),
+            operation=args.get("operation"), limit=int(limit) if limit else None,
+        )
+        fmt = args.get("format", "json")
+        if fmt == "json":
+            return jsonify({"service": ctx.name, "count": len(entries), "entries": [e.as_dict() for e in entries]})
+        if fmt == "jsonl":
+            return Response(to_jsonl(entries), content_type="application/x-ndjson; charset=utf-8")
+        if fmt == "har":
+            return jsonify(to_har(entries, base_urls={ctx.name: ctx.config.base_url}))
+        raise BadRequest(f"format must be json, jsonl or har, got {fmt!r}")
+
+    @bp.post("/reset")
+    def reset():
+        body = _json_body(required=False) or {}
+        if not isinstance(body, dict):
+            raise BadRequest("the body, when given, must be a JSON object")
+        keep = body.get("keep", [])
+        parts = {"faults", "journal", "clock", "state", "run"}
+        if not isinstance(keep, list) or set(keep) - parts:
+            raise BadRequest(f"keep must be a list among {sorted(parts)}")
+        done = {}
+        if "faults" not in keep:
+            done["faults"] = ctx.faults.clear()
+        if "journal" not in keep:
+            done["journal"] = ctx.journal.clear()
+        if "clock" not in keep:
+            ctx.clock.reset()
+            done["clock"] = True
+        if "run" not in keep:
+            ctx.journal.set_run(None)
+            done["run"] = True
+        if "state" not in keep and ctx.spec.reset:
+            ctx.spec.reset(ctx)
+            done["state"] = True
+        return jsonify({"service": ctx.name, "reset": done})
+
+    @bp.get("/clock")
+    def get_clock():
+        return jsonify(ctx.clock.state().as_dict())
+
+    @bp.post("/clock")
+    def set_clock():
+        return jsonify(ctx.clock.apply(_json_body()).as_dict())
+
+    @bp.get("/state")
+    def get_state():
+        state = ctx.spec.state_get(ctx) if ctx.spec.state_get else {}
+        return jsonify({"service": ctx.name, "state": state})
+
+    @bp.post("/state")
+    def post_state():
+        if ctx.spec.state_post is None:
+            raise BadRequest(f"the {ctx.name} simulator has no state to seed", 501)
+        try:
+            result = ctx.spec.state_post(ctx, _json_body())
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        return jsonify({"service": ctx.name, "state": result})
+
+    @bp.get("/run")
+    def get_run():
+        return jsonify(ctx.journal.current_run())
+
+    @bp.post("/run")
+    def set_run():
+        body = _json_body()
+        if not isinstance(body, dict) or "run" not in body:
+            raise BadRequest('expected {"run": "<id>", "label": "…"} (run null ends the current run)')
+        run, label = body["run"], body.get("label")
+        if run is not None and (not isinstance(run, str) or not run or len(run) > 200):
+            raise BadRequest("run must be a non-empty string of at most 200 characters, or null")
+        if label is not None and not isinstance(label, str):
+            raise BadRequest("label must be a string")
+        return jsonify(ctx.journal.set_run(run, label))
+
+    @bp.get("/openapi.json")
+    def openapi():
+        from .openapi import control_openapi
+
+        return jsonify(control_openapi(ctx))
+
+    return bp
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("segur-bench")
+    except PackageNotFoundError:
+        return "0+unknown"

@@ -1,0 +1,329 @@
+"""ASGI front end of every HTTP simulator: size limit, fault effects, journal, then the Flask app.
+
+Why ASGI in front of a WSGI app: injected latency, hangs and slow dribbles are awaited on the event
+loop and hold no worker thread, so a hundred 3-second calls run side by side; only the service's own
+work runs on the thread pool that a2wsgi manages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from a2wsgi import WSGIMiddleware
+from werkzeug.exceptions import HTTPException
+
+from .app import OUTCOME_HEADER
+from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
+from .journal import Exchange, Message
+from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
+from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
+from .xmlsafe import parse_xml
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from .service import ServiceContext
+
+TRANSPORT_KEY = "segur.transport"
+_OUTCOME_HEADER_B = OUTCOME_HEADER.lower().encode("latin-1")
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+def short_action(action: str) -> str:
+    """`urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite` → `rechercherInsAvecTraitsIdentite`."""
+    action = action.strip().strip('"')
+    for sep in ("/", ":"):
+        if sep in action:
+            action = action.rsplit(sep, 1)[1] or action
+    return action
+
+
+def _is_soap(content_type: str) -> bool:
+    ct = content_type.lower()
+    return "soap+xml" in ct or "xop+xml" in ct or "text/xml" in ct
+
+
+class BenchASGI:
+    def __init__(self, ctx: ServiceContext, flask_app: Flask) -> None:
+        self.ctx = ctx
+        self.flask = flask_app
+        threads = int(ctx.config.settings.get("threads", 64))
+        self.wsgi = WSGIMiddleware(flask_app, workers=threads)
+
+    # ------------------------------------------------------------------------------------ entry point
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        received_at = time.time()
+        # Only our front end may choose a business outcome.
+        scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.lower() != _OUTCOME_HEADER_B])
+        control = scope["path"].startswith("/_bench")
+        try:
+            body = await self._read_body(scope, receive)
+        except BodyTooLarge:
+            fmt = "problem" if control else self.ctx.spec.error_format
+            limit = self.ctx.config.max_request_bytes
+            status, ctype, err = error_response(fmt, 413, f"request body larger than {limit} bytes")
+            await _send_simple(send, status, ctype, err, close=True)
+            if not control:
+                ex = self._exchange(scope, b"", received_at, operation="(trop volumineux)")
+                ex.status, ex.responded_at = status, time.time()
+                ex.response = Message.of([("content-type", ctype)], err)
+                ex.error = f"corps de requête au-delà de {limit} octets"
+                self._record(ex)
+            return
+        if control:
+            await self.wsgi(scope, _replay(body, receive), send)
+            return
+        await self._exchange_with_faults(scope, receive, send, body, received_at)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        limit = self.ctx.config.max_request_bytes
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length" and value.isdigit() and int(value) > limit:
+                raise BodyTooLarge
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    # ------------------------------------------------------------------------------------ exchanges
+    def _facts(self, scope: Scope, body: bytes) -> tuple[RequestFacts, str | None]:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        method = scope["method"]
+        path = scope["path"]
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        facts = RequestFacts(service=self.ctx.name, operation="", method=method, path=path, headers=headers,
+                             query=query, body=body)
+        if self.ctx.spec.attrs_of:
+            facts.attrs_loader = lambda: self.ctx.spec.attrs_of(facts)
+        correlation = headers.get("x-request-id") or headers.get("x-correlation-id")
+        operation = self.ctx.spec.operation_of(facts) if self.ctx.spec.operation_of else None
+        ctype = headers.get("content-type", "")
+        if not operation and _is_soap(ctype):
+            action = action_from_content_type(ctype) or headers.get("soapaction", "").strip('"') or None
+            if "soap+xml" in ctype.lower() and body:
+                try:
+                    env = parse_envelope(body, max_bytes=self.ctx.config.max_request_bytes)
+                    action = action or env.action
+                    correlation = correlation or env.message_id
+                except (SoapError, ValueError):
+                    pass  # the service answers the malformed envelope with its own fault
+            if action:
+                operation = short_action(action)
+        if not operation:
+            operation = self._route(method, path)
+        facts.operation = operation
+        return facts, correlation
+
+    def _route(self, method: str, path: str) -> str:
+        adapter = self.flask.url_map.bind("localhost")
+        try:
+            rule, _ = adapter.match(path, method, return_rule=True)
+            return f"{method} {rule.rule}"
+        except HTTPException:
+            return f"{method} {path}"
+
+    def _exchange(self, scope: Scope, body: bytes, received_at: float, operation: str) -> Exchange:
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        host = next((v for k, v in headers if k.lower() == "host"), None)
+        if host is None and scope.get("server"):
+            host = f"{scope['server'][0]}:{scope['server'][1]}"
+        url = f"{scope.get('scheme', 'http')}://{host or 'localhost'}{scope.get('root_path', '')}{scope['path']}"
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        client = scope.get("client")
+        return Exchange(
+            id=uuid.uuid4().hex,
+            service=self.ctx.name,
+            protocol="http",
+            operation=operation,
+            received_at=received_at,
+            method=scope["method"],
+            url=url,
+            http_version=scope.get("http_version", "1.1"),
+            request=Message.of(headers, body),
+            run=self.ctx.journal.current_run()["run"],
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
+
+    async def _exchange_with_faults(self, scope: Scope, receive: Receive, send: Send, body: bytes,
+                                    received_at: float) -> None:
+        facts, correlation = self._facts(scope, body)
+        decision: Decision = self.ctx.faults.decide(facts)
+        ex = self._exchange(scope, body, received_at, facts.operation)
+        ex.correlation = correlation
+        ex.faults = [a.as_dict() for a in decision.applied]
+        ex.outcome = decision.outcome
+        try:
+            if decision.latency_s > 0:
+                slept_from = time.perf_counter()
+                await asyncio.sleep(decision.latency_s)
+                ex.waited_ms = round((time.perf_counter() - slept_from) * 1000.0, 3)
+            terminal = decision.terminal
+            if isinstance(terminal, HttpStatus):
+                await self._answer_status(terminal, ex, send)
+            elif isinstance(terminal, SoapFault):
+                await self._answer_soap_fault(terminal, ex, send, facts)
+            elif isinstance(terminal, Drop):
+                ex.error = "connexion coupée par le simulateur (incident injecté)"
+                await _drop(scope)
+            elif isinstance(terminal, Hang):
+                await self._hang(terminal, ex, scope, receive)
+            else:
+                await self._call_service(scope, receive, send, body, decision, ex)
+        finally:
+            if ex.responded_at is None and ex.status is not None:
+                ex.responded_at = time.time()
+            self._record(ex)
+
+    async def _answer_status(self, eff: HttpStatus, ex: Exchange, send: Send) -> None:
+        if eff.body is not None:
+            body, ctype = eff.body.encode("utf-8"), eff.content_type or "text/plain; charset=utf-8"
+        else:
+            body = problem_bytes(eff.status, f"réponse {eff.status} injectée par le banc de test",
+                                 service=self.ctx.name)
+            ctype = eff.content_type or PROBLEM_CONTENT_TYPE
+        headers = [("content-type", ctype), *eff.headers]
+        await _send_simple(send, eff.status, ctype, body, extra=list(eff.headers))
+        ex.status, ex.responded_at = eff.status, time.time()
+        ex.response = Message.of([*headers, ("content-length", str(len(body)))], body)
+
+    async def _answer_soap_fault(self, eff: SoapFault, ex: Exchange, send: Send, facts: RequestFacts) -> None:
+        detail = list(parse_xml(f"<d>{eff.detail_xml}</d>")) if eff.detail_xml else None
+        relates_to = ex.correlation if ex.correlation and facts.headers else None
+        body = build_fault(
+            eff.code, eff.reason,
+            subcode=(eff.subcode_ns, eff.subcode) if eff.subcode else None,
+            detail=detail, relates_to=relates_to,
+        )
+        status = eff.status or (400 if eff.code == "Sender" else 500)
+        await _send_simple(send, status, SOAP_CONTENT_TYPE, body)
+        ex.status, ex.responded_at = status, time.time()
+        ex.response = Message.of([("content-type", SOAP_CONTENT_TYPE), ("content-length", str(len(body)))], body)
+
+    async def _hang(self, eff: Hang, ex: Exchange, scope: Scope, receive: Receive) -> None:
+        async def client_gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            await asyncio.wait_for(client_gone(), timeout=eff.max_s)
+            ex.error = "aucune réponse : le client a abandonné la requête"
+        except TimeoutError:
+            ex.error = f"aucune réponse pendant {eff.max_s:g} s, connexion coupée"
+            await _drop(scope)
+        ex.responded_at = time.time()
+
+    async def _call_service(self, scope: Scope, receive: Receive, send: Send, body: bytes, decision: Decision,
+                            ex: Exchange) -> None:
+        if decision.outcome:
+            scope = dict(scope, headers=[*scope["headers"], (_OUTCOME_HEADER_B, decision.outcome.encode())])
+        status: int | None = None
+        resp_headers: list[tuple[str, str]] = []
+        chunks: list[bytes] = []
+        buffered: list[dict] = []
+        dribble = decision.dribble
+
+        async def capture(message: dict) -> None:
+            nonlocal status, resp_headers
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                resp_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+            if dribble:
+                buffered.append(message)
+            else:
+                await send(message)
+
+        await self.wsgi(scope, _replay(body, receive), capture)
+        payload = b"".join(chunks)
+        if dribble and status is not None:
+            headers = [(k, v) for k, v in resp_headers if k.lower() not in ("content-length", "transfer-encoding")]
+            headers.append(("content-length", str(len(payload))))
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+            step = dribble.chunk_bytes
+            for i in range(0, len(payload), step):
+                await send({"type": "http.response.body", "body": payload[i:i + step],
+                            "more_body": i + step < len(payload)})
+                if i + step < len(payload):
+                    await asyncio.sleep(dribble.interval_ms / 1000.0)
+            if not payload:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        ex.status, ex.responded_at = status, time.time()
+        ex.response = Message.of(resp_headers, payload)
+
+    def _record(self, ex: Exchange) -> None:
+        try:
+            self.ctx.journal.record(ex)
+        except Exception:  # a journal failure must never break the exchange itself
+            self.ctx.logger.exception("could not record exchange %s in the journal", ex.id)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the already-read body to the app, then defers to the real one."""
+    sent = False
+
+    async def replay() -> dict:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _send_simple(send: Send, status: int, content_type: str, body: bytes, *, close: bool = False,
+                       extra: list[tuple[str, str]] | None = None) -> None:
+    headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra or []]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _drop(scope: Scope) -> None:
+    transport = scope.get("extensions", {}).get(TRANSPORT_KEY)
+    if transport is None:
+        raise ConnectionAbortedError("connection dropped by an injected fault")
+    transport.abort()
+    # Let the server see the connection loss before the app returns, so it sends nothing.
+    for _ in range(3):
+        await asyncio.sleep(0)

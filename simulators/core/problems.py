@@ -1,0 +1,44 @@
+"""Error bodies in each protocol's own shape: RFC 9457 problem JSON, or a SOAP 1.2 fault."""
+
+from __future__ import annotations
+
+import json
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+_TITLES = {
+    400: "Requête invalide",
+    404: "Ressource inconnue",
+    405: "Méthode non autorisée",
+    409: "Conflit",
+    413: "Requête trop volumineuse",
+    415: "Type de contenu non pris en charge",
+    422: "Contenu non traitable",
+    500: "Erreur interne du simulateur",
+    501: "Non pris en charge par ce simulateur",
+    502: "Erreur simulée",
+    503: "Service indisponible",
+    504: "Délai dépassé",
+}
+
+
+def problem(status: int, detail: str, *, title: str | None = None, type_: str = "about:blank",
+            **extra: object) -> dict:
+    body: dict = {"type": type_, "title": title or _TITLES.get(status, "Erreur"), "status": status,
+                  "detail": detail}
+    body.update(extra)
+    return body
+
+
+def problem_bytes(status: int, detail: str, **extra: object) -> bytes:
+    return json.dumps(problem(status, detail, **extra), ensure_ascii=False).encode("utf-8")
+
+
+def error_response(error_format: str, status: int, detail: str) -> tuple[int, str, bytes]:
+    """(status, content type, body) of an error answered outside the service's own handlers."""
+    if error_format == "soap":
+        from .soap import SOAP_CONTENT_TYPE, build_fault
+
+        code = "Sender" if 400 <= status < 500 else "Receiver"
+        return status, SOAP_CONTENT_TYPE, build_fault(code, detail)
+    return status, PROBLEM_CONTENT_TYPE, problem_bytes(status, detail)

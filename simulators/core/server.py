@@ -1,0 +1,127 @@
+"""Serving simulators with uvicorn: several worker processes, one event loop each.
+
+The protocol subclass hands the connection's transport to the app (scope extension
+`segur.transport`), which is what lets the fault engine drop a connection without answering —
+plain ASGI has no way to say "close without a response".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .http_front import TRANSPORT_KEY
+from .service import SimConfig, Simulator
+
+ENV_CONFIG = "SEGUR_BENCH_SIM"
+
+
+class TransportAwareProtocol(HttpToolsProtocol):
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        app = self.app
+
+        async def with_transport(scope: dict, receive: Any, send: Any) -> None:
+            scope.setdefault("extensions", {})[TRANSPORT_KEY] = transport
+            await app(scope, receive, send)
+
+        self.app = with_transport
+
+
+def server_options(config: SimConfig) -> dict[str, Any]:
+    return dict(
+        host=config.host,
+        port=config.port,
+        http=TransportAwareProtocol,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=30,
+        timeout_graceful_shutdown=3,  # hung requests must not hold Ctrl-C
+        backlog=2048,
+    )
+
+
+def uvicorn_config(app: Any, config: SimConfig) -> uvicorn.Config:
+    return uvicorn.Config(app, **server_options(config))
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: rebuild the simulator from the environment."""
+    from simulators.registry import load_spec
+
+    from .service import build_simulator
+
+    data = json.loads(os.environ[ENV_CONFIG])
+    return build_simulator(load_spec(data["service"]), SimConfig.from_json(data["config"])).asgi
+
+
+def serve(service: str, config: SimConfig) -> None:
+    """Run one simulator in the foreground until interrupted."""
+    if config.workers > 1 and config.data_dir is None:
+        raise ValueError("several workers need a data directory: in-memory state cannot be shared by processes")
+    if config.workers > 1:
+        os.environ[ENV_CONFIG] = json.dumps({"service": service, "config": config.to_json()})
+        uvicorn.run("simulators.core.server:app_from_env", factory=True, workers=config.workers,
+                    **server_options(config))
+    else:
+        from simulators.registry import load_spec
+
+        from .service import build_simulator
+
+        sim = build_simulator(load_spec(service), config)
+        uvicorn.Server(uvicorn_config(sim.asgi, config)).run()
+
+
+class ThreadedServer:
+    """A simulator served on a background thread (tests, benchmarks, embedding in a pytest plugin)."""
+
+    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sim = sim
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()[:2]
+        sim.ctx.config.host, sim.ctx.config.port = self.host, self.port
+        self.server = uvicorn.Server(uvicorn_config(sim.asgi, sim.ctx.config))
+        self.thread = threading.Thread(target=self._run, name=f"sim-{sim.name}", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def _run(self) -> None:
+        self.server.run(sockets=[self.sock])
+
+    def start(self) -> ThreadedServer:
+        self.thread.start()
+        for _ in range(500):
+            if self.server.started:
+                return self
+            if not self.thread.is_alive():
+                raise RuntimeError(f"simulator {self.sim.name} failed to start")
+            threading.Event().wait(0.01)
+        raise RuntimeError(f"simulator {self.sim.name} did not start within 5 s")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+@contextlib.contextmanager
+def serve_in_thread(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[ThreadedServer]:
+    server = ThreadedServer(sim, host, port).start()
+    try:
+        yield server
+    finally:
+        server.stop()

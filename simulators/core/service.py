@@ -1,0 +1,125 @@
+"""What a simulator is made of, and the factory that assembles one.
+
+A service declares a `ServiceSpec` (name, default port, its Flask routes, its business outcomes,
+how to name an operation and what request attributes rules may test). `build_simulator` gives it
+the shared core: SQLite store, simulated clock, fault engine, journal, control API, and the ASGI
+front end that applies faults and records exchanges. No module-level state: tests build many
+isolated simulators side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from .clock import SimClock
+from .faults import FaultEngine, RequestFacts
+from .journal import Journal
+from .store import MEMORY, Store
+
+DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
+
+
+@dataclass
+class SimConfig:
+    """Run-time settings of one simulator; every field has a sensible default."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    data_dir: Path | None = None  # None: in-memory state (tests)
+    workers: int = 1
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    incidents_dir: Path | None = None
+    public_url: str | None = None  # how clients reach it (e.g. through the network proxy)
+    settings: dict[str, Any] = field(default_factory=dict)  # service-specific switches
+
+    def to_json(self) -> dict:
+        return {
+            "host": self.host, "port": self.port,
+            "data_dir": str(self.data_dir) if self.data_dir else None,
+            "workers": self.workers, "max_request_bytes": self.max_request_bytes,
+            "incidents_dir": str(self.incidents_dir) if self.incidents_dir else None,
+            "public_url": self.public_url, "settings": self.settings,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> SimConfig:
+        d = dict(d)
+        for key in ("data_dir", "incidents_dir"):
+            d[key] = Path(d[key]) if d.get(key) else None
+        return cls(**d)
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+
+@dataclass
+class ServiceContext:
+    """Everything a service's handlers may use; passed to its hooks."""
+
+    spec: ServiceSpec
+    config: SimConfig
+    store: Store
+    clock: SimClock
+    faults: FaultEngine
+    journal: Journal
+    logger: logging.Logger
+    extras: dict[str, Any] = field(default_factory=dict)  # the service's own model objects
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass
+class ServiceSpec:
+    name: str
+    title: str  # French, shown in tables and reports
+    default_port: int
+    register: Callable[[Flask, ServiceContext], None]
+    outcomes: Mapping[str, str] = field(default_factory=dict)  # name -> French description
+    error_format: str = "problem"  # "problem" (RFC 9457 JSON) or "soap" (SOAP 1.2 fault)
+    operation_of: Callable[[RequestFacts], str | None] | None = None
+    attrs_of: Callable[[RequestFacts], Mapping[str, str]] | None = None
+    state_get: Callable[[ServiceContext], dict] | None = None
+    state_post: Callable[[ServiceContext, Any], dict] | None = None
+    reset: Callable[[ServiceContext], None] | None = None
+    description: str = ""
+    health_path: str = "/_bench/health"
+
+
+@dataclass
+class Simulator:
+    ctx: ServiceContext
+    flask: Flask
+    asgi: Any
+
+    @property
+    def name(self) -> str:
+        return self.ctx.name
+
+
+def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simulator:
+    from .app import create_flask
+    from .http_front import BenchASGI
+
+    config = config or SimConfig()
+    path = (config.data_dir / f"{spec.name}.sqlite3") if config.data_dir else MEMORY
+    store = Store(path)
+    ctx = ServiceContext(
+        spec=spec,
+        config=config,
+        store=store,
+        clock=SimClock(store),
+        faults=FaultEngine(store, spec.name, spec.outcomes),
+        journal=Journal(store, spec.name),
+        logger=logging.getLogger(f"segur_bench.{spec.name}"),
+    )
+    flask_app = create_flask(ctx)
+    return Simulator(ctx=ctx, flask=flask_app, asgi=BenchASGI(ctx, flask_app))

@@ -1,0 +1,470 @@
+"""SOAP 1.2 (+ WS-Addressing 2005/08) envelope parsing and building.
+
+Parsing goes through :func:`simulators.core.xmlsafe.parse_xml` (no DTD, bounded size). Any problem with
+the incoming envelope raises :class:`SoapError`, which carries a ready-to-send SOAP 1.2 fault and its
+HTTP status, so an endpoint can simply ``except SoapError as e: return e.to_bytes(), e.http_status``.
+
+References: SOAP 1.2 Part 1 §5 (envelope, faults, Upgrade / NotUnderstood header blocks),
+SOAP 1.2 Part 2 §7.5.1.2 (fault -> HTTP status), RFC 3902 (application/soap+xml action parameter),
+XOP/MTOM (multipart/related start-info), WS-Addressing 1.0 SOAP binding (fault action URI).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lxml import etree
+
+from simulators.core.xmlsafe import DEFAULT_MAX_BYTES, NS, XmlRejected, namespace, parse_xml, qname, text
+
+__all__ = [
+    "FAULT_CODES",
+    "ROLE_NEXT",
+    "ROLE_NONE",
+    "ROLE_ULTIMATE_RECEIVER",
+    "SOAP11_NS",
+    "SOAP12_NS",
+    "SOAP_CONTENT_TYPE",
+    "WSA_FAULT_ACTION",
+    "WSA_NS",
+    "Envelope",
+    "SoapError",
+    "SoapFaultSpec",
+    "action_from_content_type",
+    "build_envelope",
+    "build_fault",
+    "fault_http_status",
+    "must_understand_fault",
+    "new_message_id",
+    "parse_envelope",
+    "soap_content_type",
+]
+
+SOAP12_NS = NS["soap12"]
+SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
+WSA_NS = NS["wsa"]
+XML_NS = "http://www.w3.org/XML/1998/namespace"
+WSA_FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
+SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+
+ROLE_NEXT = "http://www.w3.org/2003/05/soap-envelope/role/next"
+ROLE_NONE = "http://www.w3.org/2003/05/soap-envelope/role/none"
+ROLE_ULTIMATE_RECEIVER = "http://www.w3.org/2003/05/soap-envelope/role/ultimateReceiver"
+
+FaultCode = Literal["Sender", "Receiver", "VersionMismatch", "MustUnderstand", "DataEncodingUnknown"]
+FAULT_CODES: frozenset[str] = frozenset(
+    {"Sender", "Receiver", "VersionMismatch", "MustUnderstand", "DataEncodingUnknown"}
+)
+Subcode = str | tuple[str, str]
+Detail = etree._Element | Sequence[etree._Element] | str | None
+
+_ENV = "env"  # prefix we always bind to SOAP12_NS on our own envelopes
+_RESERVED_PREFIXES = frozenset({_ENV, "wsa", "xml", "xmlns"})
+_TRUE = frozenset({"true", "1"})
+
+
+def _q(local: str) -> str:
+    return qname(SOAP12_NS, local)
+
+
+# --- content types -------------------------------------------------------------------------------------
+
+
+def soap_content_type(action: str | None = None) -> str:
+    """``application/soap+xml; charset=utf-8`` plus the RFC 3902 ``action`` parameter when given."""
+    if not action:
+        return SOAP_CONTENT_TYPE
+    escaped = action.replace("\\", "\\\\").replace('"', '\\"')
+    return f'{SOAP_CONTENT_TYPE}; action="{escaped}"'
+
+
+def _content_type_params(value: str) -> dict[str, str]:
+    """Parameters of a MIME content type; quoted-strings (with backslash escapes) may contain ';'."""
+    params: dict[str, str] = {}
+    i, n = value.find(";"), len(value)
+    if i < 0:
+        return params
+    while i < n:
+        while i < n and value[i] in "; \t\r\n":
+            i += 1
+        start = i
+        while i < n and value[i] not in "=;":
+            i += 1
+        name = value[start:i].strip().lower()
+        if i >= n or value[i] == ";":
+            continue  # bare token without '=' (seen in broken clients): ignore
+        i += 1  # skip '='
+        while i < n and value[i] in " \t":
+            i += 1
+        if i < n and value[i] == '"':
+            i += 1
+            chars: list[str] = []
+            while i < n and value[i] != '"':
+                if value[i] == "\\" and i + 1 < n:
+                    i += 1
+                chars.append(value[i])
+                i += 1
+            i += 1  # closing quote
+            val = "".join(chars)
+            while i < n and value[i] != ";":  # junk after a closing quote
+                i += 1
+        else:
+            start = i
+            while i < n and value[i] != ";":
+                i += 1
+            val = value[start:i].strip()
+        if name:
+            params.setdefault(name, val)
+    return params
+
+
+# Last resort for clients that nest unescaped quotes, e.g. start-info="application/soap+xml; action="urn:x"".
+_LOOSE_ACTION = re.compile(r'(?:^|[;\s"\\])action\s*=\s*\\?"?\s*([^"\\;\s]+)', re.IGNORECASE)
+
+
+def action_from_content_type(content_type: str | None) -> str | None:
+    """SOAP action carried by an HTTP Content-Type, or None.
+
+    Handles ``application/soap+xml; action="..."`` (RFC 3902), MTOM ``multipart/related`` where the
+    action is either a top-level parameter or inside ``start-info``, and the ``application/xop+xml``
+    root part where it sits inside ``type``. Quotes are optional.
+    """
+    if not content_type:
+        return None
+    found = _structured_action(content_type, depth=0)
+    if found:
+        return found
+    match = _LOOSE_ACTION.search(content_type)
+    return match.group(1) if match else None
+
+
+def _structured_action(content_type: str, depth: int) -> str | None:
+    params = _content_type_params(content_type)
+    action = params.get("action", "").strip()
+    if action:
+        return action
+    if depth < 2:  # the nested value is itself a content type; bounded recursion
+        for key in ("start-info", "type"):
+            if params.get(key):
+                nested = _structured_action(params[key], depth + 1)
+                if nested:
+                    return nested
+    return None
+
+
+# --- faults ---------------------------------------------------------------------------------------------
+
+
+def fault_http_status(code: str) -> int:
+    """HTTP status for a fault code, per SOAP 1.2 Part 2 §7.5.1.2: Sender -> 400, anything else -> 500."""
+    local = code.rsplit("}", 1)[-1].rsplit(":", 1)[-1]  # accept "env:Sender" / "{ns}Sender" too
+    return 400 if local == "Sender" else 500
+
+
+def new_message_id() -> str:
+    return f"urn:uuid:{uuid.uuid4()}"
+
+
+@dataclass
+class SoapFaultSpec:
+    """Everything needed to serialise a SOAP 1.2 fault; see :func:`build_fault` for the fields."""
+
+    code: FaultCode
+    reason: str
+    subcode: Subcode | None = None
+    detail: Detail = None
+    lang: str = "fr"
+    subcode_ns: str = NS["siram"]
+    subcode_prefix: str = "siram"
+    header_blocks: Sequence[etree._Element] = field(default_factory=tuple)
+    action: str | None = WSA_FAULT_ACTION
+
+    @property
+    def http_status(self) -> int:
+        return fault_http_status(self.code)
+
+    @property
+    def content_type(self) -> str:
+        return soap_content_type(self.action)
+
+    def to_bytes(self, *, relates_to: str | None = None, message_id: str | None = None) -> bytes:
+        return build_fault(
+            self.code,
+            self.reason,
+            subcode=self.subcode,
+            subcode_ns=self.subcode_ns,
+            subcode_prefix=self.subcode_prefix,
+            lang=self.lang,
+            detail=self.detail,
+            action=self.action,
+            relates_to=relates_to,
+            message_id=message_id,
+            header_blocks=self.header_blocks,
+        )
+
+
+class SoapError(Exception):
+    """An incoming message cannot be processed; carries the fault to send back.
+
+    ``xml_kind`` is the :class:`XmlRejected` kind when the payload was refused by the XML layer
+    (e.g. "too_large", should the caller prefer an HTTP 413), else None.
+    """
+
+    def __init__(self, fault: SoapFaultSpec, *, relates_to: str | None = None, xml_kind: str | None = None):
+        super().__init__(fault.reason)
+        self.fault = fault
+        self.relates_to = relates_to
+        self.xml_kind = xml_kind
+
+    @property
+    def http_status(self) -> int:
+        return self.fault.http_status
+
+    @property
+    def content_type(self) -> str:
+        return self.fault.content_type
+
+    def to_bytes(self) -> bytes:
+        return self.fault.to_bytes(relates_to=self.relates_to)
+
+
+def _resolve_subcode(subcode: Subcode, default_ns: str, default_prefix: str) -> tuple[str, str, str]:
+    """(namespace, prefix, local) for a subcode given as bare local, "{ns}local", "prefix:local" or tuple."""
+    if isinstance(subcode, tuple):
+        ns_uri, local = subcode
+    elif subcode.startswith("{"):
+        ns_uri, _, local = subcode[1:].partition("}")
+    elif ":" in subcode:
+        prefix, _, local = subcode.partition(":")
+        if prefix == default_prefix:
+            ns_uri = default_ns
+        elif prefix in NS:
+            ns_uri = NS[prefix]
+        else:
+            raise ValueError(f"unknown prefix in fault subcode {subcode!r}; pass (namespace, local) instead")
+    else:
+        ns_uri, local = default_ns, subcode
+    if not ns_uri:
+        raise ValueError("a fault subcode must be namespace-qualified")
+    etree.QName(ns_uri, local)  # validates local as an NCName (raises ValueError)
+    if ns_uri == SOAP12_NS:
+        return ns_uri, _ENV, local
+    if ns_uri == WSA_NS:
+        return ns_uri, "wsa", local
+    known_prefix = next((p for p, u in NS.items() if u == ns_uri), "sc")
+    prefix = default_prefix if ns_uri == default_ns else known_prefix
+    if prefix in _RESERVED_PREFIXES or not prefix:
+        prefix = "sc"
+    return ns_uri, prefix, local
+
+
+def _upgrade_block() -> etree._Element:
+    # SOAP 1.2 Part 1 §5.4.7: tell a SOAP 1.1 (or other) sender which envelope version we support.
+    upgrade = etree.Element(_q("Upgrade"), nsmap={_ENV: SOAP12_NS})
+    etree.SubElement(upgrade, _q("SupportedEnvelope"), qname=f"{_ENV}:Envelope")
+    return upgrade
+
+
+def build_fault(
+    code: FaultCode,
+    reason: str,
+    *,
+    subcode: Subcode | None = None,
+    subcode_ns: str = NS["siram"],
+    subcode_prefix: str = "siram",
+    lang: str = "fr",
+    detail: Detail = None,
+    action: str | None = WSA_FAULT_ACTION,
+    relates_to: str | None = None,
+    message_id: str | None = None,
+    header_blocks: Iterable[etree._Element] = (),
+) -> bytes:
+    """Serialise a SOAP 1.2 fault envelope.
+
+    ``subcode`` is a QName: a bare local name ("siram_40") is put in ``subcode_ns`` with
+    ``subcode_prefix`` (declared on the Value element so the QName resolves); "{ns}local",
+    "prefix:local" (prefix from NS) or a (ns, local) tuple are accepted too. A VersionMismatch fault
+    automatically gets the env:Upgrade header block. ``detail`` elements are copied, never moved.
+    """
+    if code not in FAULT_CODES:
+        raise ValueError(f"invalid SOAP 1.2 fault code {code!r}; expected one of {sorted(FAULT_CODES)}")
+    fault = etree.Element(_q("Fault"), nsmap={_ENV: SOAP12_NS})
+    code_el = etree.SubElement(fault, _q("Code"))
+    etree.SubElement(code_el, _q("Value")).text = f"{_ENV}:{code}"
+    if subcode is not None:
+        sub_ns, prefix, local = _resolve_subcode(subcode, subcode_ns, subcode_prefix)
+        sub_el = etree.SubElement(code_el, _q("Subcode"))
+        nsmap = None if prefix in (_ENV, "wsa") else {prefix: sub_ns}
+        etree.SubElement(sub_el, _q("Value"), nsmap=nsmap).text = f"{prefix}:{local}"
+    reason_el = etree.SubElement(fault, _q("Reason"))
+    etree.SubElement(reason_el, _q("Text"), {qname(XML_NS, "lang"): lang}).text = reason
+    if detail is not None:
+        detail_el = etree.SubElement(fault, _q("Detail"))
+        if isinstance(detail, str):
+            detail_el.text = detail
+        else:
+            for item in [detail] if isinstance(detail, etree._Element) else detail:
+                detail_el.append(copy.deepcopy(item))
+    blocks = list(header_blocks)
+    if code == "VersionMismatch":
+        blocks.insert(0, _upgrade_block())
+    return build_envelope(
+        fault, header_blocks=blocks, action=action, relates_to=relates_to, message_id=message_id
+    )
+
+
+def must_understand_fault(
+    blocks: Iterable[etree._Element], reason: str = "Header block(s) not understood", lang: str = "en"
+) -> SoapFaultSpec:
+    """MustUnderstand fault with one env:NotUnderstood header block per block (SOAP 1.2 Part 1 §5.4.8)."""
+    not_understood = []
+    for block in blocks:
+        q = etree.QName(block)
+        prefix = "ns1" if q.namespace else None
+        nsmap = {_ENV: SOAP12_NS, **({prefix: q.namespace} if prefix else {})}
+        el = etree.Element(_q("NotUnderstood"), nsmap=nsmap)
+        el.set("qname", f"{prefix}:{q.localname}" if prefix else q.localname)
+        not_understood.append(el)
+    return SoapFaultSpec("MustUnderstand", reason, lang=lang, header_blocks=tuple(not_understood))
+
+
+# --- envelopes ------------------------------------------------------------------------------------------
+
+
+def build_envelope(
+    body: etree._Element | Sequence[etree._Element] | None,
+    *,
+    header_blocks: Iterable[etree._Element] = (),
+    action: str | None = None,
+    relates_to: str | None = None,
+    message_id: str | None = None,
+) -> bytes:
+    """Serialise a SOAP 1.2 envelope (UTF-8, with XML declaration).
+
+    WS-Addressing headers come first: wsa:Action (if given), wsa:MessageID (a new urn:uuid when
+    ``message_id`` is None; pass "" to omit it), wsa:RelatesTo (if given); then ``header_blocks``.
+    ``body`` / ``header_blocks`` elements are deep-copied, so the caller's trees are left untouched.
+    """
+    root = etree.Element(_q("Envelope"), nsmap={_ENV: SOAP12_NS, "wsa": WSA_NS})
+    header = etree.Element(_q("Header"))
+    if action:
+        etree.SubElement(header, qname(WSA_NS, "Action")).text = action
+    if message_id is None:
+        message_id = new_message_id()
+    if message_id:
+        etree.SubElement(header, qname(WSA_NS, "MessageID")).text = message_id
+    if relates_to:
+        etree.SubElement(header, qname(WSA_NS, "RelatesTo")).text = relates_to
+    for block in header_blocks:
+        header.append(copy.deepcopy(block))
+    if len(header):
+        root.append(header)
+    body_el = etree.SubElement(root, _q("Body"))
+    if body is not None:
+        for item in [body] if isinstance(body, etree._Element) else body:
+            body_el.append(copy.deepcopy(item))
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(
+        root, encoding="UTF-8", xml_declaration=False
+    )
+
+
+@dataclass
+class Envelope:
+    """A parsed, structurally valid SOAP 1.2 envelope."""
+
+    root: etree._Element
+    header: etree._Element | None
+    body: etree._Element
+    body_element: etree._Element
+    action: str | None
+    message_id: str | None
+    relates_to: str | None = None
+
+    def header_blocks(self) -> list[etree._Element]:
+        return [] if self.header is None else [c for c in self.header if isinstance(c.tag, str)]
+
+    def header_block(self, ns_uri: str, local: str) -> etree._Element | None:
+        """First header block with the given expanded name, or None."""
+        tag = qname(ns_uri, local)
+        return next((b for b in self.header_blocks() if b.tag == tag), None)
+
+    def must_understand_blocks(self, understood: Iterable[str] = ()) -> list[etree._Element]:
+        """Header blocks targeted at us with env:mustUnderstand true that the caller does not handle.
+
+        ``understood`` holds namespace URIs and/or "{ns}local" names; WS-Addressing is always
+        understood (this module processes it). Only blocks for the roles we play (none given,
+        "next" or "ultimateReceiver") count, per SOAP 1.2 Part 1 §2.4 / §2.7.
+        """
+        known = {WSA_NS, *understood}
+        result = []
+        for block in self.header_blocks():
+            if (block.get(_q("mustUnderstand")) or "").strip() not in _TRUE:
+                continue
+            role = (block.get(_q("role")) or "").strip()
+            if role and role not in (ROLE_NEXT, ROLE_ULTIMATE_RECEIVER):
+                continue
+            if block.tag in known or namespace(block) in known:
+                continue
+            result.append(block)
+        return result
+
+
+def _sender(reason: str, relates_to: str | None = None, xml_kind: str | None = None) -> SoapError:
+    return SoapError(SoapFaultSpec("Sender", reason, lang="en"), relates_to=relates_to, xml_kind=xml_kind)
+
+
+def parse_envelope(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
+    """Parse and structurally check a SOAP 1.2 envelope; raise :class:`SoapError` otherwise.
+
+    Not XML / DTD / too large / empty -> Sender. Root other than {soap12}Envelope -> VersionMismatch
+    (SOAP 1.2 Part 1 §5.4.7 applies to any wrong namespace or local name, SOAP 1.1 included).
+    Missing/misplaced Body, extra children, or empty Body -> Sender. Faults relate to the incoming
+    wsa:MessageID when it could be read.
+    """
+    try:
+        root = parse_xml(data, max_bytes=max_bytes)
+    except XmlRejected as exc:
+        raise _sender(str(exc), xml_kind=exc.kind) from exc
+
+    if root.tag != _q("Envelope"):
+        # Best effort: a SOAP 1.1 envelope may still carry a WS-Addressing MessageID.
+        relates_to = text(root, "*/wsa:MessageID") or None
+        if namespace(root) == SOAP11_NS:
+            reason = (
+                f"SOAP 1.1 envelopes are not supported, this endpoint only accepts SOAP 1.2 ({SOAP12_NS})"
+            )
+        else:
+            reason = f"Root element is not a SOAP 1.2 Envelope ({{{SOAP12_NS}}}Envelope)"
+        fault = SoapFaultSpec("VersionMismatch", reason, lang="en")
+        raise SoapError(fault, relates_to=relates_to)
+
+    children = [c for c in root if isinstance(c.tag, str)]
+    header = children[0] if children and children[0].tag == _q("Header") else None
+    relates_to = text(header, "wsa:MessageID") or None
+    rest = children[1:] if header is not None else children
+    if not rest or rest[0].tag != _q("Body"):
+        raise _sender("SOAP Envelope must contain an optional env:Header followed by an env:Body", relates_to)
+    body = rest[0]
+    if len(rest) > 1:
+        raise _sender("SOAP Envelope must not contain elements after env:Body", relates_to)
+    if (root.text or "").strip() or any((c.tail or "").strip() for c in root):
+        raise _sender("SOAP Envelope must not contain character data", relates_to)
+
+    body_children = [c for c in body if isinstance(c.tag, str)]
+    if not body_children:
+        raise _sender("SOAP Body is empty", relates_to)
+
+    return Envelope(
+        root=root,
+        header=header,
+        body=body,
+        body_element=body_children[0],
+        action=text(header, "wsa:Action") or None,
+        message_id=relates_to,
+        relates_to=text(header, "wsa:RelatesTo") or None,
+    )

@@ -1,0 +1,108 @@
+"""SQLite state helper shared by every simulator.
+
+One database file per service (WAL, so readers never block the writer and several worker
+processes can share it), or a shared-cache in-memory database for unit tests. Connections are
+per thread because sqlite3 connections must not cross threads; each component declares its
+schema as numbered migrations applied once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+MEMORY = ":memory:"
+
+
+class Store:
+    """A SQLite database shared by the threads (and processes, when file-backed) of one service."""
+
+    def __init__(self, path: str | Path = MEMORY, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = str(path)
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        if self.path == MEMORY:
+            # A named shared-cache memory database lets every thread see the same data;
+            # the anchor connection keeps it alive for the lifetime of the Store.
+            self._uri = f"file:segur-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        else:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._uri = Path(self.path).resolve().as_uri()
+        self._anchor = self._connect()
+        if self.path != MEMORY:
+            self._anchor.execute("PRAGMA journal_mode=WAL")
+        self._anchor.execute(
+            "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+        )
+        self._anchor.commit()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.path == MEMORY
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._uri, uri=True, check_same_thread=False, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_ms)}")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT, so read-modify-write sequences are atomic across processes."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Sequence | dict = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, params)
+
+    def query(self, sql: str, params: Sequence | dict = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def migrate(self, component: str, migrations: Sequence[str]) -> None:
+        """Apply the not-yet-applied scripts of `component`, in order (index + 1 = version)."""
+        with self._lock, self.transaction() as conn:
+            row = conn.execute("SELECT version FROM schema_versions WHERE component = ?", (component,)).fetchone()
+            current = row[0] if row else 0
+            for version, script in enumerate(migrations, start=1):
+                if version <= current:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
+                    "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
+                    (component, version),
+                )
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        self._anchor.close()
+
+
+def _statements(script: str) -> list[str]:
+    # executescript() would COMMIT our transaction; split on ';' instead (our scripts hold no literals with ';').
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,72 @@
+"""The simulators the bench knows, their default addresses, and which of them exist yet.
+
+Default ports are part of the bench's contract (later services, the reference LGC, docker-compose
+and vendors' configurations rely on them); everything stays configurable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+
+from .core.service import ServiceSpec
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    name: str
+    title: str
+    port: int
+    base_path: str = ""
+    extra_ports: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def module(self) -> str:
+        return f"simulators.{self.name}.app"
+
+
+SERVICES: dict[str, ServiceInfo] = {
+    s.name: s
+    for s in (
+        ServiceInfo("insi", "INSi — identité nationale de santé", 8101, "/lps"),
+        ServiceInfo("dmp", "DMP / Mon espace santé", 8102, "/si-dmp-server/v2/services"),
+        ServiceInfo("on", "Ordonnance numérique", 8103),
+        ServiceInfo("psc", "Pro Santé Connect", 8104, "/auth/realms/esante-wallet"),
+        ServiceInfo("apcv", "Appli carte Vitale", 8105),
+        ServiceInfo("annuaire", "Annuaire santé", 8106, "/fhir/v2"),
+        ServiceInfo("mss", "MSSanté", 8107, "", (("smtp", 2587), ("imap", 2143))),
+    )
+}
+
+REFERENCE_LGC_PORT = 8000
+
+
+class UnknownService(LookupError):
+    pass
+
+
+def info(name: str) -> ServiceInfo:
+    try:
+        return SERVICES[name]
+    except KeyError:
+        raise UnknownService(f"unknown simulator {name!r}; known: {', '.join(SERVICES)}") from None
+
+
+def exists(name: str) -> bool:
+    """True when the service's package has been written (services arrive one issue at a time)."""
+    return importlib.util.find_spec(info(name).module) is not None
+
+
+def available() -> list[ServiceInfo]:
+    return [s for s in SERVICES.values() if exists(s.name)]
+
+
+def load_spec(name: str) -> ServiceSpec:
+    svc = info(name)
+    if not exists(name):
+        raise UnknownService(f"the {name} simulator is not available in this version of segur-bench")
+    spec = importlib.import_module(svc.module).SPEC
+    if not isinstance(spec, ServiceSpec):
+        raise TypeError(f"{svc.module}.SPEC is not a ServiceSpec")
+    return spec
