@@ -11,6 +11,7 @@ Usage::
 See README.md for what the dataset holds and where each value comes from.
 """
 
+from .loader import load_personas
 from .model import (
     DMP_STATUSES,
     OID_INS_NIA,
@@ -31,7 +32,6 @@ from .model import (
     Personas,
     Professional,
     Structure,
-    load_personas,
 )
 from .nir import MatriculeParts, NirError, check_nir, is_valid_nir, nir_key, parse_matricule, split_nir
 
