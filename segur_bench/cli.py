@@ -157,6 +157,36 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_
     serve(name, sim_config)
 
 
+@main.command()
+@click.option("--running", is_flag=True, help="Check simulators already started (by `segur-bench up`).")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/smoke"), show_default=True,
+              help="Where to write the journal (JSONL, HAR) and the summary.")
+@click.pass_context
+def smoke(ctx: click.Context, running: bool, out: Path) -> None:
+    """Start every available simulator, check it end to end over HTTP, stop it."""
+    from .smoke import run_smoke
+
+    config = _config(ctx)
+    services = registry.available() if not running else [registry.info(n) for n, _ in _targets(config, ())]
+    if not services:
+        _fail("no simulator is available in this version of segur-bench")
+    supervisor = Supervisor(config, [] if running else services)
+    try:
+        supervisor.start(progress=lambda m: click.echo(m, err=True))
+        report = run_smoke({s.name: config.url(s.name) for s in services}, out, progress=click.echo)
+    except StartError as exc:
+        _fail(str(exc))
+    except httpx.HTTPError as exc:
+        _fail(f"a simulator stopped answering during the smoke check: {exc}")
+    finally:
+        supervisor.stop()
+    for path in report.files:
+        click.echo(f"wrote {path}")
+    if not report.ok:
+        _fail(f"smoke check failed: {sum(not c.ok for c in report.checks)} check(s) out of {len(report.checks)}")
+    click.echo(f"smoke check passed: {len(report.checks)} checks")
+
+
 # ------------------------------------------------------------------------------------------- control
 
 

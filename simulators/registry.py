@@ -55,7 +55,11 @@ def info(name: str) -> ServiceInfo:
 
 def exists(name: str) -> bool:
     """True when the service's package has been written (services arrive one issue at a time)."""
-    return importlib.util.find_spec(info(name).module) is not None
+    module = info(name).module
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # the service's package itself is not there yet
+        return False
 
 
 def available() -> list[ServiceInfo]:

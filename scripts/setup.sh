@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepare a fresh Debian/Ubuntu machine (or refresh this one): Python virtual environment with
+# segur-bench and its test tools, plus the Debian packages the bench needs. Idempotent and quick
+# when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages needed by the bench (browsers and ffmpeg arrive with the scenario suites).
+APT_PACKAGES=()
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+PYTHON=${PYTHON:-}
+if [ -z "$PYTHON" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+      PYTHON=$candidate; break
+    fi
+  done
+fi
+[ -n "$PYTHON" ] || die "Python 3.11 or newer is required (apt-get install python3)"
+
+apt_install() {
+  [ $# -gt 0 ] || return 0
+  local missing=()
+  for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  command -v apt-get >/dev/null || die "missing Debian packages: ${missing[*]} (no apt-get here: install them by hand)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  say "installing Debian packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if ! "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  apt_install "python3-venv"
+fi
+apt_install "${APT_PACKAGES[@]}"
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment in .venv"
+  "$PYTHON" -m venv .venv
+fi
+
+stamp=.venv/.segur-bench-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -c 'import segur_bench' 2>/dev/null; then
+  say "installing segur-bench and its dependencies"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --quiet -e '.[test]'
+  echo "$want" > "$stamp"
+fi

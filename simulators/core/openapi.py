@@ -1,0 +1,148 @@
+"""OpenAPI 3.1 description of the control API (/_bench/), served at /_bench/openapi.json."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .faults import EFFECTS
+
+if TYPE_CHECKING:
+    from .service import ServiceContext
+
+_PROBLEM = {"$ref": "#/components/responses/Problem"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _body(schema: dict, required: bool = True) -> dict:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def _q(name: str, description: str, schema: dict | None = None) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
+    obj = {"type": "object"}
+    rule_ref = {"$ref": "#/components/schemas/Rule"}
+    paths: dict[str, Any] = {
+        "/_bench/health": {"get": {
+            "summary": "Liveness, version, simulated clock, active incidents and run",
+            "responses": {"200": _json(obj)}}},
+        "/_bench/faults": {
+            "get": {"summary": "Fault rules with their counters, the effect catalogue and the service's outcomes",
+                    "responses": {"200": _json(obj)}},
+            "post": {"summary": "Add one rule, a list of rules, or {\"rules\": [...]} (all or nothing)",
+                     "requestBody": _body({"oneOf": [rule_ref, {"type": "array", "items": rule_ref},
+                                                     {"type": "object", "properties": {
+                                                         "rules": {"type": "array", "items": rule_ref}}}]}),
+                     "responses": {"201": _json(obj, "Created"), "400": _PROBLEM}},
+            "delete": {"summary": "Remove every rule, or those of one incident",
+                       "parameters": [_q("incident", "only the rules of this incident")],
+                       "responses": {"200": _json(obj)}},
+        },
+        "/_bench/faults/{rule_id}": {"delete": {
+            "summary": "Remove one rule",
+            "parameters": [{"name": "rule_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {"204": {"description": "Removed"}, "404": _PROBLEM}}},
+        "/_bench/incidents": {"get": {"summary": "Incident profiles available and active",
+                                      "responses": {"200": _json(obj)}}},
+        "/_bench/incidents/{name}": {
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "post": {"summary": "Apply this service's part of an incident profile (replaces an earlier application)",
+                     "responses": {"200": _json(obj, "The incident has no rule for this service"),
+                                   "201": _json(obj, "Applied"), "400": _PROBLEM}},
+            "delete": {"summary": "Remove the rules of an incident", "responses": {"200": _json(obj)}},
+        },
+        "/_bench/journal": {"get": {
+            "summary": "Recorded exchanges, oldest first",
+            "parameters": [
+                _q("since", "ISO-8601 instant or epoch seconds (received at or after)"),
+                _q("until", "ISO-8601 instant or epoch seconds (received at or before)"),
+                _q("run", "run id"),
+                _q("operation", "operation name, e.g. rechercherInsAvecTraitsIdentite or 'GET /fhir/v2/Practitioner'"),
+                _q("limit", "maximum number of entries", {"type": "integer", "minimum": 1}),
+                _q("format", "json (default), jsonl or har", {"type": "string", "enum": ["json", "jsonl", "har"]}),
+            ],
+            "responses": {"200": {"description": "OK", "content": {
+                "application/json": {"schema": obj},
+                "application/x-ndjson": {"schema": {"type": "string"}}}}, "400": _PROBLEM}}},
+        "/_bench/reset": {"post": {
+            "summary": "Clear faults, journal, clock, run and service state (except those listed in keep)",
+            "requestBody": _body({"type": "object", "properties": {"keep": {"type": "array", "items": {
+                "type": "string", "enum": ["faults", "journal", "clock", "state", "run"]}}}}, required=False),
+            "responses": {"200": _json(obj), "400": _PROBLEM}}},
+        "/_bench/clock": {
+            "get": {"summary": "Simulated time", "responses": {"200": _json({"$ref": "#/components/schemas/Clock"})}},
+            "post": {"summary": "Move the simulated clock",
+                     "requestBody": _body({"type": "object", "properties": {
+                         "advance": {"type": "string", "description": "ISO-8601 duration, e.g. P3M, P6M, PT2H"},
+                         "set": {"type": "string", "format": "date-time"},
+                         "freeze": {"type": "boolean"}, "reset": {"type": "boolean"}}}),
+                     "responses": {"200": _json({"$ref": "#/components/schemas/Clock"}), "400": _PROBLEM}},
+        },
+        "/_bench/state": {
+            "get": {"summary": "Inspect the service's state", "responses": {"200": _json(obj)}},
+            "post": {"summary": "Seed the service's state (shape defined by the service)",
+                     "requestBody": _body(obj),
+                     "responses": {"200": _json(obj), "400": _PROBLEM, "501": _PROBLEM}},
+        },
+        "/_bench/run": {
+            "get": {"summary": "Current run id (stamped on every journal entry)", "responses": {"200": _json(obj)}},
+            "post": {"summary": "Start (or end, with null) a run",
+                     "requestBody": _body({"type": "object", "required": ["run"], "properties": {
+                         "run": {"type": ["string", "null"]}, "label": {"type": "string"}}}),
+                     "responses": {"200": _json(obj), "400": _PROBLEM}},
+        },
+        "/_bench/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json(obj)}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"segur-bench control API — {ctx.spec.title}",
+            "version": "1",
+            "description": "Steer the simulator: fault rules, incidents, journal, simulated clock, state. "
+                           f"Business outcomes of this service: {', '.join(sorted(ctx.spec.outcomes)) or 'none'}.",
+        },
+        "servers": [{"url": ctx.config.base_url}],
+        "paths": paths,
+        "components": {
+            "schemas": {
+                "Rule": {
+                    "type": "object",
+                    "required": ["effect"],
+                    "properties": {
+                        "service": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                        "operation": {"type": "string", "description": "glob on the operation name"},
+                        "match": {"type": "object", "properties": {
+                            "method": {"type": "string"}, "path": {"type": "string"},
+                            "header": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "query": {"type": "object", "additionalProperties": {"type": "string"}},
+                            "body_contains": {"type": "string"}, "body_regex": {"type": "string"},
+                            "attrs": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                        "effect": {"type": "object", "required": ["type"], "properties": {
+                            "type": {"type": "string", "enum": sorted(EFFECTS)}}},
+                        "probability": {"type": "number", "minimum": 0, "maximum": 1},
+                        "seed": {"type": "integer"},
+                        "first": {"type": "integer", "minimum": 1},
+                        "ttl_s": {"type": "number", "exclusiveMinimum": 0},
+                        "incident": {"type": "string"},
+                        "label": {"type": "string"},
+                        "id": {"type": "string"},
+                    },
+                },
+                "Clock": {"type": "object", "properties": {
+                    "now": {"type": "string", "format": "date-time"},
+                    "real": {"type": "string", "format": "date-time"},
+                    "offset_seconds": {"type": "number"}, "frozen": {"type": "boolean"}}},
+                "Problem": {"type": "object", "properties": {
+                    "type": {"type": "string"}, "title": {"type": "string"},
+                    "status": {"type": "integer"}, "detail": {"type": "string"}}},
+            },
+            "responses": {"Problem": {"description": "RFC 9457 problem", "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
+        },
+    }
