@@ -148,9 +148,10 @@ def main() -> None:
     lines = [
         SECTION,
         "",
-        f"`bench/latency_accuracy.py` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}"
-        f", {os.cpu_count()} cores, Python {platform.python_version()}; echo service, {args.workers} worker process(es),"
-        f" file-backed SQLite, journal on; injected latency {args.latency_ms:g} ms; client in another process.",
+        f"`bench/latency_accuracy.py` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC,"
+        f" {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()};"
+        f" echo service, {args.workers} worker process(es), file-backed SQLite, journal on;"
+        f" injected latency {args.latency_ms:g} ms; client in another process.",
         "",
         "| concurrent requests | samples | injection error p50 / p99 (ms) | server-side error p50 / p99 (ms)"
         " | client error p50 / p99 (ms) | client baseline, no latency, p50 / p99 (ms) |",
