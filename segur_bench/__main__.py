@@ -1,3 +1,5 @@
-from .cli import main
+from .cli import run
 
-main(prog_name="segur-bench")
+# Guarded: worker processes (spawned by uvicorn) re-import the main module.
+if __name__ == "__main__":
+    run()

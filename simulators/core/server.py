@@ -28,6 +28,12 @@ ENV_CONFIG = "SEGUR_BENCH_SIM"
 class TransportAwareProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        # Sockets inherited by uvicorn's worker processes lose asyncio's TCP_NODELAY: without it,
+        # Nagle's algorithm and delayed ACKs add ~40 ms to every exchange.
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         app = self.app
 
         async def with_transport(scope: dict, receive: Any, send: Any) -> None:

@@ -1,0 +1,271 @@
+"""INSi wire format: read the SOAP request (headers + RECSANSVITALE/RECVITALE), write RESULTAT and faults.
+
+Lookups are namespace-aware (never prefix-aware). Children of the body element are accepted qualified
+in the body's namespace (as the XSDs say) or unqualified (lenient, seen in hand-made clients).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from simulators.core.soap import (
+    Envelope,
+    SoapError,
+    SoapFaultSpec,
+    action_from_content_type,
+    build_envelope,
+    build_fault,
+    must_understand_fault,
+    parse_envelope,
+    soap_content_type,
+)
+from simulators.core.xmlsafe import NS, find, findall, parse_xml, qname, text
+
+from .model import (
+    ACTION_PREFIX,
+    F_ACTION,
+    OP_TRAITS,
+    OP_VITALE,
+    OPERATIONS,
+    Headers,
+    InsiError,
+    Result,
+    sender,
+)
+
+NS_RECSANS = "http://www.cnamts.fr/INSiRecSans"
+NS_RECVIT = "http://www.cnamts.fr/INSiRecVit"
+NS_RESULTAT = "http://www.cnamts.fr/INSiResultat"
+NS_CTXLPS = "urn:siram:lps:ctxlps"
+NS_CTXBAM = "urn:siram:bam:ctxbam"
+NS_SIRAM = NS["siram"]
+NSX = {"lps": NS_CTXLPS, "bam": NS_CTXBAM, "rs": NS_RECSANS, "rv": NS_RECVIT, "res": NS_RESULTAT}
+
+BODY_OF = {OP_TRAITS: (NS_RECSANS, "RECSANSVITALE"), OP_VITALE: (NS_RECVIT, "RECVITALE")}
+OP_OF_BODY = {qname(*v): k for k, v in BODY_OF.items()}
+
+
+@dataclass
+class Request:
+    envelope: Envelope
+    operation: str
+    headers: Headers
+    body: dict[str, Any]
+
+    @property
+    def message_id(self) -> str | None:
+        return self.envelope.message_id
+
+
+def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
+    """Raises SoapError (envelope level) or InsiError (INSi level, carrying the request's MessageID)."""
+    env = parse_envelope(data, max_bytes=max_bytes)
+    try:
+        return _parse_request(env, content_type)
+    except InsiError as exc:
+        exc.message_id = env.message_id
+        raise
+
+
+def _parse_request(env: Envelope, content_type: str | None) -> Request:
+    not_understood = env.must_understand_blocks([NS["wsse"], NS_CTXLPS, NS_CTXBAM])
+    if not_understood:
+        raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
+    action = env.action or action_from_content_type(content_type)
+    body_op = OP_OF_BODY.get(env.body_element.tag)
+    if body_op is None:
+        q = etree.QName(env.body_element)
+        raise sender(F_ACTION, f"Element de corps inattendu {{{q.namespace or ''}}}{q.localname} : attendu "
+                               f"{{{NS_RECSANS}}}RECSANSVITALE ou {{{NS_RECVIT}}}RECVITALE")
+    if not action:
+        raise sender(F_ACTION, "Action SOAP absente (ni wsa:Action ni parametre action du Content-Type)")
+    if not action.startswith(ACTION_PREFIX) or action[len(ACTION_PREFIX):] not in OPERATIONS:
+        raise sender(F_ACTION, f"Action SOAP inconnue {action!r}; attendu {ACTION_PREFIX}{OP_TRAITS} ou "
+                               f"{ACTION_PREFIX}{OP_VITALE}")
+    operation = action[len(ACTION_PREFIX):]
+    if operation != body_op:
+        raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
+                               f"{etree.QName(env.body_element).localname}")
+    headers = parse_headers(env)
+    body = parse_traits(env.body_element) if operation == OP_TRAITS else parse_vitale(env.body_element)
+    return Request(envelope=env, operation=operation, headers=headers, body=body)
+
+
+def parse_headers(env: Envelope) -> Headers:
+    lps_el = env.header_block(NS_CTXLPS, "ContexteLPS")
+    bam_el = env.header_block(NS_CTXBAM, "ContexteBAM")
+    sec_el = env.header_block(NS["wsse"], "Security")
+    lps = None
+    if lps_el is not None:
+        lps_node = find(lps_el, "lps:LPS", NSX)
+        idam = find(lps_node, "lps:IDAM", NSX)
+        lps = {
+            "nature": lps_el.get("Nature"), "version": lps_el.get("Version"), "has_lps": lps_node is not None,
+            "idam": text(idam), "idam_r": idam.get("R") if idam is not None else None,
+            "lps_version": text(lps_node, "lps:Version", ns=NSX), "instance": text(lps_node, "lps:Instance", ns=NSX),
+            "nom": text(lps_node, "lps:Nom", ns=NSX), "emetteur": text(lps_el, "lps:Emetteur", ns=NSX),
+        }
+    bam = None
+    if bam_el is not None:
+        couv = find(bam_el, "bam:COUVERTURE", NSX)
+        bam = {
+            "nature": bam_el.get("Nature"), "version": bam_el.get("Version"), "has_couverture": couv is not None,
+            "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
+        }
+    assertion = None
+    if sec_el is not None:
+        ps = next((a for a in findall(sec_el, "saml2:Assertion") if find(a, "saml2:Subject/saml2:NameID") is not None),
+                  None)
+        if ps is not None:
+            name_id = find(ps, "saml2:Subject/saml2:NameID")
+            attrs = {
+                a.get("Name", ""): text(a, "saml2:AttributeValue") or ""
+                for a in findall(ps, "saml2:AttributeStatement/saml2:Attribute")
+            }
+            assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": text(name_id),
+                         "attributes": attrs}
+    return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion)
+
+
+def _children(el: etree._Element, local: str) -> list[etree._Element]:
+    ns = etree.QName(el).namespace
+    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]
+
+
+def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str | None:
+    """Text of the first child ``local``; names are not stripped, so the lexical rules see every space."""
+    if el is None:
+        return None
+    found = _children(el, local)
+    if not found:
+        return None
+    value = "".join(found[0].itertext())
+    return value.strip() if strip else value
+
+
+def parse_traits(el: etree._Element) -> dict[str, Any]:
+    return {
+        "nom": _text(el, "NomNaissance", strip=False),
+        "prenoms": ["".join(p.itertext()) for p in _children(el, "Prenom")],
+        "sexe": _text(el, "Sexe"),
+        "date_naissance": _text(el, "DateNaissance"),
+        "lieu_naissance": _text(el, "LieuNaissance"),
+    }
+
+
+def _matricule(el: etree._Element, local: str) -> tuple[str, str] | None:
+    found = _children(el, local)
+    if not found:
+        return None
+    return _text(found[0], "NumIdentifiant") or "", _text(found[0], "Cle") or ""
+
+
+def parse_vitale(el: etree._Element) -> dict[str, Any]:
+    return {
+        "individu": _matricule(el, "MatriculeIndividu"),
+        "od": _matricule(el, "MatriculeOD"),
+        "nom": _text(el, "NomNaissance", strip=False),
+        "date_naissance": _text(el, "DateNaissance"),
+        "rang": _text(el, "RangNaissance"),
+    }
+
+
+def request_attrs(data: bytes) -> dict[str, str]:
+    """Attributes fault rules may match on (``match.attrs``): nom, prenom, date_naissance, ins."""
+    root = parse_xml(data)
+    body = find(root, "soap12:Body")
+    el = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
+    if el is None:
+        return {}
+    attrs: dict[str, str] = {}
+    if el.tag == qname(NS_RECSANS, "RECSANSVITALE"):
+        raw = parse_traits(el)
+        attrs.update(nom=raw["nom"] or "", prenom=" ".join(raw["prenoms"]), date_naissance=raw["date_naissance"] or "")
+        if raw["lieu_naissance"]:
+            attrs["lieu_naissance"] = raw["lieu_naissance"]
+    elif el.tag == qname(NS_RECVIT, "RECVITALE"):
+        raw = parse_vitale(el)
+        attrs["date_naissance"] = raw["date_naissance"] or ""
+        if raw["nom"]:
+            attrs["nom"] = raw["nom"]
+        mat = raw["individu"] or raw["od"]
+        if mat:
+            attrs["ins"] = mat[0] + mat[1]
+        if raw["od"]:
+            attrs["ins_od"] = raw["od"][0] + raw["od"][1]
+    return {k: v for k, v in attrs.items() if v}
+
+
+# ----------------------------------------------------------------------------------------------------
+# Responses
+# ----------------------------------------------------------------------------------------------------
+
+
+def _sub(parent: etree._Element, local: str, value: str | None = None) -> etree._Element:
+    el = etree.SubElement(parent, qname(NS_RESULTAT, local))
+    if value is not None:
+        el.text = value
+    return el
+
+
+def _ins_block(parent: etree._Element, local: str, matricule: str, cle: str, oid: str,
+               type_matricule: str | None = None, date_deb: Any = None, date_fin: Any = None) -> None:
+    block = _sub(parent, local)
+    ident = _sub(block, "IdIndividu")
+    _sub(ident, "NumIdentifiant", matricule)
+    _sub(ident, "Cle", cle)
+    if type_matricule:
+        _sub(ident, "TypeMatricule", type_matricule)
+    _sub(block, "OID", oid)
+    if date_deb:
+        _sub(block, "DateDeb", date_deb.isoformat())
+    if date_fin:
+        _sub(block, "DateFin", date_fin.isoformat())
+
+
+def resultat_element(result: Result) -> etree._Element:
+    root = etree.Element(qname(NS_RESULTAT, "RESULTAT"), nsmap={"ns2": NS_RESULTAT})
+    cr = _sub(root, "CR")
+    _sub(cr, "CodeCR", result.code)
+    _sub(cr, "LibelleCR", result.libelle)
+    ident = result.identity
+    if result.code == "00" and ident is not None:
+        p = ident.patient
+        individu = _sub(root, "INDIVIDU")
+        _ins_block(individu, "INSACTIF", ident.matricule or "", ident.cle or "", ident.oid or "")
+        for h in ident.inshisto:
+            _ins_block(individu, "INSHISTO", h.matricule, h.cle, h.oid, h.type_matricule, h.date_deb, h.date_fin)
+        tiq = _sub(individu, "TIQ")
+        _sub(tiq, "NomNaissance", p.nom_naissance)
+        _sub(tiq, "Prenom", p.premier_prenom)
+        _sub(tiq, "ListePrenom", p.liste_prenoms)
+        _sub(tiq, "Sexe", p.sexe)
+        _sub(tiq, "DateNaissance", p.date_naissance.isoformat())
+        if p.lieu_naissance:
+            _sub(tiq, "LieuNaissance", p.lieu_naissance)
+    return root
+
+
+def response_bytes(result: Result, operation: str, relates_to: str | None) -> tuple[bytes, str]:
+    action = f"{ACTION_PREFIX}{operation}Response"
+    return build_envelope(resultat_element(result), action=action, relates_to=relates_to), soap_content_type(action)
+
+
+def fault_spec(err: InsiError, message_id: str | None = None) -> SoapFaultSpec:
+    erreur = etree.Element(qname(NS_SIRAM, "Erreur"), nsmap={"siram": NS_SIRAM})
+    erreur.set("code", err.detail_code)
+    erreur.set("severite", err.severite)
+    if message_id:
+        erreur.set("messageID", message_id)
+    erreur.text = err.reason
+    return SoapFaultSpec(err.code, err.reason, subcode=err.subcode, detail=erreur)  # type: ignore[arg-type]
+
+
+def fault_bytes(err: InsiError, relates_to: str | None) -> tuple[int, str, bytes]:
+    spec = fault_spec(err, relates_to)
+    return spec.http_status, spec.content_type, build_fault(
+        spec.code, spec.reason, subcode=spec.subcode, detail=spec.detail, relates_to=relates_to
+    )
