@@ -9,17 +9,55 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from lxml import etree
 
 from simulators.core.har import to_har
 from simulators.core.journal import Exchange, to_jsonl
 
 SMOKE_INCIDENT = "smoke-latence"
 LATENCY_MS = 3000
+PROBES_DIR = Path(__file__).parent / "probes"
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A real business request of one service, hand-written, and what its answer must show."""
+
+    description: str
+    method: str
+    path: str
+    content_type: str
+    body_file: str
+    check: Callable[[httpx.Response], tuple[bool, str]]
+
+    def request(self, client: httpx.AsyncClient | httpx.Client, base: str):
+        body = (PROBES_DIR / self.body_file).read_text(encoding="utf-8").format(message_id=f"urn:uuid:{uuid.uuid4()}")
+        return client.request(self.method, base + self.path, content=body.encode("utf-8"),
+                              headers={"content-type": self.content_type})
+
+
+def _insi_check(resp: httpx.Response) -> tuple[bool, str]:
+    try:
+        root = etree.fromstring(resp.content, etree.XMLParser(resolve_entities=False, no_network=True))
+    except etree.XMLSyntaxError:
+        return False, f"HTTP {resp.status_code}, réponse non XML"
+    ns = {"r": "http://www.cnamts.fr/INSiResultat"}
+    code = root.findtext(".//r:RESULTAT/r:CR/r:CodeCR", namespaces=ns)
+    matricule = root.findtext(".//r:INSACTIF/r:IdIndividu/r:NumIdentifiant", namespaces=ns)
+    ok = resp.status_code == 200 and code == "00" and matricule == "1431100950837"
+    return ok, f"HTTP {resp.status_code}, CodeCR {code}, matricule {matricule}"
+
+
+PROBES: dict[str, Probe] = {
+    "insi": Probe("recherche INSi par traits de CLÉRICO Côme", "POST", "/lps",
+                  "application/soap+xml; charset=utf-8", "insi-clerico.xml", _insi_check),
+}
 
 
 @dataclass
@@ -63,10 +101,14 @@ def run_smoke(targets: dict[str, str], out_dir: Path, progress: Callable[[str], 
 
     # Every service at once, each delayed 3 s: the whole batch must take about 3 s, not 3 s × N.
     progress(f"Calling every simulator 5 times at once with {LATENCY_MS} ms of injected latency …")
-    elapsed, statuses = asyncio.run(_concurrent_calls(list(targets.values()), per_service=5))
+    elapsed, answers = asyncio.run(_concurrent_calls(targets, per_service=5))
     within = LATENCY_MS / 1000 <= elapsed < LATENCY_MS / 1000 + 2.0
-    detail = f"{len(statuses)} appels en {elapsed:.2f} s (attendu ≈ {LATENCY_MS / 1000:.0f} s)"
-    check("*", "latence non sérialisée", within, f"{detail}, statuts {sorted(set(statuses))}")
+    detail = f"{len(answers)} appels en {elapsed:.2f} s (attendu ≈ {LATENCY_MS / 1000:.0f} s)"
+    check("*", "latence non sérialisée", within, detail)
+    for svc, probe in PROBES.items():
+        if svc in targets:
+            results = [probe.check(resp) for name, resp in answers if name == svc]
+            check(svc, probe.description, bool(results) and all(ok for ok, _ in results), results[0][1])
 
     exchanges: list[Exchange] = []
     for svc, url in targets.items():
@@ -91,9 +133,18 @@ def run_smoke(targets: dict[str, str], out_dir: Path, progress: Callable[[str], 
     return report
 
 
-async def _concurrent_calls(urls: list[str], per_service: int) -> tuple[float, list[int]]:
+Answers = list[tuple[str, httpx.Response]]
+
+
+async def _concurrent_calls(targets: dict[str, str], per_service: int) -> tuple[float, Answers]:
     async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=200)) as client:
+        calls, names = [], []
+        for name, url in targets.items():
+            for _ in range(per_service):
+                probe = PROBES.get(name)
+                # Without a business probe, GET / (an unknown route) still crosses the fault engine and journal.
+                calls.append(probe.request(client, url) if probe else client.get(url + "/"))
+                names.append(name)
         started = time.perf_counter()
-        # GET / is an ordinary (unknown) route: it goes through the fault engine and the journal.
-        responses = await asyncio.gather(*[client.get(url + "/") for url in urls for _ in range(per_service)])
-        return time.perf_counter() - started, [r.status_code for r in responses]
+        responses = await asyncio.gather(*calls)
+        return time.perf_counter() - started, list(zip(names, responses, strict=True))
