@@ -246,10 +246,13 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> N
     except IncidentError as exc:
         _fail(str(exc))
     applied = 0
-    for svc, url in _targets(config, service):
+    targets = _targets(config, service)
+    concerned = [(svc, url) for svc, url in targets if inc.rules_for(svc)]
+    if not concerned:
+        _fail(f"incident {name} concerns {', '.join(sorted(inc.services()))}; none of the targeted simulators "
+              f"({', '.join(svc for svc, _ in targets)}) is concerned")
+    for svc, url in concerned:
         rules = inc.rules_for(svc)
-        if not rules:
-            continue
         if _call("DELETE", f"{url}/_bench/faults", params={"incident": name}) is None:
             click.echo(f"{svc}: not reachable at {url} (is `segur-bench up` running?)", err=True)
             continue

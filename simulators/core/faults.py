@@ -637,48 +637,55 @@ class FaultEngine:
 
     def decide(self, facts: RequestFacts) -> Decision:
         decision = Decision()
-        now = time.time()
         rows = self.store.query(
             "SELECT id, spec, matched FROM faults WHERE expires_at IS NULL OR expires_at > ? ORDER BY position",
-            (now,),
+            (time.time(),),
         )
+        selected = []
         for row in rows:
             rule = self._parsed(row["id"], row["spec"])
-            if rule.first is not None and row["matched"] >= rule.first:
-                continue
-            if not rule.selects(facts):
-                continue
-            # The call number is claimed atomically, so counting is exact across worker processes
-            # and seeded draws depend only on (seed, call number): the same run replays identically.
-            call = self.store.execute(
-                "UPDATE faults SET matched = matched + 1 WHERE id = ? RETURNING matched", (rule.id,)
-            ).fetchone()
-            if call is None:  # deleted meanwhile
-                continue
-            call = call[0]
-            if rule.first is not None and call > rule.first:
-                continue
-            if rule.probability < 1.0 and _unit(rule.seed, call, "p") >= rule.probability:
-                continue
-            eff = rule.effect
-            latency_ms = None
-            if isinstance(eff, Latency):
-                latency_ms = eff.sample_ms(random.Random(f"{rule.seed}:{call}:latency"))
-                decision.latency_s += latency_ms / 1000.0
-            elif eff.kind == "terminal":
-                if decision.terminal is not None:
+            if (rule.first is None or row["matched"] < rule.first) and rule.selects(facts):
+                selected.append(rule)
+        if not selected:
+            return decision
+        # One write transaction per exchange. Call numbers are claimed atomically, so counting is exact
+        # across worker processes and seeded draws depend only on (seed, call number): runs replay identically.
+        with self.store.transaction() as conn:
+            for rule in selected:
+                call = conn.execute(
+                    "UPDATE faults SET matched = matched + 1 WHERE id = ? RETURNING matched", (rule.id,)
+                ).fetchone()
+                if call is None:  # deleted meanwhile
                     continue
-                decision.terminal = eff
-            elif isinstance(eff, Dribble):
-                if decision.dribble is not None:
+                call = call[0]
+                if rule.first is not None and call > rule.first:
                     continue
-                decision.dribble = eff
-            elif isinstance(eff, Outcome):
-                if decision.outcome is not None:
+                if rule.probability < 1.0 and _unit(rule.seed, call, "p") >= rule.probability:
                     continue
-                decision.outcome = eff.name
-            self.store.execute("UPDATE faults SET applied = applied + 1 WHERE id = ?", (rule.id,))
-            decision.applied.append(
-                AppliedFault(rule.id, eff.type, call, eff.describe(), latency_ms, rule.incident)
-            )
+                applied = self._combine(decision, rule, call)
+                if applied is not None:
+                    conn.execute("UPDATE faults SET applied = applied + 1 WHERE id = ?", (rule.id,))
+                    decision.applied.append(applied)
         return decision
+
+    @staticmethod
+    def _combine(decision: Decision, rule: Rule, call: int) -> AppliedFault | None:
+        """Fold one rule's effect into the decision; None when an earlier rule's effect of the same kind wins."""
+        eff = rule.effect
+        latency_ms = None
+        if isinstance(eff, Latency):
+            latency_ms = eff.sample_ms(random.Random(f"{rule.seed}:{call}:latency"))
+            decision.latency_s += latency_ms / 1000.0
+        elif eff.kind == "terminal":
+            if decision.terminal is not None:
+                return None
+            decision.terminal = eff
+        elif isinstance(eff, Dribble):
+            if decision.dribble is not None:
+                return None
+            decision.dribble = eff
+        elif isinstance(eff, Outcome):
+            if decision.outcome is not None:
+                return None
+            decision.outcome = eff.name
+        return AppliedFault(rule.id, eff.type, call, eff.describe(), latency_ms, rule.incident)
