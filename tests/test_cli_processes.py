@@ -1,0 +1,89 @@
+"""`segur-bench up` and `segur-bench smoke` as a user runs them: real child processes, real ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def bench_config(tmp_path: Path) -> tuple[Path, int]:
+    port = free_port()
+    config = tmp_path / "segur-bench.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[ports]\ninsi = {port}\n')
+    return config, port
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "segur_bench", *args]
+
+
+def test_up_prints_the_table_serves_and_stops_its_children_on_ctrl_c(bench_config: tuple[Path, int]) -> None:
+    config, port = bench_config
+    proc = subprocess.Popen(cli("--config", str(config), "up", "--only", "insi"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        else:
+            pytest.fail("insi never answered")
+        health = httpx.get(f"http://127.0.0.1:{port}/_bench/health").json()
+        assert health["service"] == "insi"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{port}/lps" in out
+    assert "all simulators stopped" in err
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
+    # Two workers share the state through SQLite files in the data directory.
+    assert (config.parent / "data" / "insi.sqlite3").exists()
+
+
+def test_up_refuses_a_busy_port_with_one_clear_line(bench_config: tuple[Path, int]) -> None:
+    config, port = bench_config
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        result = subprocess.run(cli("--config", str(config), "up", "--only", "insi"), cwd=ROOT,
+                                capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert f"port {port} (insi) is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_smoke_runs_the_main_job_and_writes_its_journal(bench_config: tuple[Path, int], tmp_path: Path) -> None:
+    config, _ = bench_config
+    out_dir = tmp_path / "smoke"
+    result = subprocess.run(cli("--config", str(config), "smoke", "--out", str(out_dir)), cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "CodeCR 00, matricule 1431100950837" in result.stdout
+    assert "smoke check passed" in result.stdout
+    lines = (out_dir / "journal.jsonl").read_text().splitlines()
+    assert len(lines) == 5
+    assert (out_dir / "journal.har").stat().st_size > 0
