@@ -1,0 +1,1 @@
+"""Pro Santé Connect simulator (OpenID Connect provider, CIBA, token exchange)."""
