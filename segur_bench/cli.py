@@ -71,26 +71,25 @@ def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         supervisor.start(progress=lambda m: click.echo(m, err=True))
-    except StartError as exc:
-        _fail(str(exc))
-    rows = []
-    for child in supervisor.children:
-        extra = ", ".join(f"{proto.upper()} {config.host}:{port}" for proto, port in child.service.extra_ports)
-        rows.append((child.service.name, child.service.title, child.url + child.service.base_path, extra))
-    click.echo(_table(rows, ("service", "title", "url", "other ports")))
-    click.echo(f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
-               "(openapi.json). Press Ctrl-C to stop.")
-    try:
+        rows = []
+        for child in supervisor.children:
+            extra = ", ".join(f"{proto.upper()} {config.host}:{port}" for proto, port in child.service.extra_ports)
+            rows.append((child.service.name, child.service.title, child.url + child.service.base_path, extra))
+        click.echo(_table(rows, ("service", "title", "url", "other ports")))
+        click.echo(f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
+                   "(openapi.json). Press Ctrl-C to stop.")
         while True:
             dead = supervisor.dead()
             if dead:
                 names = ", ".join(c.service.name for c in dead)
-                supervisor.stop()
                 _fail(f"{names} stopped unexpectedly; see {supervisor.log_dir}")
             time.sleep(0.5)
+    except StartError as exc:
+        _fail(str(exc))
     except KeyboardInterrupt:
         click.echo("\nstopping …", err=True)
     finally:
+        # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command.
         supervisor.stop()
     click.echo("all simulators stopped", err=True)
 

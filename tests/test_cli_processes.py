@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -84,6 +85,8 @@ def test_smoke_runs_the_main_job_and_writes_its_journal(bench_config: tuple[Path
     assert result.returncode == 0, result.stdout + result.stderr
     assert "CodeCR 00, matricule 1431100950837" in result.stdout
     assert "smoke check passed" in result.stdout
-    lines = (out_dir / "journal.jsonl").read_text().splitlines()
-    assert len(lines) == 5
+    entries = [json.loads(line) for line in (out_dir / "journal.jsonl").read_text().splitlines()]
+    by_service = {name: sum(e["service"] == name for e in entries) for name in {e["service"] for e in entries}}
+    assert by_service and set(by_service.values()) == {5}, by_service
+    assert {e["run"] for e in entries} == {entries[0]["run"]}
     assert (out_dir / "journal.har").stat().st_size > 0
