@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages needed by the bench (browsers and ffmpeg arrive with the scenario suites).
-APT_PACKAGES=()
+# Debian packages needed by the bench: Chromium for the browser tests (Playwright drives Debian's
+# build: its own browser download is not available everywhere). ffmpeg arrives with the proof videos.
+APT_PACKAGES=(chromium)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
