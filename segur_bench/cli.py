@@ -121,7 +121,7 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: the service's own).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
-              help="State directory; without it, state is kept in memory.")
+              help="State directory; without it, state is ephemeral (deleted on exit).")
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
               help="Worker processes (more than one needs --data-dir).")
 @click.option("--incidents-dir", type=click.Path(path_type=Path, file_okay=False), default=None,

@@ -10,11 +10,7 @@ Control: ``POST /_bench/state {"present": "<patient id or INS>"}`` issues a QR c
 from __future__ import annotations
 
 import base64
-import random
-import sqlite3
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from flask import Flask, Response, request
 
@@ -41,28 +37,6 @@ from .model import (
 
 ENDPOINT = "/apcv"
 QR_ROUTE = "/_bench/apcv/<patient>/qr.png"
-LOCK_RETRIES = 50
-
-T = TypeVar("T")
-
-
-def with_lock_retry(fn: Callable[[], T]) -> T:
-    """Run ``fn`` again when SQLite says "locked".
-
-    The in-memory store (tests, single process) is a shared-cache database whose table locks are not covered by
-    busy_timeout (see tests/core/test_clock_store.py): concurrent requests would fail at once. Every ApCV write is
-    one transaction that rolls back on error, so running the step again is safe. File stores rarely get here.
-    """
-    for attempt in range(LOCK_RETRIES):
-        try:
-            return fn()
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == LOCK_RETRIES - 1:
-                raise
-            time.sleep(0.002 + random.random() * 0.01 * (1 + attempt // 5))
-    raise AssertionError("unreachable")
-
-
 def _model(ctx: ServiceContext) -> ApcvModel:
     model = ctx.extras.get("apcv")
     if model is None:
@@ -84,8 +58,7 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             auth = AuthRequest.validated(req.body, assertion)
             if outcome == "apcv.service-indisponible":
                 raise unavailable()
-            context = with_lock_retry(lambda: model.authenticate(auth, ctx.clock.now(),
-                                                                  force_expired=outcome == "apcv.qr-expire"))
+            context = model.authenticate(auth, ctx.clock.now(), force_expired=outcome == "apcv.qr-expire")
             body = wire.auth_element(context)
         else:
             element = wire.BODY_OF[req.operation]
@@ -97,10 +70,10 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             if outcome == "apcv.contexte-expire":
                 raise context_expired(context_id)
             if req.operation == OP_DETRUIRE:
-                now = with_lock_retry(ctx.clock.now)
-                body = wire.destroy_element(with_lock_retry(lambda: model.destroy(context_id, facturation, now)), now)
+                now = ctx.clock.now()
+                body = wire.destroy_element(model.destroy(context_id, facturation, now), now)
             else:
-                view = with_lock_retry(lambda: model.restore(context_id, facturation, ctx.clock.now()))
+                view = model.restore(context_id, facturation, ctx.clock.now())
                 body = wire.context_element(view)
     except SoapError as exc:
         return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
@@ -122,7 +95,7 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     def qr_png(patient: str) -> Response:
         # Control route (under /_bench): never goes through the fault engine; a new QR code per call.
         try:
-            presented = with_lock_retry(lambda: _model(ctx).present(patient, ctx.clock.now()))
+            presented = _model(ctx).present(patient, ctx.clock.now())
         except ValueError as exc:
             return problem_response(404, str(exc))
         resp = Response(base64.b64decode(presented["png_base64"]), status=200, content_type="image/png")
@@ -139,15 +112,15 @@ def _attrs_of(facts: RequestFacts) -> dict[str, str]:
 
 
 def _state_get(ctx: ServiceContext) -> dict:
-    return with_lock_retry(lambda: _model(ctx).state(ctx.clock.now()))
+    return _model(ctx).state(ctx.clock.now())
 
 
 def _state_post(ctx: ServiceContext, body: Any) -> dict:
-    return with_lock_retry(lambda: _model(ctx).apply(body, ctx.clock.now()))
+    return _model(ctx).apply(body, ctx.clock.now())
 
 
 def _reset(ctx: ServiceContext) -> None:
-    with_lock_retry(_model(ctx).reset)
+    _model(ctx).reset()
 
 
 SPEC = ServiceSpec(

@@ -74,7 +74,7 @@ def app_from_env() -> Any:
 def serve(service: str, config: SimConfig) -> None:
     """Run one simulator in the foreground until interrupted."""
     if config.workers > 1 and config.data_dir is None:
-        raise ValueError("several workers need a data directory: in-memory state cannot be shared by processes")
+        raise ValueError("several workers need a data directory: ephemeral state is not shared by processes")
     if config.workers > 1:
         os.environ[ENV_CONFIG] = json.dumps({"service": service, "config": config.to_json()})
         uvicorn.run("simulators.core.server:app_from_env", factory=True, workers=config.workers,

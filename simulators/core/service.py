@@ -31,7 +31,7 @@ class SimConfig:
 
     host: str = "127.0.0.1"
     port: int = 0
-    data_dir: Path | None = None  # None: in-memory state (tests)
+    data_dir: Path | None = None  # None: ephemeral state (a temporary store, deleted on exit)
     workers: int = 1
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     incidents_dir: Path | None = None

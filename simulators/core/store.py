@@ -1,16 +1,20 @@
 """SQLite state helper shared by every simulator.
 
 One database file per service (WAL, so readers never block the writer and several worker
-processes can share it), or a shared-cache in-memory database for unit tests. Connections are
-per thread because sqlite3 connections must not cross threads; each component declares its
-schema as numbered migrations applied once.
+processes can share it). An ephemeral store (`Store()`, for tests and `segur-bench sim` without a
+data directory) is a temporary file in RAM when /dev/shm exists, deleted on close: a shared-cache
+`:memory:` database would answer "table is locked" at once under concurrent access instead of
+waiting, and lose journal entries. Connections are per thread because sqlite3 connections must
+not cross threads; each component declares its schema as numbered migrations applied once.
 """
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import threading
-import uuid
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,16 +30,17 @@ class Store:
         self._busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._tmpdir: str | None = None
+        file = Path(self.path)
         if self.path == MEMORY:
-            # A named shared-cache memory database lets every thread see the same data;
-            # the anchor connection keeps it alive for the lifetime of the Store.
-            self._uri = f"file:segur-{uuid.uuid4().hex}?mode=memory&cache=shared"
-        else:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._uri = Path(self.path).resolve().as_uri()
+            shm = Path("/dev/shm")
+            self._tmpdir = tempfile.mkdtemp(prefix="segur-bench-", dir=shm if shm.is_dir() else None)
+            weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
+            file = Path(self._tmpdir) / "store.sqlite3"
+        file.parent.mkdir(parents=True, exist_ok=True)
+        self._uri = file.resolve().as_uri()
         self._anchor = self._connect()
-        if self.path != MEMORY:
-            self._anchor.execute("PRAGMA journal_mode=WAL")
+        self._anchor.execute("PRAGMA journal_mode=WAL")
         self._anchor.execute(
             "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         )
@@ -101,6 +106,8 @@ class Store:
             conn.close()
             self._local.conn = None
         self._anchor.close()
+        if self._tmpdir:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
 def _statements(script: str) -> list[str]:
