@@ -41,15 +41,18 @@ def parse_duration(text: str) -> relativedelta:
         if unit in parts and not parts[unit].is_integer():
             raise ClockError(f"fractional {unit} are ambiguous in {text!r}; use whole {unit}")
     sign = -1 if m.group("sign") == "-" else 1
-    delta = relativedelta(
-        years=int(parts.get("years", 0)),
-        months=int(parts.get("months", 0)),
-        weeks=parts.get("weeks", 0.0),
-        days=parts.get("days", 0.0),
-        hours=parts.get("hours", 0.0),
-        minutes=parts.get("minutes", 0.0),
-        seconds=parts.get("seconds", 0.0),
-    )
+    try:
+        delta = relativedelta(
+            years=int(parts.get("years", 0)),
+            months=int(parts.get("months", 0)),
+            weeks=parts.get("weeks", 0.0),
+            days=parts.get("days", 0.0),
+            hours=parts.get("hours", 0.0),
+            minutes=parts.get("minutes", 0.0),
+            seconds=parts.get("seconds", 0.0),
+        )
+    except (ValueError, OverflowError):
+        raise ClockError(f"duration out of range: {text!r}") from None
     return -delta if sign < 0 else delta
 
 
@@ -124,7 +127,11 @@ class SimClock:
 
     def advance(self, delta: relativedelta | timedelta) -> ClockState:
         state = self.state()
-        return self.set(state.now + delta)
+        try:
+            target = state.now + delta
+        except (ValueError, OverflowError):
+            raise ClockError("the simulated clock cannot go beyond the years 1 to 9999") from None
+        return self.set(target)
 
     def freeze(self, frozen: bool) -> ClockState:
         return self.set(self.state().now, freeze=frozen)

@@ -137,7 +137,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
     def journal():
         args = request.args
         limit = args.get("limit")
-        if limit is not None and not limit.isdigit():
+        if limit is not None and not (limit.isascii() and limit.isdigit() and int(limit) > 0):
             raise BadRequest("limit must be a positive integer")
         entries = ctx.journal.query(
             since=args.get("since"), until=args.get("until"), run=args.get("run"),
@@ -154,12 +154,13 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.post("/reset")
     def reset():
-        body = _json_body(required=False) or {}
+        body = _json_body(required=False)
+        body = {} if body is None else body
         if not isinstance(body, dict):
             raise BadRequest("the body, when given, must be a JSON object")
         keep = body.get("keep", [])
         parts = {"faults", "journal", "clock", "state", "run"}
-        if not isinstance(keep, list) or set(keep) - parts:
+        if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep) or set(keep) - parts:
             raise BadRequest(f"keep must be a list among {sorted(parts)}")
         done = {}
         if "faults" not in keep:

@@ -364,6 +364,7 @@ class RequestFacts:
         return self._attrs
 
 
+_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _MATCH_KEYS = {"method", "path", "header", "query", "body_contains", "body_regex", "attrs"}
 
 
@@ -407,7 +408,8 @@ class Rule:
         if "path" in m and not fnmatch.fnmatchcase(facts.path, m["path"]):
             return False
         for name, pattern in m.get("header", {}).items():
-            if not fnmatch.fnmatchcase(facts.headers.get(name.lower(), ""), pattern):
+            value = facts.headers.get(name.lower())
+            if value is None or not fnmatch.fnmatchcase(value, pattern):
                 return False
         for name, pattern in m.get("query", {}).items():
             if name not in facts.query or not fnmatch.fnmatchcase(facts.query[name], pattern):
@@ -500,6 +502,9 @@ def parse_rule(spec: Any, ctx: EffectContext, *, rule_id: str | None = None) -> 
     for name in ("incident", "label"):
         if spec.get(name) is not None and not isinstance(spec[name], str):
             raise RuleError(f"{name} must be a string")
+    given_id = spec.get("id")
+    if given_id is not None and (not isinstance(given_id, str) or not _ID_RE.fullmatch(given_id)):
+        raise RuleError("id must be 1 to 64 characters among letters, digits, '.', '_' and '-'")
 
     return Rule(
         id=rule_id or spec.get("id") or uuid.uuid4().hex[:12],
@@ -570,27 +575,29 @@ class FaultEngine:
         return self.context.service
 
     def add(self, spec: Any, *, incident: str | None = None) -> Rule:
-        if incident is not None and isinstance(spec, Mapping):
-            spec = {**spec, "incident": incident}
-        rule = parse_rule(spec, self.context)
-        now = time.time()
-        with self.store.transaction() as conn:
-            if conn.execute("SELECT 1 FROM faults WHERE id = ?", (rule.id,)).fetchone():
-                raise RuleError(f"a rule with id {rule.id!r} already exists")
-            position = conn.execute("SELECT COALESCE(MAX(position), 0) + 1 FROM faults").fetchone()[0]
-            conn.execute(
-                "INSERT INTO faults (id, position, spec, incident, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (rule.id, position, json.dumps(rule.to_spec()), rule.incident, now,
-                 now + rule.ttl_s if rule.ttl_s else None),
-            )
-        return rule
+        return self.add_many([spec], incident=incident)[0]
 
     def add_many(self, specs: list[Any], *, incident: str | None = None) -> list[Rule]:
-        # Validate everything first: a bad rule must not leave half an incident applied.
-        for spec in specs:
-            parse_rule({**spec, "incident": incident} if incident and isinstance(spec, Mapping) else spec,
-                       self.context, rule_id="validation")
-        return [self.add(spec, incident=incident) for spec in specs]
+        """Store rules all together or not at all: a bad rule must not leave half an incident applied."""
+        rules = [parse_rule({**spec, "incident": incident} if incident and isinstance(spec, Mapping) else spec,
+                            self.context) for spec in specs]
+        ids = [r.id for r in rules]
+        if len(set(ids)) != len(ids):
+            raise RuleError(f"the same rule id is given twice: {sorted({i for i in ids if ids.count(i) > 1})}")
+        now = time.time()
+        with self.store.transaction() as conn:
+            position = conn.execute("SELECT COALESCE(MAX(position), 0) FROM faults").fetchone()[0]
+            for rule in rules:
+                if conn.execute("SELECT 1 FROM faults WHERE id = ?", (rule.id,)).fetchone():
+                    raise RuleError(f"a rule with id {rule.id!r} already exists")
+                position += 1
+                conn.execute(
+                    "INSERT INTO faults (id, position, spec, incident, created_at, expires_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (rule.id, position, json.dumps(rule.to_spec()), rule.incident, now,
+                     now + rule.ttl_s if rule.ttl_s else None),
+                )
+        return rules
 
     def _parsed(self, rule_id: str, spec: str) -> Rule:
         # Rules are immutable once stored: parse each (id, spec) once per process.

@@ -79,13 +79,13 @@ class BenchASGI:
             fmt = "problem" if control else self.ctx.spec.error_format
             limit = self.ctx.config.max_request_bytes
             status, ctype, err = error_response(fmt, 413, f"request body larger than {limit} bytes")
-            await _send_simple(send, status, ctype, err, close=True)
             if not control:
                 ex = self._exchange(scope, b"", received_at, operation="(trop volumineux)")
                 ex.status, ex.responded_at = status, time.time()
                 ex.response = Message.of([("content-type", ctype)], err)
                 ex.error = f"corps de requête au-delà de {limit} octets"
                 self._record(ex)
+            await _send_simple(send, status, ctype, err, close=True)
             return
         if control:
             await self.wsgi(scope, _replay(body, receive), send)
@@ -188,6 +188,18 @@ class BenchASGI:
         ex.correlation = correlation
         ex.faults = [a.as_dict() for a in decision.applied]
         ex.outcome = decision.outcome
+        recorded = False
+
+        def finish() -> None:
+            # Called just before the last bytes leave: a client that reads the journal as soon as it has
+            # its answer must find the exchange there.
+            nonlocal recorded
+            if not recorded:
+                recorded = True
+                if ex.responded_at is None and ex.status is not None:
+                    ex.responded_at = time.time()
+                self._record(ex)
+
         try:
             if decision.latency_s > 0:
                 slept_from = time.perf_counter()
@@ -195,22 +207,20 @@ class BenchASGI:
                 ex.waited_ms = round((time.perf_counter() - slept_from) * 1000.0, 3)
             terminal = decision.terminal
             if isinstance(terminal, HttpStatus):
-                await self._answer_status(terminal, ex, send)
+                await self._answer_status(terminal, ex, send, finish)
             elif isinstance(terminal, SoapFault):
-                await self._answer_soap_fault(terminal, ex, send, facts)
+                await self._answer_soap_fault(terminal, ex, send, facts, finish)
             elif isinstance(terminal, Drop):
                 ex.error = "connexion coupée par le simulateur (incident injecté)"
                 await _drop(scope)
             elif isinstance(terminal, Hang):
                 await self._hang(terminal, ex, scope, receive)
             else:
-                await self._call_service(scope, receive, send, body, decision, ex)
+                await self._call_service(scope, receive, send, body, decision, ex, finish)
         finally:
-            if ex.responded_at is None and ex.status is not None:
-                ex.responded_at = time.time()
-            self._record(ex)
+            finish()
 
-    async def _answer_status(self, eff: HttpStatus, ex: Exchange, send: Send) -> None:
+    async def _answer_status(self, eff: HttpStatus, ex: Exchange, send: Send, finish: Callable[[], None]) -> None:
         if eff.body is not None:
             body, ctype = eff.body.encode("utf-8"), eff.content_type or "text/plain; charset=utf-8"
         else:
@@ -218,11 +228,12 @@ class BenchASGI:
                                  service=self.ctx.name)
             ctype = eff.content_type or PROBLEM_CONTENT_TYPE
         headers = [("content-type", ctype), *eff.headers]
-        await _send_simple(send, eff.status, ctype, body, extra=list(eff.headers))
-        ex.status, ex.responded_at = eff.status, time.time()
+        ex.status = eff.status
         ex.response = Message.of([*headers, ("content-length", str(len(body)))], body)
+        await _send_simple(send, eff.status, ctype, body, extra=list(eff.headers), before_body=finish)
 
-    async def _answer_soap_fault(self, eff: SoapFault, ex: Exchange, send: Send, facts: RequestFacts) -> None:
+    async def _answer_soap_fault(self, eff: SoapFault, ex: Exchange, send: Send, facts: RequestFacts,
+                                 finish: Callable[[], None]) -> None:
         detail = list(parse_xml(f"<d>{eff.detail_xml}</d>")) if eff.detail_xml else None
         relates_to = ex.correlation if ex.correlation and facts.headers else None
         body = build_fault(
@@ -231,9 +242,9 @@ class BenchASGI:
             detail=detail, relates_to=relates_to,
         )
         status = eff.status or (400 if eff.code == "Sender" else 500)
-        await _send_simple(send, status, SOAP_CONTENT_TYPE, body)
-        ex.status, ex.responded_at = status, time.time()
+        ex.status = status
         ex.response = Message.of([("content-type", SOAP_CONTENT_TYPE), ("content-length", str(len(body)))], body)
+        await _send_simple(send, status, SOAP_CONTENT_TYPE, body, before_body=finish)
 
     async def _hang(self, eff: Hang, ex: Exchange, scope: Scope, receive: Receive) -> None:
         async def client_gone() -> None:
@@ -249,15 +260,15 @@ class BenchASGI:
         ex.responded_at = time.time()
 
     async def _call_service(self, scope: Scope, receive: Receive, send: Send, body: bytes, decision: Decision,
-                            ex: Exchange) -> None:
+                            ex: Exchange, finish: Callable[[], None]) -> None:
         if decision.outcome:
             scope = dict(scope, headers=[*scope["headers"], (_OUTCOME_HEADER_B, decision.outcome.encode())])
         status: int | None = None
         resp_headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
-        buffered: list[dict] = []
-        dribble = decision.dribble
 
+        # The answer is buffered (simulator answers are small): it is journaled before its first byte
+        # leaves, so a client reading the journal as soon as it has the answer finds the exchange there.
         async def capture(message: dict) -> None:
             nonlocal status, resp_headers
             if message["type"] == "http.response.start":
@@ -265,28 +276,25 @@ class BenchASGI:
                 resp_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in message.get("headers", [])]
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
-            if dribble:
-                buffered.append(message)
-            else:
-                await send(message)
 
         await self.wsgi(scope, _replay(body, receive), capture)
+        if status is None:
+            return
         payload = b"".join(chunks)
-        if dribble and status is not None:
-            headers = [(k, v) for k, v in resp_headers if k.lower() not in ("content-length", "transfer-encoding")]
-            headers.append(("content-length", str(len(payload))))
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
-            step = dribble.chunk_bytes
-            for i in range(0, len(payload), step):
-                await send({"type": "http.response.body", "body": payload[i:i + step],
-                            "more_body": i + step < len(payload)})
-                if i + step < len(payload):
-                    await asyncio.sleep(dribble.interval_ms / 1000.0)
-            if not payload:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
-        ex.status, ex.responded_at = status, time.time()
-        ex.response = Message.of(resp_headers, payload)
+        ex.status, ex.response = status, Message.of(resp_headers, payload)
+        headers = [(k, v) for k, v in resp_headers if k.lower() not in ("content-length", "transfer-encoding")]
+        headers.append(("content-length", str(len(payload))))
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
+        step = decision.dribble.chunk_bytes if decision.dribble else max(len(payload), 1)
+        pieces = [payload[i:i + step] for i in range(0, len(payload), step)] or [b""]
+        for n, piece in enumerate(pieces, start=1):
+            last = n == len(pieces)
+            if last:
+                finish()
+            await send({"type": "http.response.body", "body": piece, "more_body": not last})
+            if not last and decision.dribble:
+                await asyncio.sleep(decision.dribble.interval_ms / 1000.0)
 
     def _record(self, ex: Exchange) -> None:
         try:
@@ -310,12 +318,15 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 async def _send_simple(send: Send, status: int, content_type: str, body: bytes, *, close: bool = False,
-                       extra: list[tuple[str, str]] | None = None) -> None:
+                       extra: list[tuple[str, str]] | None = None,
+                       before_body: Callable[[], None] | None = None) -> None:
     headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra or []]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
+    if before_body is not None:
+        before_body()
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -24,13 +24,6 @@ from simulators.core.clock import iso
 from simulators.core.faults import EFFECTS
 from simulators.core.server import serve_in_thread
 
-try:
-    from simulators.core.openapi import control_openapi
-except ImportError:  # written concurrently by the lead
-    control_openapi = None
-
-needs_openapi = pytest.mark.xfail(control_openapi is None, reason="openapi.py not written yet", strict=False)
-
 INCIDENT_NAMES = sorted(p.stem for p in INCIDENTS_DIR.glob("*.toml"))
 
 
@@ -146,7 +139,6 @@ def test_post_faults_is_all_or_nothing(client):
     assert client.get("/_bench/faults").json()["rules"] == []
 
 
-@pytest.mark.xfail(strict=True, reason="a non-string rule id reaches SQLite: 500 instead of 400 (faults.py parse_rule)")
 def test_post_faults_with_non_string_id_is_a_400(client):
     problem_of(client.post("/_bench/faults", json={"id": ["x"], "effect": {"type": "drop"}}), 400)
 
@@ -346,8 +338,6 @@ def test_journal_errors(client, params, fragment):
     assert fragment in body["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason="control.py journal(): limit.isdigit() accepts Unicode digits such as '²' "
-                   "that int() rejects, so the ValueError becomes a 500")
 def test_journal_limit_with_unicode_digit_is_a_400(client):
     problem_of(client.get("/_bench/journal", params={"limit": "²"}), 400)
 
@@ -412,12 +402,6 @@ def test_reset_errors(client, content, fragment):
     assert len(client.get("/_bench/faults").json()["rules"]) == 1  # nothing was reset
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="control.py reset(): `_json_body(required=False) or {}` turns a falsy non-object body ([], 0, false, "
-    "\"\") into {} and resets everything instead of answering 400",
-)
 @pytest.mark.parametrize("content", [b"[]", b"false"])
 def test_reset_with_a_falsy_non_object_body_is_a_400(client, content):
     add_rule(client, effect={"type": "latency", "ms": 1})
@@ -500,8 +484,6 @@ def test_clock_without_body(client):
     assert "JSON body is required" in problem_of(client.post("/_bench/clock"), 400)["detail"]
 
 
-@pytest.mark.xfail(strict=True, reason="clock.py SimClock.advance/set: a date beyond year 9999 raises ValueError "
-                   "(not ClockError), so the control API answers 500 instead of 400")
 def test_clock_advance_out_of_range_is_a_400(client):
     problem_of(client.post("/_bench/clock", json={"advance": "P10000Y"}), 400)
 
@@ -594,7 +576,6 @@ def _control_routes(sim) -> set[tuple[str, str]]:
     return routes
 
 
-@needs_openapi
 def test_openapi_documents_every_control_route(client):
     resp = client.get("/_bench/openapi.json")
     assert resp.status_code == 200
@@ -608,7 +589,6 @@ def test_openapi_documents_every_control_route(client):
     assert not extra, f"documented paths that do not exist: {sorted(extra)}"
 
 
-@needs_openapi
 def test_openapi_is_a_valid_document(client):
     from openapi_spec_validator import validate
 

@@ -402,12 +402,6 @@ def test_to_har_unit(har_validator):
 # --------------------------------------------------------------------------------------------- known bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="http_front.py _exchange_with_faults records the exchange in its `finally`, after the response was "
-    "sent: a client that reads the journal right after its call can miss that call",
-)
 def test_exchange_is_journaled_before_the_client_gets_the_answer(serve):
     sim = make_sim()
     record = sim.ctx.journal.record
