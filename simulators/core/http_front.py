@@ -93,12 +93,24 @@ class BenchASGI:
         await self._exchange_with_faults(scope, receive, send, body, received_at)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        spec = self.ctx.spec
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                try:
+                    if spec.startup:
+                        await spec.startup(self.ctx)
+                except Exception as exc:
+                    self.ctx.logger.exception("start-up of %s failed", self.ctx.name)
+                    await send({"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
+                try:
+                    if spec.shutdown:
+                        await spec.shutdown(self.ctx)
+                finally:
+                    await send({"type": "lifespan.shutdown.complete"})
                 return
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:

@@ -10,7 +10,7 @@ isolated simulators side by side.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,10 @@ class ServiceSpec:
     reset: Callable[[ServiceContext], None] | None = None
     description: str = ""
     health_path: str = "/_bench/health"
+    # Run in each worker process's event loop at start and stop: non-HTTP listeners (SMTP, IMAP) are
+    # started here, with SO_REUSEPORT so every worker shares the port, like the HTTP socket.
+    startup: Callable[[ServiceContext], Awaitable[None]] | None = None
+    shutdown: Callable[[ServiceContext], Awaitable[None]] | None = None
 
 
 @dataclass
