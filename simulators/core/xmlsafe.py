@@ -17,6 +17,8 @@ Both parsers also run with entity resolution, DTD loading and network access dis
 
 from __future__ import annotations
 
+import re
+import threading
 from typing import Literal
 
 from lxml import etree
@@ -86,8 +88,41 @@ class _PrologScanner:
         return None
 
 
+_local = threading.local()
+# Encodings in which "<!DOCTYPE" can only be written as those very bytes.
+_BYTE_SAFE_ENCODINGS = {"utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1", "latin-1", "iso-8859-15",
+                        "windows-1252", "cp1252"}
+_DECL_ENCODING = re.compile(rb"""^<\?xml[^>]*?encoding\s*=\s*["']([A-Za-z0-9._-]{1,40})["']""")
+
+
+def _tree_parser(force_utf8: bool) -> etree.XMLParser:
+    # Parsers are not thread-safe but are reusable: one per thread and flavour saves building one per call.
+    key = "utf8" if force_utf8 else "auto"
+    parser = getattr(_local, key, None)
+    if parser is None:
+        parser = _parser(force_utf8=force_utf8)
+        setattr(_local, key, parser)
+    return parser
+
+
+def _needs_prescan(raw: bytes, force_utf8: bool) -> bool:
+    """False when a plain byte search already proves there is no DOCTYPE (the common case, and cheap).
+
+    Only for documents whose bytes are ASCII-compatible and whose declared encoding (if any) writes
+    "<!DOCTYPE" as those bytes; anything else (UTF-16/32, UTF-7, EBCDIC…) goes through the parser-based
+    pre-scan, which lets libxml2 do the decoding.
+    """
+    head = raw.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")
+    if not head.startswith(b"<") or head[1:2] in (b"\x00", b""):
+        return True
+    if not force_utf8:
+        declared = _DECL_ENCODING.match(head)
+        if declared and declared.group(1).decode("ascii").lower() not in _BYTE_SAFE_ENCODINGS:
+            return True
+    return b"<!DOCTYPE" in raw
+
+
 def _parser(*, target: object | None = None, force_utf8: bool = False) -> etree.XMLParser:
-    # A new parser per call: lxml parsers are not thread-safe and a target parser is single-use anyway.
     return etree.XMLParser(
         target=target,
         encoding="utf-8" if force_utf8 else None,
@@ -143,10 +178,11 @@ def parse_xml(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree
     if not raw.removeprefix(b"\xef\xbb\xbf").strip():
         raise XmlRejected("XML document is empty", "empty")
 
-    _prescan(raw, force_utf8)  # barrier 1
+    if _needs_prescan(raw, force_utf8):
+        _prescan(raw, force_utf8)  # barrier 1
 
     try:
-        root = etree.fromstring(raw, _parser(force_utf8=force_utf8))
+        root = etree.fromstring(raw, _tree_parser(force_utf8))
     except etree.XMLSyntaxError as exc:
         raise XmlRejected(_syntax_message(exc), "malformed") from None
     if root is None:  # defensive: lxml returns None for some degenerate inputs in recover mode
