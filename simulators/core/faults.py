@@ -352,6 +352,8 @@ class RequestFacts:
     body: bytes = b""
     attrs_loader: Callable[[], Mapping[str, str]] | None = None
     _attrs: Mapping[str, str] | None = None
+    envelope: Any = None  # the parsed SOAP envelope, when the body is one (parsed once, by the front end)
+    envelope_error: Exception | None = None  # why it could not be parsed (the service answers with it)
 
     @property
     def attrs(self) -> Mapping[str, str]:

@@ -21,6 +21,7 @@ from .app import OUTCOME_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
 from .journal import Exchange, Message
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
+from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
 from .xmlsafe import parse_xml
 
@@ -150,10 +151,11 @@ class BenchASGI:
             if "soap+xml" in ctype.lower() and body:
                 try:
                     env = parse_envelope(body, max_bytes=self.ctx.config.max_request_bytes)
+                    facts.envelope = env
                     action = action or env.action
                     correlation = correlation or env.message_id
-                except (SoapError, ValueError):
-                    pass  # the service answers the malformed envelope with its own fault
+                except (SoapError, ValueError) as exc:
+                    facts.envelope_error = exc  # the service answers the malformed envelope with its own fault
             if action:
                 operation = short_action(action)
         if not operation:
@@ -227,6 +229,8 @@ class BenchASGI:
                 await _drop(scope)
             elif isinstance(terminal, Hang):
                 await self._hang(terminal, ex, scope, receive)
+            elif (facts.method, facts.path) in self.ctx.spec.fast_routes:
+                await self._call_fast(facts, decision, ex, send, finish)
             else:
                 await self._call_service(scope, receive, send, body, decision, ex, finish)
         finally:
@@ -271,6 +275,24 @@ class BenchASGI:
             await _drop(scope)
         ex.responded_at = time.time()
 
+    async def _call_fast(self, facts: RequestFacts, decision: Decision, ex: Exchange, send: Send,
+                         finish: Callable[[], None]) -> None:
+        handler = self.ctx.spec.fast_routes[(facts.method, facts.path)]
+        request = FastRequest(facts.method, facts.path, facts.headers, facts.query, facts.body, decision.outcome,
+                              facts.envelope, facts.envelope_error)
+        try:
+            resp = handler(self.ctx, request)
+        except Exception as exc:
+            self.ctx.logger.exception("unhandled error on %s %s", facts.method, facts.path)
+            status, ctype, err = error_response(
+                self.ctx.spec.error_format, 500,
+                f"internal error of the {self.ctx.name} simulator ({type(exc).__name__}); see its log")
+            resp = FastResponse(status, ctype, err)
+        headers = [("content-type", resp.content_type), *resp.headers]
+        ex.status = resp.status
+        ex.response = Message.of([*headers, ("content-length", str(len(resp.body)))], resp.body)
+        await self._send_answer(send, resp.status, headers, resp.body, decision, finish)
+
     async def _call_service(self, scope: Scope, receive: Receive, send: Send, body: bytes, decision: Decision,
                             ex: Exchange, finish: Callable[[], None]) -> None:
         if decision.outcome:
@@ -295,7 +317,13 @@ class BenchASGI:
         payload = b"".join(chunks)
         ex.status, ex.response = status, Message.of(resp_headers, payload)
         headers = [(k, v) for k, v in resp_headers if k.lower() not in ("content-length", "transfer-encoding")]
-        headers.append(("content-length", str(len(payload))))
+        await self._send_answer(send, status, headers, payload, decision, finish)
+
+    @staticmethod
+    async def _send_answer(send: Send, status: int, headers: list[tuple[str, str]], payload: bytes, decision: Decision,
+                       finish: Callable[[], None]) -> None:
+        """Send an answer whole, or a few bytes at a time when a dribble effect applies; journal it first."""
+        headers = [*headers, ("content-length", str(len(payload)))]
         await send({"type": "http.response.start", "status": status,
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
         step = decision.dribble.chunk_bytes if decision.dribble else max(len(payload), 1)

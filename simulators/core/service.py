@@ -78,6 +78,35 @@ class ServiceContext:
 
 
 @dataclass
+class FastRequest:
+    """An HTTP request handed to a fast route: already read, its SOAP envelope already parsed."""
+
+    method: str
+    path: str
+    headers: Mapping[str, str]  # lower-case names
+    query: Mapping[str, str]
+    body: bytes
+    outcome: str | None  # business outcome chosen by the fault engine
+    envelope: Any = None
+    envelope_error: Exception | None = None
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+@dataclass
+class FastResponse:
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+FastHandler = Callable[["ServiceContext", FastRequest], FastResponse]
+
+
+@dataclass
 class ServiceSpec:
     name: str
     title: str  # French, shown in tables and reports
@@ -94,6 +123,9 @@ class ServiceSpec:
     health_path: str = "/_bench/health"
     # Run in each worker process's event loop at start and stop: non-HTTP listeners (SMTP, IMAP) are
     # started here, with SO_REUSEPORT so every worker shares the port, like the HTTP socket.
+    # Hot endpoints served straight on the event loop, without the WSGI thread hop and Flask: for short,
+    # CPU-bound handlers (a SOAP search over SQLite and the personas). Keyed by (METHOD, path).
+    fast_routes: Mapping[tuple[str, str], FastHandler] = field(default_factory=dict)
     startup: Callable[[ServiceContext], Awaitable[None]] | None = None
     shutdown: Callable[[ServiceContext], Awaitable[None]] | None = None
 

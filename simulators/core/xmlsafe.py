@@ -204,18 +204,48 @@ def _nsmap(ns: dict[str, str] | None) -> dict[str, str]:
     return NS if not ns else {**NS, **ns}
 
 
+_PREFIXED = re.compile(r"\{[^}]*\}|([A-Za-z_][\w.-]*):([A-Za-z_*][\w.-]*)")
+_clark_cache: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
+
+
+def _clark(path: str, ns: dict[str, str] | None) -> str:
+    """`ctxlps:LPS/ctxlps:IDAM` → `{urn:siram:lps:ctxlps}LPS/{…}IDAM`, cached: lxml then skips its own
+    per-call namespace handling (it sorts the whole mapping on every find)."""
+    key = (path, tuple(sorted(ns.items())) if ns else ())
+    clark = _clark_cache.get(key)
+    if clark is None:
+        mapping = _nsmap(ns)
+
+        def sub(m: re.Match) -> str:
+            if m.group(1) is None:  # already Clark notation: {uri}
+                return m.group(0)
+            uri = mapping.get(m.group(1))
+            if uri is None:
+                raise SyntaxError(f"prefix {m.group(1)!r} not found in prefix map")
+            return f"{{{uri}}}{m.group(2)}"
+
+        clark = _PREFIXED.sub(sub, path)
+        if len(_clark_cache) < 4096:
+            _clark_cache[key] = clark
+    return clark
+
+
 def find(el: etree._Element | None, path: str, ns: dict[str, str] | None = None) -> etree._Element | None:
     """First element matching ``path`` (e.g. ``"soap12:Header/wsa:Action"``), or None."""
     if el is None:
         return None
-    return el.find(path, namespaces=_nsmap(ns))
+    if "[" in path:  # predicates may hold colons in literals: let lxml resolve the prefixes
+        return el.find(path, namespaces=_nsmap(ns))
+    return el.find(_clark(path, ns))
 
 
 def findall(el: etree._Element | None, path: str, ns: dict[str, str] | None = None) -> list[etree._Element]:
     """All elements matching ``path`` (empty list when ``el`` is None)."""
     if el is None:
         return []
-    return el.findall(path, namespaces=_nsmap(ns))
+    if "[" in path:
+        return el.findall(path, namespaces=_nsmap(ns))
+    return el.findall(_clark(path, ns))
 
 
 def text(

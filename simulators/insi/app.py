@@ -12,8 +12,8 @@ from flask import Flask, Response, request
 
 from simulators.core.app import current_outcome
 from simulators.core.faults import RequestFacts
-from simulators.core.service import ServiceContext, ServiceSpec
-from simulators.core.soap import SoapError
+from simulators.core.service import FastRequest, FastResponse, ServiceContext, ServiceSpec
+from simulators.core.soap import Envelope, SoapError
 from simulators.personas import load_personas
 
 from . import wire
@@ -41,11 +41,15 @@ def _model(ctx: ServiceContext) -> InsiModel:
     return model
 
 
-def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None) -> Response:
+def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
+           envelope: Envelope | None = None, envelope_error: Exception | None = None) -> tuple[int, str, bytes]:
+    """One INSi exchange: (HTTP status, content type, body)."""
     model = _model(ctx)
     message_id: str | None = None
     try:
-        req = wire.parse_request(data, content_type, ctx.config.max_request_bytes)
+        if isinstance(envelope_error, SoapError):
+            raise envelope_error
+        req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope)
         message_id = req.message_id
         check_headers(req.headers, req.operation, ctx.config.settings)
         if req.operation == OP_TRAITS:
@@ -63,20 +67,27 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
         else:
             result = model.search_vitale(query)
     except SoapError as exc:
-        return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
+        return exc.http_status, exc.content_type, exc.to_bytes()
     except InsiError as exc:
-        status, ctype, body = wire.fault_bytes(exc, message_id or exc.message_id)
-        return Response(body, status=status, content_type=ctype)
+        return wire.fault_bytes(exc, message_id or exc.message_id)
     body, ctype = wire.response_bytes(result, req.operation, message_id)
-    return Response(body, status=200, content_type=ctype)
+    return 200, ctype, body
+
+
+def _fast_lps(ctx: ServiceContext, req: FastRequest) -> FastResponse:
+    status, ctype, body = answer(ctx, req.body, req.content_type, req.outcome, req.envelope, req.envelope_error)
+    return FastResponse(status, ctype, body)
 
 
 def _register(app: Flask, ctx: ServiceContext) -> None:
     _model(ctx)
 
+    # POST /lps is served by the fast route below; this Flask route answers when the app is used as
+    # plain WSGI (and gives other methods their 405 SOAP fault).
     @app.post(ENDPOINT)
     def lps() -> Response:
-        return handle(ctx, request.get_data(), request.content_type, current_outcome())
+        status, ctype, body = answer(ctx, request.get_data(), request.content_type, current_outcome())
+        return Response(body, status=status, content_type=ctype)
 
 
 def _attrs_of(facts: RequestFacts) -> dict[str, str]:
@@ -108,5 +119,6 @@ SPEC = ServiceSpec(
     state_get=_state_get,
     state_post=_state_post,
     reset=_reset,
+    fast_routes={("POST", ENDPOINT): _fast_lps},
     description="Téléservice INSi (SOAP 1.2) : recherche d'INS par traits d'identité et par carte Vitale.",
 )

@@ -373,6 +373,21 @@ class InsiModel:
         raise ValueError(f"unknown persona variant {name!r}; known: {', '.join(known)}")
 
     def identities(self) -> list[Identity]:
+        # Rebuilt only when the control API changed identities or variants (in any worker process): one
+        # cheap query tells, instead of two queries and a walk over every persona on each search.
+        row = self.store.execute(
+            "SELECT (SELECT COUNT(*) || ':' || COALESCE(MAX(seq), 0) FROM insi_changes),"
+            " (SELECT group_concat(patient_id || '=' || variant_id, ',') FROM insi_variants)"
+        ).fetchone()
+        key = (row[0], row[1])
+        cached = self.__dict__.get("_identities")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        identities = self._build_identities()
+        self.__dict__["_identities"] = (key, identities)
+        return identities
+
+    def _build_identities(self) -> list[Identity]:
         variants = self._active_variants()
         by_id: dict[str, Identity] = {}
         for base in self.personas.patients:

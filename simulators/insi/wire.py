@@ -60,9 +60,12 @@ class Request:
         return self.envelope.message_id
 
 
-def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
-    """Raises SoapError (envelope level) or InsiError (INSi level, carrying the request's MessageID)."""
-    env = parse_envelope(data, max_bytes=max_bytes)
+def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
+    """Raises SoapError (envelope level) or InsiError (INSi level, carrying the request's MessageID).
+
+    `envelope` is the envelope the core's front end already parsed, if any (saves a second parse).
+    """
+    env = envelope if envelope is not None else parse_envelope(data, max_bytes=max_bytes)
     try:
         return _parse_request(env, content_type)
     except InsiError as exc:

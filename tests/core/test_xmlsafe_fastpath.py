@@ -44,3 +44,15 @@ def test_the_parser_is_reused_safely_across_documents() -> None:
     with pytest.raises(XmlRejected):
         parse_xml(b"<a><b></a>")
     assert parse_xml(b"<c>ok</c>").text == "ok"
+
+
+def test_lookups_accept_our_prefixes_clark_notation_and_predicates_alike() -> None:
+    from simulators.core.xmlsafe import find, findall, text
+
+    root = parse_xml(b'<a xmlns:z="urn:siram"><z:E code="1">x</z:E><z:E>y</z:E></a>')
+    assert find(root, "{urn:siram}E").text == "x"
+    assert text(root, "siram:E") == "x"
+    assert [e.text for e in findall(root, "siram:E")] == ["x", "y"]
+    assert find(root, 'siram:E[@code="1"]').text == "x"
+    with pytest.raises(SyntaxError):
+        find(root, "unknown:E")
