@@ -18,6 +18,7 @@ from simulators.core.app import current_outcome, problem_response
 from simulators.core.faults import RequestFacts
 from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.core.soap import SoapError
+from simulators.core.teleservice import fault_bytes
 from simulators.personas import load_personas
 
 from . import wire
@@ -25,10 +26,10 @@ from .model import (
     OP_AUTH,
     OP_DETRUIRE,
     OUTCOMES,
-    ApcvError,
     ApcvModel,
     AuthRequest,
     ContextRequest,
+    TeleserviceError,
     check_headers,
     context_expired,
     context_unknown,
@@ -77,8 +78,8 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
                 body = wire.context_element(view)
     except SoapError as exc:
         return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
-    except ApcvError as exc:
-        status, ctype, fault = wire.fault_bytes(exc, message_id or exc.message_id)
+    except TeleserviceError as exc:
+        status, ctype, fault = fault_bytes(exc, message_id or exc.message_id)
         return Response(fault, status=status, content_type=ctype)
     payload, ctype = wire.response_bytes(body, req.operation, message_id)
     return Response(payload, status=200, content_type=ctype)

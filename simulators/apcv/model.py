@@ -24,6 +24,7 @@ from typing import Any
 import segno
 
 from simulators.core.store import Store
+from simulators.core.teleservice import Headers, TeleserviceError, check_assertion, check_lps, receiver, sender
 from simulators.personas import Patient, Personas
 
 ACTION_PREFIX = "urn:ApCV_AUTH:1.0.0:"
@@ -40,8 +41,6 @@ DEFAULT_CONTEXT_TTL_S = 3600  # 1 hour
 MAX_DONNEES = 2048
 MODE_QRCODE = "QRCODE"
 
-DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
-
 OUTCOMES = {
     "apcv.qr-expire": "authentifierUtilisateurProximite : faute « QR code ApCV expiré » (apcv_011)",
     "apcv.contexte-inconnu": "restituer/detruireContexteApCV : faute « contexte ApCV inconnu » (apcv_020)",
@@ -55,26 +54,10 @@ OUTCOMES = {
 # ----------------------------------------------------------------------------------------------------
 
 
-class ApcvError(Exception):
-    """A request the ApCV service refuses; serialised by wire.py as a SOAP 1.2 fault with siram:Erreur."""
-
-    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur") -> None:
-        super().__init__(reason)
-        self.code = code  # "Sender" | "Receiver"
-        self.subcode = subcode
-        self.detail_code = detail_code
-        self.reason = reason
-        self.severite = severite
-        self.message_id: str | None = None
-
-
-# (subcode, detail code) per failure family; all assumed (see README.md).
-F_ACTION = ("siram_10", "desir_501")
-F_CTXLPS = ("siram_20", "desir_520")
-F_SECURITY = ("siram_30", "desir_530")
+# (subcode, detail code) per failure family; all assumed (see README.md). The platform-level families
+# (action, ContexteLPS, assertion, IDAM) are in simulators.core.teleservice.
 F_UNAVAILABLE = ("siram_40", "apcv_102")
 F_INPUT = ("siram_50", "apcv_001")
-F_IDAM = ("siram_100", "desir_550")
 F_QR_INVALID = ("siram_60", "apcv_010")
 F_QR_EXPIRED = ("siram_60", "apcv_011")
 F_QR_USED = ("siram_60", "apcv_012")
@@ -82,26 +65,22 @@ F_CTX_UNKNOWN = ("siram_61", "apcv_020")
 F_CTX_EXPIRED = ("siram_61", "apcv_021")
 
 
-def sender(family: tuple[str, str], reason: str) -> ApcvError:
-    return ApcvError("Sender", family[0], family[1], reason)
+def unavailable(reason: str = "Service ApCV temporairement indisponible, reessayer ulterieurement") -> TeleserviceError:
+    return receiver(F_UNAVAILABLE, reason)
 
 
-def unavailable(reason: str = "Service ApCV temporairement indisponible, reessayer ulterieurement") -> ApcvError:
-    return ApcvError("Receiver", F_UNAVAILABLE[0], F_UNAVAILABLE[1], reason, severite="fatale")
-
-
-def qr_expired(expired_at: datetime | None = None) -> ApcvError:
+def qr_expired(expired_at: datetime | None = None) -> TeleserviceError:
     when = f" le {xml_datetime(expired_at)}" if expired_at else ""
     return sender(F_QR_EXPIRED, f"Donnees : QR code ApCV expire{when} ; le patient doit afficher un nouveau QR code "
                                 "dans l'Appli carte Vitale")
 
 
-def context_unknown(context_id: str) -> ApcvError:
+def context_unknown(context_id: str) -> TeleserviceError:
     return sender(F_CTX_UNKNOWN, f"Contexte ApCV {context_id!r} inconnu ou detruit ; relancer "
                                  "authentifierUtilisateurProximite")
 
 
-def context_expired(context_id: str, expired_at: datetime | None = None) -> ApcvError:
+def context_expired(context_id: str, expired_at: datetime | None = None) -> TeleserviceError:
     when = f" le {xml_datetime(expired_at)}" if expired_at else ""
     return sender(F_CTX_EXPIRED, f"Contexte ApCV {context_id!r} expire{when} ; relancer "
                                  "authentifierUtilisateurProximite")
@@ -117,49 +96,11 @@ def xml_datetime(dt: datetime) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def check_headers(headers: Any, settings: Mapping[str, Any]) -> dict[str, str]:
-    """ContexteLPS and PS assertion rules; returns the assertion attributes. Raises ApcvError.
-
-    ``headers`` is the ``Headers`` value read by ``simulators.insi.wire.parse_headers`` (ContexteBAM ignored).
-    """
-    lps = headers.lps
-    if lps is None:
-        raise sender(F_CTXLPS, "En-tete ContexteLPS (urn:siram:lps:ctxlps) absent")
-    if lps.get("nature") != "CTXLPS":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut Nature {lps.get('nature')!r} invalide, attendu 'CTXLPS'")
-    if lps.get("version") != "01_00":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut Version {lps.get('version')!r} invalide, attendu '01_00'")
-    if not lps.get("has_lps"):
-        raise sender(F_CTXLPS, "ContexteLPS : element LPS absent")
-    if not lps.get("idam"):
-        raise sender(F_CTXLPS, "ContexteLPS : LPS/IDAM (numero d'autorisation du logiciel) absent ou vide")
-    if lps.get("idam_r") != "4":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut R de LPS/IDAM {lps.get('idam_r')!r} invalide, attendu '4'")
-    for key, label in (("lps_version", "LPS/Version"), ("instance", "LPS/Instance"), ("nom", "LPS/Nom")):
-        if not lps.get(key):
-            raise sender(F_CTXLPS, f"ContexteLPS : {label} absent ou vide")
-    authorised = settings.get("authorised_idam") or DEFAULT_AUTHORISED_IDAM
-    if lps["idam"] not in authorised:
-        raise sender(F_IDAM, f"Logiciel non autorise : numero d'autorisation (IDAM) {lps['idam']!r} inconnu")
-
-    if not headers.security_present:
-        raise sender(F_SECURITY, "En-tete wsse:Security absent : l'ApCV exige l'assertion du professionnel "
-                                 "(CPS ou Pro Sante Connect)")
-    assertion = headers.assertion
-    if assertion is None:
-        raise sender(F_SECURITY, "wsse:Security : assertion SAML 2.0 du professionnel absente")
-    qualifier = assertion.get("name_qualifier")
-    if qualifier not in ("CPS", "PSC"):
-        raise sender(F_SECURITY, f"Assertion : Subject/NameID/@NameQualifier {qualifier!r} invalide, attendu "
-                                 "'CPS' ou 'PSC'")
-    if not assertion.get("name_id"):
-        raise sender(F_SECURITY, "Assertion : Subject/NameID (identifiant national du PS) absent ou vide")
-    attrs = dict(assertion.get("attributes") or {})
-    required = ["identifiantFacturation", "secteurActivite" if qualifier == "CPS" else "codeSpecialiteAMO"]
-    for name in required:
-        if not attrs.get(name):
-            raise sender(F_SECURITY, f"Assertion {qualifier} : attribut {name} absent ou vide")
-    return attrs
+def check_headers(headers: Headers, settings: Mapping[str, Any]) -> dict[str, str]:
+    """ContexteLPS and PS assertion rules (no ContexteBAM); returns the assertion attributes."""
+    check_lps(headers, settings)
+    return check_assertion(headers, missing_security="En-tete wsse:Security absent : l'ApCV exige l'assertion du "
+                                                     "professionnel (CPS ou Pro Sante Connect)")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -171,7 +112,7 @@ _SPECIALITE = re.compile(r"\d{2}")
 _CONTEXT_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
-def _bad(field_name: str, why: str) -> ApcvError:
+def _bad(field_name: str, why: str) -> TeleserviceError:
     return sender(F_INPUT, f"{field_name} : {why}")
 
 
@@ -268,7 +209,7 @@ def unverified_claims(payload: str) -> dict[str, Any]:
 
 
 def verify_qr(secret: bytes, payload: str, now: datetime) -> dict[str, Any]:
-    """Claims of a well-formed, authentic and unexpired QR payload; ApcvError otherwise."""
+    """Claims of a well-formed, authentic and unexpired QR payload; TeleserviceError otherwise."""
     payload = payload.strip()
     parts = payload.split(".")
     if not payload.startswith(QR_PREFIX + ".") or len(parts) != 3:

@@ -15,38 +15,30 @@ from lxml import etree
 from simulators.core.soap import (
     Envelope,
     SoapError,
-    SoapFaultSpec,
     action_from_content_type,
     build_envelope,
-    build_fault,
     must_understand_fault,
     parse_envelope,
     soap_content_type,
 )
+from simulators.core.teleservice import F_ACTION, NS_CTXLPS, TeleserviceError, parse_headers, sender
 from simulators.core.xmlsafe import NS, find, parse_xml, qname
-from simulators.insi.wire import parse_headers  # pure function: ContexteLPS + wsse:Security reading
 from simulators.personas import OID_INS_NIR, Patient
 
 from .model import (
     ACTION_PREFIX,
-    F_ACTION,
     OP_AUTH,
     OP_DETRUIRE,
     OP_RESTITUER,
     OPERATIONS,
     VERSION,
-    ApcvError,
     Context,
     ContextView,
-    sender,
     unverified_claims,
     xml_datetime,
 )
 
 NS_AUTH = "http://www.sesam-vitale.fr/apcv/auth/1/0"
-NS_CTXLPS = "urn:siram:lps:ctxlps"
-NS_CTXBAM = "urn:siram:bam:ctxbam"
-NS_SIRAM = NS["siram"]
 NSX = {"apcv": NS_AUTH, "lps": NS_CTXLPS}
 
 BODY_OF = {
@@ -75,11 +67,11 @@ class Request:
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
-    """Raises SoapError (envelope level) or ApcvError (ApCV level, carrying the request's MessageID)."""
+    """Raises SoapError (envelope level) or TeleserviceError (ApCV level, carrying the request's MessageID)."""
     env = parse_envelope(data, max_bytes=max_bytes)
     try:
         return _parse_request(env, content_type)
-    except ApcvError as exc:
+    except TeleserviceError as exc:
         exc.message_id = env.message_id
         raise
 
@@ -254,18 +246,3 @@ def response_bytes(body: etree._Element, operation: str, relates_to: str | None)
     return build_envelope(body, action=action, relates_to=relates_to), soap_content_type(action)
 
 
-def fault_spec(err: ApcvError, message_id: str | None = None) -> SoapFaultSpec:
-    erreur = etree.Element(qname(NS_SIRAM, "Erreur"), nsmap={"siram": NS_SIRAM})
-    erreur.set("code", err.detail_code)
-    erreur.set("severite", err.severite)
-    if message_id:
-        erreur.set("messageID", message_id)
-    erreur.text = err.reason
-    return SoapFaultSpec(err.code, err.reason, subcode=err.subcode, detail=erreur)  # type: ignore[arg-type]
-
-
-def fault_bytes(err: ApcvError, relates_to: str | None) -> tuple[int, str, bytes]:
-    spec = fault_spec(err, relates_to)
-    return spec.http_status, spec.content_type, build_fault(
-        spec.code, spec.reason, subcode=spec.subcode, detail=spec.detail, relates_to=relates_to
-    )

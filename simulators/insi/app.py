@@ -14,15 +14,16 @@ from simulators.core.app import current_outcome
 from simulators.core.faults import RequestFacts
 from simulators.core.service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from simulators.core.soap import Envelope, SoapError
+from simulators.core.teleservice import fault_bytes
 from simulators.personas import load_personas
 
 from . import wire
 from .model import (
     OP_TRAITS,
     OUTCOMES,
-    InsiError,
     InsiModel,
     Result,
+    TeleserviceError,
     TraitsQuery,
     VitaleQuery,
     check_headers,
@@ -68,8 +69,8 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             result = model.search_vitale(query)
     except SoapError as exc:
         return exc.http_status, exc.content_type, exc.to_bytes()
-    except InsiError as exc:
-        return wire.fault_bytes(exc, message_id or exc.message_id)
+    except TeleserviceError as exc:
+        return fault_bytes(exc, message_id or exc.message_id)
     body, ctype = wire.response_bytes(result, req.operation, message_id)
     return 200, ctype, body
 

@@ -13,6 +13,15 @@ from datetime import date
 from typing import Any
 
 from simulators.core.store import Store
+from simulators.core.teleservice import (
+    Headers,
+    TeleserviceError,
+    check_assertion,
+    check_bam,
+    check_lps,
+    receiver,
+    sender,
+)
 from simulators.personas import OID_INS_NIA, OID_INS_NIR, HistoricalIns, Patient, Personas, nir_key
 
 OP_TRAITS = "rechercherInsAvecTraitsIdentite"
@@ -22,8 +31,6 @@ OPERATIONS = (OP_TRAITS, OP_VITALE)
 
 LIBELLES = {"00": "OK", "01": "Aucune identite trouvee", "02": "Plusieurs identites trouvees"}
 
-DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
-AUTH_MODES = ("assertion", "mtls")
 
 OUTCOMES = {
     "insi.cr01": "réponse CR 01 : aucune identité trouvée",
@@ -37,43 +44,22 @@ OUTCOMES = {
 # ----------------------------------------------------------------------------------------------------
 
 
-class InsiError(Exception):
-    """A request INSi refuses; serialised by wire.py as a SOAP 1.2 fault with Detail/siram:Erreur."""
-
-    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur") -> None:
-        super().__init__(reason)
-        self.code = code  # "Sender" | "Receiver"
-        self.subcode = subcode
-        self.detail_code = detail_code
-        self.reason = reason
-        self.severite = severite
-        self.message_id: str | None = None  # the request's wsa:MessageID, once known
-
-
 # (subcode, detail code) per failure family; only siram_100/desir_550 and siram_40/insi_102 are public facts.
-F_ACTION = ("siram_10", "desir_501")  # assumed
-F_CTXLPS = ("siram_20", "desir_520")  # assumed
-F_CTXBAM = ("siram_21", "desir_521")  # assumed
-F_SECURITY = ("siram_30", "desir_530")  # assumed
+# Platform-level families (action, ContexteLPS/BAM, assertion, IDAM) are in simulators.core.teleservice.
 F_INPUT = ("siram_50", "insi_001")  # assumed
-F_IDAM = ("siram_100", "desir_550")  # public (PADOA fixture)
 F_UNAVAILABLE = ("siram_40", "insi_102")  # public (PADOA forks, CNDA D'AEION case)
 
 
-def sender(family: tuple[str, str], reason: str) -> InsiError:
-    return InsiError("Sender", family[0], family[1], reason)
+def unavailable(reason: str = "Service INSi temporairement indisponible, reessayer ulterieurement") -> TeleserviceError:
+    return receiver(F_UNAVAILABLE, reason)
 
 
-def unavailable(reason: str = "Service INSi temporairement indisponible, reessayer ulterieurement") -> InsiError:
-    return InsiError("Receiver", F_UNAVAILABLE[0], F_UNAVAILABLE[1], reason, severite="fatale")
-
-
-def fault_from_codes(codes: str) -> InsiError:
-    """A persona fault string such as "siram_40/insi_102" as an InsiError."""
+def fault_from_codes(codes: str) -> TeleserviceError:
+    """A persona fault string such as "siram_40/insi_102" as an TeleserviceError."""
     siram, detail = codes.split("/")
     if (siram, detail) == F_UNAVAILABLE:
         return unavailable("Erreur technique lors de la recherche de l'identite (insi_102)")
-    return InsiError("Sender", siram, detail, f"Erreur {siram} / {detail}")
+    return TeleserviceError("Sender", siram, detail, f"Erreur {siram} / {detail}")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -92,7 +78,7 @@ _RANG = re.compile(r"\d{1,3}")
 MAX_NAME = 100
 
 
-def _bad(field_name: str, why: str) -> InsiError:
+def _bad(field_name: str, why: str) -> TeleserviceError:
     return sender(F_INPUT, f"{field_name} : {why}")
 
 
@@ -242,70 +228,13 @@ class VitaleQuery:
         )
 
 
-@dataclass(frozen=True)
-class Headers:
-    """What wire.py read from the SOAP header blocks (None = block absent)."""
-
-    lps: Mapping[str, Any] | None
-    bam: Mapping[str, Any] | None
-    security_present: bool
-    assertion: Mapping[str, Any] | None
-
-
 def check_headers(headers: Headers, operation: str, settings: Mapping[str, Any]) -> None:
-    """ContexteLPS, ContexteBAM and wsse:Security rules; raises InsiError."""
-    lps = headers.lps
-    if lps is None:
-        raise sender(F_CTXLPS, "En-tete ContexteLPS (urn:siram:lps:ctxlps) absent")
-    if lps.get("nature") != "CTXLPS":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut Nature {lps.get('nature')!r} invalide, attendu 'CTXLPS'")
-    if lps.get("version") != "01_00":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut Version {lps.get('version')!r} invalide, attendu '01_00'")
-    if not lps.get("has_lps"):
-        raise sender(F_CTXLPS, "ContexteLPS : element LPS absent")
-    if not lps.get("idam"):
-        raise sender(F_CTXLPS, "ContexteLPS : LPS/IDAM (numero d'autorisation du logiciel) absent ou vide")
-    if lps.get("idam_r") != "4":
-        raise sender(F_CTXLPS, f"ContexteLPS : attribut R de LPS/IDAM {lps.get('idam_r')!r} invalide, attendu '4'")
-    for key, label in (("lps_version", "LPS/Version"), ("instance", "LPS/Instance"), ("nom", "LPS/Nom")):
-        if not lps.get(key):
-            raise sender(F_CTXLPS, f"ContexteLPS : {label} absent ou vide")
-    authorised = settings.get("authorised_idam") or DEFAULT_AUTHORISED_IDAM
-    if lps["idam"] not in authorised:
-        raise sender(F_IDAM, f"Logiciel non autorise : numero d'autorisation (IDAM) {lps['idam']!r} inconnu")
-
-    bam = headers.bam
-    if bam is None:
-        raise sender(F_CTXBAM, "En-tete ContexteBAM (urn:siram:bam:ctxbam) absent")
-    if bam.get("version") != "01_02":
-        raise sender(F_CTXBAM, f"ContexteBAM : attribut Version {bam.get('version')!r} invalide, attendu '01_02'")
-    if bam.get("nature") not in (None, "CTXBAM"):
-        raise sender(F_CTXBAM, f"ContexteBAM : attribut Nature {bam.get('nature')!r} invalide, attendu 'CTXBAM'")
-    if not bam.get("has_couverture"):
-        raise sender(F_CTXBAM, "ContexteBAM : element COUVERTURE absent")
-    if operation == OP_VITALE and not bam.get("couverture_filled"):
-        raise sender(F_CTXBAM, "ContexteBAM : COUVERTURE vide alors qu'elle est obligatoire pour la recherche "
-                               "par carte Vitale")
-
-    mode = settings.get("auth_mode", "assertion")
-    if mode == "mtls":
+    """ContexteLPS, ContexteBAM and wsse:Security rules; raises TeleserviceError."""
+    check_lps(headers, settings)
+    check_bam(headers, couverture_required=operation == OP_VITALE)
+    if settings.get("auth_mode", "assertion") == "mtls":
         return  # mutual TLS with a software certificate: no PS assertion (the TLS layer is not simulated)
-    if not headers.security_present:
-        raise sender(F_SECURITY, "En-tete wsse:Security absent (mode d'authentification par assertion)")
-    assertion = headers.assertion
-    if assertion is None:
-        raise sender(F_SECURITY, "wsse:Security : assertion SAML 2.0 du professionnel absente")
-    qualifier = assertion.get("name_qualifier")
-    if qualifier not in ("CPS", "PSC"):
-        raise sender(F_SECURITY, f"Assertion : Subject/NameID/@NameQualifier {qualifier!r} invalide, attendu "
-                                 "'CPS' ou 'PSC'")
-    if not assertion.get("name_id"):
-        raise sender(F_SECURITY, "Assertion : Subject/NameID (identifiant national du PS) absent ou vide")
-    attrs = assertion.get("attributes") or {}
-    required = ["identifiantFacturation", "secteurActivite" if qualifier == "CPS" else "codeSpecialiteAMO"]
-    for name in required:
-        if not attrs.get(name):
-            raise sender(F_SECURITY, f"Assertion {qualifier} : attribut {name} absent ou vide")
+    check_assertion(headers)
 
 
 # ----------------------------------------------------------------------------------------------------

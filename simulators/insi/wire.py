@@ -14,34 +14,20 @@ from lxml import etree
 from simulators.core.soap import (
     Envelope,
     SoapError,
-    SoapFaultSpec,
     action_from_content_type,
     build_envelope,
-    build_fault,
     must_understand_fault,
     parse_envelope,
     soap_content_type,
 )
-from simulators.core.xmlsafe import NS, find, findall, parse_xml, qname, text
+from simulators.core.teleservice import F_ACTION, NS_CTXBAM, NS_CTXLPS, Headers, TeleserviceError, parse_headers, sender
+from simulators.core.xmlsafe import NS, find, parse_xml, qname
 
-from .model import (
-    ACTION_PREFIX,
-    F_ACTION,
-    OP_TRAITS,
-    OP_VITALE,
-    OPERATIONS,
-    Headers,
-    InsiError,
-    Result,
-    sender,
-)
+from .model import ACTION_PREFIX, OP_TRAITS, OP_VITALE, OPERATIONS, Result
 
 NS_RECSANS = "http://www.cnamts.fr/INSiRecSans"
 NS_RECVIT = "http://www.cnamts.fr/INSiRecVit"
 NS_RESULTAT = "http://www.cnamts.fr/INSiResultat"
-NS_CTXLPS = "urn:siram:lps:ctxlps"
-NS_CTXBAM = "urn:siram:bam:ctxbam"
-NS_SIRAM = NS["siram"]
 NSX = {"lps": NS_CTXLPS, "bam": NS_CTXBAM, "rs": NS_RECSANS, "rv": NS_RECVIT, "res": NS_RESULTAT}
 
 BODY_OF = {OP_TRAITS: (NS_RECSANS, "RECSANSVITALE"), OP_VITALE: (NS_RECVIT, "RECVITALE")}
@@ -61,14 +47,14 @@ class Request:
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
-    """Raises SoapError (envelope level) or InsiError (INSi level, carrying the request's MessageID).
+    """Raises SoapError (envelope level) or TeleserviceError (INSi level, carrying the request's MessageID).
 
     `envelope` is the envelope the core's front end already parsed, if any (saves a second parse).
     """
     env = envelope if envelope is not None else parse_envelope(data, max_bytes=max_bytes)
     try:
         return _parse_request(env, content_type)
-    except InsiError as exc:
+    except TeleserviceError as exc:
         exc.message_id = env.message_id
         raise
 
@@ -95,42 +81,6 @@ def _parse_request(env: Envelope, content_type: str | None) -> Request:
     headers = parse_headers(env)
     body = parse_traits(env.body_element) if operation == OP_TRAITS else parse_vitale(env.body_element)
     return Request(envelope=env, operation=operation, headers=headers, body=body)
-
-
-def parse_headers(env: Envelope) -> Headers:
-    lps_el = env.header_block(NS_CTXLPS, "ContexteLPS")
-    bam_el = env.header_block(NS_CTXBAM, "ContexteBAM")
-    sec_el = env.header_block(NS["wsse"], "Security")
-    lps = None
-    if lps_el is not None:
-        lps_node = find(lps_el, "lps:LPS", NSX)
-        idam = find(lps_node, "lps:IDAM", NSX)
-        lps = {
-            "nature": lps_el.get("Nature"), "version": lps_el.get("Version"), "has_lps": lps_node is not None,
-            "idam": text(idam), "idam_r": idam.get("R") if idam is not None else None,
-            "lps_version": text(lps_node, "lps:Version", ns=NSX), "instance": text(lps_node, "lps:Instance", ns=NSX),
-            "nom": text(lps_node, "lps:Nom", ns=NSX), "emetteur": text(lps_el, "lps:Emetteur", ns=NSX),
-        }
-    bam = None
-    if bam_el is not None:
-        couv = find(bam_el, "bam:COUVERTURE", NSX)
-        bam = {
-            "nature": bam_el.get("Nature"), "version": bam_el.get("Version"), "has_couverture": couv is not None,
-            "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
-        }
-    assertion = None
-    if sec_el is not None:
-        ps = next((a for a in findall(sec_el, "saml2:Assertion") if find(a, "saml2:Subject/saml2:NameID") is not None),
-                  None)
-        if ps is not None:
-            name_id = find(ps, "saml2:Subject/saml2:NameID")
-            attrs = {
-                a.get("Name", ""): text(a, "saml2:AttributeValue") or ""
-                for a in findall(ps, "saml2:AttributeStatement/saml2:Attribute")
-            }
-            assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": text(name_id),
-                         "attributes": attrs}
-    return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion)
 
 
 def _children(el: etree._Element, local: str) -> list[etree._Element]:
@@ -257,18 +207,3 @@ def response_bytes(result: Result, operation: str, relates_to: str | None) -> tu
     return build_envelope(resultat_element(result), action=action, relates_to=relates_to), soap_content_type(action)
 
 
-def fault_spec(err: InsiError, message_id: str | None = None) -> SoapFaultSpec:
-    erreur = etree.Element(qname(NS_SIRAM, "Erreur"), nsmap={"siram": NS_SIRAM})
-    erreur.set("code", err.detail_code)
-    erreur.set("severite", err.severite)
-    if message_id:
-        erreur.set("messageID", message_id)
-    erreur.text = err.reason
-    return SoapFaultSpec(err.code, err.reason, subcode=err.subcode, detail=erreur)  # type: ignore[arg-type]
-
-
-def fault_bytes(err: InsiError, relates_to: str | None) -> tuple[int, str, bytes]:
-    spec = fault_spec(err, relates_to)
-    return spec.http_status, spec.content_type, build_fault(
-        spec.code, spec.reason, subcode=spec.subcode, detail=spec.detail, relates_to=relates_to
-    )

@@ -1,0 +1,183 @@
+"""Conventions shared by the SESAM-Vitale / CNAM SOAP teleservices (INSi, ApCV, Ordonnance numérique).
+
+They share one header set — `ctxlps:ContexteLPS` (the calling software and its CNDA authorisation
+number, IDAM), `ctxbam:ContexteBAM` where the service needs it, and a professional's SAML assertion in
+`wsse:Security` (CPS or Pro Santé Connect form) — and one fault shape: SOAP 1.2 fault with a `siram_*`
+subcode and `Detail/siram:Erreur` (code, severity). Reading and checking them lives here once;
+each service adds its own families of codes.
+
+Facts: protocols.md §1.3 and §1.6. Only siram_100/desir_550 (unknown IDAM) is public among the
+platform-level codes below; the others are the bench's assumptions, listed in each service README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from lxml import etree
+
+from .soap import Envelope, SoapFaultSpec
+from .xmlsafe import NS, find, findall, qname, text
+
+NS_CTXLPS = "urn:siram:lps:ctxlps"
+NS_CTXBAM = "urn:siram:bam:ctxbam"
+NS_SIRAM = NS["siram"]
+_NSX = {"lps": NS_CTXLPS, "bam": NS_CTXBAM}
+
+# (subcode, detail code) of the platform-level failure families.
+F_ACTION = ("siram_10", "desir_501")  # assumed
+F_CTXLPS = ("siram_20", "desir_520")  # assumed
+F_CTXBAM = ("siram_21", "desir_521")  # assumed
+F_SECURITY = ("siram_30", "desir_530")  # assumed
+F_IDAM = ("siram_100", "desir_550")  # public (PADOA fixture)
+
+DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
+AUTH_MODES = ("assertion", "mtls")
+
+
+class TeleserviceError(Exception):
+    """A request the teleservice refuses; answered as a SOAP 1.2 fault with Detail/siram:Erreur."""
+
+    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur") -> None:
+        super().__init__(reason)
+        self.code = code  # "Sender" | "Receiver"
+        self.subcode = subcode
+        self.detail_code = detail_code
+        self.reason = reason
+        self.severite = severite
+        self.message_id: str | None = None  # the request's wsa:MessageID, once known
+
+
+def sender(family: tuple[str, str], reason: str) -> TeleserviceError:
+    return TeleserviceError("Sender", family[0], family[1], reason)
+
+
+def receiver(family: tuple[str, str], reason: str, severite: str = "fatale") -> TeleserviceError:
+    return TeleserviceError("Receiver", family[0], family[1], reason, severite=severite)
+
+
+def fault_spec(err: TeleserviceError, message_id: str | None = None) -> SoapFaultSpec:
+    erreur = etree.Element(qname(NS_SIRAM, "Erreur"), nsmap={"siram": NS_SIRAM})
+    erreur.set("code", err.detail_code)
+    erreur.set("severite", err.severite)
+    if message_id:
+        erreur.set("messageID", message_id)
+    erreur.text = err.reason
+    return SoapFaultSpec(err.code, err.reason, subcode=err.subcode, detail=erreur)  # type: ignore[arg-type]
+
+
+def fault_bytes(err: TeleserviceError, relates_to: str | None) -> tuple[int, str, bytes]:
+    """(HTTP status, content type, body) of the fault answering `err`."""
+    spec = fault_spec(err, relates_to)
+    return spec.http_status, spec.content_type, spec.to_bytes(relates_to=relates_to)
+
+
+# --------------------------------------------------------------------------------------------- headers
+
+
+@dataclass(frozen=True)
+class Headers:
+    """What the SOAP header blocks say (None = block absent)."""
+
+    lps: Mapping[str, Any] | None
+    bam: Mapping[str, Any] | None
+    security_present: bool
+    assertion: Mapping[str, Any] | None
+
+
+def parse_headers(env: Envelope) -> Headers:
+    lps_el = env.header_block(NS_CTXLPS, "ContexteLPS")
+    bam_el = env.header_block(NS_CTXBAM, "ContexteBAM")
+    sec_el = env.header_block(NS["wsse"], "Security")
+    lps = None
+    if lps_el is not None:
+        lps_node = find(lps_el, "lps:LPS", _NSX)
+        idam = find(lps_node, "lps:IDAM", _NSX)
+        lps = {
+            "nature": lps_el.get("Nature"), "version": lps_el.get("Version"), "has_lps": lps_node is not None,
+            "idam": text(idam), "idam_r": idam.get("R") if idam is not None else None,
+            "lps_version": text(lps_node, "lps:Version", ns=_NSX), "instance": text(lps_node, "lps:Instance", ns=_NSX),
+            "nom": text(lps_node, "lps:Nom", ns=_NSX), "emetteur": text(lps_el, "lps:Emetteur", ns=_NSX),
+        }
+    bam = None
+    if bam_el is not None:
+        couv = find(bam_el, "bam:COUVERTURE", _NSX)
+        bam = {
+            "nature": bam_el.get("Nature"), "version": bam_el.get("Version"), "has_couverture": couv is not None,
+            "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
+        }
+    assertion = None
+    if sec_el is not None:
+        ps = next((a for a in findall(sec_el, "saml2:Assertion") if find(a, "saml2:Subject/saml2:NameID") is not None),
+                  None)
+        if ps is not None:
+            name_id = find(ps, "saml2:Subject/saml2:NameID")
+            attrs = {
+                a.get("Name", ""): text(a, "saml2:AttributeValue") or ""
+                for a in findall(ps, "saml2:AttributeStatement/saml2:Attribute")
+            }
+            assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": text(name_id),
+                         "attributes": attrs}
+    return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion)
+
+
+def check_lps(headers: Headers, settings: Mapping[str, Any]) -> None:
+    """ContexteLPS rules, then the software's authorisation number (IDAM) against the accepted list."""
+    lps = headers.lps
+    if lps is None:
+        raise sender(F_CTXLPS, "En-tete ContexteLPS (urn:siram:lps:ctxlps) absent")
+    if lps.get("nature") != "CTXLPS":
+        raise sender(F_CTXLPS, f"ContexteLPS : attribut Nature {lps.get('nature')!r} invalide, attendu 'CTXLPS'")
+    if lps.get("version") != "01_00":
+        raise sender(F_CTXLPS, f"ContexteLPS : attribut Version {lps.get('version')!r} invalide, attendu '01_00'")
+    if not lps.get("has_lps"):
+        raise sender(F_CTXLPS, "ContexteLPS : element LPS absent")
+    if not lps.get("idam"):
+        raise sender(F_CTXLPS, "ContexteLPS : LPS/IDAM (numero d'autorisation du logiciel) absent ou vide")
+    if lps.get("idam_r") != "4":
+        raise sender(F_CTXLPS, f"ContexteLPS : attribut R de LPS/IDAM {lps.get('idam_r')!r} invalide, attendu '4'")
+    for key, label in (("lps_version", "LPS/Version"), ("instance", "LPS/Instance"), ("nom", "LPS/Nom")):
+        if not lps.get(key):
+            raise sender(F_CTXLPS, f"ContexteLPS : {label} absent ou vide")
+    authorised = settings.get("authorised_idam") or DEFAULT_AUTHORISED_IDAM
+    if lps["idam"] not in authorised:
+        raise sender(F_IDAM, f"Logiciel non autorise : numero d'autorisation (IDAM) {lps['idam']!r} inconnu")
+
+
+def check_bam(headers: Headers, *, couverture_required: bool) -> None:
+    bam = headers.bam
+    if bam is None:
+        raise sender(F_CTXBAM, "En-tete ContexteBAM (urn:siram:bam:ctxbam) absent")
+    if bam.get("version") != "01_02":
+        raise sender(F_CTXBAM, f"ContexteBAM : attribut Version {bam.get('version')!r} invalide, attendu '01_02'")
+    if bam.get("nature") not in (None, "CTXBAM"):
+        raise sender(F_CTXBAM, f"ContexteBAM : attribut Nature {bam.get('nature')!r} invalide, attendu 'CTXBAM'")
+    if not bam.get("has_couverture"):
+        raise sender(F_CTXBAM, "ContexteBAM : element COUVERTURE absent")
+    if couverture_required and not bam.get("couverture_filled"):
+        raise sender(F_CTXBAM, "ContexteBAM : COUVERTURE vide alors qu'elle est obligatoire pour la recherche "
+                               "par carte Vitale")
+
+
+def check_assertion(headers: Headers, *, missing_security: str = "En-tete wsse:Security absent (mode "
+                    "d'authentification par assertion)") -> dict[str, str]:
+    """The professional's SAML assertion (CPS or PSC form); returns its attributes."""
+    if not headers.security_present:
+        raise sender(F_SECURITY, missing_security)
+    assertion = headers.assertion
+    if assertion is None:
+        raise sender(F_SECURITY, "wsse:Security : assertion SAML 2.0 du professionnel absente")
+    qualifier = assertion.get("name_qualifier")
+    if qualifier not in ("CPS", "PSC"):
+        raise sender(F_SECURITY, f"Assertion : Subject/NameID/@NameQualifier {qualifier!r} invalide, attendu "
+                                 "'CPS' ou 'PSC'")
+    if not assertion.get("name_id"):
+        raise sender(F_SECURITY, "Assertion : Subject/NameID (identifiant national du PS) absent ou vide")
+    attrs = dict(assertion.get("attributes") or {})
+    required = ["identifiantFacturation", "secteurActivite" if qualifier == "CPS" else "codeSpecialiteAMO"]
+    for name in required:
+        if not attrs.get(name):
+            raise sender(F_SECURITY, f"Assertion {qualifier} : attribut {name} absent ou vide")
+    return attrs
