@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -35,3 +36,16 @@ def browser() -> Iterator[object]:
         browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def decode_qr() -> Callable[[bytes], list[str]]:
+    """Texts of the QR codes in a PNG, read as an LGC's scanner would (zxing-cpp), independently of segno."""
+    import zxingcpp
+    from PIL import Image
+
+    def decode(png: bytes) -> list[str]:
+        image = Image.open(io.BytesIO(png)).convert("L")
+        return [r.text for r in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
+
+    return decode

@@ -19,7 +19,6 @@ from .messages import (
     envelope,
     restituer_body,
 )
-from .png import decode_qr
 
 PERSONAS = load_personas()
 
@@ -43,7 +42,7 @@ def user_of(root: etree._Element) -> etree._Element:
     [("soap", "apcv", SECURITY_CPS), ("env", "default", SECURITY_PSC), ("S", "ns2", SECURITY_CPS),
      ("soap", "unqualified", SECURITY_PSC)],
 )
-def test_full_flow(apcv, style, body_style, security):
+def test_full_flow(apcv, style, body_style, security, decode_qr):
     security = security.format(facturation="631234567")
     presented = apcv.present("clerico-come")
     assert presented.payload.startswith("APCV1.")
@@ -121,7 +120,7 @@ def test_every_card_holder_restores_valid_context(apcv, patient):
         PERSONAS.patient(patient).ins)
 
 
-def test_qr_png_control_route(apcv):
+def test_qr_png_control_route(apcv, decode_qr):
     apcv.control("POST", "/faults", {"effect": {"type": "http_status", "status": 503}})
     resp = apcv.http.get("/_bench/apcv/boucher-francois/qr.png")  # control route: no fault applied
     assert resp.status_code == 200 and resp.headers["content-type"] == "image/png"
