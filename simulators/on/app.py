@@ -1,0 +1,212 @@
+"""Ordonnance numérique simulator: POST /eprescription, operations creerEPrescription / consulterEPrescription /
+rechercherEPrescriptions (wire format: the bench's own assumption, see README.md).
+
+Flow: envelope + action + headers (wire.py) -> ContexteLPS, then the PS assertion or the bearer token (API Pro
+Santé Connectée) -> input rules (model.py) -> forced business outcome if the fault engine chose one ->
+prescription store (SQLite) -> response or SOAP fault.
+Control: ``POST /_bench/state {"delivrance": {"numero": …, "etat": "DELIVREE"}}`` sets the dispensation state;
+``GET /_bench/on/<numero>/qr.png`` returns the printed 2D code.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import Flask, Response, request
+
+from simulators.core.app import current_outcome, problem_response
+from simulators.core.faults import RequestFacts
+from simulators.core.service import ServiceContext, ServiceSpec
+from simulators.core.soap import SoapError
+from simulators.core.teleservice import F_SECURITY, TeleserviceError, check_lps
+from simulators.core.tokens import InvalidToken, TokenValidator
+from simulators.insi import model as insi_rules
+from simulators.personas import load_personas
+
+from . import wire
+from .model import (
+    OP_CONSULTER,
+    OP_CREER,
+    OUTCOMES,
+    CreateRequest,
+    OnError,
+    OnModel,
+    check_ins,
+    check_numero,
+    check_prescriber_assertion,
+    check_version,
+    qr_png,
+    sender,
+    unavailable,
+)
+
+ENDPOINT = "/eprescription"
+QR_ROUTE = "/_bench/on/<numero>/qr.png"
+DEFAULT_PSC_ISSUER = "http://127.0.0.1:8104/auth/realms/esante-wallet"
+DEFAULT_HANG_S = 120.0
+DEFAULT_SLOW_MS = 5000.0
+
+
+def _model(ctx: ServiceContext) -> OnModel:
+    model = ctx.extras.get("on")
+    if model is None:
+        model = OnModel(load_personas(), ctx.store, ctx.config.settings)
+        model.migrate()
+        ctx.extras["on"] = model
+        ctx.extras["on_stop"] = threading.Event()
+    return model
+
+
+def _validator(ctx: ServiceContext) -> TokenValidator:
+    validator = ctx.extras.get("on_validator")
+    if validator is None:
+        s = ctx.config.settings
+        issuer = s.get("psc_issuer") or DEFAULT_PSC_ISSUER
+        validator = TokenValidator(
+            issuer, s.get("psc_jwks"),
+            jwks_url=None if s.get("psc_jwks") else (s.get("psc_jwks_url") or
+                                                     issuer.rstrip("/") + "/protocol/openid-connect/certs"),
+            audience=s.get("psc_audience"), clock=ctx.clock.now,
+        )
+        ctx.extras["on_validator"] = validator
+    return validator
+
+
+def _caller(ctx: ServiceContext, req: wire.Request, authorization: str | None) -> str:
+    """National id of the calling professional: from the bearer token if one is sent, else the PS assertion."""
+    if authorization and authorization.strip().lower().startswith("bearer"):
+        try:
+            caller = _validator(ctx).validate(authorization)
+        except InvalidToken as exc:
+            raise sender(F_SECURITY, f"Jeton Bearer refuse : {exc.reason}", http_status=401) from None
+        if not caller.national_id:
+            raise sender(F_SECURITY, "Jeton Bearer sans identifiant national du professionnel", http_status=401)
+        return caller.national_id
+    return check_prescriber_assertion(req.headers)
+
+
+def _wait(ctx: ServiceContext, seconds: float) -> None:
+    ctx.extras["on_stop"].wait(max(0.0, seconds))
+
+
+def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
+           authorization: str | None = None) -> Response:
+    model = _model(ctx)
+    settings = ctx.config.settings
+    message_id: str | None = None
+    try:
+        req = wire.parse_request(data, content_type, ctx.config.max_request_bytes)
+        message_id = req.message_id
+        check_lps(req.headers, settings)
+        caller_nid = _caller(ctx, req, authorization)
+        now = ctx.clock.now()
+        if req.operation == OP_CREER:
+            query: Any = CreateRequest.validated(req.body, caller_nid, model.personas, settings, now.date())
+        elif req.operation == OP_CONSULTER:
+            check_version(req.body.get("version"), "ConsulterEPrescriptionReq")
+            query = check_numero(req.body.get("numero"))
+        else:
+            check_version(req.body.get("version"), "RechercherEPrescriptionsReq")
+            ins, _ = check_ins(req.body.get("ins"), model.personas, settings)
+            debut = fin = None
+            if req.body.get("date_debut"):
+                debut = _date(req.body["date_debut"], "DateDebut")
+            if req.body.get("date_fin"):
+                fin = _date(req.body["date_fin"], "DateFin")
+            query = (ins, debut, fin)
+        if outcome == "on.sans-reponse":
+            _wait(ctx, float(settings.get("hang_s", DEFAULT_HANG_S)))
+            raise unavailable("Delai de traitement depasse (issue on.sans-reponse)")
+        if outcome == "on.lent":
+            _wait(ctx, float(settings.get("slow_ms", DEFAULT_SLOW_MS)) / 1000.0)
+        if outcome == "on.indisponible":
+            raise unavailable()
+        if outcome == "on.ko":
+            body = wire.ko_element(req.operation, "10")
+        elif req.operation == OP_CREER:
+            body = wire.creer_element(model.create(query, now))
+        elif req.operation == OP_CONSULTER:
+            found = model.get(query)
+            if found is None:
+                body = wire.ko_element(req.operation, "01")
+            else:
+                body = wire.consulter_element(found, model.personas.professional_by_national_id(found.prescripteur_nid))
+        else:
+            body = wire.rechercher_element(model.search(*query))
+    except SoapError as exc:
+        return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
+    except TeleserviceError as exc:
+        status, ctype, fault = wire.fault_bytes(exc, message_id or exc.message_id)
+        resp = Response(fault, status=status, content_type=ctype)
+        if status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return resp
+    payload, ctype = wire.response_bytes(body, req.operation, message_id)
+    return Response(payload, status=200, content_type=ctype)
+
+
+def _date(value: str, name: str) -> Any:
+    try:
+        return insi_rules.check_date(value, name)
+    except TeleserviceError as exc:
+        raise OnError("Sender", "siram_50", "epresc_001", exc.reason) from None
+
+
+def _register(app: Flask, ctx: ServiceContext) -> None:
+    _model(ctx)
+
+    @app.post(ENDPOINT)
+    def eprescription() -> Response:
+        return handle(ctx, request.get_data(), request.content_type, current_outcome(),
+                      request.headers.get("Authorization"))
+
+    @app.get(QR_ROUTE)
+    def qr(numero: str) -> Response:
+        found = _model(ctx).get(numero)
+        if found is None:
+            return problem_response(404, f"unknown prescription number {numero!r}")
+        resp = Response(qr_png(found.qr), status=200, content_type="image/png")
+        resp.headers["X-ON-Donnees"] = found.qr
+        return resp
+
+
+async def _shutdown(ctx: ServiceContext) -> None:
+    stop = ctx.extras.get("on_stop")
+    if stop is not None:
+        stop.set()  # release requests held by on.sans-reponse / on.lent
+
+
+def _attrs_of(facts: RequestFacts) -> dict[str, str]:
+    if facts.path != ENDPOINT or not facts.body:
+        return {}
+    return wire.request_attrs(facts.body)
+
+
+def _state_get(ctx: ServiceContext) -> dict:
+    return _model(ctx).state()
+
+
+def _state_post(ctx: ServiceContext, body: Any) -> dict:
+    return _model(ctx).apply(body, ctx.clock.now())
+
+
+def _reset(ctx: ServiceContext) -> None:
+    _model(ctx).reset()
+
+
+SPEC = ServiceSpec(
+    name="on",
+    title="Ordonnance numérique",
+    default_port=8103,
+    register=_register,
+    outcomes=OUTCOMES,
+    error_format="soap",
+    attrs_of=_attrs_of,
+    state_get=_state_get,
+    state_post=_state_post,
+    reset=_reset,
+    shutdown=_shutdown,
+    description="Ordonnance numérique (e-prescription CNAM, SOAP 1.2, format supposé par le banc) : création et "
+    "consultation de prescriptions, numéro unique et QR code à imprimer.",
+)
