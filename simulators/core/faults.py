@@ -71,6 +71,9 @@ class Effect:
 class EffectContext:
     service: str
     outcomes: Mapping[str, str]
+    # Outcomes that are really transport behaviour ("no answer", "slow answer") name a core effect, so they
+    # are carried out on the event loop like any hang or latency instead of holding a worker thread.
+    outcome_effects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 EFFECTS: dict[str, type[Effect]] = {}
@@ -267,6 +270,9 @@ class Outcome(Effect):
         if name not in ctx.outcomes:
             known = ", ".join(sorted(ctx.outcomes)) or "none"
             raise RuleError(f"effect.name {name!r} is not an outcome of service {ctx.service} (known: {known})")
+        alias = ctx.outcome_effects.get(name)
+        if alias is not None:
+            return EFFECTS[alias["type"]].parse(alias, ctx)
         return cls(name)
 
     def describe(self) -> str:
@@ -566,9 +572,14 @@ def _unit(seed: int, call: int, salt: str) -> float:
 class FaultEngine:
     """Stores the rules of one service and decides which apply to an exchange."""
 
-    def __init__(self, store: Store, service: str, outcomes: Mapping[str, str] | None = None) -> None:
+    def __init__(self, store: Store, service: str, outcomes: Mapping[str, str] | None = None,
+                 outcome_effects: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.store = store
-        self.context = EffectContext(service, dict(outcomes or {}))
+        self.context = EffectContext(service, dict(outcomes or {}), dict(outcome_effects or {}))
+        for name, alias in self.context.outcome_effects.items():  # a bad alias is a bug of the service: fail early
+            if name not in self.context.outcomes or alias.get("type") not in EFFECTS:
+                raise ValueError(f"outcome alias {name!r} of {service} must name a declared outcome and a core effect")
+            EFFECTS[alias["type"]].parse(alias, self.context)
         self._cache: dict[tuple[str, str], Rule] = {}
         store.migrate("faults", _MIGRATIONS)
 

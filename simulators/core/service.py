@@ -113,6 +113,8 @@ class ServiceSpec:
     default_port: int
     register: Callable[[Flask, ServiceContext], None]
     outcomes: Mapping[str, str] = field(default_factory=dict)  # name -> French description
+    # Outcomes carried out by a core effect (e.g. {"on.sans-reponse": {"type": "hang", "max_s": 120}}).
+    outcome_effects: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     error_format: str = "problem"  # "problem" (RFC 9457 JSON) or "soap" (SOAP 1.2 fault)
     operation_of: Callable[[RequestFacts], str | None] | None = None
     attrs_of: Callable[[RequestFacts], Mapping[str, str]] | None = None
@@ -153,7 +155,7 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
         config=config,
         store=store,
         clock=SimClock(store),
-        faults=FaultEngine(store, spec.name, spec.outcomes),
+        faults=FaultEngine(store, spec.name, spec.outcomes, spec.outcome_effects),
         journal=Journal(store, spec.name),
         logger=logging.getLogger(f"segur_bench.{spec.name}"),
     )

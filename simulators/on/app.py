@@ -10,7 +10,6 @@ Control: ``POST /_bench/state {"delivrance": {"numero": …, "etat": "DELIVREE"}
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from flask import Flask, Response, request
@@ -28,6 +27,7 @@ from . import wire
 from .model import (
     OP_CONSULTER,
     OP_CREER,
+    OUTCOME_EFFECTS,
     OUTCOMES,
     CreateRequest,
     OnError,
@@ -44,8 +44,6 @@ from .model import (
 ENDPOINT = "/eprescription"
 QR_ROUTE = "/_bench/on/<numero>/qr.png"
 DEFAULT_PSC_ISSUER = "http://127.0.0.1:8104/auth/realms/esante-wallet"
-DEFAULT_HANG_S = 120.0
-DEFAULT_SLOW_MS = 5000.0
 
 
 def _model(ctx: ServiceContext) -> OnModel:
@@ -54,7 +52,6 @@ def _model(ctx: ServiceContext) -> OnModel:
         model = OnModel(load_personas(), ctx.store, ctx.config.settings)
         model.migrate()
         ctx.extras["on"] = model
-        ctx.extras["on_stop"] = threading.Event()
     return model
 
 
@@ -86,10 +83,6 @@ def _caller(ctx: ServiceContext, req: wire.Request, authorization: str | None) -
     return check_prescriber_assertion(req.headers)
 
 
-def _wait(ctx: ServiceContext, seconds: float) -> None:
-    ctx.extras["on_stop"].wait(max(0.0, seconds))
-
-
 def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
            authorization: str | None = None) -> Response:
     model = _model(ctx)
@@ -115,11 +108,6 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             if req.body.get("date_fin"):
                 fin = _date(req.body["date_fin"], "DateFin")
             query = (ins, debut, fin)
-        if outcome == "on.sans-reponse":
-            _wait(ctx, float(settings.get("hang_s", DEFAULT_HANG_S)))
-            raise unavailable("Delai de traitement depasse (issue on.sans-reponse)")
-        if outcome == "on.lent":
-            _wait(ctx, float(settings.get("slow_ms", DEFAULT_SLOW_MS)) / 1000.0)
         if outcome == "on.indisponible":
             raise unavailable()
         if outcome == "on.ko":
@@ -171,12 +159,6 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
         return resp
 
 
-async def _shutdown(ctx: ServiceContext) -> None:
-    stop = ctx.extras.get("on_stop")
-    if stop is not None:
-        stop.set()  # release requests held by on.sans-reponse / on.lent
-
-
 def _attrs_of(facts: RequestFacts) -> dict[str, str]:
     if facts.path != ENDPOINT or not facts.body:
         return {}
@@ -206,7 +188,7 @@ SPEC = ServiceSpec(
     state_get=_state_get,
     state_post=_state_post,
     reset=_reset,
-    shutdown=_shutdown,
+    outcome_effects=OUTCOME_EFFECTS,
     description="Ordonnance numérique (e-prescription CNAM, SOAP 1.2, format supposé par le banc) : création et "
     "consultation de prescriptions, numéro unique et QR code à imprimer.",
 )

@@ -68,9 +68,14 @@ DEFAULT_TYPE = "57833-6"
 OUTCOMES = {
     "on.ko": "réponse KO (CR 10) : la prescription n'est pas enregistrée, aucun numéro ni code 2D",
     "on.indisponible": "faute SOAP siram_40 / epresc_102 : service e-prescription temporairement indisponible",
-    "on.sans-reponse": "aucune réponse : le service garde la requête (settings hang_s, 120 s par défaut) "
-    "jusqu'à l'expiration du client",
-    "on.lent": "réponse normale après un délai (settings slow_ms, 5000 ms par défaut)",
+    "on.sans-reponse": "aucune réponse : la requête reste sans réponse jusqu'à l'expiration du client "
+    "(120 s au plus, puis connexion coupée)",
+    "on.lent": "réponse normale après 5 s",
+}
+# Transport behaviours: carried out by the core's hang and latency effects, on the event loop.
+OUTCOME_EFFECTS = {
+    "on.sans-reponse": {"type": "hang", "max_s": 120},
+    "on.lent": {"type": "latency", "ms": 5000},
 }
 
 NUMERO_LENGTH = 22

@@ -40,3 +40,24 @@ def test_a_failing_startup_hook_stops_the_server_from_starting() -> None:
             raise AssertionError("the server started although its start-up hook failed")
     except RuntimeError as exc:
         assert "failed to start" in str(exc)
+
+
+def test_outcome_aliases_become_core_effects_and_bad_aliases_fail_at_start() -> None:
+    import pytest
+
+    from simulators.core.faults import FaultEngine, Hang, Latency
+    from simulators.core.store import Store
+
+    outcomes = {"x.sans-reponse": "no answer", "x.lent": "slow", "x.ko": "KO"}
+    engine = FaultEngine(Store(), "x", outcomes, {"x.sans-reponse": {"type": "hang", "max_s": 7},
+                                                 "x.lent": {"type": "latency", "ms": 250}})
+    hang = engine.add({"effect": {"type": "outcome", "name": "x.sans-reponse"}})
+    assert isinstance(hang.effect, Hang) and hang.effect.max_s == 7
+    slow = engine.add({"effect": {"type": "outcome", "name": "x.lent"}})
+    assert isinstance(slow.effect, Latency) and slow.effect.ms == 250
+    plain = engine.add({"effect": {"type": "outcome", "name": "x.ko"}})
+    assert plain.effect.type == "outcome"
+    with pytest.raises(ValueError, match="outcome alias"):
+        FaultEngine(Store(), "x", outcomes, {"x.unknown": {"type": "hang"}})
+    with pytest.raises(ValueError):
+        FaultEngine(Store(), "x", outcomes, {"x.lent": {"type": "latency", "ms": -5}})

@@ -102,7 +102,7 @@ def start(settings: dict | None = None):
 
 @pytest.fixture(scope="session")
 def on_server() -> Iterator[Client]:
-    with start({"hang_s": 3, "slow_ms": 1200}) as server:
+    with start() as server:
         client = Client(server.url)
         yield client
         client.http.close()
