@@ -14,15 +14,11 @@ from lxml import etree
 
 from simulators.core.soap import (
     Envelope,
-    SoapError,
-    action_from_content_type,
     build_envelope,
-    must_understand_fault,
-    parse_envelope,
     soap_content_type,
 )
-from simulators.core.teleservice import F_ACTION, NS_CTXLPS, TeleserviceError, parse_headers, sender
-from simulators.core.xmlsafe import NS, find, parse_xml, qname
+from simulators.core.teleservice import NS_CTXLPS, Headers, Operations, TeleserviceError, children, read_request
+from simulators.core.xmlsafe import find, parse_xml, qname
 from simulators.personas import OID_INS_NIR, Patient
 
 from .model import (
@@ -30,7 +26,6 @@ from .model import (
     OP_AUTH,
     OP_DETRUIRE,
     OP_RESTITUER,
-    OPERATIONS,
     VERSION,
     Context,
     ContextView,
@@ -51,14 +46,16 @@ RESPONSE_OF = {
     OP_RESTITUER: "RestituerContexteApCVResp",
     OP_DETRUIRE: "DetruireContexteApCVResp",
 }
-OP_OF_BODY = {qname(NS_AUTH, v): k for k, v in BODY_OF.items()}
+
+
+OPS = Operations(ACTION_PREFIX, {op: (NS_AUTH, local) for op, local in BODY_OF.items()})
 
 
 @dataclass
 class Request:
     envelope: Envelope
     operation: str
-    headers: Any  # simulators.insi.model.Headers (ContexteBAM, if any, is ignored)
+    headers: Headers  # ContexteBAM, if any, is ignored
     body: dict[str, Any]
 
     @property
@@ -66,56 +63,28 @@ class Request:
         return self.envelope.message_id
 
 
-def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
-    """Raises SoapError (envelope level) or TeleserviceError (ApCV level, carrying the request's MessageID)."""
-    env = parse_envelope(data, max_bytes=max_bytes)
+def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
+    """Raises SoapError (envelope level) or TeleserviceError (ApCV level, carrying the request's MessageID).
+
+    A mustUnderstand ContexteBAM is "not understood": it is not part of ApCV.
+    """
+    req = read_request(data, content_type, max_bytes, OPS, envelope)
     try:
-        return _parse_request(env, content_type)
+        el = req.body_element
+        body = parse_auth(el) if req.operation == OP_AUTH else parse_context_req(el)
     except TeleserviceError as exc:
-        exc.message_id = env.message_id
+        exc.message_id = req.message_id
         raise
-
-
-def _parse_request(env: Envelope, content_type: str | None) -> Request:
-    # ContexteBAM is not part of ApCV: a mustUnderstand ContexteBAM is "not understood".
-    not_understood = env.must_understand_blocks([NS["wsse"], NS_CTXLPS])
-    if not_understood:
-        raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
-    action = env.action or action_from_content_type(content_type)
-    body_op = OP_OF_BODY.get(env.body_element.tag)
-    if body_op is None:
-        q = etree.QName(env.body_element)
-        expected = ", ".join(BODY_OF.values())
-        raise sender(F_ACTION, f"Element de corps inattendu {{{q.namespace or ''}}}{q.localname} : attendu l'un de "
-                               f"{expected} dans l'espace de noms {NS_AUTH}")
-    if not action:
-        raise sender(F_ACTION, "Action SOAP absente (ni wsa:Action ni parametre action du Content-Type)")
-    if not action.startswith(ACTION_PREFIX) or action[len(ACTION_PREFIX):] not in OPERATIONS:
-        known = ", ".join(ACTION_PREFIX + op for op in OPERATIONS)
-        raise sender(F_ACTION, f"Action SOAP inconnue {action!r}; attendu l'une de {known}")
-    operation = action[len(ACTION_PREFIX):]
-    if operation != body_op:
-        raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
-                               f"{etree.QName(env.body_element).localname}")
-    headers = parse_headers(env)
-    body = parse_auth(env.body_element) if operation == OP_AUTH else parse_context_req(env.body_element)
-    return Request(envelope=env, operation=operation, headers=headers, body=body)
-
-
-def _children(el: etree._Element | None, local: str) -> list[etree._Element]:
-    if el is None:
-        return []
-    ns = etree.QName(el).namespace
-    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]
+    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
 
 
 def _text(el: etree._Element | None, local: str) -> str | None:
-    found = _children(el, local)
+    found = children(el, local)
     return "".join(found[0].itertext()).strip() if found else None
 
 
 def parse_auth(el: etree._Element) -> dict[str, Any]:
-    ps = next(iter(_children(el, "ProfessionnelSante")), None)
+    ps = next(iter(children(el, "ProfessionnelSante")), None)
     return {
         "version": el.get("version"),
         "has_ps": ps is not None,
@@ -126,7 +95,7 @@ def parse_auth(el: etree._Element) -> dict[str, Any]:
 
 
 def parse_context_req(el: etree._Element) -> dict[str, Any]:
-    ctx = next(iter(_children(el, "ContexteApCV")), None)
+    ctx = next(iter(children(el, "ContexteApCV")), None)
     return {"version": el.get("version"), "has_contexte": ctx is not None, "identifiant": _text(ctx, "Identifiant")}
 
 
@@ -136,10 +105,11 @@ def request_attrs(data: bytes) -> dict[str, str]:
     root = parse_xml(data)
     body = find(root, "soap12:Body")
     el = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
-    if el is None or el.tag not in OP_OF_BODY:
+    operation = OPS.operation_of_body(el) if el is not None else None
+    if operation is None:
         return {}
     attrs: dict[str, str] = {}
-    if OP_OF_BODY[el.tag] == OP_AUTH:
+    if operation == OP_AUTH:
         raw = parse_auth(el)
         attrs["identifiant_facturation"] = raw["identifiant_facturation"] or ""
         claims = unverified_claims(raw["donnees"] or "")

@@ -18,7 +18,7 @@ from typing import Any
 
 from lxml import etree
 
-from .soap import Envelope, SoapFaultSpec
+from .soap import Envelope, SoapError, SoapFaultSpec, action_from_content_type, must_understand_fault, parse_envelope
 from .xmlsafe import NS, find, findall, qname, text
 
 NS_CTXLPS = "urn:siram:lps:ctxlps"
@@ -181,3 +181,80 @@ def check_assertion(headers: Headers, *, missing_security: str = "En-tete wsse:S
         if not attrs.get(name):
             raise sender(F_SECURITY, f"Assertion {qualifier} : attribut {name} absent ou vide")
     return attrs
+
+
+# --------------------------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Operations:
+    """A teleservice's operations: SOAP action prefix and, per operation, its body element (namespace, name)."""
+
+    action_prefix: str
+    bodies: Mapping[str, tuple[str, str]]  # operation -> (namespace, local name of the body element)
+    understood: tuple[str, ...] = (NS["wsse"], NS_CTXLPS)  # header namespaces the service processes
+
+    def operation_of_body(self, element: etree._Element) -> str | None:
+        return next((op for op, (ns, local) in self.bodies.items() if element.tag == qname(ns, local)), None)
+
+
+@dataclass(frozen=True)
+class Request:
+    envelope: Envelope
+    operation: str
+    headers: Headers
+
+    @property
+    def message_id(self) -> str | None:
+        return self.envelope.message_id
+
+    @property
+    def body_element(self) -> etree._Element:
+        return self.envelope.body_element
+
+
+def read_request(data: bytes, content_type: str | None, max_bytes: int, ops: Operations,
+                 envelope: Envelope | None = None) -> Request:
+    """Envelope, mustUnderstand headers, action against body element, header blocks.
+
+    Raises SoapError (envelope level) or TeleserviceError carrying the request's MessageID. `envelope` is
+    the one the core's front end already parsed, if any.
+    """
+    env = envelope if envelope is not None else parse_envelope(data, max_bytes=max_bytes)
+    try:
+        return _read(env, content_type, ops)
+    except TeleserviceError as exc:
+        exc.message_id = env.message_id
+        raise
+
+
+def _read(env: Envelope, content_type: str | None, ops: Operations) -> Request:
+    not_understood = env.must_understand_blocks(list(ops.understood))
+    if not_understood:
+        raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
+    action = env.action or action_from_content_type(content_type)
+    body_op = ops.operation_of_body(env.body_element)
+    if body_op is None:
+        q = etree.QName(env.body_element)
+        expected = ", ".join(f"{{{ns}}}{local}" for ns, local in ops.bodies.values())
+        raise sender(F_ACTION, f"Element de corps inattendu {{{q.namespace or ''}}}{q.localname} : attendu l'un de "
+                               f"{expected}")
+    if not action:
+        raise sender(F_ACTION, "Action SOAP absente (ni wsa:Action ni parametre action du Content-Type)")
+    operation = action[len(ops.action_prefix):] if action.startswith(ops.action_prefix) else None
+    if operation not in ops.bodies:
+        known = ", ".join(ops.action_prefix + op for op in ops.bodies)
+        raise sender(F_ACTION, f"Action SOAP inconnue {action!r}; attendu l'une de {known}")
+    if operation != body_op:
+        raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
+                               f"{etree.QName(env.body_element).localname}")
+    return Request(envelope=env, operation=operation, headers=parse_headers(env))
+
+
+def children(el: etree._Element | None, local: str) -> list[etree._Element]:
+    """Child elements named `local`, qualified in the parent's namespace (as the XSDs say) or unqualified
+    (lenient: seen in hand-made clients)."""
+    if el is None:
+        return []
+    ns = etree.QName(el).namespace
+    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]

@@ -13,17 +13,21 @@ from lxml import etree
 
 from simulators.core.soap import (
     Envelope,
-    SoapError,
-    action_from_content_type,
     build_envelope,
-    must_understand_fault,
-    parse_envelope,
     soap_content_type,
 )
-from simulators.core.teleservice import F_ACTION, NS_CTXBAM, NS_CTXLPS, Headers, TeleserviceError, parse_headers, sender
+from simulators.core.teleservice import (
+    NS_CTXBAM,
+    NS_CTXLPS,
+    Headers,
+    Operations,
+    TeleserviceError,
+    children,
+    read_request,
+)
 from simulators.core.xmlsafe import NS, find, parse_xml, qname
 
-from .model import ACTION_PREFIX, OP_TRAITS, OP_VITALE, OPERATIONS, Result
+from .model import ACTION_PREFIX, OP_TRAITS, OP_VITALE, Result
 
 NS_RECSANS = "http://www.cnamts.fr/INSiRecSans"
 NS_RECVIT = "http://www.cnamts.fr/INSiRecVit"
@@ -31,7 +35,7 @@ NS_RESULTAT = "http://www.cnamts.fr/INSiResultat"
 NSX = {"lps": NS_CTXLPS, "bam": NS_CTXBAM, "rs": NS_RECSANS, "rv": NS_RECVIT, "res": NS_RESULTAT}
 
 BODY_OF = {OP_TRAITS: (NS_RECSANS, "RECSANSVITALE"), OP_VITALE: (NS_RECVIT, "RECVITALE")}
-OP_OF_BODY = {qname(*v): k for k, v in BODY_OF.items()}
+OPS = Operations(ACTION_PREFIX, BODY_OF, understood=(NS["wsse"], NS_CTXLPS, NS_CTXBAM))
 
 
 @dataclass
@@ -51,48 +55,20 @@ def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelop
 
     `envelope` is the envelope the core's front end already parsed, if any (saves a second parse).
     """
-    env = envelope if envelope is not None else parse_envelope(data, max_bytes=max_bytes)
+    req = read_request(data, content_type, max_bytes, OPS, envelope)
     try:
-        return _parse_request(env, content_type)
+        body = parse_traits(req.body_element) if req.operation == OP_TRAITS else parse_vitale(req.body_element)
     except TeleserviceError as exc:
-        exc.message_id = env.message_id
+        exc.message_id = req.message_id
         raise
-
-
-def _parse_request(env: Envelope, content_type: str | None) -> Request:
-    not_understood = env.must_understand_blocks([NS["wsse"], NS_CTXLPS, NS_CTXBAM])
-    if not_understood:
-        raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
-    action = env.action or action_from_content_type(content_type)
-    body_op = OP_OF_BODY.get(env.body_element.tag)
-    if body_op is None:
-        q = etree.QName(env.body_element)
-        raise sender(F_ACTION, f"Element de corps inattendu {{{q.namespace or ''}}}{q.localname} : attendu "
-                               f"{{{NS_RECSANS}}}RECSANSVITALE ou {{{NS_RECVIT}}}RECVITALE")
-    if not action:
-        raise sender(F_ACTION, "Action SOAP absente (ni wsa:Action ni parametre action du Content-Type)")
-    if not action.startswith(ACTION_PREFIX) or action[len(ACTION_PREFIX):] not in OPERATIONS:
-        raise sender(F_ACTION, f"Action SOAP inconnue {action!r}; attendu {ACTION_PREFIX}{OP_TRAITS} ou "
-                               f"{ACTION_PREFIX}{OP_VITALE}")
-    operation = action[len(ACTION_PREFIX):]
-    if operation != body_op:
-        raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
-                               f"{etree.QName(env.body_element).localname}")
-    headers = parse_headers(env)
-    body = parse_traits(env.body_element) if operation == OP_TRAITS else parse_vitale(env.body_element)
-    return Request(envelope=env, operation=operation, headers=headers, body=body)
-
-
-def _children(el: etree._Element, local: str) -> list[etree._Element]:
-    ns = etree.QName(el).namespace
-    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]
+    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
 
 
 def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str | None:
     """Text of the first child ``local``; names are not stripped, so the lexical rules see every space."""
     if el is None:
         return None
-    found = _children(el, local)
+    found = children(el, local)
     if not found:
         return None
     value = "".join(found[0].itertext())
@@ -102,7 +78,7 @@ def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str |
 def parse_traits(el: etree._Element) -> dict[str, Any]:
     return {
         "nom": _text(el, "NomNaissance", strip=False),
-        "prenoms": ["".join(p.itertext()) for p in _children(el, "Prenom")],
+        "prenoms": ["".join(p.itertext()) for p in children(el, "Prenom")],
         "sexe": _text(el, "Sexe"),
         "date_naissance": _text(el, "DateNaissance"),
         "lieu_naissance": _text(el, "LieuNaissance"),
@@ -110,7 +86,7 @@ def parse_traits(el: etree._Element) -> dict[str, Any]:
 
 
 def _matricule(el: etree._Element, local: str) -> tuple[str, str] | None:
-    found = _children(el, local)
+    found = children(el, local)
     if not found:
         return None
     return _text(found[0], "NumIdentifiant") or "", _text(found[0], "Cle") or ""

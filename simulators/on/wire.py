@@ -16,17 +16,13 @@ from lxml import etree
 
 from simulators.core.soap import (
     Envelope,
-    SoapError,
-    action_from_content_type,
     build_envelope,
     build_fault,
-    must_understand_fault,
-    parse_envelope,
     soap_content_type,
 )
-from simulators.core.teleservice import F_ACTION, NS_CTXLPS, TeleserviceError, parse_headers
+from simulators.core.teleservice import Headers, Operations, TeleserviceError, children, read_request
 from simulators.core.teleservice import fault_spec as teleservice_fault_spec
-from simulators.core.xmlsafe import NS, find, parse_xml, qname
+from simulators.core.xmlsafe import find, parse_xml, qname
 
 from .model import (
     ACTION_PREFIX,
@@ -35,12 +31,10 @@ from .model import (
     OP_CONSULTER,
     OP_CREER,
     OP_RECHERCHER,
-    OPERATIONS,
     VERSION,
     OnError,
     Prescription,
     png_base64,
-    sender,
     xml_datetime,
 )
 
@@ -56,14 +50,16 @@ RESPONSE_OF = {
     OP_CONSULTER: "ConsulterEPrescriptionResp",
     OP_RECHERCHER: "RechercherEPrescriptionsResp",
 }
-OP_OF_BODY = {qname(NS_EP, v): k for k, v in BODY_OF.items()}
+
+
+OPS = Operations(ACTION_PREFIX, {op: (NS_EP, local) for op, local in BODY_OF.items()})
 
 
 @dataclass
 class Request:
     envelope: Envelope
     operation: str
-    headers: Any  # simulators.core.teleservice.Headers (ContexteBAM, if any, is ignored)
+    headers: Headers  # ContexteBAM, if any, is ignored
     body: dict[str, Any]
 
     @property
@@ -72,48 +68,19 @@ class Request:
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
-    """Raises SoapError (envelope level) or OnError (service level, carrying the request's MessageID)."""
-    env = parse_envelope(data, max_bytes=max_bytes)
+    """Raises SoapError (envelope level) or TeleserviceError (service level, carrying the request's MessageID)."""
+    req = read_request(data, content_type, max_bytes, OPS)
     try:
-        return _parse_request(env, content_type)
+        parse = {OP_CREER: parse_creer, OP_CONSULTER: parse_consulter, OP_RECHERCHER: parse_rechercher}
+        body = parse[req.operation](req.body_element)
     except TeleserviceError as exc:
-        exc.message_id = env.message_id
+        exc.message_id = req.message_id
         raise
-
-
-def _parse_request(env: Envelope, content_type: str | None) -> Request:
-    not_understood = env.must_understand_blocks([NS["wsse"], NS_CTXLPS])
-    if not_understood:
-        raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
-    action = env.action or action_from_content_type(content_type)
-    body_op = OP_OF_BODY.get(env.body_element.tag)
-    if body_op is None:
-        q = etree.QName(env.body_element)
-        raise sender(F_ACTION, f"Element de corps inattendu {{{q.namespace or ''}}}{q.localname} : attendu l'un de "
-                               f"{', '.join(BODY_OF.values())} dans l'espace de noms {NS_EP}")
-    if not action:
-        raise sender(F_ACTION, "Action SOAP absente (ni wsa:Action ni parametre action du Content-Type)")
-    if not action.startswith(ACTION_PREFIX) or action[len(ACTION_PREFIX):] not in OPERATIONS:
-        known = ", ".join(ACTION_PREFIX + op for op in OPERATIONS)
-        raise sender(F_ACTION, f"Action SOAP inconnue {action!r}; attendu l'une de {known}")
-    operation = action[len(ACTION_PREFIX):]
-    if operation != body_op:
-        raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
-                               f"{etree.QName(env.body_element).localname}")
-    el = env.body_element
-    body = {OP_CREER: parse_creer, OP_CONSULTER: parse_consulter, OP_RECHERCHER: parse_rechercher}[operation](el)
-    return Request(envelope=env, operation=operation, headers=parse_headers(env), body=body)
-
-
-def _children(el: etree._Element | None, local: str) -> list[etree._Element]:
-    if el is None:
-        return []
-    ns = etree.QName(el).namespace
-    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]
+    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
 
 
 def _child(el: etree._Element | None, local: str) -> etree._Element | None:
-    found = _children(el, local)
+    found = children(el, local)
     return found[0] if found else None
 
 
@@ -137,7 +104,7 @@ def parse_creer(el: etree._Element) -> dict[str, Any]:
     pat = _child(el, "Patient")
     lignes_el = _child(el, "Lignes")
     lignes = []
-    for ligne in _children(lignes_el, "Ligne"):
+    for ligne in children(lignes_el, "Ligne"):
         produit = _child(ligne, "Produit")
         code = _child(produit, "Code")
         duree = _child(ligne, "Duree")
@@ -165,7 +132,7 @@ def parse_creer(el: etree._Element) -> dict[str, Any]:
         } if ps is not None else None,
         "patient": {
             "present": True, "ins": _ins(pat), "nom": _text(pat, "NomNaissance", strip=False),
-            "prenoms": ["".join(p.itertext()) for p in _children(pat, "Prenom")], "sexe": _text(pat, "Sexe"),
+            "prenoms": ["".join(p.itertext()) for p in children(pat, "Prenom")], "sexe": _text(pat, "Sexe"),
             "date_naissance": _text(pat, "DateNaissance"), "lieu_naissance": _text(pat, "LieuNaissance"),
         } if pat is not None else None,
         "has_lignes": lignes_el is not None,
@@ -188,9 +155,9 @@ def request_attrs(data: bytes) -> dict[str, str]:
     root = parse_xml(data)
     body = find(root, "soap12:Body")
     el = next((c for c in body if isinstance(c.tag, str)), None) if body is not None else None
-    if el is None or el.tag not in OP_OF_BODY:
+    op = OPS.operation_of_body(el) if el is not None else None
+    if op is None:
         return {}
-    op = OP_OF_BODY[el.tag]
     attrs: dict[str, str] = {}
     if op == OP_CREER:
         raw = parse_creer(el)
