@@ -1,0 +1,1 @@
+"""MSSanté simulator (SMTP + IMAP + HTTP control)."""

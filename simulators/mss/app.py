@@ -1,0 +1,201 @@
+"""MSSanté simulator: SMTP submission (default 127.0.0.1:2587) and IMAP4rev1 (127.0.0.1:2143) on one mailbox
+store, plus the HTTP control API (8107).
+
+The SMTP and IMAP listeners start in each worker's event loop (ServiceSpec.startup), with SO_REUSEPORT so
+several workers share the ports; mailboxes, messages, findings and channels are in the service's SQLite store.
+
+Control routes (all under ``/_bench/mss``; see README.md):
+
+* ``GET  /ca.pem`` — the bench CA to trust for STARTTLS;
+* ``GET  /ports`` — where SMTP and IMAP listen (useful with port 0 in tests);
+* ``GET  /mailboxes`` and ``GET /mailboxes/<address>?folder=INBOX&raw=1`` — read any mailbox;
+* ``GET  /mailboxes/<address>/messages/<uid>`` — one message as ``message/rfc822``;
+* ``POST /inject`` — an incoming message (from a professional, or a patient via Mon espace santé; optional
+  CDA wrapped by the bench in an IHE_XDM.zip);
+* ``GET  /findings`` — every submission with its findings (``?sender=``, ``?errors=1``);
+* ``POST /mdn`` — an MDN acknowledgement (or 900–906 error) from a mailbox about a message it received.
+
+``GET /.well-known/autoconfig/mail/config-v1.1.xml`` serves a Thunderbird-style auto-configuration document
+(the MSSanté TM3.3C format is not public: the bench's assumption).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from xml.sax.saxutils import escape
+
+from flask import Flask, Response, jsonify, request
+
+from simulators.core.app import problem_response
+from simulators.core.service import ServiceContext, ServiceSpec
+from simulators.personas import load_personas
+
+from . import tls as tls_mod
+from .model import OUTCOMES, MssModel, Refused
+
+DEFAULT_SMTP_PORT = 2587
+DEFAULT_IMAP_PORT = 2143
+
+
+def _model(ctx: ServiceContext) -> MssModel:
+    model = ctx.extras.get("mss")
+    if model is None:
+        model = MssModel(load_personas(), ctx.store, ctx.config.settings, ctx.clock)
+        model.migrate()
+        ctx.extras["mss"] = model
+    return model
+
+
+def _tls(ctx: ServiceContext) -> tls_mod.TlsMaterial:
+    material = ctx.extras.get("mss_tls")
+    if material is None:
+        names = tuple(ctx.config.settings.get("tls_names") or ())
+        material = ctx.extras["mss_tls"] = tls_mod.material(ctx.store, names)
+    return material
+
+
+def _ports(ctx: ServiceContext) -> dict:
+    s = ctx.config.settings
+    return ctx.extras.get("mss_ports") or {"smtp": int(s.get("smtp_port", DEFAULT_SMTP_PORT)),
+                                           "imap": int(s.get("imap_port", DEFAULT_IMAP_PORT))}
+
+
+async def _startup(ctx: ServiceContext) -> None:
+    from .imap import ImapFront
+    from .smtp import SmtpFront
+
+    model = _model(ctx)
+    server_tls = _tls(ctx).server_context()
+    s = ctx.config.settings
+    host = str(s.get("mail_host", ctx.config.host))
+    smtp, imap = SmtpFront(ctx, model, server_tls), ImapFront(ctx, model, server_tls)
+    ports = {"smtp": await smtp.start(host, int(s.get("smtp_port", DEFAULT_SMTP_PORT)))}
+    try:
+        ports["imap"] = await imap.start(host, int(s.get("imap_port", DEFAULT_IMAP_PORT)))
+    except Exception:
+        await smtp.stop()
+        raise
+    ctx.extras["mss_fronts"] = (smtp, imap)
+    ctx.extras["mss_ports"] = ports
+    ctx.logger.info("MSSanté: SMTP on %s:%s, IMAP on %s:%s", host, ports["smtp"], host, ports["imap"])
+
+
+async def _shutdown(ctx: ServiceContext) -> None:
+    for front in ctx.extras.pop("mss_fronts", ()):
+        await front.stop()
+
+
+def _autoconfig(ctx: ServiceContext) -> str:
+    host = escape(str(ctx.config.settings.get("public_mail_host", ctx.config.host)))
+    ports = _ports(ctx)
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<clientConfig version="1.1">
+  <emailProvider id="mssante.bench">
+    <domain>mssante.fr</domain>
+    <displayName>MSSanté (banc segur-bench)</displayName>
+    <incomingServer type="imap">
+      <hostname>{host}</hostname><port>{ports['imap']}</port><socketType>STARTTLS</socketType>
+      <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
+    </incomingServer>
+    <outgoingServer type="smtp">
+      <hostname>{host}</hostname><port>{ports['smtp']}</port><socketType>STARTTLS</socketType>
+      <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
+    </outgoingServer>
+  </emailProvider>
+  <oAuth2>
+    <issuer>{escape(str(ctx.config.settings.get("psc_issuer", "")))}</issuer>
+    <scope>openid scope_all</scope>
+  </oAuth2>
+</clientConfig>
+"""
+
+
+def _register(app: Flask, ctx: ServiceContext) -> None:
+    _model(ctx)
+
+    @app.get("/_bench/mss/ca.pem")
+    def ca_pem() -> Response:
+        return Response(_tls(ctx).ca_pem, content_type="application/x-pem-file")
+
+    @app.get("/_bench/mss/ports")
+    def ports() -> Any:
+        return jsonify(_ports(ctx))
+
+    @app.get("/_bench/mss/mailboxes")
+    def mailboxes() -> Any:
+        return jsonify(_model(ctx).state()["mailboxes"])
+
+    @app.get("/_bench/mss/mailboxes/<address>")
+    def mailbox(address: str) -> Any:
+        model = _model(ctx)
+        box = model.mailbox(address)
+        if box is None:
+            return problem_response(404, f"no mailbox {address}")
+        folder = request.args.get("folder", "INBOX")
+        raw = request.args.get("raw") in ("1", "true", "yes")
+        return jsonify({**box, "folder": folder, "messages": model.messages(address, folder, with_raw=raw)})
+
+    @app.get("/_bench/mss/mailboxes/<address>/messages/<int:uid>")
+    def message(address: str, uid: int) -> Any:
+        row = _model(ctx).message(address, uid)
+        if row is None:
+            return problem_response(404, f"no message {uid} in mailbox {address}")
+        return Response(bytes(row["raw"]), content_type="message/rfc822")
+
+    @app.post("/_bench/mss/inject")
+    def inject() -> Any:
+        try:
+            return jsonify(_model(ctx).inject(request.get_json(force=True, silent=False))), 201
+        except Refused as exc:
+            return problem_response(409, str(exc))
+        except (ValueError, KeyError, TypeError) as exc:
+            return problem_response(400, f"bad injection: {exc}")
+
+    @app.get("/_bench/mss/findings")
+    def findings() -> Any:
+        subs = _model(ctx).submissions(sender=request.args.get("sender"),
+                                       limit=int(request.args.get("limit", 200)))
+        if request.args.get("errors") in ("1", "true", "yes"):
+            subs = [s for s in subs if any(f["severity"] == "erreur" for f in s["findings"])]
+        return jsonify(subs)
+
+    @app.post("/_bench/mss/mdn")
+    def mdn() -> Any:
+        try:
+            return jsonify(_model(ctx).send_mdn(request.get_json(force=True))), 201
+        except (ValueError, KeyError, TypeError) as exc:
+            return problem_response(400, f"bad MDN request: {exc}")
+
+    @app.get("/.well-known/autoconfig/mail/config-v1.1.xml")
+    @app.get("/mail/config-v1.1.xml")
+    def autoconfig() -> Response:
+        return Response(_autoconfig(ctx), content_type="application/xml")
+
+
+def _state_get(ctx: ServiceContext) -> dict:
+    return {**_model(ctx).state(), "ports": _ports(ctx)}
+
+
+def _state_post(ctx: ServiceContext, body: Any) -> dict:
+    return _model(ctx).apply(body)
+
+
+def _reset(ctx: ServiceContext) -> None:
+    _model(ctx).reset()
+
+
+SPEC = ServiceSpec(
+    name="mss",
+    title="MSSanté",
+    default_port=8107,
+    register=_register,
+    outcomes=OUTCOMES,
+    error_format="problem",
+    state_get=_state_get,
+    state_post=_state_post,
+    reset=_reset,
+    startup=_startup,
+    shutdown=_shutdown,
+    description="Messagerie sécurisée de santé : soumission SMTP et accès IMAP avec STARTTLS et jeton Pro Santé "
+    "Connect (XOAUTH2/OAUTHBEARER), contrôles des messages (XDM, en-têtes X-MSS), BAL des personas.",
+)

@@ -1,0 +1,328 @@
+"""SMTP submission front end: aiosmtpd's SMTP protocol served by ``loop.create_server`` on the worker's loop.
+
+* STARTTLS with the bench certificate (tls.py); by default nothing but EHLO/NOOP/QUIT/STARTTLS before TLS.
+* AUTH XOAUTH2 and OAUTHBEARER (token checked by the core TokenValidator and against the mailbox's owner);
+  PLAIN and LOGIN only when ``settings["legacy_auth"]`` is true. A failed bearer AUTH follows RFC 7628: a 334
+  challenge carrying the JSON error, the client's empty answer, then ``535 5.7.8``.
+* Token expiry during the session: the next MAIL/RCPT/DATA gets ``530 5.7.0`` and the session is
+  unauthenticated, so the client can AUTH again with a fresh token on the same connection.
+* Every command goes through the fault engine (operation ``SMTP <VERB>``) and is journalled; the faults of
+  ``SMTP DATA`` apply once the content has been received (delay of the final reply, drop, 4xx/5xx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import contextlib
+import logging
+import socket
+import time
+from typing import Any
+
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
+
+from simulators.core.faults import Decision, Drop, Hang
+from simulators.core.service import ServiceContext
+
+from . import trace, wire
+from .model import AuthError, MssModel, Session
+
+
+class _QuietLoginData(logging.Filter):
+    """aiosmtpd warns at every successful AUTH that Session.login_data is deprecated: noise in the bench's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_QuietLoginData())
+
+REPLY_4XX = "451 4.3.0 Erreur temporaire simulée par le banc MSSanté, réessayez plus tard"
+REPLY_5XX = "554 5.3.0 Refus simulé par le banc MSSanté"
+REPLY_EXPIRED = "530 5.7.0 Authentication required: jeton Pro Santé Connect expiré, ré-authentifiez-vous (AUTH)"
+NEEDS_SESSION = ("MAIL", "RCPT", "DATA")
+AUTH_LINE_LIMIT = 64 * 1024
+
+
+class Handler:
+    """aiosmtpd hooks: envelope checks and the submission itself."""
+
+    def __init__(self, ctx: ServiceContext, model: MssModel) -> None:
+        self.ctx = ctx
+        self.model = model
+
+    async def handle_MAIL(self, server: MssSMTP, session: Any, envelope: Any, address: str, options: list) -> str:
+        if server.mss_session and wire.normalise_address(address) != server.mss_session.mailbox:
+            return (f"553 5.7.1 <{address}> : l'expéditeur doit être la BAL authentifiée "
+                    f"<{server.mss_session.mailbox}>")
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(self, server: MssSMTP, session: Any, envelope: Any, address: str, options: list) -> str:
+        reason = self.model.recipient_check(address)
+        if reason:
+            return f"550 5.1.1 {reason}"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: MssSMTP, session: Any, envelope: Any) -> str:
+        content = envelope.original_content or b""
+        server.last_data = content
+        decision = server.data_decision or Decision()
+        server.data_decision = None
+        if not await server.apply_delay_and_terminal(decision):
+            return MISSING  # type: ignore[return-value]  # connection gone: nothing is pushed
+        if decision.outcome == "mss.smtp-4xx":
+            return REPLY_4XX
+        if decision.outcome == "mss.smtp-5xx":
+            return REPLY_5XX
+        sub = self.model.submit(content, mail_from=envelope.mail_from, rcpts=list(envelope.rcpt_tos),
+                                session=server.mss_session)
+        server.last_findings = sub.findings
+        return sub.reply
+
+
+class MssSMTP(SMTP):
+    def __init__(self, front: SmtpFront, **kwargs: Any) -> None:
+        super().__init__(front.handler, **kwargs)
+        # A PSC token makes AUTH lines of 1-3 kB: allow them (the base class caps commands at 512 octets and
+        # reads lines of 1001 octets at most; DATA lines are still checked against 1001 by the base class).
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit, {"AUTH": AUTH_LINE_LIMIT})
+        self._stream_reader._limit = AUTH_LINE_LIMIT  # type: ignore[union-attr]
+        self.front = front
+        self.ctx = front.ctx
+        self.model = front.model
+        self.mss_session: Session | None = None
+        self.data_decision: Decision | None = None
+        self.last_data: bytes | None = None
+        self.last_findings: list[dict] | None = None
+        self._replies: list[bytes] = []
+        self._gone = False
+        for name, method in list(self._smtp_methods.items()):
+            self._smtp_methods[name] = self._wrap(name, method)
+
+    # ------------------------------------------------------------------------------------ plumbing
+    async def push(self, status: Any) -> None:
+        self._replies.append(status.encode("utf-8") if isinstance(status, str) else status)
+        if self.transport is None or self._gone:
+            return
+        if isinstance(status, str):
+            status = status.encode("utf-8")
+        data = status + b"\r\n"
+        dribble = self._dribble
+        if dribble is None:
+            self._writer.write(data)
+        else:  # slow transfer: the reply goes out a few bytes at a time
+            for i in range(0, len(data), dribble.chunk_bytes):
+                self._writer.write(data[i:i + dribble.chunk_bytes])
+                await self._writer.drain()
+                await asyncio.sleep(dribble.interval_ms / 1000.0)
+        await self._writer.drain()
+
+    def _peer(self) -> str:
+        peer = self.session.peer if self.session else None
+        return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+
+    def drop(self) -> None:
+        self._gone = True
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                sock = self.transport.get_extra_info("socket")
+                if sock is not None:  # RST rather than FIN: the client sees the connection cut
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            self.transport.abort()
+
+    async def apply_delay_and_terminal(self, decision: Decision) -> bool:
+        """Carry out latency, drop and hang; False when the connection is gone."""
+        if decision.latency_s:
+            await asyncio.sleep(decision.latency_s)
+        if isinstance(decision.terminal, Drop):
+            self.drop()
+            return False
+        if isinstance(decision.terminal, Hang):
+            await asyncio.sleep(decision.terminal.max_s)
+            self.drop()
+            return False
+        return True
+
+    def _wrap(self, name: str, method: Any) -> Any:
+        async def run(arg: str | None) -> None:
+            received = time.time()
+            self._replies = []
+            self.last_data = self.last_findings = None
+            line = f"{name} {arg}" if arg else name
+            shown = f"AUTH {arg.split()[0]} {trace.SECRET_MASK}" if name == "AUTH" and arg else line
+            decision = trace.decide(self.ctx, "smtp", f"SMTP {name}", shown.encode(), self._attrs)
+            self._current_outcome = decision.outcome
+            self._dribble = decision.dribble
+            error = None
+            try:
+                if name == "DATA":
+                    self.data_decision = decision
+                    if not await self._check_expiry(decision):
+                        await method(arg)
+                elif await self.apply_delay_and_terminal(decision):
+                    if decision.outcome == "mss.smtp-4xx" and name not in ("QUIT",):
+                        await self.push(REPLY_4XX)
+                    elif decision.outcome == "mss.smtp-5xx" and name not in ("QUIT",):
+                        await self.push(REPLY_5XX)
+                    elif name in NEEDS_SESSION and await self._check_expiry(decision):
+                        pass
+                    else:
+                        await method(arg)
+                else:
+                    error = "connexion coupée (faute injectée)"
+            except asyncio.CancelledError:
+                error = "connexion perdue pendant la commande"
+                raise
+            finally:
+                if self._gone and error is None:
+                    error = "connexion coupée (faute injectée)"
+                self._journal(name, shown, received, decision, error)
+
+        return run
+
+    async def _check_expiry(self, decision: Decision) -> bool:
+        if self.mss_session and self.model.session_expired(self.mss_session, decision.outcome):
+            self.mss_session = None
+            self.session.authenticated = False
+            await self.push(REPLY_EXPIRED)
+            return True
+        return False
+
+    def _attrs(self) -> dict[str, str]:
+        attrs = {}
+        if self.mss_session:
+            attrs["mailbox"] = self.mss_session.mailbox
+        if self.envelope and self.envelope.mail_from:
+            attrs["from"] = self.envelope.mail_from
+        if self.envelope and self.envelope.rcpt_tos:
+            attrs["rcpt"] = ",".join(self.envelope.rcpt_tos)
+        return attrs
+
+    def _journal(self, name: str, shown: str, received: float, decision: Decision, error: str | None) -> None:
+        replies = [r for r in self._replies if r]
+        if name == "DATA":
+            replies = [r for r in replies if not r.startswith(b"354")] or replies
+        reply = b"\r\n".join(self._replies) if self._replies else None
+        status = None
+        if replies and replies[-1][:3].isdigit():
+            status = int(replies[-1][:3])
+        headers = [("command", shown), ("tls", "oui" if self._tls_protocol else "non")]
+        if self.mss_session:
+            headers.append(("mailbox", self.mss_session.mailbox))
+        body = self.last_data if name == "DATA" and self.last_data is not None else shown.encode()
+        findings = [("x-mss-finding", f"{f['code']} {f['severity']} : {f['message']}")
+                    for f in self.last_findings or []]
+        trace.record(self.ctx, protocol="smtp", operation=f"SMTP {name}", received_at=received,
+                     request_headers=headers, request_body=body, reply=reply, status=status, decision=decision,
+                     client=self._peer(), error=error, response_headers=findings,
+                     waited_s=decision.latency_s or None)
+
+    # ------------------------------------------------------------------------------------ SASL
+    async def _initial(self, args: list[str]) -> bytes | None:
+        if len(args) > 1:
+            if args[1] == "=":
+                return b""
+            try:
+                return base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                await self.push("501 5.5.2 Can't decode base64")
+                return None
+        blob = await self.challenge_auth("")
+        return None if blob is MISSING else blob
+
+    async def _bearer(self, args: list[str], parse: Any) -> AuthResult:
+        raw = await self._initial(args)
+        if raw is None:
+            return AuthResult(success=False, handled=True)
+        try:
+            creds = parse(raw)
+        except wire.SaslError as exc:
+            return AuthResult(success=False, handled=False, message=f"501 5.5.2 {exc}")
+        decision_outcome = self._auth_outcome
+        try:
+            session = await asyncio.to_thread(self.model.authenticate_bearer, creds, outcome=decision_outcome)
+        except AuthError as exc:
+            # RFC 7628 §3.2.2: error challenge, empty client response, then the failure reply.
+            if await self.challenge_auth(wire.oauth_error_json(exc.reason)) is MISSING:
+                return AuthResult(success=False, handled=True)
+            detail = "jeton expiré" if exc.expired else exc.reason
+            return AuthResult(success=False, handled=False,
+                              message=f"535 5.7.8 Authentication credentials invalid: {detail}")
+        self.mss_session = session
+        return AuthResult(success=True, auth_data=session)
+
+    async def auth_XOAUTH2(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(args, wire.parse_xoauth2)
+
+    async def auth_OAUTHBEARER(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._bearer(args, wire.parse_oauthbearer)
+
+    _auth_outcome: str | None = None
+
+    def _password_auth(self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        try:
+            mss = self.model.authenticate_password(data.login.decode("utf-8", "replace"),
+                                                   data.password.decode("utf-8", "replace"), mechanism,
+                                                   outcome=self._auth_outcome)
+        except AuthError as exc:
+            return AuthResult(success=False, handled=False,
+                              message=f"535 5.7.8 Authentication credentials invalid: {exc.reason}")
+        self.mss_session = mss
+        return AuthResult(success=True, auth_data=LoginPassword(data.login, b""))
+
+    async def smtp_AUTH(self, arg: str) -> None:
+        # The outcome chosen for this AUTH command (mss.auth-refusee / mss.jeton-expire) reaches the mechanisms.
+        self._auth_outcome = self._current_outcome
+        await super().smtp_AUTH(arg)
+
+    _current_outcome: str | None = None
+    _dribble: Any = None
+
+
+class SmtpFront:
+    def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any) -> None:
+        self.ctx = ctx
+        self.model = model
+        self.tls = tls
+        self.handler = Handler(ctx, model)
+        self.server: asyncio.AbstractServer | None = None
+
+    def protocol(self) -> MssSMTP:
+        s = self.ctx.config.settings
+        legacy = bool(s.get("legacy_auth"))
+        proto = MssSMTP(
+            self,
+            hostname=str(s.get("hostname", "mss.bench")),
+            ident="segur-bench MSSanté (simulateur)",
+            tls_context=self.tls,
+            require_starttls=bool(s.get("require_tls", True)),
+            auth_required=True,
+            auth_require_tls=bool(s.get("require_tls", True)),
+            auth_exclude_mechanism=() if legacy else ("PLAIN", "LOGIN"),
+            authenticator=None,
+            data_size_limit=int(s.get("max_message_bytes", 20 * 1024 * 1024)),
+            timeout=float(s.get("smtp_timeout_s", 300)),
+            loop=asyncio.get_running_loop(),
+        )
+        proto._authenticator = proto._password_auth
+        proto._auth_callback = None
+        return proto
+
+    async def start(self, host: str, port: int) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(self.protocol, host, port, reuse_port=True, reuse_address=True)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 2)

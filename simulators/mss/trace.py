@@ -1,0 +1,62 @@
+"""Journal entries and fault decisions for the SMTP and IMAP front ends.
+
+One journal entry per SMTP command and per IMAP command (operation ``SMTP MAIL``, ``IMAP FETCH``…), with the
+command line as request (secrets masked), the server's reply lines as response, the reply code as status
+(SMTP code; IMAP: 200 OK, 400 NO, 500 BAD, None when nothing was answered) and the faults applied. Message
+bodies (DATA, FETCH) are kept in the journal because the bench is a test tool; README.md says so, since the
+real service must never trace message content (SC.MSS/CONF.17/18).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Mapping
+
+from simulators.core.faults import Decision, RequestFacts
+from simulators.core.journal import Exchange, Message
+from simulators.core.service import ServiceContext
+
+SECRET_MASK = "<masqué>"
+
+
+def decide(ctx: ServiceContext, protocol: str, operation: str, line: bytes = b"",
+           attrs: Callable[[], Mapping[str, str]] | None = None) -> Decision:
+    try:
+        return ctx.faults.decide(RequestFacts(service=ctx.name, operation=operation, protocol=protocol,
+                                              method=operation.split(" ", 1)[-1], body=line, attrs_loader=attrs))
+    except Exception:  # a broken rule store must not take the mail service down
+        ctx.logger.exception("fault decision failed for %s", operation)
+        return Decision()
+
+
+def record(
+    ctx: ServiceContext,
+    *,
+    protocol: str,
+    operation: str,
+    received_at: float,
+    request_headers: list[tuple[str, str]],
+    request_body: bytes,
+    reply: bytes | None,
+    status: int | None,
+    decision: Decision | None = None,
+    client: str | None = None,
+    error: str | None = None,
+    response_headers: list[tuple[str, str]] = (),
+    waited_s: float | None = None,
+) -> None:
+    try:
+        run = ctx.journal.current_run()["run"]
+        ctx.journal.record(Exchange(
+            id=uuid.uuid4().hex, service=ctx.name, protocol=protocol, operation=operation,
+            received_at=received_at, responded_at=time.time() if reply is not None else None,
+            method=operation.split(" ", 1)[-1], status=status,
+            request=Message.of(request_headers, request_body),
+            response=Message.of(list(response_headers), reply) if reply is not None else None,
+            faults=[a.as_dict() for a in decision.applied] if decision else [],
+            outcome=decision.outcome if decision else None, run=run, client=client, error=error,
+            waited_ms=round(waited_s * 1000.0, 3) if waited_s else None,
+        ))
+    except Exception:
+        ctx.logger.exception("journal write failed for %s", operation)
