@@ -10,6 +10,8 @@ overrides them:
     insi = 9101
     [urls]            # where clients reach a service, e.g. through the network proxy
     insi = "http://127.0.0.1:9201"
+    [settings.mss]    # service switches (each service README lists its own)
+    strict = true
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ class BenchConfig:
     incidents_dir: Path | None = None
     ports: dict[str, int] = field(default_factory=lambda: {name: s.port for name, s in SERVICES.items()})
     urls: dict[str, str] = field(default_factory=dict)
+    settings: dict[str, dict] = field(default_factory=dict)
+    path: Path | None = None  # the file these settings came from, handed to child processes
 
     def url(self, service: str) -> str:
         return self.urls.get(service) or f"http://{self.host}:{self.ports[service]}"
@@ -54,7 +58,8 @@ class BenchConfig:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls"}
+        cfg.path = path.resolve()
+        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -72,6 +77,11 @@ class BenchConfig:
             if bad:
                 raise ConfigError(f"{path}: [{section}] names unknown service(s) {sorted(bad)}")
             getattr(cfg, section).update(values)
+        settings = data.get("settings", {})
+        bad = set(settings) - set(SERVICES)
+        if bad or not all(isinstance(v, dict) for v in settings.values()):
+            raise ConfigError(f"{path}: [settings.<service>] tables must name known services, got {sorted(settings)}")
+        cfg.settings = {name: dict(values) for name, values in settings.items()}
         for name, port in cfg.ports.items():
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{path}: port of {name} must be an integer between 1 and 65535")

@@ -60,7 +60,10 @@ class Supervisor:
         for svc in self.services:
             port = self.config.ports[svc.name]
             log_path = self.log_dir / f"{svc.name}.log"
-            cmd = [sys.executable, "-m", "segur_bench", "sim", svc.name, "--host", self.config.host,
+            cmd = [sys.executable, "-m", "segur_bench"]
+            if self.config.path:
+                cmd += ["--config", str(self.config.path)]  # the child reads the same per-service settings
+            cmd += ["sim", svc.name, "--host", self.config.host,
                    "--port", str(port), "--data-dir", str(self.config.data_dir),
                    "--workers", str(self.config.workers)]
             if self.config.incidents_dir:

@@ -90,3 +90,29 @@ def test_smoke_runs_the_main_job_and_writes_its_journal(bench_config: tuple[Path
     assert by_service and set(by_service.values()) == {5}, by_service
     assert {e["run"] for e in entries} == {entries[0]["run"]}
     assert (out_dir / "journal.har").stat().st_size > 0
+
+
+def test_service_settings_reach_the_simulator_from_the_file_and_from_set(tmp_path: Path) -> None:
+    port = free_port()
+    config = tmp_path / "segur-bench.toml"
+    config.write_text('[settings.insi]\nauth_mode = "mtls"\nauthorised_idam = ["FROM-FILE"]\n')
+    proc = subprocess.Popen(cli("--config", str(config), "sim", "insi", "--port", str(port),
+                                "--set", 'authorised_idam=["FROM-SET"]'),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        body = (ROOT / "segur_bench" / "probes" / "insi-clerico.xml").read_text().format(message_id="urn:uuid:1")
+        resp = httpx.post(f"http://127.0.0.1:{port}/lps", content=body.encode(),
+                          headers={"content-type": "application/soap+xml"})
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    # The probe's IDAM is not FROM-SET: --set won over the file, and the refusal names the unknown IDAM.
+    assert resp.status_code == 400
+    assert "SIMUL-LGC-0001" in resp.text and "desir_550" in resp.text
