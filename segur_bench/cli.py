@@ -127,12 +127,16 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 @click.option("--incidents-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Directory of incident profiles (default: scenarios/incidents).")
 @click.option("--max-request-bytes", type=click.IntRange(1024), default=None, help="Request size limit.")
+@click.option("--public-url", default=None,
+              help="How clients reach this simulator when it differs from host:port (container, proxy); "
+                   "PSC's issuer is built from it.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="Service setting (repeatable; VALUE is read as JSON when it parses, else as text), "
                    "over [settings.<service>] of the settings file. Each service README lists its settings.")
 @click.pass_context
 def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_dir: Path | None, workers: int,
-        incidents_dir: Path | None, max_request_bytes: int | None, overrides: tuple[str, ...]) -> None:
+        incidents_dir: Path | None, max_request_bytes: int | None, public_url: str | None,
+        overrides: tuple[str, ...]) -> None:
     """Run one simulator in the foreground (NAME: insi, dmp, on, psc, apcv, annuaire, mss)."""
     from simulators.core.server import serve
     from simulators.core.service import SimConfig
@@ -161,7 +165,7 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_
             settings[key.strip()] = raw
     sim_config = SimConfig(host=host, port=port, data_dir=data_dir, workers=workers,
                            incidents_dir=incidents_dir or config.incidents_dir,
-                           public_url=config.urls.get(name), settings=settings)
+                           public_url=public_url or config.urls.get(name), settings=settings)
     if max_request_bytes:
         sim_config.max_request_bytes = max_request_bytes
     click.echo(f"{name} simulator on http://{host}:{port}{svc.base_path} (control API: /_bench/)", err=True)

@@ -57,3 +57,12 @@ def test_services_share_one_image_built_from_the_dockerfile(compose: dict) -> No
 def test_placeholders_for_lgc_and_proxy(compose: dict) -> None:
     assert compose["services"]["reference-lgc"]["ports"] == [f"127.0.0.1:{registry.REFERENCE_LGC_PORT}:8000"]
     assert "network-proxy" in compose["services"]
+
+
+def test_token_checking_services_reach_psc_inside_the_network_and_psc_keeps_its_public_issuer(compose: dict) -> None:
+    psc = compose["services"]["psc"]["command"]
+    assert psc[psc.index("--public-url") + 1] == f"http://127.0.0.1:{registry.SERVICES['psc'].port}"
+    for name in ("dmp", "on", "mss"):
+        command = compose["services"][name]["command"]
+        settings = [command[i + 1] for i, arg in enumerate(command) if arg == "--set"]
+        assert any(s.startswith("psc_jwks_url=http://psc:8104/") for s in settings), name
