@@ -34,45 +34,63 @@ _MIGRATIONS = [
     CREATE INDEX journal_by_received ON journal (received_at);
     CREATE INDEX journal_by_run ON journal (run);
     CREATE TABLE journal_run (id INTEGER PRIMARY KEY CHECK (id = 1), run TEXT, label TEXT, started_at TEXT)
-    """
+    """,
+    # Bodies as BLOBs beside the JSON entry: a 300 kB XDS answer is stored as it is, not escaped into JSON.
+    "ALTER TABLE journal ADD COLUMN request_body BLOB; ALTER TABLE journal ADD COLUMN response_body BLOB",
 ]
 
 MAX_STORED_BODY = 4 * 1024 * 1024
 
 
-def encode_body(data: bytes, content_type: str = "") -> tuple[str, str | None, bool]:
-    """Body as (text, encoding, truncated): UTF-8 text when it decodes, base64 otherwise."""
-    truncated = len(data) > MAX_STORED_BODY
-    data = data[:MAX_STORED_BODY]
-    try:
-        return data.decode("utf-8"), None, truncated
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii"), "base64", truncated
-
-
 @dataclass
 class Message:
+    """Headers and body of one side of an exchange. The body is kept as bytes (capped at MAX_STORED_BODY);
+    its text form (UTF-8, or base64 for binary) is computed only when someone asks for it."""
+
     headers: list[tuple[str, str]] = field(default_factory=list)
-    body: str = ""
-    encoding: str | None = None  # None = text, "base64"
+    data: bytes = b""
     truncated: bool = False
     size: int = 0
 
     @classmethod
     def of(cls, headers: Iterable[tuple[str, str]], body: bytes) -> Message:
-        text, enc, trunc = encode_body(body)
-        return cls(list(headers), text, enc, trunc, len(body))
+        return cls(list(headers), bytes(body[:MAX_STORED_BODY]), len(body) > MAX_STORED_BODY, len(body))
+
+    def _text(self) -> tuple[str, str | None]:
+        try:
+            return self.data.decode("utf-8"), None
+        except UnicodeDecodeError:
+            return base64.b64encode(self.data).decode("ascii"), "base64"
+
+    @property
+    def body(self) -> str:
+        return self._text()[0]
+
+    @property
+    def encoding(self) -> str | None:
+        """None for text, "base64" for a binary body."""
+        return self._text()[1]
+
+    def meta(self) -> dict:
+        return {"headers": [list(h) for h in self.headers], "truncated": self.truncated, "size": self.size}
 
     def as_dict(self) -> dict:
-        return {"headers": [list(h) for h in self.headers], "body": self.body, "encoding": self.encoding,
-                "truncated": self.truncated, "size": self.size}
+        text, encoding = self._text()
+        return {**self.meta(), "body": text, "encoding": encoding}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, data: bytes | None = None) -> Message:
+        if data is None:
+            body = d.get("body") or ""
+            data = base64.b64decode(body) if d.get("encoding") == "base64" else body.encode("utf-8")
+        return cls([tuple(h) for h in d["headers"]], data, bool(d.get("truncated")), int(d.get("size", len(data))))
 
     def header(self, name: str) -> str | None:
         name = name.lower()
         return next((v for k, v in self.headers if k.lower() == name), None)
 
     def raw(self) -> bytes:
-        return base64.b64decode(self.body) if self.encoding == "base64" else self.body.encode("utf-8")
+        return self.data
 
 
 @dataclass
@@ -105,8 +123,9 @@ class Exchange:
             return None
         return round((self.responded_at - self.received_at) * 1000.0, 3)
 
-    def as_dict(self) -> dict:
+    def as_dict(self, *, bodies: bool = True) -> dict:
         # Hand-written rather than dataclasses.asdict: this runs once per exchange, on the hot path.
+        side = (lambda m: m.as_dict()) if bodies else (lambda m: m.meta())
         return {
             "id": self.id, "service": self.service, "protocol": self.protocol, "operation": self.operation,
             "received_at": self.received_at, "responded_at": self.responded_at,
@@ -114,20 +133,20 @@ class Exchange:
             "responded": iso(datetime.fromtimestamp(self.responded_at, UTC)) if self.responded_at else None,
             "duration_ms": self.duration_ms, "waited_ms": self.waited_ms,
             "method": self.method, "url": self.url, "http_version": self.http_version, "status": self.status,
-            "request": self.request.as_dict(),
-            "response": self.response.as_dict() if self.response is not None else None,
+            "request": side(self.request),
+            "response": side(self.response) if self.response is not None else None,
             "faults": self.faults, "outcome": self.outcome, "run": self.run, "correlation": self.correlation,
             "client": self.client, "error": self.error,
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping) -> Exchange:
+    def from_dict(cls, d: Mapping, request_body: bytes | None = None, response_body: bytes | None = None) -> Exchange:
         d = dict(d)
         for key in ("received", "responded", "duration_ms"):
             d.pop(key, None)
-        d["request"] = Message(**{**d["request"], "headers": [tuple(h) for h in d["request"]["headers"]]})
+        d["request"] = Message.from_dict(d["request"], request_body)
         if d.get("response") is not None:
-            d["response"] = Message(**{**d["response"], "headers": [tuple(h) for h in d["response"]["headers"]]})
+            d["response"] = Message.from_dict(d["response"], response_body)
         return cls(**d)
 
 
@@ -158,9 +177,11 @@ class Journal:
     def record(self, exchange: Exchange) -> None:
         self.store.execute(
             "INSERT INTO journal (id, service, protocol, operation, run, correlation, received_at, responded_at,"
-            " entry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " entry, request_body, response_body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (exchange.id, exchange.service, exchange.protocol, exchange.operation, exchange.run,
-             exchange.correlation, exchange.received_at, exchange.responded_at, json.dumps(exchange.as_dict())),
+             exchange.correlation, exchange.received_at, exchange.responded_at,
+             json.dumps(exchange.as_dict(bodies=False)), exchange.request.data,
+             exchange.response.data if exchange.response is not None else None),
         )
 
     def query(
@@ -185,7 +206,7 @@ class Journal:
         if operation is not None:
             clauses.append("operation = ?")
             params.append(operation)
-        sql = "SELECT entry FROM journal"
+        sql = "SELECT entry, request_body, response_body FROM journal"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         sql += " ORDER BY received_at, seq"
@@ -193,10 +214,14 @@ class Journal:
             if limit < 1:
                 raise JournalQueryError("limit must be a positive integer")
             sql += f" LIMIT {int(limit)}"
-        return [Exchange.from_dict(json.loads(r[0])) for r in self.store.query(sql, params)]
+        return [Exchange.from_dict(json.loads(r[0]), _blob(r[1]), _blob(r[2])) for r in self.store.query(sql, params)]
 
     def clear(self) -> int:
         return self.store.execute("DELETE FROM journal").rowcount
+
+
+def _blob(value: bytes | None) -> bytes | None:
+    return bytes(value) if value is not None else None
 
 
 def _instant(value: float | str, name: str) -> float:

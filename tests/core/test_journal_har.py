@@ -22,7 +22,7 @@ from conftest import (
 
 from simulators.core import journal as journal_mod
 from simulators.core.har import CREATOR, to_har
-from simulators.core.journal import Exchange, Journal, JournalQueryError, Message, encode_body, to_jsonl
+from simulators.core.journal import Exchange, Journal, JournalQueryError, Message, to_jsonl
 from simulators.core.store import Store
 
 MS_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -373,10 +373,28 @@ def test_message_helpers():
 
 def test_large_bodies_are_truncated(monkeypatch):
     monkeypatch.setattr(journal_mod, "MAX_STORED_BODY", 10)
-    assert encode_body(b"0123456789abcdef") == ("0123456789", None, True)
+    long = Message.of([], b"0123456789abcdef")
+    assert (long.body, long.encoding, long.truncated, long.size) == ("0123456789", None, True, 16)
     m = Message.of([], b"x" * 25)
     assert m.truncated is True and m.size == 25 and m.body == "x" * 10
-    assert encode_body(b"short") == ("short", None, False)
+    short = Message.of([], b"short")
+    assert (short.body, short.encoding, short.truncated) == ("short", None, False)
+
+
+def test_bodies_are_stored_as_bytes_and_round_trip_through_the_api_shape():
+    journal = Journal(Store(), "svc")
+    binary = bytes(range(256)) * 4
+    ex = Exchange(id="b1", service="svc", protocol="http", operation="op", received_at=1_800_000_000.0,
+                  responded_at=1_800_000_000.5, status=200, request=Message.of([("content-type", "x")], binary),
+                  response=Message.of([], "réponse é".encode()))
+    journal.record(ex)
+    row = journal.store.query("SELECT entry, request_body FROM journal")[0]
+    assert bytes(row["request_body"]) == binary and "body" not in json.loads(row["entry"])["request"]
+    back = journal.query()[0]
+    assert back.request.raw() == binary and back.request.encoding == "base64"
+    assert back.response.body == "réponse é" and back.response.encoding is None
+    again = Exchange.from_dict(back.as_dict())  # the shape the control API and the CLI exchange
+    assert again.request.raw() == binary and again.response.raw() == "réponse é".encode()
 
 
 def test_to_har_unit(har_validator):
@@ -422,3 +440,19 @@ def test_exchange_is_journaled_before_the_client_gets_the_answer(serve):
         time.sleep(0.01)
     assert recorded, "the exchange was never recorded"
     assert recorded[0] <= answered, f"recorded {recorded[0] - answered:.3f} s after the client got its answer"
+
+
+def test_entries_written_before_the_body_columns_existed_still_read_back():
+    store = Store()
+    store.migrate("journal", [journal_mod._MIGRATIONS[0]])  # the first schema: bodies inside the JSON entry
+    old = {"id": "old1", "service": "svc", "protocol": "http", "operation": "op", "received_at": 1.0,
+           "responded_at": 2.0, "method": "GET", "url": "http://h/x", "http_version": "1.1", "status": 200,
+           "request": {"headers": [], "body": "", "encoding": None, "truncated": False, "size": 0},
+           "response": {"headers": [["content-type", "text/plain"]], "body": "aGk=", "encoding": "base64",
+                        "truncated": False, "size": 2},
+           "faults": [], "outcome": None, "run": None, "correlation": None, "client": None, "error": None,
+           "waited_ms": None}
+    store.execute("INSERT INTO journal (id, service, protocol, operation, received_at, responded_at, entry)"
+                  " VALUES ('old1', 'svc', 'http', 'op', 1.0, 2.0, ?)", (json.dumps(old),))
+    entry = Journal(store, "svc").query()[0]  # migrates to the current schema first
+    assert entry.response.raw() == b"hi" and entry.status == 200
