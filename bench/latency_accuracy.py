@@ -160,11 +160,12 @@ def main() -> None:
     for concurrency, n, m in rows:
         cells = [f"{pct(m[k], 50):.2f} / {pct(m[k], 99):.2f}" for k in ("injection", "server", "client", "baseline")]
         lines.append(f"| {concurrency} | {n} | " + " | ".join(cells) + " |")
+    at_100 = next((pct(m["injection"], 99) for c, _, m in rows if c == 100), float("nan"))
     worst = max(pct(m["injection"], 99) for _, _, m in rows)
     lines += [
         "",
-        f"Target: injection error p99 ≤ 5 ms at 100 concurrent requests — measured worst p99 {worst:.2f} ms"
-        f" ({'met' if worst <= 5 else 'NOT met'}).",
+        f"Target: injection error p99 ≤ 5 ms at 100 concurrent requests — measured {at_100:.2f} ms"
+        f" ({'met' if at_100 <= 5 else 'NOT met'}); worst p99 over all rows {worst:.2f} ms.",
         "Client and server-side errors include the service's own work and the queueing of simultaneous requests"
         f" on {args.workers} process(es); the client baseline shows that cost without any injected latency"
         f" (mean {statistics.mean(rows[-1][2]['baseline']):.1f} ms at 100 concurrent).",
