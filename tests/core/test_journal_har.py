@@ -383,13 +383,13 @@ def test_large_bodies_are_truncated(monkeypatch):
 
 def test_bodies_are_stored_as_bytes_and_round_trip_through_the_api_shape():
     journal = Journal(Store(), "svc")
-    binary = bytes(range(256)) * 4
+    binary = bytes(range(256)) * 40  # binary, and large enough to be stored deflated
     ex = Exchange(id="b1", service="svc", protocol="http", operation="op", received_at=1_800_000_000.0,
                   responded_at=1_800_000_000.5, status=200, request=Message.of([("content-type", "x")], binary),
                   response=Message.of([], "réponse é".encode()))
     journal.record(ex)
     row = journal.store.query("SELECT entry, request_body FROM journal")[0]
-    assert bytes(row["request_body"]) == binary and "body" not in json.loads(row["entry"])["request"]
+    assert len(row["request_body"]) < len(binary) and "body" not in json.loads(row["entry"])["request"]
     back = journal.query()[0]
     assert back.request.raw() == binary and back.request.encoding == "base64"
     assert back.response.body == "réponse é" and back.response.encoding is None
