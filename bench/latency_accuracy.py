@@ -166,6 +166,8 @@ def main() -> None:
         "",
         f"Target: injection error p99 ≤ 5 ms at 100 concurrent requests — measured {at_100:.2f} ms"
         f" ({'met' if at_100 <= 5 else 'NOT met'}); worst p99 over all rows {worst:.2f} ms.",
+        "The client and the simulator's processes share the machine's cores: when the OS does not schedule a"
+        " worker the moment its timer fires, that shows in the p99, which therefore varies from run to run.",
         "Client and server-side errors include the service's own work and the queueing of simultaneous requests"
         f" on {args.workers} process(es); the client baseline shows that cost without any injected latency"
         f" (mean {statistics.mean(rows[-1][2]['baseline']):.1f} ms at 100 concurrent).",

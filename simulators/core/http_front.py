@@ -8,6 +8,7 @@ work runs on the thread pool that a2wsgi manages.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,8 +32,10 @@ if TYPE_CHECKING:
     from .service import ServiceContext
 
 TRANSPORT_KEY = "segur.transport"
+SWITCH_INTERVAL_S = 0.001
 _OUTCOME_HEADER_B = OUTCOME_HEADER.lower().encode("latin-1")
 
+Finish = Callable[[], Awaitable[None]]
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict]]
 Send = Callable[[dict], Awaitable[None]]
@@ -60,7 +63,7 @@ class BenchASGI:
     def __init__(self, ctx: ServiceContext, flask_app: Flask) -> None:
         self.ctx = ctx
         self.flask = flask_app
-        threads = int(ctx.config.settings.get("threads", 64))
+        threads = int(ctx.config.settings.get("threads", 16))
         self.wsgi = WSGIMiddleware(flask_app, workers=threads)
 
     # ------------------------------------------------------------------------------------ entry point
@@ -98,6 +101,9 @@ class BenchASGI:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # The event loop shares the GIL with the WSGI threads: a 1 ms switch interval (default 5 ms)
+                # lets a latency timer that fires while Flask work runs resume within about a millisecond.
+                sys.setswitchinterval(SWITCH_INTERVAL_S)
                 try:
                     if spec.startup:
                         await spec.startup(self.ctx)
@@ -196,15 +202,18 @@ class BenchASGI:
 
     async def _exchange_with_faults(self, scope: Scope, receive: Receive, send: Send, body: bytes,
                                     received_at: float) -> None:
+        arrived = time.perf_counter()
         facts, correlation = self._facts(scope, body)
-        decision: Decision = self.ctx.faults.decide(facts)
+        # SQLite work goes to a thread: when the other worker process holds the write lock, SQLite's busy
+        # handler sleeps (1, 2, 5… ms) — on the event loop that would delay every other exchange's timers.
+        decision: Decision = await asyncio.to_thread(self.ctx.faults.decide, facts)
         ex = self._exchange(scope, body, received_at, facts.operation)
         ex.correlation = correlation
         ex.faults = [a.as_dict() for a in decision.applied]
         ex.outcome = decision.outcome
         recorded = False
 
-        def finish() -> None:
+        async def finish() -> None:
             # Called just before the last bytes leave: a client that reads the journal as soon as it has
             # its answer must find the exchange there.
             nonlocal recorded
@@ -212,13 +221,13 @@ class BenchASGI:
                 recorded = True
                 if ex.responded_at is None and ex.status is not None:
                     ex.responded_at = time.time()
-                self._record(ex)
+                await asyncio.to_thread(self._record, ex)
 
         try:
             if decision.latency_s > 0:
-                slept_from = time.perf_counter()
-                await asyncio.sleep(decision.latency_s)
-                ex.waited_ms = round((time.perf_counter() - slept_from) * 1000.0, 3)
+                # Counted from the request's arrival, so the time spent deciding is part of the delay.
+                await asyncio.sleep(max(0.0, arrived + decision.latency_s - time.perf_counter()))
+                ex.waited_ms = round((time.perf_counter() - arrived) * 1000.0, 3)
             terminal = decision.terminal
             if isinstance(terminal, HttpStatus):
                 await self._answer_status(terminal, ex, send, finish)
@@ -234,9 +243,10 @@ class BenchASGI:
             else:
                 await self._call_service(scope, receive, send, body, decision, ex, finish)
         finally:
-            finish()
+            await finish()
 
-    async def _answer_status(self, eff: HttpStatus, ex: Exchange, send: Send, finish: Callable[[], None]) -> None:
+    async def _answer_status(self, eff: HttpStatus, ex: Exchange, send: Send,
+                             finish: Finish) -> None:
         if eff.body is not None:
             body, ctype = eff.body.encode("utf-8"), eff.content_type or "text/plain; charset=utf-8"
         else:
@@ -249,7 +259,7 @@ class BenchASGI:
         await _send_simple(send, eff.status, ctype, body, extra=list(eff.headers), before_body=finish)
 
     async def _answer_soap_fault(self, eff: SoapFault, ex: Exchange, send: Send, facts: RequestFacts,
-                                 finish: Callable[[], None]) -> None:
+                                 finish: Finish) -> None:
         detail = list(parse_xml(f"<d>{eff.detail_xml}</d>")) if eff.detail_xml else None
         relates_to = ex.correlation if ex.correlation and facts.headers else None
         body = build_fault(
@@ -276,7 +286,7 @@ class BenchASGI:
         ex.responded_at = time.time()
 
     async def _call_fast(self, facts: RequestFacts, decision: Decision, ex: Exchange, send: Send,
-                         finish: Callable[[], None]) -> None:
+                         finish: Finish) -> None:
         handler = self.ctx.spec.fast_routes[(facts.method, facts.path)]
         request = FastRequest(facts.method, facts.path, facts.headers, facts.query, facts.body, decision.outcome,
                               facts.envelope, facts.envelope_error)
@@ -294,7 +304,7 @@ class BenchASGI:
         await self._send_answer(send, resp.status, headers, resp.body, decision, finish)
 
     async def _call_service(self, scope: Scope, receive: Receive, send: Send, body: bytes, decision: Decision,
-                            ex: Exchange, finish: Callable[[], None]) -> None:
+                            ex: Exchange, finish: Finish) -> None:
         if decision.outcome:
             scope = dict(scope, headers=[*scope["headers"], (_OUTCOME_HEADER_B, decision.outcome.encode())])
         status: int | None = None
@@ -321,7 +331,7 @@ class BenchASGI:
 
     @staticmethod
     async def _send_answer(send: Send, status: int, headers: list[tuple[str, str]], payload: bytes, decision: Decision,
-                       finish: Callable[[], None]) -> None:
+                       finish: Finish) -> None:
         """Send an answer whole, or a few bytes at a time when a dribble effect applies; journal it first."""
         headers = [*headers, ("content-length", str(len(payload)))]
         await send({"type": "http.response.start", "status": status,
@@ -331,7 +341,7 @@ class BenchASGI:
         for n, piece in enumerate(pieces, start=1):
             last = n == len(pieces)
             if last:
-                finish()
+                await finish()
             await send({"type": "http.response.body", "body": piece, "more_body": not last})
             if not last and decision.dribble:
                 await asyncio.sleep(decision.dribble.interval_ms / 1000.0)
@@ -359,14 +369,14 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 async def _send_simple(send: Send, status: int, content_type: str, body: bytes, *, close: bool = False,
                        extra: list[tuple[str, str]] | None = None,
-                       before_body: Callable[[], None] | None = None) -> None:
+                       before_body: Callable[[], Awaitable[None]] | None = None) -> None:
     headers = [(b"content-type", content_type.encode("latin-1")), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra or []]
     if close:
         headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if before_body is not None:
-        before_body()
+        await before_body()
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
