@@ -106,7 +106,9 @@ class ThreadedServer:
         return f"http://{self.host}:{self.port}"
 
     def _run(self) -> None:
-        self.server.run(sockets=[self.sock])
+        # uvicorn exits when start-up fails; start() reports it from this thread's death.
+        with contextlib.suppress(SystemExit):
+            self.server.run(sockets=[self.sock])
 
     def start(self) -> ThreadedServer:
         self.thread.start()
