@@ -656,7 +656,10 @@ class FaultEngine:
             "SELECT DISTINCT incident FROM faults WHERE incident IS NOT NULL ORDER BY incident")]
 
     def decide(self, facts: RequestFacts) -> Decision:
-        decision = Decision()
+        return self.claim(self.select(facts))
+
+    def select(self, facts: RequestFacts) -> list[Rule]:
+        """The active rules whose selector matches (a read: never waits for another process's write lock)."""
         rows = self.store.query(
             "SELECT id, spec, matched FROM faults WHERE expires_at IS NULL OR expires_at > ? ORDER BY position",
             (time.time(),),
@@ -666,6 +669,11 @@ class FaultEngine:
             rule = self._parsed(row["id"], row["spec"])
             if (rule.first is None or row["matched"] < rule.first) and rule.selects(facts):
                 selected.append(rule)
+        return selected
+
+    def claim(self, selected: list[Rule]) -> Decision:
+        """Count the call against each selected rule and fold their effects into a decision (a write)."""
+        decision = Decision()
         if not selected:
             return decision
         # One write transaction per exchange. Call numbers are claimed atomically, so counting is exact

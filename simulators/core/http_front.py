@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from .app import OUTCOME_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
-from .journal import Exchange, Message
+from .journal import Exchange, JournalWriter, Message
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
 from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
@@ -65,6 +65,7 @@ class BenchASGI:
         self.flask = flask_app
         threads = int(ctx.config.settings.get("threads", 16))
         self.wsgi = WSGIMiddleware(flask_app, workers=threads)
+        self.writer = JournalWriter(ctx.journal)
 
     # ------------------------------------------------------------------------------------ entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -88,7 +89,7 @@ class BenchASGI:
                 ex.status, ex.responded_at = status, time.time()
                 ex.response = Message.of([("content-type", ctype)], err)
                 ex.error = f"corps de requête au-delà de {limit} octets"
-                self._record(ex)
+                await self._record_async(ex)
             await _send_simple(send, status, ctype, err, close=True)
             return
         if control:
@@ -204,9 +205,10 @@ class BenchASGI:
                                     received_at: float) -> None:
         arrived = time.perf_counter()
         facts, correlation = self._facts(scope, body)
-        # SQLite work goes to a thread: when the other worker process holds the write lock, SQLite's busy
-        # handler sleeps (1, 2, 5… ms) — on the event loop that would delay every other exchange's timers.
-        decision: Decision = await asyncio.to_thread(self.ctx.faults.decide, facts)
+        # Only SQLite reads run on the event loop. Writes go to threads: when the other worker process holds
+        # the write lock, SQLite's busy handler sleeps (1, 2, 5… ms), which would delay every pending timer.
+        selected = self.ctx.faults.select(facts)
+        decision: Decision = await asyncio.to_thread(self.ctx.faults.claim, selected) if selected else Decision()
         ex = self._exchange(scope, body, received_at, facts.operation)
         ex.correlation = correlation
         ex.faults = [a.as_dict() for a in decision.applied]
@@ -221,7 +223,7 @@ class BenchASGI:
                 recorded = True
                 if ex.responded_at is None and ex.status is not None:
                     ex.responded_at = time.time()
-                await asyncio.to_thread(self._record, ex)
+                await self._record_async(ex)
 
         try:
             if decision.latency_s > 0:
@@ -346,9 +348,9 @@ class BenchASGI:
             if not last and decision.dribble:
                 await asyncio.sleep(decision.dribble.interval_ms / 1000.0)
 
-    def _record(self, ex: Exchange) -> None:
+    async def _record_async(self, ex: Exchange) -> None:
         try:
-            self.ctx.journal.record(ex)
+            await self.writer.record(ex)
         except Exception:  # a journal failure must never break the exchange itself
             self.ctx.logger.exception("could not record exchange %s in the journal", ex.id)
 

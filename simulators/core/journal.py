@@ -8,8 +8,11 @@ or HAR 1.2 (see har.py).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import queue
+import threading
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -222,7 +225,7 @@ class Journal:
 
 
 _PLAIN, _ZLIB = b"\x00", b"\x01"
-_COMPRESS_ABOVE = 2048
+_COMPRESS_ABOVE = 16 * 1024
 
 
 def _pack(data: bytes) -> bytes:
@@ -255,6 +258,65 @@ def _instant(value: float | str, name: str) -> float:
         raise JournalQueryError(
             f"{name} must be an ISO-8601 instant (e.g. 2026-11-25T09:00:00Z) or epoch seconds, got {value!r}"
         ) from None
+
+
+class JournalWriter:
+    """Writes a process's journal entries from one thread, several per transaction under load.
+
+    The event loop hands an entry over and awaits its future: it never runs SQLite itself, so it never
+    sleeps in SQLite's busy handler while another worker process holds the write lock, and a burst of
+    exchanges costs one commit instead of one each.
+    """
+
+    MAX_BATCH = 128
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    async def record(self, exchange: Exchange) -> None:
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        self._ensure_thread()
+        self._queue.put((exchange, loop, done))
+        await done
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name=f"journal-{self.journal.service}",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self.MAX_BATCH:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            error: BaseException | None = None
+            try:
+                with self.journal.store.transaction():
+                    for exchange, _, _ in batch:
+                        self.journal.record(exchange)
+            except BaseException as exc:  # reported to every waiting exchange; the thread goes on
+                error = exc
+            for _, loop, done in batch:
+                loop.call_soon_threadsafe(_settle, done, error)
+
+
+def _settle(done: asyncio.Future, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is None:
+        done.set_result(None)
+    else:
+        done.set_exception(error)
 
 
 def to_jsonl(exchanges: Sequence[Exchange]) -> str:

@@ -383,7 +383,7 @@ def test_large_bodies_are_truncated(monkeypatch):
 
 def test_bodies_are_stored_as_bytes_and_round_trip_through_the_api_shape():
     journal = Journal(Store(), "svc")
-    binary = bytes(range(256)) * 40  # binary, and large enough to be stored deflated
+    binary = bytes(range(256)) * 160  # binary, and large enough (40 kB) to be stored deflated
     ex = Exchange(id="b1", service="svc", protocol="http", operation="op", received_at=1_800_000_000.0,
                   responded_at=1_800_000_000.5, status=200, request=Message.of([("content-type", "x")], binary),
                   response=Message.of([], "réponse é".encode()))
