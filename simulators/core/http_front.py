@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException
 
 from .app import OUTCOME_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
-from .journal import Exchange, JournalWriter, Message
+from .journal import Exchange, Message
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
 from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
@@ -66,7 +66,7 @@ class BenchASGI:
         self.flask = flask_app
         threads = int(ctx.config.settings.get("threads", 16))
         self.wsgi = WSGIMiddleware(flask_app, workers=threads)
-        self.writer = JournalWriter(ctx.journal)
+        self.writer = ctx.writer
 
     # ------------------------------------------------------------------------------------ entry point
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import queue
 import threading
 import zlib
@@ -277,6 +278,7 @@ class JournalWriter:
         self._lock = threading.Lock()
 
     async def record(self, exchange: Exchange) -> None:
+        """Record and wait until the entry is committed."""
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         self._ensure_thread()
@@ -306,6 +308,9 @@ class JournalWriter:
                         self.journal.record(exchange)
             except BaseException as exc:  # reported to every waiting exchange; the thread goes on
                 error = exc
+            if error is not None:
+                logging.getLogger(f"segur_bench.{self.journal.service}").error(
+                    "could not record %d exchange(s) in the journal: %s", len(batch), error)
             for _, loop, done in batch:
                 loop.call_soon_threadsafe(_settle, done, error)
 
