@@ -99,6 +99,7 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
         },
         "/_bench/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json(obj)}}},
     }
+    _add_service_routes(paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -146,3 +147,30 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}},
         },
     }
+
+
+def _add_service_routes(paths: dict[str, Any]) -> None:
+    """Service-specific control routes (e.g. /_bench/mss/inject), described from their view's docstring."""
+    import re
+
+    from flask import current_app, has_app_context
+
+    if not has_app_context():
+        return
+    for rule in current_app.url_map.iter_rules():
+        if not rule.rule.startswith("/_bench/"):
+            continue
+        path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
+        if path in paths:
+            continue
+        doc = (current_app.view_functions[rule.endpoint].__doc__ or "").strip().splitlines()
+        item: dict[str, Any] = {}
+        params = [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for name in re.findall(r"{([^}]+)}", path)]
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            op: dict[str, Any] = {"summary": doc[0] if doc else f"{method} {path}",
+                                  "responses": {"200": {"description": "OK"}, "400": _PROBLEM}}
+            if params:
+                op["parameters"] = params
+            item[method.lower()] = op
+        paths[path] = item
