@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
+from siram_fault import Fault, read_fault
 
 from simulators.apcv.app import SPEC
 from simulators.core.server import serve_in_thread
@@ -45,17 +46,6 @@ def xp(root: etree._Element, path: str) -> str:
 
 
 @dataclass
-class Fault:
-    status: int
-    code: str
-    subcode: str
-    detail_code: str | None
-    severite: str | None
-    reason: str
-    relates_to: str | None
-
-
-@dataclass
 class Presented:
     patient_id: str
     payload: str
@@ -87,22 +77,7 @@ class Client:
     def fault(self, xml: str | bytes, content_type: str = SOAP_CT) -> Fault:
         resp = self.post(xml, content_type)
         assert resp.status_code in (400, 500), resp.text
-        assert resp.headers["content-type"].startswith("application/soap+xml")
-        root = etree.fromstring(resp.content)
-        x = lambda p: root.xpath(f"string({p})", namespaces=NSMAP).strip()  # noqa: E731
-        assert root.xpath("/soap:Envelope/soap:Body/soap:Fault", namespaces=NSMAP), resp.text
-        assert "Traceback" not in resp.text
-        for erreur in root.xpath("//soap:Fault/soap:Detail/siram:Erreur", namespaces=NSMAP):
-            ERREUR_XSD.assertValid(erreur)
-        return Fault(
-            status=resp.status_code,
-            code=x("//soap:Fault/soap:Code/soap:Value"),
-            subcode=x("//soap:Fault/soap:Code/soap:Subcode/soap:Value"),
-            detail_code=x("//soap:Fault/soap:Detail/siram:Erreur/@code") or None,
-            severite=x("//soap:Fault/soap:Detail/siram:Erreur/@severite") or None,
-            reason=x("//soap:Fault/soap:Reason/soap:Text"),
-            relates_to=x("/soap:Envelope/soap:Header/wsa:RelatesTo") or None,
-        )
+        return read_fault(resp, ERREUR_XSD)
 
     def control(self, method: str, path: str, json: object | None = None) -> httpx.Response:
         resp = self.http.request(method, f"/_bench{path}", json=json)

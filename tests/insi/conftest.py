@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from lxml import etree
+from siram_fault import Fault, read_fault
 
 from simulators.core.server import serve_in_thread
 from simulators.core.service import SimConfig, build_simulator
@@ -29,17 +29,6 @@ def schema(name: str) -> etree.XMLSchema:
 
 
 RESULTAT_XSD = schema("insi_resultat.xsd")
-
-
-@dataclass
-class Fault:
-    status: int
-    code: str
-    subcode: str
-    detail_code: str | None
-    severite: str | None
-    reason: str
-    relates_to: str | None
 
 
 class Client:
@@ -67,19 +56,7 @@ class Client:
     def fault(self, xml: str | bytes, content_type: str = SOAP_CT) -> Fault:
         resp = self.post(xml, content_type)
         assert resp.status_code in (400, 500), resp.text
-        root = etree.fromstring(resp.content)
-        x = lambda p: root.xpath(f"string({p})", namespaces=NSMAP).strip()  # noqa: E731
-        assert root.xpath("/soap:Envelope/soap:Body/soap:Fault", namespaces=NSMAP), resp.text
-        assert "Traceback" not in resp.text
-        return Fault(
-            status=resp.status_code,
-            code=x("//soap:Fault/soap:Code/soap:Value"),
-            subcode=x("//soap:Fault/soap:Code/soap:Subcode/soap:Value"),
-            detail_code=x("//soap:Fault/soap:Detail/siram:Erreur/@code") or None,
-            severite=x("//soap:Fault/soap:Detail/siram:Erreur/@severite") or None,
-            reason=x("//soap:Fault/soap:Reason/soap:Text"),
-            relates_to=x("/soap:Envelope/soap:Header/wsa:RelatesTo") or None,
-        )
+        return read_fault(resp)
 
     def control(self, method: str, path: str, json: object | None = None) -> httpx.Response:
         resp = self.http.request(method, f"/_bench{path}", json=json)

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 from lxml import etree
+from siram_fault import Fault, read_fault
 
 from simulators.core.server import serve_in_thread
 from simulators.core.service import SimConfig, build_simulator
@@ -28,16 +29,6 @@ ERREUR_XSD = etree.XMLSchema(etree.parse(str(XSD_DIR / "siram_erreur.xsd")))
 
 def xp(root: etree._Element, path: str) -> str:
     return root.xpath(f"string({path})", namespaces=NSMAP)
-
-
-@dataclass
-class Fault:
-    status: int
-    code: str
-    subcode: str
-    detail_code: str | None
-    reason: str
-    relates_to: str | None
 
 
 @dataclass
@@ -70,15 +61,7 @@ class Client:
     def fault(self, xml: str, headers: dict | None = None) -> Fault:
         resp = self.post(xml, headers)
         assert resp.status_code in (400, 401, 500), resp.text
-        root = etree.fromstring(resp.content)
-        x = lambda p: root.xpath(f"string({p})", namespaces=NSMAP).strip()  # noqa: E731
-        assert root.xpath("/soap:Envelope/soap:Body/soap:Fault", namespaces=NSMAP), resp.text
-        for erreur in root.xpath("//soap:Fault/soap:Detail/siram:Erreur", namespaces=NSMAP):
-            ERREUR_XSD.assertValid(erreur)
-        return Fault(resp.status_code, x("//soap:Fault/soap:Code/soap:Value"),
-                     x("//soap:Fault/soap:Code/soap:Subcode/soap:Value"),
-                     x("//soap:Fault/soap:Detail/siram:Erreur/@code") or None,
-                     x("//soap:Fault/soap:Reason/soap:Text"), x("/soap:Envelope/soap:Header/wsa:RelatesTo") or None)
+        return read_fault(resp, ERREUR_XSD)
 
     def control(self, method: str, path: str, json: object | None = None) -> httpx.Response:
         resp = self.http.request(method, f"/_bench{path}", json=json)
