@@ -40,19 +40,21 @@ def test_up_prints_the_table_serves_and_stops_its_children_on_ctrl_c(bench_confi
     proc = subprocess.Popen(cli("--config", str(config), "up", "--only", "insi"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        # `up` prints its table once every child is ready: wait for that line, not just for the child
+        # to answer (the child can answer before the table is printed; Ctrl-C then would race it).
+        assert proc.stdout is not None
+        table = []
+        for line in proc.stdout:
+            table.append(line)
+            if "Press Ctrl-C" in line:
+                break
         else:
-            pytest.fail("insi never answered")
+            pytest.fail("up ended without printing its table: " + proc.stderr.read())
         health = httpx.get(f"http://127.0.0.1:{port}/_bench/health").json()
         assert health["service"] == "insi"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=20)
+        rest, err = proc.communicate(timeout=20)
+        out = "".join(table) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
