@@ -1,0 +1,79 @@
+"""The reference LGC's Flask application factory."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from flask import Flask, g, render_template, request, url_for
+
+from . import __version__
+from .calls import CallRunner
+from .config import SERVICES, LgcConfig
+from .db import Database
+from .demo import load_demo_data
+from .operations import Operations
+from .records import Records
+from .web import auth, calls, patients
+
+log = logging.getLogger("reference_lgc")
+
+
+def create_app(config: LgcConfig | None = None) -> Flask:
+    config = config or LgcConfig()
+    app = Flask(__name__)
+    db = Database(config.data_dir / "lgc.sqlite3")
+    app.config.update(LGC=config, DB=db, SESSION_COOKIE_NAME="lgc_session", SESSION_COOKIE_SAMESITE="Lax",
+                      MAX_CONTENT_LENGTH=5 * 1024 * 1024, SECRET_KEY=_secret_key(db))
+    records = Records(db)
+    runner = CallRunner(db, config)
+    interrupted = runner.recover()
+    if interrupted:
+        log.warning("%d service call(s) interrupted by the previous stop marked as failed", interrupted)
+    app.config.update(RECORDS=records, RUNNER=runner, OPERATIONS=Operations(db, records, runner, config))
+    if config.demo_data:
+        load_demo_data(db, records)
+    auth.init_app(app)
+    app.register_blueprint(patients.bp)
+    app.register_blueprint(calls.bp)
+
+    @app.context_processor
+    def globals_() -> dict[str, Any]:
+        return {"version": __version__, "user": g.get("user"), "services": SERVICES,
+                "status_url": config.service_status_url, "software": config.software}
+
+    @app.get("/a-propos")
+    def about() -> Any:
+        return render_template("about.html", config=config, schema=db.version)
+
+    @app.get("/sante")
+    def health() -> Any:
+        return {"status": "ok", "version": __version__, "schema": db.version}
+
+    @app.errorhandler(404)
+    def not_found(exc: Any) -> Any:
+        return render_template("error.html", code=404, message=getattr(exc, "description", "Page introuvable")), 404
+
+    @app.errorhandler(413)
+    def too_large(exc: Any) -> Any:
+        return render_template("error.html", code=413, message="Fichier trop volumineux (5 Mo au plus)"), 413
+
+    @app.errorhandler(500)
+    def internal(exc: Any) -> Any:
+        log.exception("error on %s %s", request.method, request.path)
+        return render_template("error.html", code=500, message="Erreur interne : l'incident est journalisé."), 500
+
+    app.jinja_env.globals["refresh_for"] = lambda call: calls.REFRESH.get(call.service, "")
+    app.jinja_env.globals["static_url"] = lambda name: url_for("static", filename=name, v=__version__)
+    return app
+
+
+def _secret_key(db: Database) -> str:
+    """One signing key per installation, kept in the base so sessions survive a restart."""
+    row = db.one("SELECT value FROM settings WHERE key='secret_key'")
+    if row:
+        return row["value"]
+    key = secrets.token_hex(32)
+    db.execute("INSERT OR IGNORE INTO settings (key, value) VALUES ('secret_key', ?)", (key,))
+    return db.one("SELECT value FROM settings WHERE key='secret_key'")["value"]

@@ -1,0 +1,117 @@
+"""SQLite storage with a versioned schema (PRAGMA user_version): each migration runs once, in order.
+
+One connection per thread (request threads and service-call workers); WAL lets readers go on while a worker
+writes, so a page never waits for a national-service call to store its result.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS: list[list[str]] = [
+    # 1: accounts, PSC sessions, patients, identity traces, consents, service calls, local documents
+    [
+        """CREATE TABLE users (
+            id INTEGER PRIMARY KEY, login TEXT NOT NULL UNIQUE, family_name TEXT NOT NULL, given_name TEXT NOT NULL,
+            national_id TEXT UNIQUE, rpps TEXT, profession TEXT NOT NULL DEFAULT '10',
+            speciality TEXT NOT NULL DEFAULT 'SM26', sector TEXT NOT NULL DEFAULT 'SA07',
+            structure_id TEXT NOT NULL DEFAULT '', structure_name TEXT NOT NULL DEFAULT '',
+            billing_id TEXT NOT NULL DEFAULT '', amo_speciality TEXT NOT NULL DEFAULT '01',
+            info_ack_at TEXT, created_at TEXT NOT NULL)""",
+        """CREATE TABLE sessions (
+            sid TEXT PRIMARY KEY, user_id INTEGER REFERENCES users(id), national_id TEXT NOT NULL,
+            userinfo TEXT NOT NULL, access_token TEXT, refresh_token TEXT, id_token TEXT, expires_at REAL,
+            created_at TEXT NOT NULL)""",
+        """CREATE TABLE patients (
+            id INTEGER PRIMARY KEY, birth_name TEXT NOT NULL, used_name TEXT NOT NULL DEFAULT '',
+            first_names TEXT NOT NULL, used_first_name TEXT NOT NULL DEFAULT '', sex TEXT NOT NULL,
+            birth_date TEXT NOT NULL, birthplace_cog TEXT NOT NULL, birthplace_label TEXT NOT NULL DEFAULT '',
+            ins_matricule TEXT, ins_oid TEXT, retrieved INTEGER NOT NULL DEFAULT 0,
+            validated INTEGER NOT NULL DEFAULT 0, validation_means TEXT NOT NULL DEFAULT '',
+            homonyme INTEGER NOT NULL DEFAULT 0, douteuse INTEGER NOT NULL DEFAULT 0,
+            fictive INTEGER NOT NULL DEFAULT 0, retrieved_at TEXT, last_record_visit TEXT,
+            created_at TEXT NOT NULL, updated_at TEXT NOT NULL)""",
+        "CREATE INDEX patients_name ON patients(birth_name, first_names)",
+        "CREATE INDEX patients_ins ON patients(ins_matricule)",
+        """CREATE TABLE identity_traces (
+            id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id), at TEXT NOT NULL,
+            user_label TEXT NOT NULL, operation TEXT NOT NULL, detail TEXT NOT NULL)""",
+        """CREATE TABLE consents (
+            id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id),
+            episode TEXT NOT NULL, feeding_opposed INTEGER NOT NULL DEFAULT 0,
+            consultation_consent INTEGER NOT NULL DEFAULT 0, emergency_reason TEXT NOT NULL DEFAULT '',
+            recorded_at TEXT NOT NULL, user_label TEXT NOT NULL)""",
+        """CREATE TABLE service_calls (
+            id INTEGER PRIMARY KEY, service TEXT NOT NULL, operation TEXT NOT NULL, patient_id INTEGER,
+            status TEXT NOT NULL, reason TEXT NOT NULL DEFAULT '', code TEXT NOT NULL DEFAULT '',
+            attempts INTEGER NOT NULL DEFAULT 0, params TEXT NOT NULL, result TEXT,
+            user_id INTEGER, sid TEXT, retry_of INTEGER, created_at TEXT NOT NULL, started_at TEXT,
+            finished_at TEXT)""",
+        "CREATE INDEX calls_patient ON service_calls(patient_id, service, operation, id)",
+        """CREATE TABLE documents (
+            id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id), title TEXT NOT NULL,
+            type_code TEXT NOT NULL, type_label TEXT NOT NULL, act_date TEXT NOT NULL, author TEXT NOT NULL,
+            mime TEXT NOT NULL, content BLOB NOT NULL, origin TEXT NOT NULL DEFAULT 'local',
+            created_at TEXT NOT NULL)""",
+        "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    ],
+]
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._migrate()
+
+    def connect(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def execute(self, sql: str, params: tuple | dict = ()) -> sqlite3.Cursor:
+        return self.connect().execute(sql, params)
+
+    def one(self, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+        return self.execute(sql, params).fetchone()
+
+    def all(self, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+        return self.execute(sql, params).fetchall()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @property
+    def version(self) -> int:
+        return self.one("PRAGMA user_version")[0]
+
+    def _migrate(self) -> None:
+        conn = self.connect()
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > len(MIGRATIONS):
+            raise RuntimeError(f"{self.path}: schema version {current} is newer than this LGC "
+                               f"({len(MIGRATIONS)}); upgrade the LGC")
+        for version in range(current + 1, len(MIGRATIONS) + 1):
+            with self.transaction() as tx:
+                for statement in MIGRATIONS[version - 1]:
+                    tx.execute(statement)
+                tx.execute(f"PRAGMA user_version = {version}")

@@ -1,0 +1,57 @@
+"""Demo data loaded on the first start: the flagship patients (CLÉRICO Côme, BOUCHER François) with a local
+document each, patients covering the identity cases, and a local account for the flagship physician.
+
+Traits are the CNDA test identities' (INSi form); nothing here is read from the simulators."""
+
+from __future__ import annotations
+
+from .calls import now_iso
+from .db import Database
+from .identity import Traits
+from .records import Records
+
+# (traits, attributes, note for the trainer)
+PATIENTS: list[tuple[Traits, dict[str, bool], str]] = [
+    (Traits("CLERICO", "COME", "M", "1943-11-07", "63220", used_name="CLERICO"), {},
+     "Scénario phare LGC.DMP/UX.10.01"),
+    (Traits("BOUCHER", "FRANCOIS", "M", "1967-10-12", "63220"), {}, "Scénario phare LGC.DMP/UX.10.01"),
+    (Traits("DE VINCI", "LEONARDO", "M", "2014-02-01", "63220"), {"homonyme": True},
+     "INSi : 02 sans le lieu de naissance, 00 avec le COG"),
+    (Traits("HOUILLES", "PIERRE PAUL JACQUES", "M", "1993-01-27", "75056"), {}, "INSi : 01 (aucune identité)"),
+    (Traits("D'AEION", "COEUR", "M", "1987-01-25", "99999"), {}, "INSi : erreur technique du téléservice"),
+    (Traits("OPPOSANT", "GERARD", "M", "1971-06-30", "63220"), {}, "DMP : le patient a bloqué le médecin"),
+    (Traits("DMPCLOS", "JULIETTE", "F", "1990-10-05", "63220"), {}, "DMP fermé"),
+    (Traits("NESSI", "NATHALIE", "F", "1977-07-14", "63220"), {"douteuse": True}, "Identité douteuse"),
+    (Traits("FICTIF", "PATIENT", "F", "1980-01-01", "99999"), {"fictive": True}, "Identité fictive (formation)"),
+]
+
+# A short consultation note per flagship patient: a local document that the DMP does not hold.
+LOCAL_NOTES = {
+    "CLERICO": ("Note de consultation — suivi tensionnel", "Tension 13/8, pas de modification du traitement."),
+    "BOUCHER": ("Note de consultation — bilan annuel", "Bilan annuel sans particularité ; bilan lipidique demandé."),
+}
+
+
+def load_demo_data(db: Database, records: Records) -> bool:
+    """Once per base (a flag in `settings`), so a user's changes are never overwritten."""
+    if db.one("SELECT 1 FROM settings WHERE key='demo_loaded'"):
+        return False
+    now = now_iso()
+    with db.transaction() as tx:
+        tx.execute("INSERT INTO settings (key, value) VALUES ('demo_loaded', ?)", (now,))
+        # The flagship physician's local account, not yet linked to PSC: the first login links it.
+        tx.execute(
+            "INSERT OR IGNORE INTO users (login, family_name, given_name, profession, speciality, sector, "
+            "structure_name, billing_id, amo_speciality, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            ("dr.doc0036624", "DOC0036624", "KIT", "10", "SM26", "SA07", "Cabinet du Dr DOC0036624", "999990013",
+             "01", now))
+    for traits, attrs, _note in PATIENTS:
+        pid = records.create(traits, user_label="données de démonstration", **attrs)
+        note = LOCAL_NOTES.get(traits.birth_name)
+        if note:
+            db.execute(
+                "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, content, "
+                "origin, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (pid, note[0], "11488-4", "Compte rendu de consultation", "2026-10-02", "Dr KIT DOC0036624",
+                 "text/plain", note[1].encode(), "local", now))
+    return True

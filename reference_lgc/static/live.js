@@ -1,0 +1,75 @@
+// Live status elements of the reference LGC (no dependency).
+// An element with data-poll="URL" is replaced by the fragment at URL every 500 ms while it keeps data-poll.
+// When it ends, the regions listed in its data-refresh (CSS selectors of elements with data-src) are reloaded.
+// Nothing here blocks the page: fetches are asynchronous and each replaces only its own element.
+(function () {
+  "use strict";
+  const PERIOD_MS = 500;
+  const inFlight = new WeakSet();
+
+  async function fetchFragment(url) {
+    const resp = await fetch(url, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
+    if (!resp.ok) throw new Error(resp.status);
+    const tpl = document.createElement("template");
+    tpl.innerHTML = (await resp.text()).trim();
+    return tpl.content.firstElementChild;
+  }
+
+  function keepOpenState(oldEl, newEl) {
+    // Keep popovers (<details>) the user opened across a refresh.
+    oldEl.querySelectorAll("details[id][open]").forEach((d) => {
+      const twin = newEl.querySelector("#" + CSS.escape(d.id));
+      if (twin) twin.open = true;
+    });
+  }
+
+  async function refreshRegion(selector) {
+    document.querySelectorAll(selector).forEach(async (region) => {
+      const src = region.dataset.src;
+      if (!src) return;
+      try {
+        const fresh = await fetchFragment(src);
+        if (fresh && region.isConnected) {
+          keepOpenState(region, fresh);
+          region.replaceWith(fresh);
+        }
+      } catch (e) { /* next poll or user action will refresh */ }
+    });
+  }
+
+  async function poll(el) {
+    if (inFlight.has(el) || !el.isConnected) return;
+    inFlight.add(el);
+    try {
+      const fresh = await fetchFragment(el.dataset.poll);
+      if (!fresh || !el.isConnected) return;
+      el.replaceWith(fresh);
+      if (!fresh.dataset.poll && fresh.dataset.refresh) {
+        fresh.dataset.refresh.split(",").forEach((s) => refreshRegion(s.trim()));
+      }
+    } catch (e) {
+      // The LGC itself did not answer: try again at the next tick.
+    } finally {
+      inFlight.delete(el);
+    }
+  }
+
+  setInterval(() => document.querySelectorAll("[data-poll]").forEach(poll), PERIOD_MS);
+
+  // Retry buttons inside status elements: post in the background and swap in the new status element.
+  document.addEventListener("submit", async (ev) => {
+    const form = ev.target;
+    if (!form.matches("form[data-async]")) return;
+    ev.preventDefault();
+    const host = form.closest("[data-call]");
+    try {
+      const resp = await fetch(form.action, { method: "POST", body: new FormData(form),
+        headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
+      const tpl = document.createElement("template");
+      tpl.innerHTML = (await resp.text()).trim();
+      if (host && tpl.content.firstElementChild) host.replaceWith(tpl.content.firstElementChild);
+    } catch (e) {
+      form.submit();
+    }
+  });
+})();
