@@ -58,16 +58,19 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--only", default=None, help="Comma-separated simulators to start (default: all available).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="State directory (SQLite files).")
 @click.option("--workers", type=click.IntRange(1, 16), default=None, help="Worker processes per simulator.")
+@click.option("--lgc/--no-lgc", "with_lgc", default=None,
+              help="Also start the reference LGC (default: yes, unless --only is given).")
 @click.pass_context
-def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int | None) -> None:
-    """Start every available simulator, print their URLs, stop cleanly on Ctrl-C."""
+def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int | None,
+       with_lgc: bool | None) -> None:
+    """Start every available simulator and the reference LGC, print their URLs, stop cleanly on Ctrl-C."""
     config = _config(ctx)
     if data_dir:
         config.data_dir = data_dir
     if workers:
         config.workers = workers
     services = _select(only)
-    supervisor = Supervisor(config, services)
+    supervisor = Supervisor(config, services, with_lgc=only is None if with_lgc is None else with_lgc)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         supervisor.start(progress=lambda m: click.echo(m, err=True))
@@ -75,13 +78,15 @@ def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int
         for child in supervisor.children:
             extra = ", ".join(f"{proto.upper()} {config.host}:{port}" for proto, port in child.service.extra_ports)
             rows.append((child.service.name, child.service.title, child.url + child.service.base_path, extra))
+        if supervisor.lgc is not None:
+            rows.append(("lgc", "LGC de référence (navigateur)", supervisor.lgc.url, ""))
         click.echo(_table(rows, ("service", "title", "url", "other ports")))
         click.echo(f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
                    "(openapi.json). Press Ctrl-C to stop.")
         while True:
             dead = supervisor.dead()
             if dead:
-                names = ", ".join(c.service.name for c in dead)
+                names = ", ".join(dead)
                 _fail(f"{names} stopped unexpectedly; see {supervisor.log_dir}")
             time.sleep(0.5)
     except StartError as exc:

@@ -6,6 +6,7 @@ overrides them:
     host = "127.0.0.1"
     data_dir = ".segur-bench/data"
     workers = 2
+    lgc_port = 8000   # the reference LGC `up` starts (its settings are generated from these)
     [ports]
     insi = 9101
     [urls]            # where clients reach a service, e.g. through the network proxy
@@ -21,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulators.registry import SERVICES
+from simulators.registry import REFERENCE_LGC_PORT, SERVICES
 
 DEFAULT_CONFIG_FILE = "segur-bench.toml"
 
@@ -39,6 +40,7 @@ class BenchConfig:
     ports: dict[str, int] = field(default_factory=lambda: {name: s.port for name, s in SERVICES.items()})
     urls: dict[str, str] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)
+    lgc_port: int = REFERENCE_LGC_PORT  # the reference LGC started by `up`
     path: Path | None = None  # the file these settings came from, handed to child processes
 
     def url(self, service: str) -> str:
@@ -59,7 +61,7 @@ class BenchConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         cfg.path = path.resolve()
-        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings"}
+        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -82,7 +84,8 @@ class BenchConfig:
         if bad or not all(isinstance(v, dict) for v in settings.values()):
             raise ConfigError(f"{path}: [settings.<service>] tables must name known services, got {sorted(settings)}")
         cfg.settings = {name: dict(values) for name, values in settings.items()}
-        for name, port in cfg.ports.items():
+        cfg.lgc_port = data.get("lgc_port", cfg.lgc_port)
+        for name, port in [*cfg.ports.items(), ("the reference LGC (lgc_port)", cfg.lgc_port)]:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{path}: port of {name} must be an integer between 1 and 65535")
         return cfg

@@ -17,6 +17,7 @@ import httpx
 from simulators.registry import ServiceInfo
 
 from .config import BenchConfig
+from .lgc import LgcProcess, register_client, start_lgc
 
 
 class StartError(RuntimeError):
@@ -42,11 +43,14 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, config: BenchConfig, services: list[ServiceInfo], *, log_dir: Path | None = None) -> None:
+    def __init__(self, config: BenchConfig, services: list[ServiceInfo], *, log_dir: Path | None = None,
+                 with_lgc: bool = False) -> None:
         self.config = config
         self.services = services
         self.log_dir = log_dir or config.data_dir.parent / "logs"
         self.children: list[Child] = []
+        self.with_lgc = with_lgc
+        self.lgc: LgcProcess | None = None
 
     def start(self, *, timeout: float = 30.0, progress=print) -> list[Child]:
         for svc in self.services:
@@ -56,6 +60,9 @@ class Supervisor:
                     f"port {port} ({svc.name}) is already in use on {self.config.host}; stop the other process "
                     f"or choose another port in segur-bench.toml ([ports] {svc.name} = …)"
                 )
+        if self.with_lgc and not port_free(self.config.host, self.config.lgc_port):
+            raise StartError(f"port {self.config.lgc_port} (reference LGC) is already in use on {self.config.host}; "
+                             "stop the other process or set lgc_port in segur-bench.toml")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for svc in self.services:
             port = self.config.ports[svc.name]
@@ -93,25 +100,39 @@ class Supervisor:
                 raise StartError(f"{names} did not answer within {timeout:g} s; see the logs in {self.log_dir}")
             if pending:
                 time.sleep(0.1)
+        if self.with_lgc:
+            progress(f"starting the reference LGC on port {self.config.lgc_port} …")
+            try:
+                if any(s.name == "psc" for s in self.services):
+                    register_client(self.config)
+                self.lgc = start_lgc(self.config, self.log_dir, timeout=timeout)
+            except (RuntimeError, httpx.HTTPError) as exc:
+                self.stop()
+                raise StartError(str(exc)) from None
         return self.children
 
-    def dead(self) -> list[Child]:
-        return [c for c in self.children if c.process.poll() is not None]
+    def dead(self) -> list[str]:
+        names = [c.service.name for c in self.children if c.process.poll() is not None]
+        if self.lgc is not None and self.lgc.process.poll() is not None:
+            names.append("reference LGC")
+        return names
 
     def stop(self, grace: float = 8.0) -> None:
-        for child in self.children:
-            if child.process.poll() is None:
+        procs = [c.process for c in self.children] + ([self.lgc.process] if self.lgc else [])
+        for proc in procs:
+            if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGTERM)
+                    os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for child in self.children:
+        for proc in procs:
             try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         self.children = []
+        self.lgc = None
 
     def __enter__(self) -> Supervisor:
         return self

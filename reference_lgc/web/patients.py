@@ -69,20 +69,20 @@ def _cog_choices() -> list[tuple[str, str]]:
 
 @bp.route("/patients/nouveau", methods=["GET", "POST"])
 def create() -> Any:
-    values, errors = _form_values(), {}
+    values, errors, attrs = _form_values(), {}, {"homonyme": False, "douteuse": False, "fictive": False}
     if request.method == "POST":
         values = {k: request.form.get(k, "") for k in values}
+        attrs = _attributes_from_form()
         try:
             traits = idn.validate_traits(values)
-            attrs = _attributes_from_form()
             pid = _records().create(traits, user_label=user_label(), **attrs)
         except idn.IdentityError as exc:
             errors = exc.errors
         else:
             flash("Patient créé (identité provisoire).", "ok")
             return redirect(url_for("patients.show", patient_id=pid))
-    return render_template("patient_form.html", values=values, errors=errors, patient=None, cogs=_cog_choices()), \
-        (400 if errors else 200)
+    return render_template("patient_form.html", values=values, errors=errors, patient=None, cogs=_cog_choices(),
+                           attrs=attrs), (400 if errors else 200)
 
 
 def _attributes_from_form() -> dict[str, bool]:

@@ -68,7 +68,8 @@ class Bench:
         return resp.json() if resp.content else None
 
     def fault(self, service: str, **rule: Any) -> None:
-        self.control(service, "POST", "/faults", {"rules": [rule]} if "rules" not in rule else rule)
+        """Add one fault rule to a simulator (selector `service` filled in)."""
+        self.control(service, "POST", "/faults", {"service": service, **rule})
 
     def clear(self) -> None:
         for s in self.urls:
@@ -79,7 +80,7 @@ class Bench:
         return self.control(service, "GET", "/journal" + q)["entries"]
 
     def present_apcv(self, patient: str) -> dict:
-        return self.control("apcv", "POST", "/state", {"present": patient})
+        return self.control("apcv", "POST", "/state", {"present": patient})["state"]["presented"]
 
 
 def start_bench(tmp: Path) -> Bench:

@@ -1,0 +1,77 @@
+"""Starting the reference LGC next to the simulators: its settings are generated from the bench's, so it
+reaches each service where the bench says (directly, or through the network proxy), over the wire only."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from simulators.registry import SERVICES
+
+from .config import BenchConfig
+
+DEFAULT_CLIENT = ("segur-bench-lgc", "segur-bench-lgc-secret")  # registered by the PSC simulator for port 8000
+
+
+@dataclass
+class LgcProcess:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    config_path: Path
+
+
+def lgc_settings(config: BenchConfig, data_dir: Path) -> str:
+    """The LGC's TOML settings: where every service is, as the bench publishes it."""
+    def url(name: str) -> str:
+        return config.url(name) + SERVICES[name].base_path
+
+    lines = [f'host = "{config.host}"', f"port = {config.lgc_port}", f'data_dir = "{data_dir}"', "",
+             "[psc]", f'issuer = "{url("psc")}"', f'client_id = "{DEFAULT_CLIENT[0]}"',
+             f'client_secret = "{DEFAULT_CLIENT[1]}"']
+    for name in ("insi", "apcv", "dmp", "on", "annuaire", "mss"):
+        lines += ["", f"[services.{name}]", f'url = "{url(name)}"']
+    return "\n".join(lines) + "\n"
+
+
+def register_client(config: BenchConfig) -> None:
+    """The PSC simulator knows the LGC's redirect URI on port 8000; any other port is registered at run time."""
+    if config.lgc_port == 8000:
+        return
+    base = f"http://{config.host}:{config.lgc_port}"
+    client = {"client_id": DEFAULT_CLIENT[0], "client_secret": DEFAULT_CLIENT[1], "name": "LGC de référence",
+              "redirect_uris": [base + "/auth/callback"], "post_logout_redirect_uris": [base + "/"]}
+    resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client]}, timeout=5)
+    resp.raise_for_status()
+
+
+def start_lgc(config: BenchConfig, log_dir: Path, *, timeout: float = 30.0) -> LgcProcess:
+    data_dir = config.data_dir.parent / "lgc"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    settings = data_dir / "lgc.toml"
+    settings.write_text(lgc_settings(config, data_dir), encoding="utf-8")
+    log_path = log_dir / "reference-lgc.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen([sys.executable, "-m", "reference_lgc", "--config", str(settings)], stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    log.close()
+    url = f"http://{config.host}:{config.lgc_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+            raise RuntimeError(f"the reference LGC exited during start-up (code {proc.returncode}); last lines of "
+                               f"{log_path}:\n{tail}")
+        try:
+            if httpx.get(url + "/sante", timeout=1).status_code == 200:
+                return LgcProcess(url, proc, log_path, settings)
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"the reference LGC did not answer within {timeout:g} s; see {log_path}")
+
