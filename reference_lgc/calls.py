@@ -148,7 +148,7 @@ class CallRunner:
             id=row["id"], service=row["service"], operation=row["operation"], patient_id=row["patient_id"],
             status=row["status"], reason=row["reason"], code=row["code"], attempts=row["attempts"],
             params=json.loads(row["params"]), result=json.loads(row["result"]) if row["result"] else None,
-            created_at=row["created_at"], finished_at=row["finished_at"],
+            created_at=row["created_at"], started_at=row["started_at"], finished_at=row["finished_at"],
             label=op.label if op else f"{row['service']} / {row['operation']}")
 
     def shutdown(self, wait: bool = False) -> None:
@@ -169,6 +169,7 @@ class CallView:
     params: dict[str, Any]
     result: dict[str, Any] | None
     created_at: str
+    started_at: str | None
     finished_at: str | None
     label: str
 

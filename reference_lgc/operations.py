@@ -235,10 +235,19 @@ class Operations:
         if result is None or job.patient_id is None:
             return
         access = DmpAccess(state=result["state"], authorisation=result["authorisation"], blocked=result["blocked"])
-        if authorisation_to_set(consent=self.records.consent(job.patient_id), dmp=access):
+        if authorisation_to_set(consent=self.records.consent(job.patient_id), dmp=access) \
+                and not self._authorisation_pending_or_newer(job):
             p = self.records.get(job.patient_id)
             if p is not None:
                 self._submit("dmp", "autorisation", p, _user(self.db, job.user_id), job.sid, job.params)
+
+    def _authorisation_pending_or_newer(self, job: Job) -> bool:
+        """A TD0.3 in flight, or one that ended after this TD0.2 started (its answer may predate it)."""
+        started = self.db.one("SELECT started_at FROM service_calls WHERE id=?", (job.id,))["started_at"]
+        row = self.db.one("SELECT 1 FROM service_calls WHERE patient_id=? AND service='dmp' AND operation="
+                          "'autorisation' AND (status=? OR (status=? AND finished_at >= ?)) LIMIT 1",
+                          (job.patient_id, EN_COURS, REUSSI, started))
+        return row is not None
 
     def _dmp_authorise(self, job: Job) -> dict[str, Any]:
         auth = dmp.set_authorisation(job.ctx, job.params["ins"], job.params["oid"], grant=True)
@@ -256,7 +265,9 @@ class Operations:
         r = check.result
         authorisation = r["authorisation"]
         auth = self.runner.latest(patient_id, "dmp", "autorisation")
-        if auth is not None and auth.id > check.id and auth.status == REUSSI and auth.result:
+        # A TD0.3 that ended after this TD0.2 started is newer than what TD0.2 answered.
+        if auth is not None and auth.status == REUSSI and auth.result and auth.finished_at \
+                and (check.started_at is None or auth.finished_at >= check.started_at):
             authorisation = auth.result.get("status", authorisation)
         return DmpAccess(state=r["state"], authorisation=authorisation, blocked=bool(r["blocked"]))
 

@@ -16,12 +16,25 @@
   }
 
   function keepOpenState(oldEl, newEl) {
-    // Keep popovers (<details>) the user opened across a refresh.
+    // Keep popovers (<details>, the DICA checklist) the user opened across a refresh.
     oldEl.querySelectorAll("details[id][open]").forEach((d) => {
       const twin = newEl.querySelector("#" + CSS.escape(d.id));
       if (twin) twin.open = true;
     });
+    oldEl.querySelectorAll(".dica.open[id]").forEach((d) => {
+      const twin = newEl.querySelector("#" + CSS.escape(d.id));
+      if (twin) twin.classList.add("open");
+    });
   }
+
+  // The DMP icon opens (and closes) the DICA checklist on click; hover and keyboard focus show it too.
+  document.addEventListener("click", (ev) => {
+    const toggle = ev.target.closest(".dica-toggle");
+    if (!toggle) return;
+    const box = toggle.closest(".dica");
+    const open = box.classList.toggle("open");
+    toggle.setAttribute("aria-expanded", String(open));
+  });
 
   async function refreshRegion(selector) {
     document.querySelectorAll(selector).forEach(async (region) => {
