@@ -178,6 +178,30 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_
 
 
 @main.command()
+@click.option("--host", default=None, help="Address to bind (default: the bench's host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8000, or lgc_port).")
+@click.pass_context
+def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Run the reference LGC in the foreground, pointed at the simulators where the bench publishes them."""
+    from .lgc import register_client, write_settings
+
+    config = _config(ctx)
+    if host:
+        config.host = host
+    if port:
+        config.lgc_port = port
+    settings = write_settings(config)
+    try:
+        register_client(config)
+    except httpx.HTTPError as exc:
+        click.echo(f"warning: could not register the LGC's redirect URI with PSC ({exc}); login may fail", err=True)
+    click.echo(f"reference LGC on http://{config.host}:{config.lgc_port} (settings {settings})", err=True)
+    from reference_lgc.__main__ import main as lgc_main
+
+    sys.exit(lgc_main(["--config", str(settings)]))
+
+
+@main.command()
 @click.option("--running", is_flag=True, help="Check simulators already started (by `segur-bench up`).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/smoke"), show_default=True,
               help="Where to write the journal (JSONL, HAR) and the summary.")

@@ -31,7 +31,9 @@ def lgc_settings(config: BenchConfig, data_dir: Path) -> str:
     def url(name: str) -> str:
         return config.url(name) + SERVICES[name].base_path
 
-    lines = [f'host = "{config.host}"', f"port = {config.lgc_port}", f'data_dir = "{data_dir}"', "",
+    public_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host  # browsers need a real one
+    lines = [f'host = "{config.host}"', f"port = {config.lgc_port}", f'data_dir = "{data_dir}"',
+             f'public_url = "http://{public_host}:{config.lgc_port}"', "",
              "[psc]", f'issuer = "{url("psc")}"', f'client_id = "{DEFAULT_CLIENT[0]}"',
              f'client_secret = "{DEFAULT_CLIENT[1]}"']
     for name in ("insi", "apcv", "dmp", "on", "annuaire", "mss"):
@@ -43,18 +45,25 @@ def register_client(config: BenchConfig) -> None:
     """The PSC simulator knows the LGC's redirect URI on port 8000; any other port is registered at run time."""
     if config.lgc_port == 8000:
         return
-    base = f"http://{config.host}:{config.lgc_port}"
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
+    base = f"http://{host}:{config.lgc_port}"
     client = {"client_id": DEFAULT_CLIENT[0], "client_secret": DEFAULT_CLIENT[1], "name": "LGC de référence",
               "redirect_uris": [base + "/auth/callback"], "post_logout_redirect_uris": [base + "/"]}
     resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client]}, timeout=5)
     resp.raise_for_status()
 
 
-def start_lgc(config: BenchConfig, log_dir: Path, *, timeout: float = 30.0) -> LgcProcess:
+def write_settings(config: BenchConfig) -> Path:
+    """The LGC's base lives next to the simulators' state; its settings file is rewritten at each start."""
     data_dir = config.data_dir.parent / "lgc"
     data_dir.mkdir(parents=True, exist_ok=True)
     settings = data_dir / "lgc.toml"
     settings.write_text(lgc_settings(config, data_dir), encoding="utf-8")
+    return settings
+
+
+def start_lgc(config: BenchConfig, log_dir: Path, *, timeout: float = 30.0) -> LgcProcess:
+    settings = write_settings(config)
     log_path = log_dir / "reference-lgc.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
     proc = subprocess.Popen([sys.executable, "-m", "reference_lgc", "--config", str(settings)], stdout=log,

@@ -118,3 +118,36 @@ def test_service_settings_reach_the_simulator_from_the_file_and_from_set(tmp_pat
     # The probe's IDAM is not FROM-SET: --set won over the file, and the refusal names the unknown IDAM.
     assert resp.status_code == 400
     assert "SIMUL-LGC-0001" in resp.text and "desir_550" in resp.text
+
+
+def test_up_starts_the_reference_lgc_pointed_at_the_simulators(tmp_path: Path) -> None:
+    ports = {"insi": free_port(), "psc": free_port()}
+    lgc_port = free_port()
+    config = tmp_path / "segur-bench.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\nworkers = 1\nlgc_port = {lgc_port}\n[ports]\n'
+                      + "".join(f"{k} = {v}\n" for k, v in ports.items()))
+    proc = subprocess.Popen(cli("--config", str(config), "up", "--only", "insi,psc", "--lgc"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        table = []
+        for line in proc.stdout:
+            table.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        assert any(line.startswith("lgc ") and f"http://127.0.0.1:{lgc_port}" in line for line in table), table
+        health = httpx.get(f"http://127.0.0.1:{lgc_port}/sante", timeout=5).json()
+        assert health["status"] == "ok"
+        # Its settings are generated from the bench's: INSi where the bench put it, PSC with its redirect URI.
+        settings = (tmp_path / "lgc" / "lgc.toml").read_text()
+        assert f'url = "http://127.0.0.1:{ports["insi"]}/lps"' in settings
+        clients = httpx.get(f"http://127.0.0.1:{ports['psc']}/_bench/state", timeout=5).text
+        assert f"http://127.0.0.1:{lgc_port}/auth/callback" in clients
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{lgc_port}/sante", timeout=1)
