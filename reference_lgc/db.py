@@ -59,6 +59,49 @@ MIGRATIONS: list[list[str]] = [
             created_at TEXT NOT NULL)""",
         "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     ],
+    # 2: documents as CDA (ids, versions, DMP state), prescriptions and ON, the durable DMP outbox, MSSanté
+    # messages, the DMP metadata seen at the last consultation
+    [
+        "ALTER TABLE documents ADD COLUMN unique_id TEXT",  # CDA ClinicalDocument/id (root[.extension])
+        "ALTER TABLE documents ADD COLUMN set_id TEXT",
+        "ALTER TABLE documents ADD COLUMN version INTEGER NOT NULL DEFAULT 1",
+        "ALTER TABLE documents ADD COLUMN level TEXT NOT NULL DEFAULT ''",  # 'N1' | 'N3' | '' (not CDA)
+        "ALTER TABLE documents ADD COLUMN cda BLOB",
+        "ALTER TABLE documents ADD COLUMN pdf BLOB",
+        "ALTER TABLE documents ADD COLUMN class_code TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE documents ADD COLUMN confidentiality TEXT NOT NULL DEFAULT 'N'",
+        "ALTER TABLE documents ADD COLUMN validated_at TEXT",
+        "ALTER TABLE documents ADD COLUMN replaces_id INTEGER REFERENCES documents(id)",
+        "ALTER TABLE documents ADD COLUMN dmp_entry_uuid TEXT",  # set once the DMP registered it
+        "ALTER TABLE documents ADD COLUMN dmp_sent_at TEXT",
+        "ALTER TABLE documents ADD COLUMN dmp_state TEXT NOT NULL DEFAULT ''",  # '', envoye, supprime, remplace
+        "ALTER TABLE documents ADD COLUMN source_ref TEXT",  # DMP entryUUID or MSS Message-ID it came from
+        "CREATE UNIQUE INDEX documents_unique ON documents(patient_id, unique_id) WHERE unique_id IS NOT NULL",
+        """CREATE TABLE prescriptions (
+            id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id), user_id INTEGER,
+            created_at TEXT NOT NULL, validated_at TEXT, lines TEXT NOT NULL, notes TEXT NOT NULL DEFAULT '',
+            on_state TEXT NOT NULL DEFAULT '', on_number TEXT, on_payload TEXT, on_reason TEXT NOT NULL DEFAULT '',
+            document_id INTEGER REFERENCES documents(id))""",
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY, document_id INTEGER NOT NULL REFERENCES documents(id),
+            patient_id INTEGER NOT NULL REFERENCES patients(id), action TEXT NOT NULL DEFAULT 'envoi',
+            state TEXT NOT NULL, due_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT '', unique_id TEXT NOT NULL, ins TEXT NOT NULL, ins_oid TEXT NOT NULL,
+            invisible_to_patient INTEGER NOT NULL DEFAULT 0, replaces_entry_uuid TEXT, professional TEXT NOT NULL,
+            metadata TEXT NOT NULL, entry_uuid TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+            sent_at TEXT)""",
+        "CREATE INDEX outbox_due ON outbox(state, due_at)",
+        """CREATE TABLE mss_messages (
+            id INTEGER PRIMARY KEY, patient_id INTEGER REFERENCES patients(id), document_id INTEGER,
+            direction TEXT NOT NULL, message_id TEXT, sender TEXT, recipients TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL DEFAULT '', at TEXT NOT NULL, call_id INTEGER)""",
+        """CREATE TABLE dmp_entries (
+            patient_id INTEGER NOT NULL REFERENCES patients(id), entry_uuid TEXT NOT NULL, lid TEXT,
+            unique_id TEXT NOT NULL, title TEXT NOT NULL, type_code TEXT NOT NULL, class_code TEXT NOT NULL,
+            creation_time TEXT, submission_time TEXT, author TEXT NOT NULL DEFAULT '', status TEXT NOT NULL,
+            invisible_to_patient INTEGER NOT NULL DEFAULT 0, masked INTEGER NOT NULL DEFAULT 0,
+            version INTEGER, first_seen TEXT NOT NULL, PRIMARY KEY (patient_id, entry_uuid))""",
+    ],
 ]
 
 

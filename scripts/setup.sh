@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages needed by the bench: Chromium for the browser tests (Playwright drives Debian's
-# build: its own browser download is not available everywhere). ffmpeg arrives with the proof videos.
-APT_PACKAGES=(chromium)
+# build: its own browser download is not available everywhere); Pango for WeasyPrint (the reference LGC's
+# PDF/A prescriptions) and fonts with French glyphs. ffmpeg arrives with the proof videos.
+APT_PACKAGES=(chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
