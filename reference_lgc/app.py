@@ -15,7 +15,7 @@ from .db import Database
 from .demo import load_demo_data
 from .operations import Operations
 from .records import Records
-from .web import auth, calls, patients
+from .web import auth, calls, dmp, documents, patients
 
 log = logging.getLogger("reference_lgc")
 
@@ -37,6 +37,8 @@ def create_app(config: LgcConfig | None = None) -> Flask:
     auth.init_app(app)
     app.register_blueprint(patients.bp)
     app.register_blueprint(calls.bp)
+    app.register_blueprint(dmp.bp)
+    app.register_blueprint(documents.bp)
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

@@ -77,6 +77,7 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE documents ADD COLUMN dmp_state TEXT NOT NULL DEFAULT ''",  # '', envoye, supprime, remplace
         "ALTER TABLE documents ADD COLUMN source_ref TEXT",  # DMP entryUUID or MSS Message-ID it came from
         "CREATE UNIQUE INDEX documents_unique ON documents(patient_id, unique_id) WHERE unique_id IS NOT NULL",
+        "ALTER TABLE patients ADD COLUMN previous_record_visit TEXT",  # "new since the last visit"
         """CREATE TABLE prescriptions (
             id INTEGER PRIMARY KEY, patient_id INTEGER NOT NULL REFERENCES patients(id), user_id INTEGER,
             created_at TEXT NOT NULL, validated_at TEXT, lines TEXT NOT NULL, notes TEXT NOT NULL DEFAULT '',

@@ -5,12 +5,14 @@ after-hook applies its result to the patient file and chains the next call, so t
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict
 from datetime import date
 from typing import Any
 
+from . import cda_reader, dmp_view
 from . import identity as idn
-from .calls import EN_COURS, REUSSI, CallRunner, CallView, Job, Operation
+from .calls import EN_COURS, REUSSI, CallRunner, CallView, Job, Operation, now_iso
 from .config import LgcConfig
 from .consent import DmpAccess, authorisation_to_set, dica, feeding_allowed
 from .db import Database
@@ -37,7 +39,12 @@ class Operations:
             Operation("insi", "recherche_traits", "Recherche INS (INSi)", self._insi, self._after_insi),
             Operation("apcv", "lecture", "Lecture Appli carte Vitale", self._apcv, self._after_apcv),
             Operation("dmp", "acces", "Accès au DMP (test d'existence)", self._dmp_access, self._after_dmp_access),
-            Operation("dmp", "autorisation", "Autorisation d'accès au DMP", self._dmp_authorise, None),
+            Operation("dmp", "autorisation", "Autorisation d'accès au DMP", self._dmp_authorise,
+                      self._after_authorise),
+            Operation("dmp", "consultation", "Consultation du DMP (documents)", self._dmp_find, None),
+            Operation("dmp", "integration", "Intégration de documents du DMP", self._dmp_integrate, None),
+            Operation("dmp", "visibilite", "Visibilité d'un document pour le patient", self._dmp_visibility,
+                      self._after_visibility),
         ):
             runner.register(op)
 
@@ -235,11 +242,14 @@ class Operations:
         if result is None or job.patient_id is None:
             return
         access = DmpAccess(state=result["state"], authorisation=result["authorisation"], blocked=result["blocked"])
+        p = self.records.get(job.patient_id)
+        if p is None:
+            return
         if authorisation_to_set(consent=self.records.consent(job.patient_id), dmp=access) \
                 and not self._authorisation_pending_or_newer(job):
-            p = self.records.get(job.patient_id)
-            if p is not None:
-                self._submit("dmp", "autorisation", p, _user(self.db, job.user_id), job.sid, job.params)
+            self._submit("dmp", "autorisation", p, _user(self.db, job.user_id), job.sid, job.params)
+        elif access.authorisation == "valide" or self._authorisation_pending_or_newer(job):
+            self._consult_if_allowed(job, p, access)
 
     def _authorisation_pending_or_newer(self, job: Job) -> bool:
         """A TD0.3 in flight, or one that ended after this TD0.2 started (its answer may predate it)."""
@@ -252,6 +262,106 @@ class Operations:
     def _dmp_authorise(self, job: Job) -> dict[str, Any]:
         auth = dmp.set_authorisation(job.ctx, job.params["ins"], job.params["oid"], grant=True)
         return {"status": auth.status, "start": auth.start, "end": auth.end}
+
+    def _after_authorise(self, job: Job, result: dict[str, Any] | None, error: ServiceError | None) -> None:
+        p = self.records.get(job.patient_id) if job.patient_id else None
+        access = self.dmp_access(job.patient_id) if job.patient_id else None
+        if result is not None and p is not None and access is not None:
+            self._consult_if_allowed(job, p, DmpAccess(state=access.state, authorisation="valide",
+                                                       blocked=access.blocked))
+
+    def _consult_if_allowed(self, job: Job, p: Patient, access: DmpAccess) -> None:
+        """Consultation (ITI-18) only when the DICA allows it: never without traced consent."""
+        checklist = dica(ins_qualified=p.qualified, dmp=access, consent=self.records.consent(p.id),
+                         authenticated=self._session_alive(job.sid), links=_NO_LINKS)
+        if checklist.can_consult and not self._in_flight(p.id, "dmp", "consultation"):
+            self._submit("dmp", "consultation", p, _user(self.db, job.user_id), job.sid, self._dmp_params(p))
+
+    def _session_alive(self, sid: str | None) -> bool:
+        row = self.db.one("SELECT access_token, refresh_token, expires_at FROM sessions WHERE sid=?", (sid,)) \
+            if sid else None
+        return row is not None and bool(row["access_token"]) and (
+            (row["expires_at"] or 0) > time.time() or bool(row["refresh_token"]))
+
+    def start_consultation(self, p: Patient, user: Any, session_row: Any) -> int | None:
+        if self._in_flight(p.id, "dmp", "consultation"):
+            return None
+        return self._submit("dmp", "consultation", p, user, session_row["sid"] if session_row else None,
+                            self._dmp_params(p))
+
+    def _dmp_find(self, job: Job) -> dict[str, Any]:
+        entries = dmp.find_documents(job.ctx, job.params["ins"], job.params["oid"],
+                                     statuses=(dmp.ST_APPROVED, dmp.ST_DEPRECATED, dmp.ST_ARCHIVED),
+                                     purpose=job.params["purpose"])
+        assert job.patient_id is not None
+        new = dmp_view.store_entries(self.db, job.patient_id, entries)
+        return {"count": len(entries), "first_seen": len(new)}
+
+    def start_integration(self, p: Patient, user: Any, session_row: Any, entry_uuids: list[str]) -> int:
+        return self._submit("dmp", "integration", p, user, session_row["sid"] if session_row else None,
+                            {**self._dmp_params(p), "entries": entry_uuids})
+
+    def _dmp_integrate(self, job: Job) -> dict[str, Any]:
+        """Retrieve (ITI-43) and store the selected documents, never twice (CDA id, or setId + version)."""
+        pid = job.patient_id
+        assert pid is not None
+        done, skipped = [], []
+        for uuid in job.params["entries"]:
+            entry = self.db.one("SELECT * FROM dmp_entries WHERE patient_id=? AND entry_uuid=?", (pid, uuid))
+            if entry is None:
+                skipped.append({"entry": uuid, "why": "inconnu (actualiser la liste du DMP)"})
+                continue
+            if self.db.one("SELECT 1 FROM documents WHERE patient_id=? AND (unique_id=? OR source_ref=?)",
+                           (pid, entry["unique_id"], uuid)):
+                skipped.append({"entry": uuid, "why": "déjà dans le dossier local"})
+                continue
+            doc = dmp.retrieve_document(job.ctx, job.params["ins"], job.params["oid"], entry["unique_id"],
+                                        purpose=job.params["purpose"])
+            try:
+                _root, info = cda_reader.parse(doc.content)
+            except cda_reader.NotACda as exc:
+                skipped.append({"entry": uuid, "why": f"illisible : {exc}"})
+                continue
+            if info.set_id and self.db.one("SELECT 1 FROM documents WHERE patient_id=? AND set_id=? AND version=?",
+                                           (pid, info.set_id, info.version)):
+                skipped.append({"entry": uuid, "why": "même setId et même version déjà dans le dossier"})
+                continue
+            self.db.execute(
+                "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, content, "
+                "origin, created_at, unique_id, set_id, version, level, cda, pdf, class_code, source_ref) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (pid, info.title or entry["title"], info.type_code or entry["type_code"],
+                 info.type_label or entry["title"], info.effective_time or (entry["creation_time"] or "")[:10],
+                 info.author or entry["author"], doc.mime_type, doc.content, "dmp", now_iso(),
+                 info.unique_id or entry["unique_id"], info.set_id or None, info.version, info.level, doc.content,
+                 info.pdf, entry["class_code"], uuid))
+            done.append(uuid)
+        if done:
+            self.records.trace(pid, job.params.get("user_label", "système"), "integration_dmp",
+                               {"documents": done, "ignores": skipped})
+        if skipped:
+            job.notes.append(f"{len(skipped)} document(s) non intégré(s) : "
+                             + "; ".join(sorted({s['why'] for s in skipped})))
+        return {"integrated": done, "skipped": skipped}
+
+    def start_visibility(self, p: Patient, user: Any, session_row: Any, entry_uuid: str, visible: bool) -> int:
+        return self._submit("dmp", "visibilite", p, user, session_row["sid"] if session_row else None,
+                            {**self._dmp_params(p), "entry": entry_uuid, "visible": visible})
+
+    def _dmp_visibility(self, job: Job) -> dict[str, Any]:
+        # ITI-57 needs the entry's current registry version: read it fresh.
+        entries = dmp.find_documents(job.ctx, job.params["ins"], job.params["oid"], purpose=job.params["purpose"])
+        entry = next((e for e in entries if e.entry_uuid == job.params["entry"]), None)
+        if entry is None:
+            raise ServiceRefused("Document introuvable dans le DMP (supprimé ou remplacé)", code="introuvable")
+        dmp.update_visibility(job.ctx, job.params["ins"], job.params["oid"], entry,
+                              invisible_to_patient=not job.params["visible"])
+        return {"entry": entry.entry_uuid, "visible": job.params["visible"]}
+
+    def _after_visibility(self, job: Job, result: dict[str, Any] | None, error: ServiceError | None) -> None:
+        if result is not None and job.patient_id is not None:
+            self.db.execute("UPDATE dmp_entries SET invisible_to_patient=? WHERE patient_id=? AND entry_uuid=?",
+                            (int(not result["visible"]), job.patient_id, result["entry"]))
 
     def dmp_access(self, patient_id: int) -> DmpAccess | None:
         """The DMP state for the DICA: the last TD0.2, with the authorisation of a later TD0.3."""
@@ -287,6 +397,9 @@ class Operations:
         checklist = dica(ins_qualified=p.qualified, dmp=access, consent=consent, authenticated=authenticated(),
                          links=links)
         feed_ok, feed_why = feeding_allowed(ins_qualified=p.qualified, consent=consent)
+        consult_call = self.runner.latest(p.id, "dmp", "consultation")
+        new_docs = dmp_view.new_since(self.db, p.id, self.records.previous_visit(p.id)) \
+            if consult_call is not None else None
         calls: list[CallView] = [c for c in (
             insi_call, self.runner.latest(p.id, "apcv"), self.runner.latest(p.id, "dmp", "acces"),
             self.runner.latest(p.id, "dmp", "autorisation")) if c is not None]
@@ -296,7 +409,13 @@ class Operations:
                 "auth_call": self.runner.latest(p.id, "dmp", "autorisation"), "consent": consent,
                 "dmp_access": access, "dica": checklist, "feeding_ok": feed_ok, "feeding_why": feed_why,
                 "calls": calls, "id_documents": idn.ID_DOCUMENTS, "status_url": self.config.service_status_url,
-                "cog_label": idn.cog_label}
+                "cog_label": idn.cog_label, "consult_call": consult_call, "new_docs": new_docs,
+                "integration_call": self.runner.latest(p.id, "dmp", "integration"),
+                "visibility_call": self.runner.latest(p.id, "dmp", "visibilite"),
+                "warnings": dmp_view.local_warnings(self.db, p.id), "documents": self.records.documents(p.id)}
+
+
+_NO_LINKS = {"identity": "", "consent": "", "login": "", "status": ""}
 
 
 def _label(user: Any) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import identity as idn
@@ -170,11 +171,24 @@ class Records:
                         (means, now_iso(), patient_id))
         self.trace(patient_id, user_label, "validation", {"moyen": means})
 
+    VISIT_GAP = timedelta(minutes=30)  # openings closer than this belong to the same consultation
+
     def visit(self, patient_id: int) -> str | None:
-        """Mark the record as opened now; return the previous visit (for 'new since last visit')."""
+        """Mark the record as opened now; return the previous visit (for 'new since last visit'). Reopening the
+        file during the same consultation (within VISIT_GAP) keeps the previous visit where it was."""
         p = self.get(patient_id)
-        self.db.execute("UPDATE patients SET last_record_visit=? WHERE id=?", (now_iso(), patient_id))
-        return p.last_record_visit if p else None
+        now = now_iso()
+        last = p.last_record_visit if p else None
+        if last and datetime.fromisoformat(now) - datetime.fromisoformat(last) < self.VISIT_GAP:
+            self.db.execute("UPDATE patients SET last_record_visit=? WHERE id=?", (now, patient_id))
+        else:
+            self.db.execute("UPDATE patients SET previous_record_visit=last_record_visit, last_record_visit=? "
+                            "WHERE id=?", (now, patient_id))
+        return self.previous_visit(patient_id)
+
+    def previous_visit(self, patient_id: int) -> str | None:
+        row = self.db.one("SELECT previous_record_visit FROM patients WHERE id=?", (patient_id,))
+        return row["previous_record_visit"] if row else None
 
     def trace(self, patient_id: int, user_label: str, operation: str, detail: dict[str, Any]) -> None:
         self.db.execute("INSERT INTO identity_traces (patient_id, at, user_label, operation, detail) "
@@ -206,5 +220,6 @@ class Records:
                     "bris_de_glace": consent.emergency_reason})
 
     def documents(self, patient_id: int) -> list[sqlite3.Row]:
-        return self.db.all("SELECT id, title, type_code, type_label, act_date, author, mime, origin FROM documents "
-                           "WHERE patient_id=? ORDER BY type_label, act_date DESC", (patient_id,))
+        return self.db.all("SELECT id, title, type_code, type_label, act_date, author, mime, origin, level, version, "
+                           "dmp_state, dmp_sent_at, cda IS NOT NULL AS is_cda, pdf IS NOT NULL AS has_pdf "
+                           "FROM documents WHERE patient_id=? ORDER BY type_label, act_date DESC", (patient_id,))

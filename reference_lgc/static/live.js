@@ -7,11 +7,16 @@
   const PERIOD_MS = 500;
   const inFlight = new WeakSet();
 
-  async function fetchFragment(url) {
+  async function fetchFragment(url, id) {
     const resp = await fetch(url, { headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
     if (!resp.ok) throw new Error(resp.status);
+    const html = (await resp.text()).trim();
+    if (id && /^<!doctype/i.test(html)) {
+      // A whole page (a region whose source is a page): take the element with the same id from it.
+      return new DOMParser().parseFromString(html, "text/html").getElementById(id);
+    }
     const tpl = document.createElement("template");
-    tpl.innerHTML = (await resp.text()).trim();
+    tpl.innerHTML = html;
     return tpl.content.firstElementChild;
   }
 
@@ -41,7 +46,7 @@
       const src = region.dataset.src;
       if (!src) return;
       try {
-        const fresh = await fetchFragment(src);
+        const fresh = await fetchFragment(src, region.id);
         if (fresh && region.isConnected) {
           keepOpenState(region, fresh);
           region.replaceWith(fresh);

@@ -13,7 +13,8 @@ from .auth import professional_for
 bp = Blueprint("calls", __name__)
 
 # Regions of the patient file to refresh once a call of this service ends (its effects are shown there).
-REFRESH = {"insi": "#identite,#entete,#dmp", "apcv": "#identite,#entete,#dmp", "dmp": "#dmp,#entete"}
+REFRESH = {"insi": "#identite,#entete,#dmp", "apcv": "#identite,#entete,#dmp",
+           "dmp": "#dmp,#entete,#documents,#dmp-liste"}
 
 
 def _runner() -> CallRunner:

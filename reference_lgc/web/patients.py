@@ -132,12 +132,12 @@ def show(patient_id: int) -> Any:
     # existence/authorisation test when the identity is qualified. The page renders at once with their status.
     _ops().on_open(p, g.user, g.session_row)
     return render_template("patient.html", **_ops().file_context(_patient(patient_id), g.user, g.session_row),
-                           previous_visit=previous_visit, documents=_records().documents(patient_id))
+                           previous_visit=previous_visit)
 
 
 @bp.get("/patients/<int:patient_id>/zone/<name>")
 def region(patient_id: int, name: str) -> Any:
-    if name not in ("identite", "dmp", "entete"):
+    if name not in ("identite", "dmp", "entete", "documents"):
         abort(404)
     return render_template(f"_{name}.html", **_ops().file_context(_patient(patient_id), g.user, g.session_row))
 
