@@ -1,0 +1,68 @@
+"""What the LGC does with the national services, as background calls. Each operation's after-hook applies its
+result to the patient file and chains the next call, so the user never waits. One module per area."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import dmp_view
+from .. import identity as idn
+from ..calls import REUSSI, CallRunner, CallView
+from ..config import LgcConfig
+from ..consent import dica, feeding_allowed
+from ..db import Database
+from ..records import Patient, Records
+from .dmp_ops import TEST_OIDS, DmpOps
+from .identity_ops import INSI_COG_NOTE, IdentityOps
+
+__all__ = ["INSI_COG_NOTE", "TEST_OIDS", "Operations"]
+
+
+class Operations(IdentityOps, DmpOps):
+    def __init__(self, db: Database, records: Records, runner: CallRunner, config: LgcConfig) -> None:
+        super().__init__(db, records, runner, config)
+        for op in (*self.identity_operations(), *self.dmp_operations()):
+            runner.register(op)
+
+    def on_open(self, p: Patient, user: Any, session_row: Any) -> None:
+        sid = session_row["sid"] if session_row is not None else None
+        why = idn.insi_call_needed(retrieved=p.retrieved, douteuse=p.douteuse, fictive=p.fictive,
+                                   retrieved_at=p.retrieved_at)
+        if why and not self._in_flight(p.id, "insi", "recherche_traits"):
+            self.start_insi(p, user, session_row, reason=why)
+        if p.qualified and not self._in_flight(p.id, "dmp", "acces"):
+            self._submit("dmp", "acces", p, user, sid, self._dmp_params(p))
+
+
+    def file_context(self, p: Patient, user: Any, session_row: Any) -> dict[str, Any]:
+        from ..web.auth import authenticated
+
+        insi_call = self.runner.latest(p.id, "insi")
+        comparison = None
+        if insi_call and insi_call.status == REUSSI and insi_call.result and insi_call.result.get("individual"):
+            comparison = idn.compare(p.traits, p.ins_matricule, insi_call.result["individual"])
+        consent = self.records.consent(p.id)
+        access = self.dmp_access(p.id) if p.qualified else None
+        links = {"identity": f"/patients/{p.id}#identite", "consent": f"/patients/{p.id}#consentement",
+                 "login": "/connexion", "status": self.config.service_status_url}
+        checklist = dica(ins_qualified=p.qualified, dmp=access, consent=consent, authenticated=authenticated(),
+                         links=links)
+        feed_ok, feed_why = feeding_allowed(ins_qualified=p.qualified, consent=consent)
+        consult_call = self.runner.latest(p.id, "dmp", "consultation")
+        new_docs = dmp_view.new_since(self.db, p.id, self.records.previous_visit(p.id)) \
+            if consult_call is not None else None
+        calls: list[CallView] = [c for c in (
+            insi_call, self.runner.latest(p.id, "apcv"), self.runner.latest(p.id, "dmp", "acces"),
+            self.runner.latest(p.id, "dmp", "autorisation")) if c is not None]
+        return {"patient": p, "insi_call": insi_call, "comparison": comparison,
+                "insi_applied": bool(insi_call and insi_call.result and insi_call.result.get("applied")),
+                "apcv_call": self.runner.latest(p.id, "apcv"), "dmp_call": self.runner.latest(p.id, "dmp", "acces"),
+                "auth_call": self.runner.latest(p.id, "dmp", "autorisation"), "consent": consent,
+                "dmp_access": access, "dica": checklist, "feeding_ok": feed_ok, "feeding_why": feed_why,
+                "calls": calls, "id_documents": idn.ID_DOCUMENTS, "status_url": self.config.service_status_url,
+                "cog_label": idn.cog_label, "consult_call": consult_call, "new_docs": new_docs,
+                "integration_call": self.runner.latest(p.id, "dmp", "integration"),
+                "visibility_call": self.runner.latest(p.id, "dmp", "visibilite"),
+                "warnings": dmp_view.local_warnings(self.db, p.id), "documents": self.records.documents(p.id)}
+
+
