@@ -53,7 +53,7 @@ from .services.context import (
     ServiceUnavailable,
     Software,
 )
-from .services.xds import Code, DocumentMetadata
+from .services.xds import Code, DocumentMetadata, new_oid
 
 log = logging.getLogger("reference_lgc.outbox")
 
@@ -286,7 +286,7 @@ class Outbox:
                                   f"Ce document est déjà dans la file d'envoi ({STATE_LABELS[busy['state']]})")
             if doc["cda"] is not None and bytes(doc["cda"]) != cda:
                 raise OutboxError("Le contenu CDA à envoyer diffère de celui du document enregistré")
-            unique_id = metadata.unique_id or doc["unique_id"] or cda_unique_id(cda) or dmp.xds.new_oid()
+            unique_id = metadata.unique_id or doc["unique_id"] or cda_unique_id(cda) or new_oid()
             if doc["unique_id"] and doc["unique_id"] != unique_id:
                 raise OutboxError(f"Identifiant du document incohérent : {unique_id} (métadonnées) au lieu de "
                                   f"{doc['unique_id']} (document enregistré)")

@@ -5,7 +5,7 @@ PDF/A (:mod:`.pdf`), CDA R2 N1 and N3 (:mod:`.cda`). Independent of the LGC's da
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Literal
 
@@ -139,7 +139,6 @@ class Prescription:
     parent_id: uuid.UUID | None = None  # id of the replaced version (relatedDocument RPLC), required if version > 1
     confidentiality: Literal["N", "R", "V"] = "N"
     title: str = "Ordonnance de produits de santé"
-    extra: dict[str, str] = field(default_factory=dict, compare=False)  # free annotations, never rendered
 
     @property
     def document_set_id(self) -> uuid.UUID:

@@ -21,8 +21,9 @@ NO_QR_TEXT = "Ordonnance numérique non enregistrée : pas de QR code"
 
 _CSS = """
 @page { size: A4; margin: 15mm 15mm 18mm 15mm;
-        @bottom-center { content: "Page " counter(page) " / " counter(pages); font-size: 8pt; color: #444; } }
-body { font-family: "DejaVu Sans"; font-size: 10pt; color: #000; }
+        @bottom-center { content: "Page " counter(page) " / " counter(pages); font-family: "DejaVu Sans";
+                         font-size: 8pt; color: #444; } }
+html, body { font-family: "DejaVu Sans"; font-size: 10pt; color: #000; }
 .head { display: flex; justify-content: space-between; }
 .block { width: 48%; }
 .prescriber .name { font-weight: bold; font-size: 12pt; }

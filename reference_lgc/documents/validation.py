@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -55,11 +56,24 @@ def _readable(message: str) -> str:
     return message.replace(f"{{{HL7}}}", "")
 
 
+def _where(tree: etree._ElementTree, path: str | None) -> str:
+    """Readable element path (``ClinicalDocument/author/assignedAuthor/code``) from libxml2's positional one."""
+    try:
+        found = tree.xpath(path) if path else []
+    except etree.XPathError:
+        found = []
+    if not found or not isinstance(found[0], etree._Element):
+        return ""
+    names = [etree.QName(el).localname for el in (found[0], *found[0].iterancestors())]
+    return " (" + "/".join(reversed(names)) + ")"
+
+
 def _xsd_errors(tree: etree._ElementTree) -> list[str]:
     xsd = schema()
     if xsd.validate(tree):
         return []
-    return [f"ligne {e.line} : schéma cda_lgc.xsd : {_readable(e.message)}" for e in xsd.error_log]
+    return [f"ligne {e.line}{_where(tree, e.path)} : schéma cda_lgc.xsd : {_readable(e.message)}"
+            for e in xsd.error_log]
 
 
 def _s(root: etree._Element, path: str) -> str:
@@ -74,8 +88,12 @@ def business_errors(root: etree._Element) -> list[str]:
     ins = _s(root, "h:recordTarget/h:patientRole/h:id/@extension")
     if not ins:
         errors.append("INS absente (recordTarget/patientRole/id/@extension)")
+    elif not re.fullmatch(r"[1-8]\d{4}(\d{2}|2[AB])\d{8}", ins):
+        errors.append(f"INS {ins} : matricule mal formé (15 caractères : 13 + clé)")
     elif not ins_key_ok(ins):
         errors.append(f"INS {ins} : clé de contrôle incorrecte (97 - matricule modulo 97)")
+    if not _s(root, "h:author/h:assignedAuthor/h:id/@extension"):
+        errors.append("identifiant national de l'auteur absent (author/assignedAuthor/id, « 8 » + RPPS)")
     if not root.xpath("h:setId[@root]", namespaces=_NS):
         errors.append("setId absent : l'identifiant de l'ensemble des versions est obligatoire")
     version_text = _s(root, "h:versionNumber/@value")

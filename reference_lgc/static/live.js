@@ -41,10 +41,25 @@
     toggle.setAttribute("aria-expanded", String(open));
   });
 
+  // A region being filled in by the user is not replaced under their hands: the refresh waits until the form
+  // is submitted or left alone (its own status elements keep updating meanwhile).
+  document.addEventListener("input", (ev) => ev.target.form && ev.target.form.classList.add("dirty"));
+  document.addEventListener("change", (ev) => ev.target.form && ev.target.form.classList.add("dirty"));
+
+  function busy(region) {
+    const active = document.activeElement;
+    const typing = active && region.contains(active) && /^(INPUT|TEXTAREA|SELECT)$/.test(active.tagName);
+    return typing || region.querySelector("form.dirty") !== null;
+  }
+
   async function refreshRegion(selector) {
     document.querySelectorAll(selector).forEach(async (region) => {
       const src = region.dataset.src;
       if (!src) return;
+      if (busy(region)) {
+        setTimeout(() => refreshRegion("#" + CSS.escape(region.id)), 1000);
+        return;
+      }
       try {
         const fresh = await fetchFragment(src, region.id);
         if (fresh && region.isConnected) {

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from reference_lgc.db import Database  # noqa: E402
-from reference_lgc.outbox import Outbox  # noqa: E402
-from reference_lgc.services.context import Endpoint, Software  # noqa: E402
+from reference_lgc.db import Database
+from reference_lgc.outbox import Outbox
+from reference_lgc.services.context import Endpoint, Software
 
 
 def main(argv: list[str]) -> None:
