@@ -14,8 +14,9 @@ from .config import SERVICES, LgcConfig
 from .db import Database
 from .demo import load_demo_data
 from .operations import Operations
+from .outbox import Outbox
 from .records import Records
-from .web import auth, calls, dmp, documents, patients
+from .web import auth, calls, dmp, documents, patients, prescriptions
 
 log = logging.getLogger("reference_lgc")
 
@@ -31,7 +32,10 @@ def create_app(config: LgcConfig | None = None) -> Flask:
     interrupted = runner.recover()
     if interrupted:
         log.warning("%d service call(s) interrupted by the previous stop marked as failed", interrupted)
-    app.config.update(RECORDS=records, RUNNER=runner, OPERATIONS=Operations(db, records, runner, config))
+    # The DMP outbox: validated documents wait their deferral, then go out in the background, once.
+    outbox = Outbox(db, endpoint=config.service("dmp").endpoint(), software=config.software)
+    app.config.update(RECORDS=records, RUNNER=runner, OUTBOX=outbox,
+                      OPERATIONS=Operations(db, records, runner, config, outbox))
     if config.demo_data:
         load_demo_data(db, records)
     auth.init_app(app)
@@ -39,6 +43,7 @@ def create_app(config: LgcConfig | None = None) -> Flask:
     app.register_blueprint(calls.bp)
     app.register_blueprint(dmp.bp)
     app.register_blueprint(documents.bp)
+    app.register_blueprint(prescriptions.bp)
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

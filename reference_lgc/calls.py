@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -79,7 +79,7 @@ class CallRunner:
 
     def submit(self, service: str, operation: str, *, professional: Professional, patient_id: int | None = None,
                params: dict[str, Any] | None = None, user_id: int | None = None, sid: str | None = None,
-               retry_of: int | None = None) -> int:
+               retry_of: int | None = None, endpoint_extra: dict[str, str] | None = None) -> int:
         op = self.operations[(service, operation)]
         params = params or {}
         cur = self.db.execute(
@@ -88,7 +88,10 @@ class CallRunner:
             (service, operation, patient_id, EN_COURS, json.dumps(params), user_id, sid, retry_of, now_iso()))
         call_id = int(cur.lastrowid)
         settings = self.config.service(service)
-        ctx = CallContext(software=self.config.software, professional=professional, endpoint=settings.endpoint())
+        endpoint = settings.endpoint()
+        if endpoint_extra:  # per-call settings (e.g. the user's own MSSanté mailbox)
+            endpoint = replace(endpoint, extra={**endpoint.extra, **endpoint_extra})
+        ctx = CallContext(software=self.config.software, professional=professional, endpoint=endpoint)
         job = Job(call_id, service, operation, patient_id, params, ctx, user_id, sid, self)
         self._pool.submit(self._run, op, job, settings.retries)
         return call_id

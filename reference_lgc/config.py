@@ -42,6 +42,12 @@ SERVICES: dict[str, tuple[str, str]] = {
     "mss": ("MSSanté", "http://127.0.0.1:8107"),
     "psc": ("Pro Santé Connect", "http://127.0.0.1:8104/auth/realms/esante-wallet"),
 }
+# Service-specific defaults (endpoint.extra). The bench's MSSanté certificate is self-signed: set ca_file to
+# trust it explicitly, or keep tls_verify false on the bench only.
+DEFAULT_EXTRA: dict[str, dict[str, str]] = {
+    "mss": {"smtp_port": "2587", "imap_port": "2143", "tls_verify": "false", "sasl": "XOAUTH2"},
+    "annuaire": {"api_key": "segur-bench-annuaire"},
+}
 # The address of the ANS "Météo des services" is not in our sources: it is a setting.
 DEFAULT_STATUS_URL = "https://esante.gouv.fr/"
 
@@ -79,6 +85,7 @@ class LgcConfig:
     info_message_days: int = 180
     service_status_url: str = DEFAULT_STATUS_URL
     call_workers: int = 16  # threads running national-service calls (off the request threads)
+    dmp_defer_seconds: float = 30.0  # validated documents wait this long in the outbox (hold or cancel meanwhile)
     services: dict[str, ServiceSettings] = field(default_factory=dict)
     psc: PscSettings = field(default_factory=PscSettings)
     software: Software = field(default_factory=lambda: Software(version=__version__))
@@ -90,7 +97,9 @@ class LgcConfig:
         return self.public_url or f"http://{self.host}:{self.port}"
 
     def service(self, name: str) -> ServiceSettings:
-        return self.services.get(name) or ServiceSettings(url=SERVICES[name][1])
+        settings = self.services.get(name) or ServiceSettings(url=SERVICES[name][1])
+        extra = {**DEFAULT_EXTRA.get(name, {}), **settings.extra}
+        return replace(settings, extra=extra)
 
     @classmethod
     def load(cls, path: Path | None = None, **overrides: Any) -> LgcConfig:
@@ -108,7 +117,7 @@ class LgcConfig:
     def from_dict(cls, data: dict[str, Any], *, path: Path | None = None, **overrides: Any) -> LgcConfig:
         where = str(path) if path else "configuration"
         known = {"host", "port", "data_dir", "public_url", "info_message_days", "service_status_url",
-                 "call_workers", "services", "psc", "software", "demo_data"}
+                 "call_workers", "services", "psc", "software", "demo_data", "dmp_defer_seconds"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
@@ -131,8 +140,8 @@ class LgcConfig:
         psc = PscSettings(**(data.get("psc") or {}))
         software = replace(Software(version=__version__), **(data.get("software") or {}))
         kwargs: dict[str, Any] = {k: data[k] for k in ("host", "port", "public_url", "info_message_days",
-                                                      "service_status_url", "call_workers", "demo_data")
-                                  if k in data}
+                                                      "service_status_url", "call_workers", "demo_data",
+                                                      "dmp_defer_seconds") if k in data}
         if "data_dir" in data:
             kwargs["data_dir"] = Path(data["data_dir"])
         kwargs.update({k: v for k, v in overrides.items() if v is not None})

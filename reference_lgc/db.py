@@ -103,6 +103,17 @@ MIGRATIONS: list[list[str]] = [
             invisible_to_patient INTEGER NOT NULL DEFAULT 0, masked INTEGER NOT NULL DEFAULT 0,
             version INTEGER, first_seen TEXT NOT NULL, PRIMARY KEY (patient_id, entry_uuid))""",
     ],
+    # 3: what the prescription and MSSanté need about the professional (PSC does not carry all of it)
+    [
+        "ALTER TABLE users ADD COLUMN mss_address TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN structure_street TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN structure_postal_code TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN structure_city TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN structure_phone TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE prescriptions ADD COLUMN options TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE prescriptions ADD COLUMN error TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE prescriptions ADD COLUMN n3_document_id INTEGER REFERENCES documents(id)",
+    ],
 ]
 
 

@@ -42,9 +42,9 @@ def load_demo_data(db: Database, records: Records) -> bool:
         # The flagship physician's local account, not yet linked to PSC: the first login links it.
         tx.execute(
             "INSERT OR IGNORE INTO users (login, family_name, given_name, profession, speciality, sector, "
-            "structure_name, billing_id, amo_speciality, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "structure_name, billing_id, amo_speciality, mss_address, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             ("dr.doc0036624", "DOC0036624", "KIT", "10", "SM26", "SA07", "Cabinet du Dr DOC0036624", "999990013",
-             "01", now))
+             "01", "kit.doc0036624@medecin.mssante.fr", now))
     for traits, attrs, _note in PATIENTS:
         pid = records.create(traits, user_label="données de démonstration", **attrs)
         note = LOCAL_NOTES.get(traits.birth_name)

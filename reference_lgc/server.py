@@ -23,10 +23,12 @@ def asgi(app: Flask) -> WSGIMiddleware:
 
 def serve(config: LgcConfig) -> int:
     app = create_app(config)
+    app.config["OUTBOX"].start()
     try:
         uvicorn.run(asgi(app), host=config.host, port=config.port, log_level="warning", access_log=False,
                     timeout_graceful_shutdown=3)
     finally:
+        app.config["OUTBOX"].stop()
         app.config["RUNNER"].shutdown()
     return 0
 
@@ -35,6 +37,7 @@ def serve(config: LgcConfig) -> int:
 def serve_in_thread(config: LgcConfig) -> Iterator[tuple[str, Flask]]:
     """Run the LGC in this process (tests, benchmarks); yields its base URL and the app."""
     app = create_app(config)
+    app.config["OUTBOX"].start()
     server = uvicorn.Server(uvicorn.Config(asgi(app), host=config.host, port=config.port, log_level="warning",
                                            access_log=False, lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True, name="reference-lgc")
@@ -48,4 +51,5 @@ def serve_in_thread(config: LgcConfig) -> Iterator[tuple[str, Flask]]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+        app.config["OUTBOX"].stop()
         app.config["RUNNER"].shutdown()

@@ -38,6 +38,9 @@ def lgc_settings(config: BenchConfig, data_dir: Path) -> str:
              f'client_secret = "{DEFAULT_CLIENT[1]}"']
     for name in ("insi", "apcv", "dmp", "on", "annuaire", "mss"):
         lines += ["", f"[services.{name}]", f'url = "{url(name)}"']
+    mss = config.settings.get("mss", {})
+    lines += ["", "[services.mss.extra]", f'smtp_port = "{mss.get("smtp_port", 2587)}"',
+              f'imap_port = "{mss.get("imap_port", 2143)}"']
     return "\n".join(lines) + "\n"
 
 

@@ -11,17 +11,21 @@ from ..calls import REUSSI, CallRunner, CallView
 from ..config import LgcConfig
 from ..consent import dica, feeding_allowed
 from ..db import Database
+from ..outbox import Outbox
 from ..records import Patient, Records
 from .dmp_ops import TEST_OIDS, DmpOps
 from .identity_ops import INSI_COG_NOTE, IdentityOps
+from .prescription_ops import PrescriptionError, PrescriptionOps, lines_from_form
 
-__all__ = ["INSI_COG_NOTE", "TEST_OIDS", "Operations"]
+__all__ = ["INSI_COG_NOTE", "TEST_OIDS", "Operations", "PrescriptionError", "lines_from_form"]
 
 
-class Operations(IdentityOps, DmpOps):
-    def __init__(self, db: Database, records: Records, runner: CallRunner, config: LgcConfig) -> None:
+class Operations(IdentityOps, DmpOps, PrescriptionOps):
+    def __init__(self, db: Database, records: Records, runner: CallRunner, config: LgcConfig,
+                 outbox: Outbox) -> None:
         super().__init__(db, records, runner, config)
-        for op in (*self.identity_operations(), *self.dmp_operations()):
+        self.outbox = outbox
+        for op in (*self.identity_operations(), *self.dmp_operations(), *self.prescription_operations()):
             runner.register(op)
 
     def on_open(self, p: Patient, user: Any, session_row: Any) -> None:
@@ -63,6 +67,9 @@ class Operations(IdentityOps, DmpOps):
                 "cog_label": idn.cog_label, "consult_call": consult_call, "new_docs": new_docs,
                 "integration_call": self.runner.latest(p.id, "dmp", "integration"),
                 "visibility_call": self.runner.latest(p.id, "dmp", "visibilite"),
-                "warnings": dmp_view.local_warnings(self.db, p.id), "documents": self.records.documents(p.id)}
+                "warnings": dmp_view.local_warnings(self.db, p.id), "documents": self.records.documents(p.id),
+                "outbox": {item.document_id: item for item in reversed(self.outbox.list(p.id))},
+                "prescriptions": self.db.all("SELECT * FROM prescriptions WHERE patient_id=? ORDER BY id DESC",
+                                             (p.id,))}
 
 

@@ -18,10 +18,11 @@ class OpsBase:
         self.db, self.records, self.runner, self.config = db, records, runner, config
 
     def _submit(self, service: str, operation: str, p: Patient, user: Any, sid: str | None,
-                params: dict[str, Any]) -> int:
+                params: dict[str, Any], endpoint_extra: dict[str, str] | None = None) -> int:
         params = {"user_label": user_label(user), **params}
         return self.runner.submit(service, operation, professional=professional_for(self.db, sid, user),
-                                  patient_id=p.id, params=params, user_id=user["id"] if user else None, sid=sid)
+                                  patient_id=p.id, params=params, user_id=user["id"] if user else None, sid=sid,
+                                  endpoint_extra=endpoint_extra)
 
     def _in_flight(self, patient_id: int, service: str, operation: str) -> bool:
         last = self.runner.latest(patient_id, service, operation)

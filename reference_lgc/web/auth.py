@@ -163,6 +163,7 @@ def first_login() -> Any:
                  ex.get("codeProfession") or "10", ex.get("codeSavoirFaire") or "SM26",
                  activity.get("codeSecteurDactivite") or "SA07", info.get("SubjectOrganizationID") or "",
                  info.get("SubjectOrganization") or "", user_id))
+            _set_address(user_id, activity)
         else:
             login_name = (request.form.get("login") or "").strip()
             if not login_name:
@@ -181,10 +182,22 @@ def first_login() -> Any:
                  info.get("SubjectOrganization") or "", (request.form.get("billing_id") or "").strip(),
                  (request.form.get("amo_speciality") or "01").strip(), now_iso()))
             user_id = int(cur.lastrowid)
+            _db().execute("UPDATE users SET mss_address=? WHERE id=?",
+                          ((request.form.get("mss_address") or "").strip(), user_id))
+            _set_address(user_id, activity)
         _db().execute("UPDATE sessions SET user_id=? WHERE sid=?", (user_id, g.session_row["sid"]))
         return redirect(url_for("auth.information"))
     return render_template("first_login.html", info=info, exercise=ex, unlinked=unlinked,
                            default_login=(info.get("given_name", "") + "." + info.get("family_name", "")).lower())
+
+
+def _set_address(user_id: int, activity: dict[str, Any]) -> None:
+    """The practice's address as PSC gives it (printed on prescriptions)."""
+    street = " ".join(x for x in (activity.get("numeroVoie"), activity.get("libelleVoie")) if x)
+    city = (activity.get("bureauCedex") or "").removeprefix(activity.get("codePostal") or "").strip()
+    _db().execute("UPDATE users SET structure_street=?, structure_postal_code=?, structure_city=?, structure_phone=? "
+                  "WHERE id=?", (street, activity.get("codePostal") or "", city, activity.get("telephone") or "",
+                                 user_id))
 
 
 @bp.route("/information", methods=["GET", "POST"])

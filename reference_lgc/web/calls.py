@@ -14,7 +14,8 @@ bp = Blueprint("calls", __name__)
 
 # Regions of the patient file to refresh once a call of this service ends (its effects are shown there).
 REFRESH = {"insi": "#identite,#entete,#dmp", "apcv": "#identite,#entete,#dmp",
-           "dmp": "#dmp,#entete,#documents,#dmp-liste"}
+           "dmp": "#dmp,#entete,#documents,#dmp-liste", "on": "#ordonnance,#documents",
+           "mss": "#ordonnance,#documents"}
 
 
 def _runner() -> CallRunner:

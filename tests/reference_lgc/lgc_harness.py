@@ -19,9 +19,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 # Where the simulators are started from (another checkout when developing the LGC against a stable bench).
 SIMS_ROOT = Path(os.environ.get("SEGUR_BENCH_SIMS_ROOT") or ROOT)
-SIMS = ("insi", "apcv", "dmp", "psc")
+SIMS = ("insi", "apcv", "dmp", "psc", "on", "mss", "annuaire")
 PSC_REALM = "/auth/realms/esante-wallet"
-BASE_PATHS = {"insi": "/lps", "apcv": "/apcv", "dmp": "/si-dmp-server/v2/services", "psc": PSC_REALM}
+BASE_PATHS = {"insi": "/lps", "apcv": "/apcv", "dmp": "/si-dmp-server/v2/services", "psc": PSC_REALM,
+              "on": "/eprescription", "mss": "", "annuaire": "/fhir/v2"}
 CLIENT_ID, CLIENT_SECRET = "segur-bench-lgc-tests", "tests-secret"
 GP = "899700366240"  # KIT DOC0036624, flagship physician
 
@@ -61,6 +62,7 @@ class Bench:
     urls: dict[str, str]  # service -> root URL (control API at <root>/_bench)
     proc: subprocess.Popen
     lgc_port: int
+    mail_ports: dict[str, int]
 
     def control(self, service: str, method: str, path: str, body: Any = None) -> Any:
         resp = httpx.request(method, f"{self.urls[service]}/_bench{path}", json=body, timeout=10)
@@ -86,13 +88,17 @@ class Bench:
 def start_bench(tmp: Path) -> Bench:
     ports = {s: free_port() for s in SIMS}
     lgc_port = free_port()
+    mail = {"smtp": free_port(), "imap": free_port()}
+    issuer = f"http://127.0.0.1:{ports['psc']}{PSC_REALM}"
     redirect = f"http://127.0.0.1:{lgc_port}/auth/callback"
     cfg = tmp / "segur-bench.toml"
     clients = json.dumps([{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [redirect],
                            "post_logout_redirect_uris": [f"http://127.0.0.1:{lgc_port}/"]}])
     cfg.write_text(
         f'data_dir = "{tmp / "sims"}"\nworkers = 1\n[ports]\n' + "".join(f"{s} = {p}\n" for s, p in ports.items())
-        + f"[settings.psc]\nclients = {_toml_array(clients)}\n")
+        + f"[settings.psc]\nclients = {_toml_array(clients)}\n"
+        + f'[settings.mss]\nsmtp_port = {mail["smtp"]}\nimap_port = {mail["imap"]}\npsc_issuer = "{issuer}"\n'
+        + f'psc_jwks_url = "{issuer}/protocol/openid-connect/certs"\n')
     log = open(tmp / "bench.log", "w")  # noqa: SIM115 - kept open for the child's life
     proc = subprocess.Popen([sys.executable, "-m", "segur_bench", "--config", str(cfg), "up", "--only",
                              ",".join(SIMS)], cwd=SIMS_ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -103,7 +109,7 @@ def start_bench(tmp: Path) -> Bench:
     except RuntimeError:
         stop(proc)
         raise RuntimeError((tmp / "bench.log").read_text()[-3000:]) from None
-    return Bench(urls=urls, proc=proc, lgc_port=lgc_port)
+    return Bench(urls=urls, proc=proc, lgc_port=lgc_port, mail_ports=mail)
 
 
 def _toml_array(js: str) -> str:
@@ -133,15 +139,17 @@ class Lgc:
 
 
 def lgc_config(bench: Bench, data_dir: Path, *, timeouts: dict[str, float] | None = None,
-               retries: int = 0) -> str:
+               retries: int = 0, defer_s: float = 2.0) -> str:
     timeouts = timeouts or {}
-    lines = [f'port = {bench.lgc_port}', f'data_dir = "{data_dir}"',
+    lines = [f'port = {bench.lgc_port}', f'data_dir = "{data_dir}"', f"dmp_defer_seconds = {defer_s}",
              'service_status_url = "https://esante.gouv.fr/"',
              "[psc]", f'issuer = "{bench.urls["psc"]}{PSC_REALM}"', f'client_id = "{CLIENT_ID}"',
              f'client_secret = "{CLIENT_SECRET}"']
-    for s in ("insi", "apcv", "dmp"):
+    for s in ("insi", "apcv", "dmp", "on", "mss", "annuaire"):
         lines += [f"[services.{s}]", f'url = "{bench.urls[s]}{BASE_PATHS[s]}"',
                   f"timeout = {timeouts.get(s, 10)}", f"retries = {retries}"]
+    lines += ["[services.mss.extra]", f'smtp_port = "{bench.mail_ports["smtp"]}"',
+              f'imap_port = "{bench.mail_ports["imap"]}"']
     return "\n".join(lines) + "\n"
 
 
