@@ -16,7 +16,7 @@ from .demo import load_demo_data
 from .operations import Operations
 from .outbox import Outbox
 from .records import Records
-from .web import auth, calls, dmp, documents, patients, prescriptions
+from .web import auth, calls, dmp, documents, messaging, patients, prescriptions
 
 log = logging.getLogger("reference_lgc")
 
@@ -44,6 +44,7 @@ def create_app(config: LgcConfig | None = None) -> Flask:
     app.register_blueprint(dmp.bp)
     app.register_blueprint(documents.bp)
     app.register_blueprint(prescriptions.bp)
+    app.register_blueprint(messaging.bp)
 
     @app.context_processor
     def globals_() -> dict[str, Any]:

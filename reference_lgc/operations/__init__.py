@@ -15,17 +15,19 @@ from ..outbox import Outbox
 from ..records import Patient, Records
 from .dmp_ops import TEST_OIDS, DmpOps
 from .identity_ops import INSI_COG_NOTE, IdentityOps
+from .messaging_ops import MessagingOps
 from .prescription_ops import PrescriptionError, PrescriptionOps, lines_from_form
 
 __all__ = ["INSI_COG_NOTE", "TEST_OIDS", "Operations", "PrescriptionError", "lines_from_form"]
 
 
-class Operations(IdentityOps, DmpOps, PrescriptionOps):
+class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps):
     def __init__(self, db: Database, records: Records, runner: CallRunner, config: LgcConfig,
                  outbox: Outbox) -> None:
         super().__init__(db, records, runner, config)
         self.outbox = outbox
-        for op in (*self.identity_operations(), *self.dmp_operations(), *self.prescription_operations()):
+        for op in (*self.identity_operations(), *self.dmp_operations(), *self.prescription_operations(),
+                   *self.messaging_operations()):
             runner.register(op)
 
     def on_open(self, p: Patient, user: Any, session_row: Any) -> None:

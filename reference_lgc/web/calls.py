@@ -15,7 +15,7 @@ bp = Blueprint("calls", __name__)
 # Regions of the patient file to refresh once a call of this service ends (its effects are shown there).
 REFRESH = {"insi": "#identite,#entete,#dmp", "apcv": "#identite,#entete,#dmp",
            "dmp": "#dmp,#entete,#documents,#dmp-liste", "on": "#ordonnance,#documents",
-           "mss": "#ordonnance,#documents"}
+           "mss": "#ordonnance,#documents,#boite", "annuaire": "#resultats-annuaire"}
 
 
 def _runner() -> CallRunner:
