@@ -201,6 +201,62 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
     sys.exit(lgc_main(["--config", str(settings)]))
 
 
+@main.command("run")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "run_all", is_flag=True, help="Run every scenario.")
+@click.option("--against", default="reference", show_default=True,
+              help="'reference' (a fresh reference LGC per scenario) or the URL of your LGC.")
+@click.option("--driver", type=click.Choice(["playwright", "guided"]), default="playwright", show_default=True,
+              help="playwright drives the reference LGC; guided shows each step to an operator.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/scenarios"),
+              show_default=True, help="Run directories, proof bundles, JUnit XML, Allure results.")
+@click.option("--running", is_flag=True, help="Use simulators already started by `segur-bench up`.")
+@click.pass_context
+def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: str, driver: str, out: Path,
+            running: bool) -> None:
+    """Run REM scenarios (IDS: requirement ids such as LGC.DMP/UX.10.01, or feature names) and build proof bundles."""
+    from .run import RunError, features, run
+
+    if not ids and not run_all:
+        listing = "\n".join(f"  {f.requirement:<22} {f.title}" for f in features())
+        _fail(f"name scenarios or use --all; available:\n{listing}")
+    if against != "reference" and not against.startswith(("http://", "https://")):
+        _fail("--against must be 'reference' or the URL of your LGC (http://…)")
+    if against != "reference" and driver == "playwright":
+        _fail("your LGC cannot be driven by the reference LGC's Playwright driver: use --driver guided")
+    try:
+        code = run(_config(ctx), ids, run_all=run_all, against=against, driver=driver, out=out, running=running,
+                   echo=lambda m: click.echo(m))
+    except RunError as exc:
+        _fail(str(exc))
+    sys.exit(code)
+
+
+@main.group()
+def bundle() -> None:
+    """Proof bundles: check their integrity, rebuild one from a run directory."""
+
+
+@bundle.command("verify")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+def bundle_verify(path: Path) -> None:
+    """Check every file of a bundle (zip or directory) against its manifest's SHA-256."""
+    from proofs.bundle import main_verify
+
+    sys.exit(main_verify(path))
+
+
+@bundle.command("build")
+@click.argument("run_dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/bundles"),
+              show_default=True)
+def bundle_build(run_dir: Path, out: Path) -> None:
+    """Build the proof bundle of a scenario run directory."""
+    from proofs.bundle import main_build
+
+    sys.exit(main_build(run_dir, out))
+
+
 @main.command()
 @click.option("--running", is_flag=True, help="Check simulators already started (by `segur-bench up`).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/smoke"), show_default=True,

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 from collections.abc import Callable, Iterator
 
 import pytest
 
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-]
-
-
-def chromium_path() -> str | None:
-    """Debian's Chromium (Playwright's own browser download is not available here)."""
-    for candidate in (os.environ.get("SEGUR_BENCH_CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"):
-        if candidate and shutil.which(candidate):
-            return candidate
-    return None
+from segur_bench.browser import CHROMIUM_FLAGS, chromium_path
 
 
 @pytest.fixture(scope="session")

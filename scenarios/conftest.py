@@ -1,0 +1,212 @@
+"""Scenario fixtures: one run per scenario (fresh reference LGC, simulators reset and stamped with the run id,
+Chromium page, video), a screenshot per step, journals and HAR collected, the proof bundle built at the end."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from segur_bench.browser import CHROMIUM_FLAGS, chromium_path
+
+from .driver_playwright import ReferenceLgcDriver
+from .lgc_process import LgcProcess
+from .runtime import BenchEnv, RunRecorder, Sims
+
+REQ_TAG = re.compile(r"^exigence=(.+)$")
+
+
+def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
+    """Requirement tags (exigence=LGC.DMP/UX.10.01) are not pytest marks (slashes, dots): kept as metadata."""
+    return True if REQ_TAG.match(tag) else None
+
+
+@pytest.fixture(scope="session")
+def env() -> BenchEnv:
+    return BenchEnv.load()
+
+
+@pytest.fixture(scope="session")
+def sims(env: BenchEnv) -> Sims:
+    return Sims(env.sims)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    if executable is None:
+        pytest.fail("Chromium is missing: ./scripts/setup.sh installs the Debian package 'chromium'")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@dataclass
+class Run:
+    """Everything a step needs: the run's recorder, the simulators, the LGC driver and the run's facts."""
+
+    id: str
+    requirement: str
+    rec: RunRecorder
+    sims: Sims
+    env: BenchEnv
+    page: Any
+    driver: Any
+    lgc_url: str
+    video: Any = None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def set_network(self, latency_ms: int) -> str:
+        """The REM's throttled network: through the network proxy when present, else on every simulator."""
+        label = f"latence {latency_ms / 1000:g} s" if latency_ms else "normal"
+        net = self.env.network
+        if net.get("mode") == "proxy" and net.get("control_file"):
+            Path(net["control_file"]).write_text(json.dumps({"latency_ms": latency_ms}), encoding="utf-8")
+        elif latency_ms:
+            for service in self.sims.urls:
+                self.sims.faults(service, {"operation": "*", "effect": {"type": "latency", "ms": latency_ms}})
+        self.rec.meta["network_condition"] = f"Réseau : {label}"
+        if self.video is not None:
+            self.video.condition(f"Réseau : {label}")
+        return label
+
+
+def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+    scenario = getattr(request.function, "__scenario__", None)
+    tags = set(getattr(scenario.feature, "tags", ()) if scenario else ()) | set(getattr(scenario, "tags", ()) or ())
+    req = next((m.group(1) for t in tags if (m := REQ_TAG.match(t))), "SANS-EXIGENCE")
+    return req, scenario.name if scenario else request.node.name, scenario.feature.rel_filename if scenario else ""
+
+
+@pytest.fixture
+def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any) -> Iterator[Run]:
+    requirement, title, feature = _requirement(request)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    run_id = f"{re.sub(r'[^A-Za-z0-9.]+', '-', requirement)}-{stamp}-{uuid.uuid4().hex[:6]}"
+    run_dir = Path(env.out_dir) / "runs" / run_id
+    rec = RunRecorder(run_dir, {"requirement_id": requirement, "scenario": title, "feature": feature,
+                                "personas": [], "bench_version": env.bench_version, "driver": env.driver,
+                                "network_condition": "Réseau : normal", "run_id": run_id})
+    sims.reset_all(run_id)
+    sims.clear_faults()
+    if env.network.get("control_file"):
+        Path(env.network["control_file"]).write_text(json.dumps({"latency_ms": 0}), encoding="utf-8")
+    lgc: LgcProcess | None = None
+    if env.against == "reference":
+        lgc = LgcProcess(env.lgc_settings, run_dir.parent.parent / "lgc-data" / run_id, env.sims["psc"])
+        lgc_url = lgc.url
+        rec.meta["lgc"] = {"name": "LGC de référence segur-bench", "version": lgc.version(), "url": lgc_url}
+    else:
+        lgc_url = env.against
+        rec.meta["lgc"] = {"name": "LGC de l'éditeur", "version": "", "url": lgc_url}
+    context = chromium.new_context(locale="fr-FR", viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    video = _start_video(page, run_dir)
+    driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
+    r = Run(id=run_id, requirement=requirement, rec=rec, sims=sims, env=env, page=page, driver=driver,
+            lgc_url=lgc_url, video=video)
+    request.node.segur_run = r
+    outcome = "failed"
+    try:
+        yield r
+        outcome = "passed" if all(v["ok"] for v in rec.verdicts) and all(s.status == "passed" for s in rec.steps) \
+            else "failed"
+    finally:
+        if getattr(request.node, "segur_failed", False):
+            outcome = "failed"
+        _finish(r, lgc, context, outcome)
+
+
+def _start_video(page: Any, run_dir: Path) -> Any:
+    try:
+        from proofs_video.recorder import ScreenRecorder
+    except ImportError:
+        return None
+    try:
+        rec = ScreenRecorder(page, run_dir / "video" / "run.mp4")
+        rec.start()
+        return rec
+    except Exception as exc:  # no ffmpeg, CDP refused…: the bundle says there is no video
+        (run_dir / "video" / "ABSENT.txt").write_text(f"Vidéo indisponible : {exc}\n", encoding="utf-8")
+        return None
+
+
+def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> None:
+    if r.video is not None:
+        try:
+            r.video.stop()
+        except Exception as exc:
+            (r.rec.dir / "video" / "ABSENT.txt").write_text(f"Vidéo indisponible : {exc}\n", encoding="utf-8")
+    context.close()
+    if r.env.network.get("control_file"):
+        r.set_network(0)
+    for service in r.sims.urls:
+        (r.rec.dir / "journals" / f"{service}.jsonl").write_bytes(r.sims.journal_jsonl(service, r.id))
+    har = r.env.network.get("har")
+    if har and Path(har).exists():
+        shutil.copyfile(har, r.rec.dir / "network.har")
+    r.rec.finish(outcome)
+    if lgc is not None:
+        lgc.stop()
+    try:
+        from proofs.bundle import build_bundle
+    except ImportError:
+        return
+    bundle = build_bundle(r.rec.dir, Path(r.env.out_dir) / "bundles")
+    (Path(r.env.out_dir) / "bundles.txt").open("a", encoding="utf-8").write(f"{r.requirement}\t{bundle}\n")
+
+
+# ---------------------------------------------------------------------------------------- per-step proofs
+
+
+def _run_of(request: Any) -> Run | None:
+    return getattr(request.node, "segur_run", None)
+
+
+def pytest_bdd_before_step(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any) -> None:
+    r = _run_of(request)
+    if r is None:
+        return
+    request.node.segur_step = r.rec.begin_step(step.keyword.strip(), step.text)
+    if r.video is not None:
+        r.video.caption(f"{step.keyword.strip()} {step.text}")
+
+
+def _shot(r: Run, n: int, text: str) -> Path | None:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower())[:50].strip("-")
+    path = r.rec.dir / "screenshots" / f"{n:02d}-{slug}.png"
+    try:
+        r.page.screenshot(path=str(path), full_page=False)
+    except Exception:
+        return None
+    return path
+
+
+def pytest_bdd_after_step(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any,
+                          step_func_args: Any) -> None:
+    r = _run_of(request)
+    s = getattr(request.node, "segur_step", None)
+    if r is not None and s is not None:
+        r.rec.end_step(s, ok=True, screenshot=_shot(r, s.n, step.text))
+
+
+def pytest_bdd_step_error(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any,
+                          step_func_args: Any, exception: Exception) -> None:
+    r = _run_of(request)
+    s = getattr(request.node, "segur_step", None)
+    request.node.segur_failed = True
+    if r is not None and s is not None:
+        r.rec.end_step(s, ok=False, error=f"{type(exception).__name__}: {exception}"[:2000],
+                       screenshot=_shot(r, s.n, step.text))

@@ -1,0 +1,171 @@
+"""Drives the reference LGC's French UI in Chromium, in the user's terms (open a file, read the ApCV, write a
+prescription…). Scenario steps call these methods; a vendor's LGC is driven by the guided driver instead."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from .runtime import RunRecorder, Sims
+
+WAIT_MS = 60_000
+
+
+class ReferenceLgcDriver:
+    def __init__(self, page: Any, lgc_url: str, sims: Sims, rec: RunRecorder) -> None:
+        self.page, self.url, self.sims, self.rec = page, lgc_url, sims, rec
+        self.patient_id: int | None = None
+
+    # ------------------------------------------------------------------------------------------ session
+
+    def login(self, national_id: str) -> None:
+        page = self.page
+        page.goto(self.url + "/patients")
+        page.click("#connexion-psc")
+        page.check(f"input[name=national_id][value='{national_id}']")
+        page.click("button[name=decision][value=approve]")
+        page.wait_for_load_state()
+        if "/premiere-connexion" in page.url:
+            page.click("#associer button[type=submit]")
+            page.wait_for_url("**/information**")
+        if "/information" in page.url:
+            page.check("#compris")
+            page.click("#message-information button[type=submit]")
+        page.wait_for_url("**/patients**")
+
+    # ---------------------------------------------------------------------------------------- patients
+
+    def open_patient(self, name: str) -> int:
+        page = self.page
+        page.goto(f"{self.url}/patients?nom={name}")
+        page.locator("#liste-patients a", has_text=name).first.click()
+        page.wait_for_selector("#statut-identite")
+        self.patient_id = int(re.search(r"/patients/(\d+)", page.url).group(1))
+        return self.patient_id
+
+    def local_documents(self) -> str:
+        return self.page.locator("#documents-locaux").inner_text()
+
+    def identity_status(self) -> str:
+        return self.page.locator("#statut-identite").get_attribute("data-status")
+
+    def read_apcv(self, ins: str) -> None:
+        """The patient shows the Appli carte Vitale; the bench hands the QR code content the LGC scans."""
+        presented = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]
+        self.page.fill("#lecture-apcv textarea[name=payload]", presented["payload"])
+        self.page.click("#lire-apcv")
+
+    def wait_identity(self, status: str) -> None:
+        self.page.wait_for_selector(f"#statut-identite[data-status={status}]", timeout=WAIT_MS)
+
+    # ------------------------------------------------------------------------------------ status elements
+
+    def watch_call(self, service: str, *, operation: str | None = None, within: str = "", probe: bool = True,
+                   during: str = "") -> list[str]:
+        """Status transitions of the service's element: must show *en cours*, then *réussi*. While in flight, the
+        UI is used in another tab and each action's response time recorded."""
+        sel = f"{within} [data-service={service}]" + (f"[data-operation={operation}]" if operation else "")
+        seen: list[str] = []
+        self.page.wait_for_selector(f"{sel}[data-status=en_cours]", timeout=WAIT_MS)
+        seen.append("en_cours")
+        if probe:
+            self.probe_responsiveness(during or f"{service} en cours")
+        self.page.wait_for_selector(f"{sel}[data-status=reussi], {sel}[data-status=echec]", timeout=WAIT_MS)
+        seen.append(self.page.locator(sel).first.get_attribute("data-status"))
+        return seen
+
+    def call_status(self, service: str, operation: str | None = None, within: str = "") -> str | None:
+        sel = f"{within} [data-service={service}]" + (f"[data-operation={operation}]" if operation else "")
+        loc = self.page.locator(sel)
+        return loc.first.get_attribute("data-status") if loc.count() else None
+
+    def probe_responsiveness(self, during: str) -> None:
+        """Other actions while a call is in flight: open the list, search, open another file — in a second tab."""
+        other = self.page.context.new_page()
+        try:
+            with self.rec.timed("ouvrir la liste des patients", during):
+                other.goto(self.url + "/patients")
+            with self.rec.timed("rechercher un patient", during):
+                other.goto(self.url + "/patients?nom=NESSI")
+            with self.rec.timed("ouvrir un autre dossier", during):
+                other.locator("#liste-patients a", has_text="NESSI").first.click()
+                other.wait_for_selector("#statut-identite")
+            t0 = time.perf_counter()
+            other.fill("#lecture-apcv textarea[name=payload]", "saisie pendant l'appel")
+            self.rec.action("saisir du texte", (time.perf_counter() - t0) * 1000, during)
+        finally:
+            other.close()
+
+    # ------------------------------------------------------------------------------------ prescriptions
+
+    def write_prescription(self, lines: list[tuple[str, str, str]], *, mss: bool = True, delay_s: float = 3) -> int:
+        page = self.page
+        page.goto(f"{self.url}/patients/{self.patient_id}/ordonnances/nouvelle")
+        for i, (label, dosage, duration) in enumerate(lines):
+            page.fill(f"input[name=produit_{i}]", label)
+            page.fill(f"input[name=posologie_{i}]", dosage)
+            page.fill(f"input[name=duree_{i}]", duration)
+        page.fill("input[name=delai]", f"{delay_s:g}")
+        if not mss:
+            page.uncheck("input[name=mss]")
+        page.click("#enregistrer-ordonnance")
+        page.wait_for_selector("#valider-ordonnance")
+        return int(re.search(r"/ordonnances/(\d+)", page.url).group(1))
+
+    def validate_prescription(self) -> None:
+        self.page.click("#valider-ordonnance")
+
+    def on_number(self) -> str | None:
+        loc = self.page.locator("#numero-on strong")
+        return loc.inner_text() if loc.count() else None
+
+    def wait_dmp_sent(self) -> str:
+        self.page.wait_for_selector("#ordonnance [data-outbox][data-state=envoye], "
+                                    "#ordonnance [data-outbox][data-state=echec]", timeout=WAIT_MS)
+        return self.page.locator("#ordonnance [data-outbox]").get_attribute("data-state")
+
+    def outbox_state(self) -> str | None:
+        loc = self.page.locator("#ordonnance [data-outbox]")
+        return loc.get_attribute("data-state") if loc.count() else None
+
+    def wait_outbox(self, state: str) -> None:
+        self.page.wait_for_selector(f"#ordonnance [data-outbox][data-state={state}]", timeout=WAIT_MS)
+
+    def prescription_pdf(self) -> bytes:
+        href = self.page.locator("#ouvrir-ordonnance").get_attribute("href")
+        resp = self.page.request.get(self.url + href.rstrip("/") + "/pdf")
+        return resp.body()
+
+    def without_qr_reason(self) -> str:
+        return self.page.locator("#sans-qr").inner_text()
+
+    # -------------------------------------------------------------------------------------------- DMP
+
+    def dica(self) -> dict[str, tuple[str, str]]:
+        out = {}
+        for li in self.page.locator("#dica-liste li").all():
+            out[li.get_attribute("data-key")] = (li.get_attribute("class"), li.inner_text())
+        return out
+
+    def show_dica(self) -> None:
+        self.page.hover("#icone-dmp")
+
+    def dmp_icon(self) -> str:
+        return self.page.locator("#icone-dmp").get_attribute("data-dmp")
+
+    def record_consent(self) -> None:
+        self.page.check("#formulaire-consentement input[name=consultation]")
+        self.page.click("#enregistrer-consentement")
+
+    def new_documents(self) -> tuple[int, int, str]:
+        box = self.page.locator("#nouveaux-documents")
+        box.wait_for(timeout=WAIT_MS)
+        return int(box.get_attribute("data-total")), int(box.get_attribute("data-invisible")), box.inner_text()
+
+    def insi_comparison(self) -> str:
+        return self.page.locator("#comparaison").inner_text()
+
+    def qualify_one_click(self, means: str = "cni") -> None:
+        self.page.select_option("#qualifier select[name=moyen]", means)
+        self.page.click("#bouton-qualifier")

@@ -1,0 +1,16 @@
+# language: fr
+@exigence=SC.INS/SENTINELLE
+Fonctionnalité: SC.INS — Recherche par traits, relance silencieuse avec le lieu de naissance, qualification en un clic
+  Sur une réponse 02 (plusieurs identités), le LGC relance automatiquement et silencieusement la recherche
+  avec le code INSEE du lieu de naissance ; sur 00 il montre les concordances et permet la qualification en un clic.
+
+  Contexte:
+    Étant donné le médecin "899700366240" connecté avec Pro Santé Connect
+
+  Scénario: Homonymes départagés par le lieu de naissance
+    Quand le médecin ouvre le dossier de "DE VINCI"
+    Alors le journal INSi montre une recherche sans lieu de naissance puis la même avec le COG "63220"
+    Et l'identité renvoyée par INSi est affichée avec le matricule "114026322090185"
+    Et l'identité du patient est récupérée
+    Quand le médecin qualifie l'identité en un clic avec la carte nationale d'identité
+    Alors l'identité du patient est qualifiée

@@ -1,0 +1,71 @@
+"""A fresh reference LGC per scenario run (own base, own port), pointed where the run says; its redirect URI is
+registered with the PSC simulator through the control API."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LgcProcess:
+    def __init__(self, settings: dict[str, Any], data_dir: Path, psc_control: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.client_id = f"segur-bench-lgc-{self.port}"
+        httpx.post(psc_control + "/_bench/state", timeout=10, json={"clients": [{
+            "client_id": self.client_id, "client_secret": "scenario-secret", "name": "LGC de référence",
+            "redirect_uris": [self.url + "/auth/callback"], "post_logout_redirect_uris": [self.url + "/"]}]},
+        ).raise_for_status()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lines = [f"port = {self.port}", f'data_dir = "{data_dir}"',
+                 f"dmp_defer_seconds = {settings.get('dmp_defer_seconds', 3)}",
+                 "[psc]", f'issuer = "{settings["psc_issuer"]}"', f'client_id = "{self.client_id}"',
+                 'client_secret = "scenario-secret"']
+        for name, spec in settings["services"].items():
+            lines += [f"[services.{name}]", f'url = "{spec["url"]}"', f"timeout = {spec.get('timeout', 15)}",
+                      f"retries = {spec.get('retries', 0)}"]
+            if spec.get("extra"):
+                lines.append(f"[services.{name}.extra]")
+                lines += [f'{k} = "{v}"' for k, v in spec["extra"].items()]
+        self.config = data_dir / "lgc.toml"
+        self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        self.log = data_dir / "lgc.log"
+        self.proc = subprocess.Popen([sys.executable, "-m", "reference_lgc", "--config", str(self.config)],
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"reference LGC exited: {self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                if httpx.get(self.url + "/sante", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("reference LGC did not start")
+
+    def version(self) -> str:
+        try:
+            return httpx.get(self.url + "/sante", timeout=5).json().get("version", "")
+        except httpx.HTTPError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()

@@ -1,0 +1,153 @@
+"""What a scenario run knows and writes: where the bench is (simulators, LGC, network layer), and the run
+directory in the proof-bundle contract (run.json, steps.json, screenshots/, video/, journals/, network.har,
+timings.json, verdicts.json — see proofs/README.md)."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ENV_VAR = "SEGUR_BENCH_SCENARIO_ENV"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class BenchEnv:
+    """Written by `segur-bench run` for the pytest process it starts."""
+
+    sims: dict[str, str]  # service -> root URL of the simulator (control API under /_bench)
+    out_dir: str
+    against: str = "reference"  # "reference" or the URL of a vendor's LGC
+    driver: str = "playwright"  # playwright | guided
+    lgc_settings: dict[str, Any] = field(default_factory=dict)  # reference LGC: service URLs it must use
+    network: dict[str, Any] = field(default_factory=dict)  # {"mode": "proxy", "control_file": …, "har": …}
+    psc_issuer: str = ""
+    operator: str = ""  # guided driver: "auto" = an automated operator (CI)
+    bench_version: str = ""
+
+    @classmethod
+    def load(cls) -> BenchEnv:
+        path = os.environ.get(ENV_VAR)
+        if not path:
+            raise RuntimeError(f"{ENV_VAR} is not set: scenarios are run by `segur-bench run`")
+        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+
+
+class Sims:
+    """The simulators' control API, as scenarios use it (over the wire, like a vendor's CI would)."""
+
+    def __init__(self, urls: dict[str, str]) -> None:
+        self.urls = urls
+        self.http = httpx.Client(timeout=15)
+
+    def call(self, service: str, method: str, path: str, body: Any = None) -> Any:
+        resp = self.http.request(method, f"{self.urls[service]}/_bench{path}", json=body)
+        if resp.status_code >= 400:
+            raise AssertionError(f"{service} control API {method} {path}: {resp.status_code} {resp.text[:300]}")
+        return resp.json() if resp.content and "json" in resp.headers.get("content-type", "") else resp.content
+
+    def reset_all(self, run_id: str) -> None:
+        for s in self.urls:
+            self.call(s, "POST", "/reset", {"keep": ["state"]} if s == "psc" else {})
+            self.call(s, "POST", "/run", {"run": run_id})
+
+    def faults(self, service: str, *rules: dict[str, Any]) -> None:
+        self.call(service, "POST", "/faults", {"rules": [{"service": service, **r} for r in rules]})
+
+    def clear_faults(self) -> None:
+        for s in self.urls:
+            self.call(s, "DELETE", "/faults")
+
+    def journal(self, service: str, run_id: str, operation: str | None = None) -> list[dict[str, Any]]:
+        q = f"?run={run_id}" + (f"&operation={operation}" if operation else "")
+        return self.call(service, "GET", "/journal" + q)["entries"]
+
+    def journal_jsonl(self, service: str, run_id: str) -> bytes:
+        resp = self.http.get(f"{self.urls[service]}/_bench/journal", params={"run": run_id, "format": "jsonl"})
+        resp.raise_for_status()
+        return resp.content
+
+
+@dataclass
+class Step:
+    n: int
+    keyword: str
+    text: str
+    started: str
+    ended: str = ""
+    status: str = "passed"
+    screenshot: str | None = None
+    error: str | None = None
+
+
+class RunRecorder:
+    """Accumulates a scenario run's facts and writes them in the bundle contract."""
+
+    def __init__(self, run_dir: Path, meta: dict[str, Any]) -> None:
+        self.dir = run_dir
+        for sub in ("screenshots", "video", "journals"):
+            (run_dir / sub).mkdir(parents=True, exist_ok=True)
+        self.meta = {**meta, "started": now_iso()}
+        self.steps: list[Step] = []
+        self.verdicts: list[dict[str, Any]] = []
+        self.actions: list[dict[str, Any]] = []
+        self.marks: dict[str, float] = {}
+
+    def begin_step(self, keyword: str, text: str) -> Step:
+        step = Step(n=len(self.steps) + 1, keyword=keyword, text=text, started=now_iso())
+        self.steps.append(step)
+        return step
+
+    def end_step(self, step: Step, *, ok: bool, error: str | None = None, screenshot: Path | None = None) -> None:
+        step.ended = now_iso()
+        step.status = "passed" if ok else "failed"
+        step.error = error
+        step.screenshot = str(screenshot.relative_to(self.dir)) if screenshot else None
+
+    def verdict(self, assertion: str, ok: bool, detail: str = "", source: str = "") -> bool:
+        self.verdicts.append({"id": f"V{len(self.verdicts) + 1}", "assertion": assertion, "ok": bool(ok),
+                              "detail": detail, "source": source})
+        return ok
+
+    def action(self, name: str, ms: float, during: str) -> None:
+        self.actions.append({"action": name, "ms": round(ms, 1), "during": during})
+
+    def timed(self, name: str, during: str) -> _Timer:
+        return _Timer(self, name, during)
+
+    def finish(self, outcome: str) -> None:
+        self.meta.update(ended=now_iso(), outcome=outcome)
+        ms = sorted(a["ms"] for a in self.actions)
+        timings: dict[str, Any] = {"actions": self.actions}
+        if ms:
+            timings.update(p50_ms=statistics.median(ms), p95_ms=ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))],
+                           max_ms=ms[-1])
+        for name, data in (("run.json", self.meta), ("steps.json", [asdict(s) for s in self.steps]),
+                           ("verdicts.json", self.verdicts), ("timings.json", timings)):
+            (self.dir / name).write_text(json.dumps(data, ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+class _Timer:
+    def __init__(self, rec: RunRecorder, name: str, during: str) -> None:
+        self.rec, self.name, self.during = rec, name, during
+
+    def __enter__(self) -> _Timer:
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.rec.action(self.name, (time.perf_counter() - self.t0) * 1000, self.during)

@@ -1,0 +1,331 @@
+"""Step definitions in the user's language. Each "Alors" is judged twice when it can be: on screen, and from
+the simulators' journals (server side), so the same scenario judges a vendor's LGC too."""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+
+from pytest_bdd import given, parsers, then, when
+
+from reference_lgc.services import dmp
+from reference_lgc.services.context import CallContext, Endpoint, Professional, Software
+from reference_lgc.services.xds import Code, DocumentMetadata
+
+from .conftest import Run
+
+PRESCRIPTION = [("PARACETAMOL 500 mg, comprimé", "1 comprimé 3 fois par jour si douleur", "5"),
+                ("AMOXICILLINE 1 g, comprimé dispersible", "1 comprimé matin et soir", "6")]
+DMP_TEST_OID = "1.2.250.1.213.1.4.10"
+
+
+def _check(run: Run, assertion: str, ok: bool, detail: str = "", source: str = "") -> None:
+    run.rec.verdict(assertion, ok, detail, source)
+    assert ok, f"{assertion} — {detail}"
+
+
+# ------------------------------------------------------------------------------------------------ given
+
+
+@given(parsers.parse('le médecin "{national_id}" connecté avec Pro Santé Connect'))
+def logged_in(run: Run, national_id: str) -> None:
+    run.rec.meta["personas"].append({"role": "professionnel", "name": "Dr KIT DOC0036624", "id": national_id})
+    run.driver.login(national_id)
+
+
+@given(parsers.parse('le patient "{name}" d\'INS "{ins}" a un DMP contenant au moins un document'))
+def patient_has_dmp_documents(run: Run, name: str, ins: str) -> None:
+    run.rec.meta["personas"].append({"role": "patient", "name": name, "ins": ins})
+    run.facts.update(patient=name, ins=ins)
+    state = run.sims.call("dmp", "GET", f"/state?ins={ins}")
+    state = state.get("state", state)
+    docs = [d for d in state["documents"] if d.get("status", "").endswith("Approved")]
+    _check(run, f"Le DMP de {name} contient au moins un document", len(docs) >= 1, f"{len(docs)} document(s)",
+           "état du simulateur DMP")
+
+
+@given(parsers.parse('le dossier local de "{name}" contient un document absent de son DMP'))
+def local_document_not_in_dmp(run: Run, name: str) -> None:
+    run.driver.open_patient(name)
+    text = run.driver.local_documents()
+    _check(run, f"Le dossier local de {name} contient un document propre", "Note de consultation" in text,
+           text.splitlines()[1] if len(text.splitlines()) > 1 else text, "écran du LGC")
+
+
+@given("le réseau est bridé avec une latence de 3 secondes sur tous les services")
+def throttled(run: Run) -> None:
+    run.facts["latency_ms"] = 3000
+    run.set_network(3000)
+
+
+@given(parsers.parse('l\'identité de "{name}" est qualifiée par l\'Appli carte Vitale "{ins}"'))
+def qualified_by_apcv(run: Run, name: str, ins: str) -> None:
+    run.rec.meta["personas"].append({"role": "patient", "name": name, "ins": ins})
+    run.facts.update(patient=name, ins=ins)
+    run.driver.open_patient(name)
+    run.driver.read_apcv(ins)
+    run.driver.wait_identity("qualifiee")
+
+
+@given("le DMP est injoignable")
+def dmp_down(run: Run) -> None:
+    run.sims.faults("dmp", {"operation": "ITI-41", "effect": {"type": "http_status", "status": 503}})
+
+
+@given(parsers.parse("le service Ordonnance numérique {case}"))
+def on_failing(run: Run, case: str) -> None:
+    outcome = {"répond KO": "on.ko", "ne répond pas": "on.sans-reponse"}[case]
+    run.facts["on_case"] = case
+    run.sims.faults("on", {"operation": "*", "effect": {"type": "outcome", "name": outcome}})
+
+
+@given(parsers.parse('un autre poste a déposé au DMP de "{ins}" un document invisible pour le patient'))
+def invisible_document_elsewhere(run: Run, ins: str) -> None:
+    uid = f"2.25.{uuid.uuid4().int}"
+    cda = (f'<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3"><realmCode code="FR"/>'
+           f'<typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/><id root="{uid}"/>'
+           f'<code code="11502-2" codeSystem="2.16.840.1.113883.6.1" displayName="CR de biologie"/>'
+           f'<title>Résultats avant annonce</title><effectiveTime value="20261125090000+0100"/>'
+           f'<confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/><languageCode code="fr-FR"/>'
+           f'<setId root="2.25.{uuid.uuid4().int}"/><versionNumber value="1"/><recordTarget><patientRole>'
+           f'<id root="{DMP_TEST_OID}" extension="{ins}"/></patientRole></recordTarget><component><nonXMLBody>'
+           f'<text mediaType="text/plain" representation="B64">{base64.b64encode(b"resultats").decode()}</text>'
+           f'</nonXMLBody></component></ClinicalDocument>').encode()
+    kit = Professional(national_id="899700366240", rpps="99700366240", family_name="DOC0036624", given_name="KIT",
+                       structure_id="499700366240007", structure_name="CABINET M DOC0036624",
+                       billing_id="999990013", amo_speciality="01")
+    meta = DocumentMetadata(title="Résultats avant annonce", unique_id=uid, creation_time=datetime.now(UTC),
+                            class_code=Code("10", "1.2.250.1.213.1.1.4.1", "Compte rendu"),
+                            type_code=Code("11502-2", "2.16.840.1.113883.6.1", "CR de biologie"),
+                            format_code=Code("urn:ihe:iti:xds-sd:text:2008", "1.3.6.1.4.1.19376.1.2.3", "Texte"),
+                            invisible_to_patient=True)
+    ctx = CallContext(Software(), kit, Endpoint(url=run.sims.urls["dmp"] + "/si-dmp-server/v2/services"))
+    dmp.provide_document(ctx, ins, DMP_TEST_OID, cda, meta)
+
+
+# ------------------------------------------------------------------------------------------------- when
+
+
+@when(parsers.parse('le médecin ouvre le dossier de "{name}"'))
+def open_file(run: Run, name: str) -> None:
+    run.facts.setdefault("patient", name)
+    t0 = time.perf_counter()
+    run.driver.open_patient(name)
+    run.rec.action("ouvrir le dossier", (time.perf_counter() - t0) * 1000,
+                   "appels INSi/DMP lancés à l'ouverture")
+
+
+@when("le médecin lit l'Appli carte Vitale du patient")
+def read_apcv(run: Run) -> None:
+    run.driver.read_apcv(run.facts["ins"])
+
+
+@when("le médecin rédige une ordonnance de produits de santé")
+def write_prescription(run: Run) -> None:
+    run.driver.write_prescription(PRESCRIPTION, mss=True, delay_s=2 if run.facts.get("latency_ms") else 1)
+
+
+@when("le médecin valide l'ordonnance")
+def validate_prescription(run: Run) -> None:
+    run.driver.validate_prescription()
+
+
+@when("le DMP redevient joignable")
+def dmp_back(run: Run) -> None:
+    run.sims.call("dmp", "DELETE", "/faults")
+
+
+@when("le médecin qualifie l'identité en un clic avec la carte nationale d'identité")
+def qualify(run: Run) -> None:
+    run.driver.qualify_one_click("cni")
+
+
+@when("le médecin enregistre le consentement du patient")
+def consent(run: Run) -> None:
+    run.driver.record_consent()
+
+
+# ------------------------------------------------------------------------------------------------- then
+
+
+@then("l'identité du patient est qualifiée d'après l'Appli carte Vitale")
+def qualified_by_apcv_then(run: Run) -> None:
+    run.driver.wait_identity("qualifiee")
+    ops = [e["operation"] for e in run.sims.journal("apcv", run.id)]
+    _check(run, "ApCV : authentification de proximité puis restitution du contexte",
+           ops[:2] == ["authentifierUtilisateurProximite", "restituerContexteApCV"], ", ".join(ops),
+           "journal ApCV")
+    _check(run, "Identité qualifiée affichée sans clic", run.driver.identity_status() == "qualifiee",
+           run.driver.identity_status(), "écran du LGC")
+
+
+@then(parsers.parse("l'identité du patient est {status}"))
+def identity_status(run: Run, status: str) -> None:
+    code = {"récupérée": "recuperee", "qualifiée": "qualifiee", "provisoire": "provisoire"}[status]
+    run.driver.wait_identity(code)
+    _check(run, f"Identité {status} affichée sans clic", run.driver.identity_status() == code, code, "écran du LGC")
+
+
+@then("l'appel INSi passe de « en cours » à « réussi » sans bloquer l'interface")
+def insi_transitions(run: Run) -> None:
+    seen = run.driver.watch_call("insi", within="#identite", during="INSi en cours")
+    _check(run, "État INSi : en cours puis réussi", seen == ["en_cours", "reussi"], " → ".join(seen), "écran du LGC")
+
+
+@then("l'appel Ordonnance numérique passe de « en cours » à « réussi » sans bloquer l'interface")
+def on_transitions(run: Run) -> None:
+    seen = run.driver.watch_call("on", within="#ordonnance", during="Ordonnance numérique en cours")
+    _check(run, "État Ordonnance numérique : en cours puis réussi", seen == ["en_cours", "reussi"], " → ".join(seen),
+           "écran du LGC")
+
+
+@then("le numéro unique et le QR code figurent sur l'ordonnance")
+def on_number_and_qr(run: Run) -> None:
+    run.page.wait_for_selector("#numero-on", timeout=60_000)
+    number = run.driver.on_number() or ""
+    created = [e for e in run.sims.journal("on", run.id, "creerEPrescription") if (e.get("status") or 0) < 400]
+    _check(run, "ON a créé l'ordonnance et renvoyé le numéro affiché",
+           bool(number) and any(number in (e["response"]["body"] or "") for e in created), number, "journal ON")
+    pdf = run.driver.prescription_pdf()
+    _check(run, "Le PDF de l'ordonnance (PDF/A) porte le QR code", pdf.startswith(b"%PDF") and b"/Image" in pdf
+           and b"pdfaid" in pdf, f"{len(pdf)} octets", "document produit par le LGC")
+    run.facts["on_number"] = number
+
+
+@then("l'ordonnance est envoyée au DMP")
+def sent_to_dmp(run: Run) -> None:
+    state = run.driver.wait_dmp_sent()
+    _check(run, "Envoi au DMP réussi (file d'attente)", state == "envoye", state, "écran du LGC")
+    subs = [e for e in run.sims.journal("dmp", run.id, "ITI-41") if run.facts["ins"] in (e["request"]["body"] or "")]
+    ok = any("57833-6" in (e["request"]["body"] or "") for e in subs)
+    _check(run, "Le DMP a reçu l'ordonnance (ITI-41, typeCode 57833-6, INS du patient)", ok,
+           f"{len(subs)} requête(s) ITI-41", "journal DMP")
+
+
+@then("l'ordonnance est envoyée au patient par MSSanté")
+def sent_by_mss(run: Run) -> None:
+    seen = run.driver.call_status("mss", within="#ordonnance")
+    if seen != "reussi":
+        run.page.wait_for_selector("#ordonnance [data-service=mss][data-status=reussi], "
+                                   "#ordonnance [data-service=mss][data-status=echec]", timeout=60_000)
+        seen = run.driver.call_status("mss", within="#ordonnance")
+    _check(run, "Envoi MSSanté au patient réussi", seen == "reussi", str(seen), "écran du LGC")
+    address = f"{run.facts['ins']}@patient.mssante.fr"
+    box = run.sims.call("mss", "GET", f"/mss/mailboxes/{address}")
+    msgs = box.get("messages", [])
+    _check(run, f"La messagerie {address} a reçu le message XDM", any("XDM/1.0/DDM" in (m.get("subject") or "")
+                                                                       for m in msgs),
+           f"{len(msgs)} message(s)", "état du simulateur MSSanté")
+
+
+@then("les journaux des services montrent INSi, ON, DMP et MSSanté appelés dans cet ordre pour ce patient")
+def journal_order(run: Run) -> None:
+    firsts: dict[str, float] = {}
+    for service, op in (("insi", None), ("on", "creerEPrescription"), ("dmp", "ITI-41"), ("mss", None)):
+        entries = run.sims.journal(service, run.id, op)
+        if entries:
+            firsts[service] = min(e["received_at"] for e in entries)
+    order = sorted(firsts, key=firsts.get)
+    _check(run, "Ordre des appels : INSi, ON, DMP, MSSanté", order == ["insi", "on", "dmp", "mss"], " → ".join(order),
+           "journaux des simulateurs")
+    if run.facts.get("latency_ms"):
+        waited = [e for s in ("insi", "on") for e in run.sims.journal(s, run.id)]
+        slow = all((e.get("waited_ms") or 0) >= 2900 or run.env.network.get("mode") == "proxy" for e in waited)
+        _check(run, "Latence de 3 s appliquée aux appels INSi et ON", slow and bool(waited),
+               f"{len(waited)} échange(s)", "journaux des simulateurs")
+
+
+@then("l'interface a répondu aux autres actions pendant chaque appel")
+def responsiveness(run: Run) -> None:
+    ms = [a["ms"] for a in run.rec.actions if a["during"] not in ("appels INSi/DMP lancés à l'ouverture",)]
+    worst = max(ms) if ms else 0.0
+    _check(run, "Actions utilisateur pendant les appels en vol : toutes sous 1 s", bool(ms) and worst < 1000,
+           f"{len(ms)} action(s), pire {worst:.0f} ms", "mesures dans le navigateur")
+
+
+@then(parsers.parse('le journal INSi montre une recherche sans lieu de naissance puis la même avec le COG "{cog}"'))
+def insi_retry(run: Run, cog: str) -> None:
+    run.page.wait_for_selector("#identite [data-service=insi][data-status=reussi]", timeout=60_000)
+    bodies = [e["request"]["body"] or "" for e in run.sims.journal("insi", run.id, "rechercherInsAvecTraitsIdentite")]
+    ok = len(bodies) == 2 and "LieuNaissance" not in bodies[0] and f">{cog}<" in bodies[1]
+    _check(run, "INSi : relance automatique avec le COG après une réponse 02", ok, f"{len(bodies)} requête(s)",
+           "journal INSi")
+    _check(run, "La relance est silencieuse (une note, pas de question)",
+           "relance automatique avec le COG" in run.page.locator("#identite").inner_text(), "", "écran du LGC")
+
+
+@then(parsers.parse('l\'identité renvoyée par INSi est affichée avec le matricule "{matricule}"'))
+def insi_shown(run: Run, matricule: str) -> None:
+    _check(run, "Concordances et différences affichées côte à côte (NIR compris)",
+           matricule in run.driver.insi_comparison(), matricule, "écran du LGC")
+
+
+@then("l'ordonnance est en attente d'envoi au DMP avec le motif affiché")
+def queued(run: Run) -> None:
+    run.page.wait_for_selector("#ordonnance [data-outbox][data-state=a_envoyer] .motif", timeout=60_000)
+    _check(run, "Document en attente d'envoi, motif visible", run.driver.outbox_state() == "a_envoyer",
+           run.page.locator("#ordonnance [data-outbox]").inner_text()[:200], "écran du LGC")
+
+
+@then("le DMP contient l'ordonnance une seule fois")
+def once(run: Run) -> None:
+    state = run.sims.call("dmp", "GET", f"/state?ins={run.facts['ins']}")
+    docs = [d for d in state.get("state", state)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, "Une seule ordonnance dans le DMP (jamais deux fois)", len(docs) == 1, f"{len(docs)} document(s)",
+           "état du simulateur DMP")
+
+
+@then("l'appel Ordonnance numérique est en échec avec son motif")
+def on_failed(run: Run) -> None:
+    run.page.wait_for_selector("#ordonnance [data-service=on][data-status=echec]", timeout=60_000)
+    _check(run, "ON en échec, l'utilisateur voit pourquoi et que l'ordonnance part sans QR code",
+           "sans QR code" in run.driver.without_qr_reason(), run.driver.without_qr_reason()[:200], "écran du LGC")
+
+
+@then("l'ordonnance reçue par le DMP ne contient pas de QR code")
+def no_qr_in_dmp(run: Run) -> None:
+    subs = [e["request"]["body"] or "" for e in run.sims.journal("dmp", run.id, "ITI-41")]
+    found = [re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</", b) for b in subs]
+    cdas = [base64.b64decode(m.group(1)) for m in found if m]
+    pdfs = [base64.b64decode(re.search(rb"<text[^>]*>([A-Za-z0-9+/=\s]+)</text>", c).group(1)) for c in cdas
+            if b"application/pdf" in c]
+    _check(run, "Le PDF envoyé au DMP n'a pas de QR code", bool(pdfs) and all(b"/Image" not in p for p in pdfs),
+           f"{len(pdfs)} PDF", "journal DMP")
+
+
+@then("la consultation du DMP est impossible et la liste DICA indique « Consentement »")
+def dica_no_consent(run: Run) -> None:
+    run.page.wait_for_selector("#dmp [data-operation=acces][data-status=reussi]", timeout=60_000)
+    run.driver.show_dica()
+    items = run.driver.dica()
+    _check(run, "Icône DMP grisée (non consultable)", run.driver.dmp_icon() == "non-consultable",
+           run.driver.dmp_icon(), "écran du LGC")
+    no_consent = items["C"][0] == "ko" and "non recueilli" in items["C"][1]
+    _check(run, "Cause affichée : consentement non recueilli", no_consent, items["C"][1], "écran du LGC")
+
+
+@then("aucune consultation n'a été envoyée au DMP")
+def no_consultation(run: Run) -> None:
+    n = len(run.sims.journal("dmp", run.id, "ITI-18"))
+    _check(run, "Aucune requête de consultation (ITI-18) sans consentement", n == 0, f"{n} requête(s)", "journal DMP")
+
+
+@then("l'autorisation d'accès au DMP est posée")
+def authorisation(run: Run) -> None:
+    run.page.wait_for_selector("#dmp [data-operation=autorisation][data-status=reussi]", timeout=60_000)
+    td03 = run.sims.journal("dmp", run.id, "TD0.3")
+    _check(run, "TD0.3 envoyé une fois avec AJOUT", len(td03) == 1 and "AJOUT" in (td03[0]["request"]["body"] or ""),
+           f"{len(td03)} requête(s)", "journal DMP")
+
+
+@then("le nombre de nouveaux documents apparaît sans clic, dont 1 invisible pour le patient")
+def new_documents(run: Run) -> None:
+    total, invisible, text = run.driver.new_documents()
+    _check(run, "Nouveaux documents comptés sans clic, invisibles signalés", total >= 3 and invisible == 1,
+           text.replace("\n", " ")[:200], "écran du LGC")
+    run.page.wait_for_selector("#icone-dmp[data-dmp=consultable]", timeout=60_000)
+
+
