@@ -312,7 +312,8 @@ def report(rows: list[Row], conns: list[int], facts: dict, args: argparse.Namesp
         f" journal on, zero injected latency); WireMock answers a stub for POST /lps with the body the"
         f" simulator returned ({facts['response_bytes']} bytes, same content type, checked byte for byte)."
         f" Targets run one after another in the same run, on the same machine as wrk (1-min load average"
-        f" {facts['loadavg']:.2f} when the run started: other processes may have shared the cores).",
+        f" {facts['loadavg']:.2f} when the run started, {facts.get('loadavg_end', float('nan')):.2f} when it ended:"
+        f" other processes may have shared the cores).",
         "",
         "| target | connections | req/s | p50 (ms) | p99 (ms) | errors / non-2xx |",
         "|---|---:|---:|---:|---:|---:|",
@@ -423,6 +424,7 @@ def main() -> None:
     finally:
         children.stop_all()
 
+    facts["loadavg_end"] = os.getloadavg()[0]
     block = report(rows, conns, facts, args)
     print(block)
     if not args.no_write:

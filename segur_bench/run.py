@@ -86,7 +86,7 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
                "-o", "console_output_style=classic", "--rootdir", str(ROOT), "-v",
                f"--junitxml={out / 'junit.xml'}"]
         if importlib.util.find_spec("allure_pytest_bdd"):
-            cmd += ["-p", "allure_pytest_bdd.plugin", f"--alluredir={out / 'allure-results'}"]
+            cmd += [f"--alluredir={out / 'allure-results'}"]
         child_env = dict(os.environ, SEGUR_BENCH_SCENARIO_ENV=str(env_path),
                          SEGUR_BENCH_FEATURES=",".join(f.path.name for f in chosen))
         started = time.monotonic()

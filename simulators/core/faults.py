@@ -581,6 +581,9 @@ class FaultEngine:
                 raise ValueError(f"outcome alias {name!r} of {service} must name a declared outcome and a core effect")
             EFFECTS[alias["type"]].parse(alias, self.context)
         self._cache: dict[tuple[str, str], Rule] = {}
+        # (store generation, [(rule, matched, expires_at)]): the rules as last read, valid while no process
+        # changed them (Store.bump after every write below).
+        self._rows: tuple[int, list[tuple[Rule, int, float | None]]] | None = None
         store.migrate("faults", _MIGRATIONS)
 
     @property
@@ -610,6 +613,7 @@ class FaultEngine:
                     (rule.id, position, json.dumps(rule.to_spec()), rule.incident, now,
                      now + rule.ttl_s if rule.ttl_s else None),
                 )
+        self.store.bump()
         return rules
 
     def _parsed(self, rule_id: str, spec: str) -> Rule:
@@ -644,12 +648,18 @@ class FaultEngine:
         return result
 
     def delete(self, rule_id: str) -> bool:
-        return self.store.execute("DELETE FROM faults WHERE id = ?", (rule_id,)).rowcount > 0
+        try:
+            return self.store.execute("DELETE FROM faults WHERE id = ?", (rule_id,)).rowcount > 0
+        finally:
+            self.store.bump()
 
     def clear(self, incident: str | None = None) -> int:
-        if incident is None:
-            return self.store.execute("DELETE FROM faults").rowcount
-        return self.store.execute("DELETE FROM faults WHERE incident = ?", (incident,)).rowcount
+        try:
+            if incident is None:
+                return self.store.execute("DELETE FROM faults").rowcount
+            return self.store.execute("DELETE FROM faults WHERE incident = ?", (incident,)).rowcount
+        finally:
+            self.store.bump()
 
     def incidents(self) -> list[str]:
         return [r[0] for r in self.store.query(
@@ -658,16 +668,32 @@ class FaultEngine:
     def decide(self, facts: RequestFacts) -> Decision:
         return self.claim(self.select(facts))
 
+    def _current(self) -> list[tuple[Rule, int, float | None]]:
+        """Every stored rule with its call count and expiry, re-read only when some process changed them."""
+        generation = self.store.generation()  # before the read: a change committed meanwhile bumps it again
+        cached = self._rows
+        if cached is not None and cached[0] == generation:
+            return cached[1]
+        rows = [(self._parsed(row["id"], row["spec"]), row["matched"], row["expires_at"])
+                for row in self.store.query("SELECT id, spec, matched, expires_at FROM faults ORDER BY position")]
+        self._rows = (generation, rows)
+        return rows
+
     def select(self, facts: RequestFacts) -> list[Rule]:
-        """The active rules whose selector matches (a read: never waits for another process's write lock)."""
-        rows = self.store.query(
-            "SELECT id, spec, matched FROM faults WHERE expires_at IS NULL OR expires_at > ? ORDER BY position",
-            (time.time(),),
-        )
+        """The active rules whose selector matches (a read: never waits for another process's write lock).
+
+        With no rule stored this costs one memory read. Call counts are as of the last change: claim(),
+        which numbers the call in SQLite, has the final word on `first`.
+        """
+        rows = self._current()
+        if not rows:
+            return []
+        now = time.time()
         selected = []
-        for row in rows:
-            rule = self._parsed(row["id"], row["spec"])
-            if (rule.first is None or row["matched"] < rule.first) and rule.selects(facts):
+        for rule, matched, expires_at in rows:
+            if expires_at is not None and expires_at <= now:
+                continue
+            if (rule.first is None or matched < rule.first) and rule.selects(facts):
                 selected.append(rule)
         return selected
 
@@ -694,6 +720,7 @@ class FaultEngine:
                 if applied is not None:
                     conn.execute("UPDATE faults SET applied = applied + 1 WHERE id = ?", (rule.id,))
                     decision.applied.append(applied)
+        self.store.bump()  # call counts changed: `first` rules must see them
         return decision
 
     @staticmethod

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import http
+import re
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
@@ -21,7 +22,7 @@ from werkzeug.exceptions import HTTPException
 
 from .app import OUTCOME_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
-from .journal import Exchange, Message
+from .journal import Exchange, Message, new_exchange_id
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
 from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
@@ -77,7 +78,8 @@ class BenchASGI:
             return
         received_at = time.time()
         # Only our front end may choose a business outcome.
-        scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.lower() != _OUTCOME_HEADER_B])
+        if any(k.lower() == _OUTCOME_HEADER_B for k, _ in scope["headers"]):
+            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.lower() != _OUTCOME_HEADER_B])
         control = scope["path"].startswith("/_bench")
         try:
             body = await self._read_body(scope, receive)
@@ -150,7 +152,8 @@ class BenchASGI:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         method = scope["method"]
         path = scope["path"]
-        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        raw_query = scope.get("query_string", b"")
+        query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         facts = RequestFacts(service=self.ctx.name, operation="", method=method, path=path, headers=headers,
                              query=query, body=body)
         if self.ctx.spec.attrs_of:
@@ -159,7 +162,7 @@ class BenchASGI:
         operation = self.ctx.spec.operation_of(facts) if self.ctx.spec.operation_of else None
         ctype = headers.get("content-type", "")
         if not operation and _is_soap(ctype):
-            action = action_from_content_type(ctype) or headers.get("soapaction", "").strip('"') or None
+            action = _action_of(ctype) or headers.get("soapaction", "").strip('"') or None
             if "soap+xml" in ctype.lower() and body:
                 try:
                     env = parse_envelope(body, max_bytes=self.ctx.config.max_request_bytes)
@@ -193,7 +196,7 @@ class BenchASGI:
             url += "?" + scope["query_string"].decode("latin-1")
         client = scope.get("client")
         return Exchange(
-            id=uuid.uuid4().hex,
+            id=new_exchange_id(),
             service=self.ctx.name,
             protocol="http",
             operation=operation,
@@ -246,7 +249,7 @@ class BenchASGI:
             elif isinstance(terminal, Hang):
                 await self._hang(terminal, ex, scope, receive)
             elif (facts.method, facts.path) in self.ctx.spec.fast_routes:
-                await self._call_fast(facts, decision, ex, send, finish)
+                await self._call_fast(facts, decision, ex, send, finish, _lean_cycle(scope))
             else:
                 await self._call_service(scope, receive, send, body, decision, ex, finish)
         finally:
@@ -293,7 +296,7 @@ class BenchASGI:
         ex.responded_at = time.time()
 
     async def _call_fast(self, facts: RequestFacts, decision: Decision, ex: Exchange, send: Send,
-                         finish: Finish) -> None:
+                         finish: Finish, cycle: Any = None) -> None:
         handler = self.ctx.spec.fast_routes[(facts.method, facts.path)]
         request = FastRequest(facts.method, facts.path, facts.headers, facts.query, facts.body, decision.outcome,
                               facts.envelope, facts.envelope_error)
@@ -308,6 +311,11 @@ class BenchASGI:
         headers = [("content-type", resp.content_type), *resp.headers]
         ex.status = resp.status
         ex.response = Message.of([*headers, ("content-length", str(len(resp.body)))], resp.body)
+        if cycle is not None and decision.dribble is None:
+            # The common case: one write of the whole answer, straight to the transport, once journaled.
+            await finish()
+            await _write_whole(cycle, resp.status, ex.response.headers, resp.body)
+            return
         await self._send_answer(send, resp.status, headers, resp.body, decision, finish)
 
     async def _call_service(self, scope: Scope, receive: Receive, send: Send, body: bytes, decision: Decision,
@@ -358,6 +366,85 @@ class BenchASGI:
             await self.writer.record(ex)
         except Exception:  # a journal failure must never break the exchange itself
             self.ctx.logger.exception("could not record exchange %s in the journal", ex.id)
+
+
+CYCLE_KEY = "segur.cycle"
+_CYCLE_ATTRS = ("transport", "flow", "default_headers", "keep_alive", "disconnected", "response_started",
+                "response_complete", "waiting_for_100_continue", "message_event", "on_response")
+
+
+def _lean_cycle(scope: Scope) -> Any:
+    """uvicorn's request/response cycle, when our protocol exposed it and the request allows a direct write."""
+    cycle = scope.get("extensions", {}).get(CYCLE_KEY)
+    if cycle is None or scope["method"] == "HEAD" or cycle.response_started:
+        return None
+    return cycle
+
+
+def lean_cycle_supported(cycle: Any) -> bool:
+    return all(hasattr(cycle, name) for name in _CYCLE_ATTRS)
+
+
+async def _write_whole(cycle: Any, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+    """Send a whole answer in one write, as uvicorn's send() would for start + body (same status line, same
+    default headers, keep-alive and pipelining bookkeeping), without the ASGI message round trip."""
+    if cycle.flow.write_paused and not cycle.disconnected:
+        await cycle.flow.drain()
+    if cycle.disconnected:
+        return
+    cycle.response_started = True
+    cycle.waiting_for_100_continue = False
+    parts = [_status_line(status)]
+    for name, value in cycle.default_headers:
+        parts += (name, b": ", value, b"\r\n")
+    has_close = False
+    for name, value in headers:
+        name_b, value_b = name.lower().encode("latin-1"), value.encode("latin-1")
+        if _BAD_NAME.search(name_b) or _BAD_VALUE.search(value_b):
+            raise RuntimeError("invalid HTTP header")
+        if name_b == b"connection" and b"close" in [t.strip().lower() for t in value_b.split(b",")]:
+            cycle.keep_alive = False
+            has_close = True
+        parts += (name_b, b": ", value_b, b"\r\n")
+    if not cycle.keep_alive and not has_close:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.message_event.set()
+    if not cycle.keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
+
+
+_BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')
+_BAD_VALUE = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_STATUS_LINES: dict[int, bytes] = {}
+
+
+def _status_line(status: int) -> bytes:
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        try:
+            phrase = http.HTTPStatus(status).phrase.encode()
+        except ValueError:
+            phrase = b""
+        line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (status, phrase)
+    return line
+
+
+_ACTIONS: dict[str, str | None] = {}
+
+
+def _action_of(content_type: str) -> str | None:
+    """action_from_content_type, memoised: clients send the same few content types over and over."""
+    try:
+        return _ACTIONS[content_type]
+    except KeyError:
+        action = action_from_content_type(content_type)
+        if len(_ACTIONS) < 1024:
+            _ACTIONS[content_type] = action
+        return action
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

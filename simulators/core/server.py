@@ -2,7 +2,8 @@
 
 The protocol subclass hands the connection's transport to the app (scope extension
 `segur.transport`), which is what lets the fault engine drop a connection without answering —
-plain ASGI has no way to say "close without a response".
+plain ASGI has no way to say "close without a response" — and uvicorn's request/response cycle
+(`segur.cycle`), so a fast route's answer leaves in one write instead of two ASGI messages.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .http_front import TRANSPORT_KEY
+from .http_front import CYCLE_KEY, TRANSPORT_KEY, lean_cycle_supported
 from .service import SimConfig, Simulator
 
 ENV_CONFIG = "SEGUR_BENCH_SIM"
@@ -34,13 +35,17 @@ class TransportAwareProtocol(HttpToolsProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        app = self.app
 
-        async def with_transport(scope: dict, receive: Any, send: Any) -> None:
-            scope.setdefault("extensions", {})[TRANSPORT_KEY] = transport
-            await app(scope, receive, send)
-
-        self.app = with_transport
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        # The transport (to drop a connection without answering) and, when it has the attributes the front end
+        # relies on, uvicorn's request/response cycle (to write a whole answer in one go, without the ASGI send
+        # round trip) ride in the scope's extensions.
+        extensions = self.scope.setdefault("extensions", {})
+        extensions[TRANSPORT_KEY] = self.transport
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope and lean_cycle_supported(cycle):
+            extensions[CYCLE_KEY] = cycle
 
 
 def server_options(config: SimConfig) -> dict[str, Any]:

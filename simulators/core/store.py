@@ -10,6 +10,10 @@ not cross threads; each component declares its schema as numbered migrations app
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import mmap
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -39,12 +43,31 @@ class Store:
             file = Path(self._tmpdir) / "store.sqlite3"
         file.parent.mkdir(parents=True, exist_ok=True)
         self._uri = file.resolve().as_uri()
+        # Change counter shared by every process of this store (an mmap'd 8-byte file beside the database):
+        # state that every request reads (fault rules, current run, a service's identities) is cached per
+        # process and re-read only when a writer bumped the counter, instead of one SQLite query per request.
+        self._gen_fd = os.open(file.with_name(file.name + "-gen"), os.O_RDWR | os.O_CREAT, 0o644)
+        if os.fstat(self._gen_fd).st_size < 8:
+            os.ftruncate(self._gen_fd, 8)
+        self._gen = mmap.mmap(self._gen_fd, 8)
         self._anchor = self._connect()
         self._anchor.execute("PRAGMA journal_mode=WAL")
         self._anchor.execute(
             "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         )
         self._anchor.commit()
+
+    def generation(self) -> int:
+        """The shared change counter: read it *before* reading the state it guards, cache both together."""
+        return int.from_bytes(self._gen[:8], "little")
+
+    def bump(self) -> None:
+        """Call after committing a change to cached state (every process then re-reads it)."""
+        fcntl.flock(self._gen_fd, fcntl.LOCK_EX)
+        try:
+            self._gen[:8] = ((self.generation() + 1) & 0xFFFF_FFFF_FFFF_FFFF).to_bytes(8, "little")
+        finally:
+            fcntl.flock(self._gen_fd, fcntl.LOCK_UN)
 
     @property
     def in_memory(self) -> bool:
@@ -106,6 +129,9 @@ class Store:
             conn.close()
             self._local.conn = None
         self._anchor.close()
+        with contextlib.suppress(ValueError, OSError):
+            self._gen.close()
+            os.close(self._gen_fd)
         if self._tmpdir:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
 

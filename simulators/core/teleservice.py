@@ -19,7 +19,7 @@ from typing import Any
 from lxml import etree
 
 from .soap import Envelope, SoapError, SoapFaultSpec, action_from_content_type, must_understand_fault, parse_envelope
-from .xmlsafe import NS, find, findall, qname, text
+from .xmlsafe import NS, leaf_text, qname
 
 NS_CTXLPS = "urn:siram:lps:ctxlps"
 NS_CTXBAM = "urn:siram:bam:ctxbam"
@@ -87,39 +87,75 @@ class Headers:
     assertion: Mapping[str, Any] | None
 
 
+_LPS = qname(NS_CTXLPS, "LPS")
+_LPS_TAGS = {key: qname(NS_CTXLPS, local) for key, local in
+             (("lps_version", "Version"), ("instance", "Instance"), ("nom", "Nom"))}
+_IDAM = qname(NS_CTXLPS, "IDAM")
+_EMETTEUR = qname(NS_CTXLPS, "Emetteur")
+_COUVERTURE = qname(NS_CTXBAM, "COUVERTURE")
+_ASSERTION = qname(NS["saml2"], "Assertion")
+_SUBJECT = qname(NS["saml2"], "Subject")
+_NAME_ID = qname(NS["saml2"], "NameID")
+_ATTR_STATEMENT = qname(NS["saml2"], "AttributeStatement")
+_ATTRIBUTE = qname(NS["saml2"], "Attribute")
+_ATTR_VALUE = qname(NS["saml2"], "AttributeValue")
+_HEADER_TAGS = (qname(NS_CTXLPS, "ContexteLPS"), qname(NS_CTXBAM, "ContexteBAM"), qname(NS["wsse"], "Security"))
+
+
+def _child(el: etree._Element | None, tag: str) -> etree._Element | None:
+    """First child element `tag` (Clark notation): what ``find(el, "p:local")`` returns, without ElementPath."""
+    if el is None:
+        return None
+    for child in el.iterchildren(tag):
+        return child
+    return None
+
+
+def _text(el: etree._Element | None) -> str | None:
+    return None if el is None else leaf_text(el)
+
+
 def parse_headers(env: Envelope) -> Headers:
-    lps_el = env.header_block(NS_CTXLPS, "ContexteLPS")
-    bam_el = env.header_block(NS_CTXBAM, "ContexteBAM")
-    sec_el = env.header_block(NS["wsse"], "Security")
+    # Direct child walks with precomputed tags (this runs on every teleservice request): same results as
+    # the path lookups `find(lps_el, "lps:LPS/lps:IDAM")`… it replaces.
+    blocks: list[etree._Element | None] = [None, None, None]
+    for block in env.header_blocks():
+        tag = block.tag
+        if tag in _HEADER_TAGS:
+            i = _HEADER_TAGS.index(tag)
+            if blocks[i] is None:
+                blocks[i] = block
+    lps_el, bam_el, sec_el = blocks
     lps = None
     if lps_el is not None:
-        lps_node = find(lps_el, "lps:LPS", _NSX)
-        idam = find(lps_node, "lps:IDAM", _NSX)
+        lps_node = _child(lps_el, _LPS)
+        idam = _child(lps_node, _IDAM)
         lps = {
             "nature": lps_el.get("Nature"), "version": lps_el.get("Version"), "has_lps": lps_node is not None,
-            "idam": text(idam), "idam_r": idam.get("R") if idam is not None else None,
-            "lps_version": text(lps_node, "lps:Version", ns=_NSX), "instance": text(lps_node, "lps:Instance", ns=_NSX),
-            "nom": text(lps_node, "lps:Nom", ns=_NSX), "emetteur": text(lps_el, "lps:Emetteur", ns=_NSX),
+            "idam": _text(idam), "idam_r": idam.get("R") if idam is not None else None,
+            **{key: _text(_child(lps_node, tag)) for key, tag in _LPS_TAGS.items()},
+            "emetteur": _text(_child(lps_el, _EMETTEUR)),
         }
     bam = None
     if bam_el is not None:
-        couv = find(bam_el, "bam:COUVERTURE", _NSX)
+        couv = _child(bam_el, _COUVERTURE)
         bam = {
             "nature": bam_el.get("Nature"), "version": bam_el.get("Version"), "has_couverture": couv is not None,
             "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
         }
     assertion = None
     if sec_el is not None:
-        ps = next((a for a in findall(sec_el, "saml2:Assertion") if find(a, "saml2:Subject/saml2:NameID") is not None),
-                  None)
-        if ps is not None:
-            name_id = find(ps, "saml2:Subject/saml2:NameID")
+        for candidate in sec_el.iterchildren(_ASSERTION):
+            name_id = next((n for s in candidate.iterchildren(_SUBJECT) for n in s.iterchildren(_NAME_ID)), None)
+            if name_id is None:
+                continue
             attrs = {
-                a.get("Name", ""): text(a, "saml2:AttributeValue") or ""
-                for a in findall(ps, "saml2:AttributeStatement/saml2:Attribute")
+                a.get("Name", ""): _text(_child(a, _ATTR_VALUE)) or ""
+                for s in candidate.iterchildren(_ATTR_STATEMENT) for a in s.iterchildren(_ATTRIBUTE)
             }
-            assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": text(name_id),
+            assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": _text(name_id),
                          "attributes": attrs}
+            break
     return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion)
 
 
@@ -256,5 +292,6 @@ def children(el: etree._Element | None, local: str) -> list[etree._Element]:
     (lenient: seen in hand-made clients)."""
     if el is None:
         return []
-    ns = etree.QName(el).namespace
-    return [c for c in el if isinstance(c.tag, str) and c.tag in (qname(ns, local), local)]
+    tag = el.tag
+    ns = tag[1:tag.index("}")] if tag[:1] == "{" else None
+    return list(el.iterchildren(qname(ns, local), local))

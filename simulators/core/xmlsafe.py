@@ -29,6 +29,7 @@ __all__ = [
     "XmlRejected",
     "find",
     "findall",
+    "leaf_text",
     "localname",
     "namespace",
     "parse_xml",
@@ -262,7 +263,14 @@ def text(
     target = el if not path else find(el, path, ns)
     if target is None:
         return default
-    return "".join(target.itertext()).strip()
+    return leaf_text(target)
+
+
+def leaf_text(el: etree._Element) -> str:
+    """Stripped text content of ``el`` (see :func:`text`); a leaf's is its ``.text``, read without itertext."""
+    if len(el):
+        return "".join(el.itertext()).strip()
+    return (el.text or "").strip()
 
 
 def localname(el: etree._Element) -> str:

@@ -78,6 +78,16 @@ _RANG = re.compile(r"\d{1,3}")
 MAX_NAME = 100
 
 
+_NAME_SET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ' -")  # the characters _NAME_CHARS accepts
+
+
+def _bad_chars(value: str) -> list[str]:
+    """The characters of `value` that _NAME_CHARS refuses, in order (usually none: one set operation)."""
+    if _NAME_SET.issuperset(value):
+        return []
+    return [ch for ch in value if not _NAME_CHARS.fullmatch(ch)]
+
+
 def _bad(field_name: str, why: str) -> TeleserviceError:
     return sender(F_INPUT, f"{field_name} : {why}")
 
@@ -87,10 +97,9 @@ def check_nom(value: str | None, field_name: str = "NomNaissance") -> str:
         raise _bad(field_name, "valeur obligatoire absente ou vide")
     if len(value) > MAX_NAME:
         raise _bad(field_name, f"longueur {len(value)} superieure au maximum de {MAX_NAME} caracteres")
-    for ch in value:
-        if not _NAME_CHARS.fullmatch(ch):
-            raise _bad(field_name, f"caractere non autorise {ch!r} (seuls A-Z majuscules sans accent, espace, "
-                                   "apostrophe et tiret sont acceptes)")
+    for ch in _bad_chars(value):
+        raise _bad(field_name, f"caractere non autorise {ch!r} (seuls A-Z majuscules sans accent, espace, "
+                               "apostrophe et tiret sont acceptes)")
     if value[0] in " -":
         raise _bad(field_name, "le premier caractere ne peut pas etre un espace ou un tiret")
     if value[-1] == " ":
@@ -112,10 +121,9 @@ def check_prenoms(values: Sequence[str]) -> tuple[str, ...]:
             raise _bad("Prenom", "element present mais vide")
         if len(value) > MAX_NAME:
             raise _bad("Prenom", f"longueur {len(value)} superieure au maximum de {MAX_NAME} caracteres")
-        for ch in value:
-            if not _NAME_CHARS.fullmatch(ch):
-                raise _bad("Prenom", f"caractere non autorise {ch!r} (seuls A-Z majuscules sans accent, espace, "
-                                     "apostrophe et tiret sont acceptes)")
+        for ch in _bad_chars(value):
+            raise _bad("Prenom", f"caractere non autorise {ch!r} (seuls A-Z majuscules sans accent, espace, "
+                                 "apostrophe et tiret sont acceptes)")
         if "  " in value or value[0] == " " or value[-1] == " ":
             raise _bad("Prenom", "espace en tete, en fin ou double non autorise")
         for token in value.split(" "):
@@ -302,19 +310,22 @@ class InsiModel:
         raise ValueError(f"unknown persona variant {name!r}; known: {', '.join(known)}")
 
     def identities(self) -> list[Identity]:
-        # Rebuilt only when the control API changed identities or variants (in any worker process): one
-        # cheap query tells, instead of two queries and a walk over every persona on each search.
+        # Rebuilt only when the control API changed identities or variants (in any worker process). The store's
+        # change counter (bumped by apply and reset) says when to look; one cheap query then tells whether
+        # these tables changed, instead of two queries and a walk over every persona on each search.
+        generation = self.store.generation()
+        cached = self.__dict__.get("_identities")
+        if cached is not None and self.__dict__.get("_identities_generation") == generation:
+            return cached[1]
         row = self.store.execute(
             "SELECT (SELECT COUNT(*) || ':' || COALESCE(MAX(seq), 0) FROM insi_changes),"
             " (SELECT group_concat(patient_id || '=' || variant_id, ',') FROM insi_variants)"
         ).fetchone()
         key = (row[0], row[1])
-        cached = self.__dict__.get("_identities")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        identities = self._build_identities()
-        self.__dict__["_identities"] = (key, identities)
-        return identities
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_identities"] = (key, self._build_identities())
+        self.__dict__["_identities_generation"] = generation
+        return cached[1]
 
     def _build_identities(self) -> list[Identity]:
         variants = self._active_variants()
@@ -354,6 +365,7 @@ class InsiModel:
                 v = self._variant(str(name))
                 conn.execute("INSERT OR REPLACE INTO insi_variants (patient_id, variant_id) VALUES (?, ?)",
                              (v.variant_of, v.id))
+        self.store.bump()  # each change below looks the identities up again
         for change in changes:
             self._change(change, today)
         return self.state()
@@ -379,11 +391,13 @@ class InsiModel:
             "VALUES (?, ?, ?, ?, ?, ?)",
             (ident.patient.variant_of or ident.patient.id, ins, new_matricule, new_cle, new_oid, today.isoformat()),
         )
+        self.store.bump()
 
     def reset(self) -> None:
         with self.store.transaction() as conn:
             conn.execute("DELETE FROM insi_changes")
             conn.execute("DELETE FROM insi_variants")
+        self.store.bump()
 
     # -- searches -----------------------------------------------------------------------------------
 

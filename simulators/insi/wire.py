@@ -13,7 +13,7 @@ from lxml import etree
 
 from simulators.core.soap import (
     Envelope,
-    build_envelope,
+    envelope_bytes,
     soap_content_type,
 )
 from simulators.core.teleservice import (
@@ -71,14 +71,18 @@ def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str |
     found = children(el, local)
     if not found:
         return None
-    value = "".join(found[0].itertext())
+    value = _all_text(found[0])
     return value.strip() if strip else value
+
+
+def _all_text(el: etree._Element) -> str:
+    return "".join(el.itertext()) if len(el) else el.text or ""
 
 
 def parse_traits(el: etree._Element) -> dict[str, Any]:
     return {
         "nom": _text(el, "NomNaissance", strip=False),
-        "prenoms": ["".join(p.itertext()) for p in children(el, "Prenom")],
+        "prenoms": [_all_text(p) for p in children(el, "Prenom")],
         "sexe": _text(el, "Sexe"),
         "date_naissance": _text(el, "DateNaissance"),
         "lieu_naissance": _text(el, "LieuNaissance"),
@@ -178,8 +182,28 @@ def resultat_element(result: Result) -> etree._Element:
     return root
 
 
+# RESULTAT bytes per (code, identity): identities are immutable and rebuilt only when the control API changes
+# them, so each answer's body element is serialised once; the entry holds the identity, so its id() stays valid.
+_RESULTAT_CACHE: dict[tuple[str, int], tuple[Any, bytes]] = {}
+_CONTENT_TYPES = {op: soap_content_type(f"{ACTION_PREFIX}{op}Response") for op in (OP_TRAITS, OP_VITALE)}
+
+
+def resultat_bytes(result: Result) -> bytes:
+    key = (result.code, id(result.identity))
+    cached = _RESULTAT_CACHE.get(key)
+    if cached is not None and cached[0] is result.identity:
+        return cached[1]
+    data = etree.tostring(resultat_element(result), encoding="UTF-8")
+    if len(_RESULTAT_CACHE) >= 4096:
+        _RESULTAT_CACHE.clear()
+    _RESULTAT_CACHE[key] = (result.identity, data)
+    return data
+
+
 def response_bytes(result: Result, operation: str, relates_to: str | None) -> tuple[bytes, str]:
+    """The answer's envelope (byte for byte what ``build_envelope(resultat_element(result), …)`` writes)."""
     action = f"{ACTION_PREFIX}{operation}Response"
-    return build_envelope(resultat_element(result), action=action, relates_to=relates_to), soap_content_type(action)
+    ctype = _CONTENT_TYPES.get(operation) or soap_content_type(action)
+    return envelope_bytes(resultat_bytes(result), action=action, relates_to=relates_to), ctype
 
 
