@@ -89,7 +89,7 @@ def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
     return req, scenario.name if scenario else request.node.name, scenario.feature.rel_filename if scenario else ""
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any) -> Iterator[Run]:
     requirement, title, feature = _requirement(request)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
@@ -179,9 +179,9 @@ def pytest_bdd_before_step(request: Any, feature: Any, scenario: Any, step: Any,
     r = _run_of(request)
     if r is None:
         return
-    request.node.segur_step = r.rec.begin_step(step.keyword.strip(), step.text)
+    request.node.segur_step = r.rec.begin_step(step.keyword.strip(), step.name)
     if r.video is not None:
-        r.video.caption(f"{step.keyword.strip()} {step.text}")
+        r.video.caption(f"{step.keyword.strip()} {step.name}")
 
 
 def _shot(r: Run, n: int, text: str) -> Path | None:
@@ -199,7 +199,7 @@ def pytest_bdd_after_step(request: Any, feature: Any, scenario: Any, step: Any, 
     r = _run_of(request)
     s = getattr(request.node, "segur_step", None)
     if r is not None and s is not None:
-        r.rec.end_step(s, ok=True, screenshot=_shot(r, s.n, step.text))
+        r.rec.end_step(s, ok=True, screenshot=_shot(r, s.n, step.name))
 
 
 def pytest_bdd_step_error(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any,
@@ -209,4 +209,4 @@ def pytest_bdd_step_error(request: Any, feature: Any, scenario: Any, step: Any, 
     request.node.segur_failed = True
     if r is not None and s is not None:
         r.rec.end_step(s, ok=False, error=f"{type(exception).__name__}: {exception}"[:2000],
-                       screenshot=_shot(r, s.n, step.text))
+                       screenshot=_shot(r, s.n, step.name))
