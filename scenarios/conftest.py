@@ -83,10 +83,16 @@ class Run:
 
 
 def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
-    scenario = getattr(request.function, "__scenario__", None)
+    from pytest_bdd.scenario import scenario_wrapper_template_registry
+
+    scenario = scenario_wrapper_template_registry.get(request.function)
     tags = set(getattr(scenario.feature, "tags", ()) if scenario else ()) | set(getattr(scenario, "tags", ()) or ())
     req = next((m.group(1) for t in tags if (m := REQ_TAG.match(t))), "SANS-EXIGENCE")
-    return req, scenario.name if scenario else request.node.name, scenario.feature.rel_filename if scenario else ""
+    title = scenario.name if scenario else request.node.name
+    example = getattr(request.node, "callspec", None)
+    if example is not None and "_pytest_bdd_example" in example.params:
+        title = re.sub(r"<(\w+)>", lambda m: example.params["_pytest_bdd_example"].get(m.group(1), m.group(0)), title)
+    return req, title, scenario.feature.rel_filename if scenario else ""
 
 
 @pytest.fixture(autouse=True)

@@ -83,7 +83,7 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         env_path = out / "scenario-env.json"
         env.save(env_path)
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
-               "-o", "console_output_style=classic", "--rootdir", str(ROOT), "-v",
+               "-o", "console_output_style=classic", "-o", "timeout=900", "--rootdir", str(ROOT), "-v",
                f"--junitxml={out / 'junit.xml'}"]
         if importlib.util.find_spec("allure_pytest_bdd"):
             cmd += [f"--alluredir={out / 'allure-results'}"]
