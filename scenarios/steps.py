@@ -162,7 +162,7 @@ def qualified_by_apcv_then(run: Run) -> None:
            run.driver.identity_status(), "écran du LGC")
 
 
-@then(parsers.parse("l'identité du patient est {status}"))
+@then(parsers.re(r"l'identité du patient est (?P<status>récupérée|qualifiée|provisoire)$"))
 def identity_status(run: Run, status: str) -> None:
     code = {"récupérée": "recuperee", "qualifiée": "qualifiee", "provisoire": "provisoire"}[status]
     run.driver.wait_identity(code)

@@ -31,9 +31,9 @@ SERVICES: dict[str, ServiceInfo] = {
     for s in (
         ServiceInfo("insi", "INSi — identité nationale de santé", 8101, "/lps"),
         ServiceInfo("dmp", "DMP / Mon espace santé", 8102, "/si-dmp-server/v2/services"),
-        ServiceInfo("on", "Ordonnance numérique", 8103),
+        ServiceInfo("on", "Ordonnance numérique", 8103, "/eprescription"),
         ServiceInfo("psc", "Pro Santé Connect", 8104, "/auth/realms/esante-wallet"),
-        ServiceInfo("apcv", "Appli carte Vitale", 8105),
+        ServiceInfo("apcv", "Appli carte Vitale", 8105, "/apcv"),
         ServiceInfo("annuaire", "Annuaire santé", 8106, "/fhir/v2"),
         ServiceInfo("mss", "MSSanté", 8107, "", (("smtp", 2587), ("imap", 2143))),
     )
