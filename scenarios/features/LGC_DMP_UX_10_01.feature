@@ -22,7 +22,7 @@ Fonctionnalité: LGC.DMP/UX.10.01 — Consultation type sous 3 secondes de laten
     Et le numéro unique et le QR code figurent sur l'ordonnance
     Et l'ordonnance est envoyée au DMP
     Et l'ordonnance est envoyée au patient par MSSanté
-    Et les journaux des services montrent INSi, ON, DMP et MSSanté appelés dans cet ordre pour ce patient
+    Et les journaux des services montrent INSi, puis ON, puis DMP et MSSanté pour ce patient
     Et l'interface a répondu aux autres actions pendant chaque appel
 
     Exemples:
