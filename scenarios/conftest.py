@@ -17,6 +17,7 @@ import pytest
 
 from segur_bench.browser import CHROMIUM_FLAGS, chromium_path
 
+from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
 from .driver_playwright import ReferenceLgcDriver
 from .lgc_process import LgcProcess
 from .runtime import BenchEnv, RunRecorder, Sims
@@ -119,8 +120,20 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
     context = chromium.new_context(locale="fr-FR", viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
+    channel = None
+    if env.driver == "guided":
+        # The bench's window shows the operator's instructions (screenshots and video record them); the LGC
+        # under test is used by the operator — or, in CI, by an automated operator in a second window.
+        channel = OperatorChannel()
+        page.goto(channel.url)
+        driver: Any = GuidedDriver(channel, sims, rec)
+        if env.operator == "auto":
+            op_page = context.new_page()
+            op_page.set_default_timeout(60_000)
+            AutomatedOperator(channel, ReferenceLgcDriver(op_page, lgc_url, sims, rec))
+    else:
+        driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
     video = _start_video(page, run_dir)
-    driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
     r = Run(id=run_id, requirement=requirement, rec=rec, sims=sims, env=env, page=page, driver=driver,
             lgc_url=lgc_url, video=video)
     request.node.segur_run = r
@@ -132,6 +145,8 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
     finally:
         if getattr(request.node, "segur_failed", False):
             outcome = "failed"
+        if channel is not None:
+            channel.close()
         _finish(r, lgc, context, outcome)
 
 

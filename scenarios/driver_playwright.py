@@ -50,10 +50,11 @@ class ReferenceLgcDriver:
     def identity_status(self) -> str:
         return self.page.locator("#statut-identite").get_attribute("data-status")
 
-    def read_apcv(self, ins: str) -> None:
+    def read_apcv(self, ins: str, payload: str | None = None) -> None:
         """The patient shows the Appli carte Vitale; the bench hands the QR code content the LGC scans."""
-        presented = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]
-        self.page.fill("#lecture-apcv textarea[name=payload]", presented["payload"])
+        if payload is None:
+            payload = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]["payload"]
+        self.page.fill("#lecture-apcv textarea[name=payload]", payload)
         self.page.click("#lire-apcv")
 
     def wait_identity(self, status: str) -> None:
@@ -74,6 +75,21 @@ class ReferenceLgcDriver:
         self.page.wait_for_selector(f"{sel}[data-status=reussi], {sel}[data-status=echec]", timeout=WAIT_MS)
         seen.append(self.page.locator(sel).first.get_attribute("data-status"))
         return seen
+
+    def wait_call_done(self, service: str, *, operation: str | None = None, within: str = "") -> str:
+        sel = f"{within} [data-service={service}]" + (f"[data-operation={operation}]" if operation else "")
+        self.page.wait_for_selector(f"{sel}[data-status=reussi], {sel}[data-status=echec]", timeout=WAIT_MS)
+        return self.page.locator(sel).first.get_attribute("data-status")
+
+    def identity_panel(self) -> str:
+        return self.page.locator("#identite").inner_text()
+
+    def wait_queued_with_reason(self) -> str:
+        self.page.wait_for_selector("#ordonnance [data-outbox][data-state=a_envoyer] .motif", timeout=WAIT_MS)
+        return self.page.locator("#ordonnance [data-outbox]").inner_text()
+
+    def wait_dmp_icon(self, state: str) -> None:
+        self.page.wait_for_selector(f"#icone-dmp[data-dmp={state}]", timeout=WAIT_MS)
 
     def call_status(self, service: str, operation: str | None = None, within: str = "") -> str | None:
         sel = f"{within} [data-service={service}]" + (f"[data-operation={operation}]" if operation else "")
@@ -117,6 +133,7 @@ class ReferenceLgcDriver:
         self.page.click("#valider-ordonnance")
 
     def on_number(self) -> str | None:
+        self.page.wait_for_selector("#numero-on, #sans-qr", timeout=WAIT_MS)
         loc = self.page.locator("#numero-on strong")
         return loc.inner_text() if loc.count() else None
 
@@ -136,6 +153,12 @@ class ReferenceLgcDriver:
         href = self.page.locator("#ouvrir-ordonnance").get_attribute("href")
         resp = self.page.request.get(self.url + href.rstrip("/") + "/pdf")
         return resp.body()
+
+    def prescription_has_qr(self) -> tuple[bool, str]:
+        """The printed prescription (PDF/A) carries the QR code."""
+        pdf = self.prescription_pdf()
+        ok = pdf.startswith(b"%PDF") and b"/Image" in pdf and b"pdfaid" in pdf
+        return ok, f"PDF/A de {len(pdf)} octets avec image du QR code" if ok else f"PDF de {len(pdf)} octets"
 
     def without_qr_reason(self) -> str:
         return self.page.locator("#sans-qr").inner_text()

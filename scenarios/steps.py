@@ -184,14 +184,12 @@ def on_transitions(run: Run) -> None:
 
 @then("le numéro unique et le QR code figurent sur l'ordonnance")
 def on_number_and_qr(run: Run) -> None:
-    run.page.wait_for_selector("#numero-on", timeout=60_000)
     number = run.driver.on_number() or ""
     created = [e for e in run.sims.journal("on", run.id, "creerEPrescription") if (e.get("status") or 0) < 400]
     _check(run, "ON a créé l'ordonnance et renvoyé le numéro affiché",
            bool(number) and any(number in (e["response"]["body"] or "") for e in created), number, "journal ON")
-    pdf = run.driver.prescription_pdf()
-    _check(run, "Le PDF de l'ordonnance (PDF/A) porte le QR code", pdf.startswith(b"%PDF") and b"/Image" in pdf
-           and b"pdfaid" in pdf, f"{len(pdf)} octets", "document produit par le LGC")
+    ok, detail = run.driver.prescription_has_qr()
+    _check(run, "L'ordonnance imprimée (PDF/A) porte le QR code", ok, detail, "document produit par le LGC")
     run.facts["on_number"] = number
 
 
@@ -207,11 +205,7 @@ def sent_to_dmp(run: Run) -> None:
 
 @then("l'ordonnance est envoyée au patient par MSSanté")
 def sent_by_mss(run: Run) -> None:
-    seen = run.driver.call_status("mss", within="#ordonnance")
-    if seen != "reussi":
-        run.page.wait_for_selector("#ordonnance [data-service=mss][data-status=reussi], "
-                                   "#ordonnance [data-service=mss][data-status=echec]", timeout=60_000)
-        seen = run.driver.call_status("mss", within="#ordonnance")
+    seen = run.driver.wait_call_done("mss", within="#ordonnance")
     _check(run, "Envoi MSSanté au patient réussi", seen == "reussi", str(seen), "écran du LGC")
     address = f"{run.facts['ins']}@patient.mssante.fr"
     box = run.sims.call("mss", "GET", f"/mss/mailboxes/{address}")
@@ -250,13 +244,13 @@ def responsiveness(run: Run) -> None:
 
 @then(parsers.parse('le journal INSi montre une recherche sans lieu de naissance puis la même avec le COG "{cog}"'))
 def insi_retry(run: Run, cog: str) -> None:
-    run.page.wait_for_selector("#identite [data-service=insi][data-status=reussi]", timeout=60_000)
+    run.driver.wait_call_done("insi", within="#identite")
     bodies = [e["request"]["body"] or "" for e in run.sims.journal("insi", run.id, "rechercherInsAvecTraitsIdentite")]
     ok = len(bodies) == 2 and "LieuNaissance" not in bodies[0] and f">{cog}<" in bodies[1]
     _check(run, "INSi : relance automatique avec le COG après une réponse 02", ok, f"{len(bodies)} requête(s)",
            "journal INSi")
     _check(run, "La relance est silencieuse (une note, pas de question)",
-           "relance automatique avec le COG" in run.page.locator("#identite").inner_text(), "", "écran du LGC")
+           "relance automatique avec le COG" in run.driver.identity_panel(), "", "écran du LGC")
 
 
 @then(parsers.parse('l\'identité renvoyée par INSi est affichée avec le matricule "{matricule}"'))
@@ -267,9 +261,9 @@ def insi_shown(run: Run, matricule: str) -> None:
 
 @then("l'ordonnance est en attente d'envoi au DMP avec le motif affiché")
 def queued(run: Run) -> None:
-    run.page.wait_for_selector("#ordonnance [data-outbox][data-state=a_envoyer] .motif", timeout=60_000)
+    text = run.driver.wait_queued_with_reason()
     _check(run, "Document en attente d'envoi, motif visible", run.driver.outbox_state() == "a_envoyer",
-           run.page.locator("#ordonnance [data-outbox]").inner_text()[:200], "écran du LGC")
+           text[:200], "écran du LGC")
 
 
 @then("le DMP contient l'ordonnance une seule fois")
@@ -282,7 +276,7 @@ def once(run: Run) -> None:
 
 @then("l'appel Ordonnance numérique est en échec avec son motif")
 def on_failed(run: Run) -> None:
-    run.page.wait_for_selector("#ordonnance [data-service=on][data-status=echec]", timeout=60_000)
+    run.driver.wait_call_done("on", within="#ordonnance")
     _check(run, "ON en échec, l'utilisateur voit pourquoi et que l'ordonnance part sans QR code",
            "sans QR code" in run.driver.without_qr_reason(), run.driver.without_qr_reason()[:200], "écran du LGC")
 
@@ -300,7 +294,7 @@ def no_qr_in_dmp(run: Run) -> None:
 
 @then("la consultation du DMP est impossible et la liste DICA indique « Consentement »")
 def dica_no_consent(run: Run) -> None:
-    run.page.wait_for_selector("#dmp [data-operation=acces][data-status=reussi]", timeout=60_000)
+    run.driver.wait_call_done("dmp", operation="acces", within="#dmp")
     run.driver.show_dica()
     items = run.driver.dica()
     _check(run, "Icône DMP grisée (non consultable)", run.driver.dmp_icon() == "non-consultable",
@@ -317,7 +311,7 @@ def no_consultation(run: Run) -> None:
 
 @then("l'autorisation d'accès au DMP est posée")
 def authorisation(run: Run) -> None:
-    run.page.wait_for_selector("#dmp [data-operation=autorisation][data-status=reussi]", timeout=60_000)
+    run.driver.wait_call_done("dmp", operation="autorisation", within="#dmp")
     td03 = run.sims.journal("dmp", run.id, "TD0.3")
     _check(run, "TD0.3 envoyé une fois avec AJOUT", len(td03) == 1 and "AJOUT" in (td03[0]["request"]["body"] or ""),
            f"{len(td03)} requête(s)", "journal DMP")
@@ -328,6 +322,6 @@ def new_documents(run: Run) -> None:
     total, invisible, text = run.driver.new_documents()
     _check(run, "Nouveaux documents comptés sans clic, invisibles signalés", total >= 3 and invisible == 1,
            text.replace("\n", " ")[:200], "écran du LGC")
-    run.page.wait_for_selector("#icone-dmp[data-dmp=consultable]", timeout=60_000)
+    run.driver.wait_dmp_icon("consultable")
 
 

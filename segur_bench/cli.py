@@ -211,9 +211,12 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/scenarios"),
               show_default=True, help="Run directories, proof bundles, JUnit XML, Allure results.")
 @click.option("--running", is_flag=True, help="Use simulators already started by `segur-bench up`.")
+@click.option("--operator", type=click.Choice(["human", "auto"]), default="human", show_default=True,
+              help="guided driver: a person answers on the local page, or (CI) an automated operator using the "
+                   "reference LGC.")
 @click.pass_context
 def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: str, driver: str, out: Path,
-            running: bool) -> None:
+            running: bool, operator: str) -> None:
     """Run REM scenarios (IDS: requirement ids such as LGC.DMP/UX.10.01, or feature names) and build proof bundles."""
     from .run import RunError, features, run
 
@@ -226,7 +229,7 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
         _fail("your LGC cannot be driven by the reference LGC's Playwright driver: use --driver guided")
     try:
         code = run(_config(ctx), ids, run_all=run_all, against=against, driver=driver, out=out, running=running,
-                   echo=lambda m: click.echo(m))
+                   operator=operator, echo=lambda m: click.echo(m))
     except RunError as exc:
         _fail(str(exc))
     sys.exit(code)

@@ -60,7 +60,7 @@ def select(ids: tuple[str, ...], run_all: bool) -> list[Feature]:
 
 
 def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: str, driver: str, out: Path,
-        running: bool, echo=print) -> int:
+        running: bool, operator: str = "human", echo=print) -> int:
     chosen = select(ids, run_all)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -80,6 +80,7 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         sims = {s: config.url(s) for s in SERVICES}
         layer, network = _network_layer(config, out, echo)
         env = _bench_env(config, sims, layer, network, out, against, driver)
+        env.operator = operator
         env_path = out / "scenario-env.json"
         env.save(env_path)
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",

@@ -1,0 +1,284 @@
+"""The guided driver, for a vendor's LGC: the bench shows each step to an operator (a small local page, also
+printed in the terminal), waits for "Fait" or for the answer to a question, and judges from the simulators'
+journals. In CI an automated operator answers: it performs each instruction on the reference LGC with the
+Playwright driver, so the guided protocol itself is tested end to end."""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from .runtime import RunRecorder, Sims
+
+TIMEOUT_S = 900  # an operator gets 15 minutes per step
+
+
+@dataclass
+class Instruction:
+    id: int
+    kind: str  # "action" | "question"
+    action: str  # the reference driver's method the automated operator runs
+    args: dict[str, Any]
+    text: str  # French, for the operator
+    choices: list[str] = field(default_factory=list)
+    answer: Any = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class OperatorChannel:
+    """Current instruction + answer, over loopback HTTP: GET / (page), GET /etape (JSON), POST /reponse."""
+
+    def __init__(self) -> None:
+        self.operator: AutomatedOperator | None = None  # CI: answers in this thread (Playwright is thread-bound)
+        self.current: Instruction | None = None
+        self.seq = 0
+        self.lock = threading.Lock()
+        channel = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                ins = channel.current
+                if self.path.startswith("/etape"):
+                    body = json.dumps(None if ins is None or ins.done.is_set() else {
+                        "id": ins.id, "kind": ins.kind, "action": ins.action, "args": ins.args, "text": ins.text,
+                        "choices": ins.choices}).encode()
+                    self._send(200, "application/json", body)
+                    return
+                self._send(200, "text/html; charset=utf-8", channel.page().encode())
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length).decode()
+                if self.headers.get("content-type", "").startswith("application/json"):
+                    data = json.loads(raw or "{}")
+                else:
+                    from urllib.parse import parse_qs
+                    data = {k: v[0] for k, v in parse_qs(raw).items()}
+                ins = channel.current
+                if ins is not None and str(data.get("id")) == str(ins.id):
+                    ins.answer = data.get("answer", "fait")
+                    ins.done.set()
+                self.send_response(303)
+                self.send_header("Location", "/")
+                self.end_headers()
+
+            def _send(self, status: int, ctype: str, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True, name="operator-channel").start()
+
+    def page(self) -> str:
+        ins = self.current
+        if ins is None or ins.done.is_set():
+            body = "<p>En attente de la prochaine étape…</p>"
+        else:
+            buttons = "".join(f'<button name="answer" value="{html.escape(c)}">{html.escape(c)}</button> '
+                              for c in (ins.choices or ["Fait"]))
+            body = (f'<p id="consigne">{html.escape(ins.text)}</p><form method="post" action="/reponse">'
+                    f'<input type="hidden" name="id" value="{ins.id}">{buttons}</form>')
+        return ('<!doctype html><html lang="fr"><head><meta charset="utf-8"><meta http-equiv="refresh" content="1">'
+                '<title>segur-bench — opérateur</title></head><body style="font-family:sans-serif;font-size:1.3rem">'
+                f"<h1>Étape pour l'opérateur</h1>{body}</body></html>")
+
+    def ask(self, kind: str, action: str, args: dict[str, Any], text: str, choices: list[str] | None = None) -> Any:
+        with self.lock:
+            self.seq += 1
+            ins = Instruction(self.seq, kind, action, args, text, choices or [])
+            self.current = ins
+        if self.operator is not None:
+            self.operator.pump()
+        else:
+            print(f"\n[opérateur] {text}  → répondre sur {self.url}", file=sys.__stderr__, flush=True)
+        if not ins.done.wait(TIMEOUT_S):
+            raise AssertionError(f"pas de réponse de l'opérateur en {TIMEOUT_S // 60} min : {text}")
+        if isinstance(ins.answer, dict) and "error" in ins.answer:
+            raise AssertionError(f"l'opérateur n'a pas pu : {text} ({ins.answer['error']})")
+        return ins.answer
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def _yes(answer: Any) -> bool:
+    return str(answer).strip().lower() in ("oui", "o", "yes", "true", "fait")
+
+
+class GuidedDriver:
+    """Same methods as the Playwright driver; each becomes an instruction or a question for the operator."""
+
+    def __init__(self, channel: OperatorChannel, sims: Sims, rec: RunRecorder) -> None:
+        self.channel, self.sims, self.rec = channel, sims, rec
+
+    def _act(self, action: str, text: str, **args: Any) -> Any:
+        return self.channel.ask("action", action, args, text)
+
+    def _q(self, action: str, text: str, human: Callable[[Any], Any], choices: list[str] | None = None,
+           **args: Any) -> Any:
+        answer = self.channel.ask("question", action, args, text, choices or ["Oui", "Non"])
+        if isinstance(answer, dict) and "value" in answer:  # the automated operator returns the actual value
+            return _decode(answer["value"])
+        return human(answer)
+
+    # ------------------------------------------------------------------------------------------ actions
+    def login(self, national_id: str) -> None:
+        self._act("login", f"Connectez-vous au LGC avec Pro Santé Connect (identifiant national {national_id}).",
+                  national_id=national_id)
+
+    def open_patient(self, name: str) -> int:
+        self._act("open_patient", f"Ouvrez le dossier du patient {name}.", name=name)
+        return 0
+
+    def read_apcv(self, ins: str) -> None:
+        presented = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]
+        self._act("read_apcv", "Lisez l'Appli carte Vitale du patient : scannez le QR code (contenu : "
+                  f"{presented['payload']}).", ins=ins, payload=presented["payload"])
+
+    def write_prescription(self, lines: list[tuple[str, str, str]], *, mss: bool = True, delay_s: float = 3) -> int:
+        text = "; ".join(f"{a} — {b} — {c} jours" for a, b, c in lines)
+        self._act("write_prescription", f"Rédigez une ordonnance de produits de santé : {text}. Envoi au patient "
+                  f"par MSSanté : {'oui' if mss else 'non'}.", lines=[list(x) for x in lines], mss=mss, delay_s=delay_s)
+        return 0
+
+    def validate_prescription(self) -> None:
+        self._act("validate_prescription", "Validez l'ordonnance (envois à l'Ordonnance numérique, au DMP, MSSanté).")
+
+    def qualify_one_click(self, means: str = "cni") -> None:
+        self._act("qualify_one_click", "Qualifiez l'identité en un clic (pièce contrôlée : carte nationale "
+                  "d'identité).", means=means)
+
+    def record_consent(self) -> None:
+        self._act("record_consent", "Enregistrez le consentement du patient à la consultation de son DMP.")
+
+    def show_dica(self) -> None:
+        self._act("show_dica", "Survolez ou cliquez l'icône DMP pour afficher la liste des conditions (DICA).")
+
+    # ----------------------------------------------------------------------------------------- questions
+    def local_documents(self) -> str:
+        return self._q("local_documents", "Le dossier local contient-il un document absent du DMP (ex. une note "
+                       "de consultation) ?", lambda a: "Note de consultation" if _yes(a) else "")
+
+    def wait_identity(self, status: str) -> None:
+        label = {"qualifiee": "Identité qualifiée", "recuperee": "Identité récupérée"}.get(status, status)
+        ok = self._q("wait_identity", f"Le dossier affiche-t-il sans clic « {label} » ?", _yes, status=status)
+        if ok is False:
+            raise AssertionError(f"l'opérateur ne voit pas « {label} »")
+
+    def identity_status(self) -> str:
+        choices = ["provisoire", "recuperee", "validee", "qualifiee"]
+        return self._q("identity_status", "Quel statut d'identité est affiché ?", str, choices=choices)
+
+    def watch_call(self, service: str, *, operation: str | None = None, within: str = "", probe: bool = True,
+                   during: str = "") -> list[str]:
+        ok = self._q("watch_call", f"Observez l'appel au service « {service} » : son état passe-t-il par « en "
+                     "cours » puis « réussi » ? Pendant l'appel, continuez d'utiliser le logiciel (ouvrez un autre "
+                     "dossier, faites une recherche).", _yes, service=service, operation=operation, within=within,
+                     probe=probe, during=during)
+        return ["en_cours", "reussi"] if ok is True else (ok if isinstance(ok, list) else ["?"])
+
+    def wait_call_done(self, service: str, *, operation: str | None = None, within: str = "") -> str:
+        return self._q("wait_call_done", f"Attendez la fin de l'appel au service « {service} » : a-t-il réussi ?",
+                       lambda a: "reussi" if _yes(a) else "echec", service=service, operation=operation,
+                       within=within)
+
+    def identity_panel(self) -> str:
+        return self._q("identity_panel", "Le LGC indique-t-il avoir relancé automatiquement la recherche avec le "
+                       "lieu de naissance ?", lambda a: "relance automatique avec le COG" if _yes(a) else "")
+
+    def insi_comparison(self) -> str:
+        return self._q("insi_comparison", "Quel matricule INS (NIR) le LGC affiche-t-il à côté des traits du "
+                       "dossier ?", str, choices=[])
+
+    def on_number(self) -> str | None:
+        return self._q("on_number", "Quel numéro d'ordonnance numérique est affiché ?", str, choices=[])
+
+    def prescription_has_qr(self) -> tuple[bool, str]:
+        return self._q("prescription_has_qr", "L'ordonnance imprimée porte-t-elle le QR code et le numéro ?",
+                       lambda a: (_yes(a), "confirmé par l'opérateur"))
+
+    def wait_dmp_sent(self) -> str:
+        return self._q("wait_dmp_sent", "Le LGC indique-t-il l'ordonnance « envoyée au DMP » ?",
+                       lambda a: "envoye" if _yes(a) else "echec")
+
+    def outbox_state(self) -> str | None:
+        return self._q("outbox_state", "Le document est-il affiché en attente d'envoi au DMP ?",
+                       lambda a: "a_envoyer" if _yes(a) else "?")
+
+    def wait_queued_with_reason(self) -> str:
+        return self._q("wait_queued_with_reason", "Le motif de l'attente (DMP injoignable) est-il affiché ?",
+                       lambda a: "motif affiché (opérateur)" if _yes(a) else "")
+
+    def without_qr_reason(self) -> str:
+        return self._q("without_qr_reason", "Le LGC explique-t-il que l'ordonnance part sans QR code, et pourquoi ?",
+                       lambda a: "sans QR code (opérateur)" if _yes(a) else "")
+
+    def dica(self) -> dict[str, tuple[str, str]]:
+        return self._q("dica", "La liste DICA indique-t-elle « Consentement non recueilli » comme condition "
+                       "manquante ?", lambda a: {"C": ("ko", "Consentement non recueilli") if _yes(a) else ("ok", "")})
+
+    def dmp_icon(self) -> str:
+        return self._q("dmp_icon", "L'icône DMP est-elle grisée (consultation impossible) ?",
+                       lambda a: "non-consultable" if _yes(a) else "consultable")
+
+    def wait_dmp_icon(self, state: str) -> None:
+        self._q("wait_dmp_icon", "L'icône DMP indique-t-elle maintenant « consultable » ?", _yes, state=state)
+
+    def new_documents(self) -> tuple[int, int, str]:
+        return self._q("new_documents", "Combien de nouveaux documents sont annoncés, et combien invisibles pour "
+                       "le patient ? (répondre « total/invisibles », ex. 3/1)",
+                       lambda a: (*map(int, str(a).split("/")), str(a)), choices=[])
+
+    def call_status(self, service: str, operation: str | None = None, within: str = "") -> str | None:
+        return self.wait_call_done(service, operation=operation, within=within)
+
+
+def _decode(value: Any) -> Any:
+    """Values the automated operator sent back as JSON (tuples became lists)."""
+    if isinstance(value, list) and value and isinstance(value[0], int) and len(value) == 3:
+        return tuple(value)
+    if isinstance(value, dict):
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+    if isinstance(value, list) and len(value) == 2 and isinstance(value[0], bool):
+        return tuple(value)
+    return value
+
+
+class AutomatedOperator:
+    """Answers the channel by running each instruction on the reference LGC with the Playwright driver."""
+
+    def __init__(self, channel: OperatorChannel, driver: Any) -> None:
+        self.channel, self.driver = channel, driver
+        channel.operator = self
+
+    def pump(self) -> bool:
+        """Called from the scenario thread while it waits: perform the pending instruction, if any."""
+        ins = self.channel.current
+        if ins is None or ins.done.is_set():
+            return False
+        method = getattr(self.driver, ins.action)
+        args = dict(ins.args)
+        if ins.action == "write_prescription":
+            args["lines"] = [tuple(x) for x in args["lines"]]
+        try:
+            value = method(**args)
+        except Exception as exc:  # the operator "could not do it": the step fails with the reason
+            ins.answer = {"error": f"{type(exc).__name__}: {exc}"}
+        else:
+            ins.answer = {"value": value if not isinstance(value, bytes) else None}
+        ins.done.set()
+        return True
+
