@@ -4,8 +4,9 @@ Chromium page, video), a screenshot per step, journals and HAR collected, the pr
 from __future__ import annotations
 
 import json
+import os
 import re
-import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class Run:
         label = f"latence {latency_ms / 1000:g} s" if latency_ms else "normal"
         net = self.env.network
         if net.get("mode") == "proxy" and net.get("control_file"):
-            Path(net["control_file"]).write_text(json.dumps({"latency_ms": latency_ms}), encoding="utf-8")
+            _proxy_latency(Path(net["control_file"]), latency_ms)
         elif latency_ms:
             for service in self.sims.urls:
                 self.sims.faults(service, {"operation": "*", "effect": {"type": "latency", "ms": latency_ms}})
@@ -81,6 +82,35 @@ class Run:
         if self.video is not None:
             self.video.condition(f"Réseau : {label}")
         return label
+
+
+def _proxy_latency(control: Path, latency_ms: int) -> None:
+    """Same edit as network_proxy's set_condition(latency_ms) (every service, no override), done on its control
+    file because the layer object lives in the `segur-bench run` process; written atomically."""
+    data = json.loads(control.read_text(encoding="utf-8")) if control.exists() else {"version": 1}
+    data.update(default={"latency_ms": latency_ms, "jitter_ms": 0}, overrides={}, down=[])
+    tmp = control.with_name(f".{control.name}.scenario.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, control)
+
+
+def _har_window(src: Path, dst: Path, started: str, ended: str) -> None:
+    """The run's part of the network layer's HAR (it records the whole session)."""
+    try:
+        har = json.loads(src.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    entries = har.get("log", {}).get("entries", [])
+    har["log"]["entries"] = [e for e in entries if _same_instant_window(e.get("startedDateTime", ""), started, ended)]
+    dst.write_text(json.dumps(har, ensure_ascii=False, indent=1), encoding="utf-8")
+
+
+def _same_instant_window(stamp: str, started: str, ended: str) -> bool:
+    try:
+        t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return datetime.fromisoformat(started) <= t <= datetime.fromisoformat(ended)
+    except ValueError:
+        return False
 
 
 def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
@@ -108,7 +138,7 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
     sims.reset_all(run_id)
     sims.clear_faults()
     if env.network.get("control_file"):
-        Path(env.network["control_file"]).write_text(json.dumps({"latency_ms": 0}), encoding="utf-8")
+        _proxy_latency(Path(env.network["control_file"]), 0)
     lgc: LgcProcess | None = None
     if env.against == "reference":
         lgc = LgcProcess(env.lgc_settings, run_dir.parent.parent / "lgc-data" / run_id, env.sims["psc"])
@@ -175,10 +205,12 @@ def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> None:
         r.set_network(0)
     for service in r.sims.urls:
         (r.rec.dir / "journals" / f"{service}.jsonl").write_bytes(r.sims.journal_jsonl(service, r.id))
-    har = r.env.network.get("har")
-    if har and Path(har).exists():
-        shutil.copyfile(har, r.rec.dir / "network.har")
     r.rec.finish(outcome)
+    har = r.env.network.get("har")
+    if har:
+        time.sleep(2.5)  # the addon flushes its HAR every 2 s
+        if Path(har).exists():
+            _har_window(Path(har), r.rec.dir / "network.har", r.rec.meta["started"], r.rec.meta["ended"])
     if lgc is not None:
         lgc.stop()
     try:

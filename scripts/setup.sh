@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages needed by the bench: Chromium for the browser tests (Playwright drives Debian's
-# build: its own browser download is not available everywhere); Pango for WeasyPrint (the reference LGC's
-# PDF/A prescriptions) and fonts with French glyphs. ffmpeg arrives with the proof videos.
-APT_PACKAGES=(chromium libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+# build: its own browser download is not available everywhere); ffmpeg for the proof videos; Pango for
+# WeasyPrint (the reference LGC's PDF/A prescriptions) and fonts with French glyphs.
+APT_PACKAGES=(chromium ffmpeg libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -53,4 +53,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || ! .venv/bin/python -
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -e '.[test]'
   echo "$want" > "$stamp"
+fi
+
+# mitmproxy lives in its own virtual environment (its pins conflict with authlib/cryptography): the network
+# layer of the scenario runs (segur-bench run) starts mitmdump from there. Instant when already present.
+if ! .venv/bin/python -c 'from network_proxy import ensure_venv; ensure_venv()' >/dev/null 2>&1; then
+  say "installing mitmproxy in .venv-mitm (network layer)"
+  .venv/bin/python -c 'from network_proxy import ensure_venv; ensure_venv()' \
+    || say "warning: mitmproxy could not be installed; scenario runs will inject latency in the simulators"
 fi

@@ -112,25 +112,24 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
 
 
 def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None, dict]:
-    """mitmdump in front of the HTTP simulators (its own venv); without it, latency is injected by the simulators."""
+    """mitmdump in front of the simulators the LGC calls (its own venv); without it, latency is injected by the
+    simulators themselves (fault rules), which the bundle says."""
     try:
-        from network_proxy.layer import NetworkLayer, ensure_venv
+        from network_proxy.layer import NetworkLayer, bench_targets, ensure_venv
     except ImportError:
         echo("network layer not available: latency will be injected by the simulators themselves")
         return None, {"mode": "faults"}
     try:
         ensure_venv()
         control = out / "network"
-        control.mkdir(exist_ok=True)
-        layer = NetworkLayer({s: config.url(s) for s in PROXIED}, har_path=out / "network" / "network.har",
+        layer = NetworkLayer(bench_targets(config, [*PROXIED, "mss"]), har_path=control / "network.har",
                              control_dir=control)
         layer.start()
     except Exception as exc:  # no PyPI, mitmdump fails…: the run goes on with in-simulator latency
         echo(f"network layer unavailable ({exc}); latency will be injected by the simulators themselves")
         return None, {"mode": "faults"}
-    echo("network layer (mitmdump) in front of: " + ", ".join(PROXIED))
-    return layer, {"mode": "proxy", "control_file": str(layer.control_file), "har": str(out / "network" /
-                                                                                         "network.har")}
+    echo("network layer (mitmdump) in front of: " + ", ".join([*PROXIED, "mss (SMTP, IMAP)"]))
+    return layer, {"mode": "proxy", "control_file": str(layer.control_path), "har": str(control / "network.har")}
 
 
 def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, network: dict, out: Path,
@@ -146,8 +145,11 @@ def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, 
         services[name] = {"url": base + SERVICES[name].base_path, "timeout": 15 if name != "on" else 8,
                           "retries": 0}
     mss = config.settings.get("mss", {})
-    services["mss"]["extra"] = {"smtp_port": str(mss.get("smtp_port", 2587)),
-                                "imap_port": str(mss.get("imap_port", 2143))}
+    ports = {"smtp_port": str(mss.get("smtp_port", 2587)), "imap_port": str(mss.get("imap_port", 2143))}
+    if layer is not None:  # SMTP and IMAP through the proxy too (latency once per connection)
+        addresses = layer.addresses()  # type: ignore[attr-defined]
+        ports = {"smtp_port": str(addresses["mss-smtp"][1]), "imap_port": str(addresses["mss-imap"][1])}
+    services["mss"]["extra"] = ports
     return BenchEnv(sims=sims, out_dir=str(out), against=against, driver=driver, network=network,
                     psc_issuer=sims["psc"] + SERVICES["psc"].base_path, bench_version=version("segur-bench"),
                     lgc_settings={"services": services, "psc_issuer": sims["psc"] + SERVICES["psc"].base_path,
