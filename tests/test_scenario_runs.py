@@ -1,0 +1,95 @@
+"""`segur-bench run` as a user runs it: the five REM scenarios against the reference LGC, then the flagship's
+proof bundle opened and checked (video, one screenshot per step, 3-s latency on INSi and ON, hashes); the guided
+driver with an automated operator."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def segur(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "segur_bench", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def all_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("scenarios")
+    result = segur("run", "--all", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return out
+
+
+@pytest.mark.timeout(1200)
+def test_all_five_scenarios_pass_and_leave_valid_bundles(all_runs: Path) -> None:
+    zips = sorted((all_runs / "bundles").glob("*.zip"))
+    requirements = {z.name.rsplit("_", 1)[0] for z in zips}
+    assert requirements == {"LGC.DMP-UX.10.01", "SC.INS-SENTINELLE", "SC.DMP-ALI-PROG", "SC.ORDN-CONF.04",
+                            "SC.DMP-UX.13"}
+    for z in zips:
+        check = segur("bundle", "verify", str(z), timeout=60)
+        assert check.returncode == 0 and "bundle intact" in check.stdout, (z, check.stdout, check.stderr)
+    junit = (all_runs / "junit.xml").read_text()
+    assert 'failures="0"' in junit and 'errors="0"' in junit
+    assert any((all_runs / "allure-results").glob("*-result.json"))
+
+
+@pytest.mark.timeout(1200)
+def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_path: Path) -> None:
+    bundle = sorted((all_runs / "bundles").glob("LGC.DMP-UX.10.01_*.zip"))[0]
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(tmp_path)
+    root = next(tmp_path.iterdir())
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["requirement_id"] == "LGC.DMP/UX.10.01"
+    steps = json.loads((root / "steps.json").read_text())
+    shots = sorted(p.name for p in (root / "screenshots").glob("*.png"))
+    assert len(shots) == len(steps) >= 15 and all(s["status"] == "passed" for s in steps)
+    # Video: an MP4 that plays (ffprobe reads a positive duration).
+    video = root / "video" / "run.mp4"
+    assert video.exists(), (root / "video").iterdir()
+    probe = subprocess.run([shutil.which("ffprobe") or "ffprobe", "-v", "error", "-show_entries",
+                            "format=duration:stream=codec_name", "-of", "json", str(video)],
+                           capture_output=True, text=True, check=True)
+    info = json.loads(probe.stdout)
+    assert float(info["format"]["duration"]) > 10 and info["streams"][0]["codec_name"] == "h264"
+    # 3 s of latency on INSi and ON: in the HAR of the network layer, or in the simulators' journals.
+    delays: dict[str, list[float]] = {"insi": [], "on": []}
+    har = root / "network.har"
+    if har.exists():
+        for e in json.loads(har.read_text())["log"]["entries"]:
+            if e.get("_service") in delays:
+                delays[e["_service"]].append(float(e.get("_injected_ms") or 0))
+    for service in delays:
+        for line in (root / "journals" / f"{service}.jsonl").read_text().splitlines():
+            delays[service].append(float(json.loads(line).get("waited_ms") or 0))
+    assert max(delays["insi"]) >= 3000 and max(delays["on"]) >= 3000, delays
+    timings = json.loads((root / "timings.json").read_text())
+    assert timings["actions"] and timings["max_ms"] < 1000
+    # Tampering is caught.
+    shot = root / "screenshots" / shots[0]
+    shot.write_bytes(shot.read_bytes()[:-1] + b"\x00")
+    check = segur("bundle", "verify", str(root), timeout=60)
+    assert check.returncode != 0 and shots[0] in check.stdout + check.stderr
+
+
+@pytest.mark.timeout(600)
+def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
+    result = segur("run", "SC.INS/SENTINELLE", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    bundle = sorted((tmp_path / "bundles").glob("SC.INS-SENTINELLE_*.zip"))
+    assert bundle
+    with zipfile.ZipFile(bundle[0]) as z:
+        run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
+        verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
+    assert run["driver"] == "guided" and run["outcome"] == "passed"
+    assert any("relance automatique avec le COG" in v["assertion"] for v in verdicts)
