@@ -102,6 +102,9 @@ def _har_window(src: Path, dst: Path, started: str, ended: str) -> None:
         return
     entries = har.get("log", {}).get("entries", [])
     har["log"]["entries"] = [e for e in entries if _same_instant_window(e.get("startedDateTime", ""), started, ended)]
+    if "_connections" in har["log"]:  # SMTP/IMAP through the proxy (latency per connection)
+        har["log"]["_connections"] = [c for c in har["log"]["_connections"]
+                                      if _same_instant_window(c.get("startedDateTime", ""), started, ended)]
     dst.write_text(json.dumps(har, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
