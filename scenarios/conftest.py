@@ -80,7 +80,7 @@ class Run:
                 self.sims.faults(service, {"operation": "*", "effect": {"type": "latency", "ms": latency_ms}})
         self.rec.meta["network_condition"] = f"Réseau : {label}"
         if self.video is not None:
-            self.video.condition(f"Réseau : {label}")
+            self.video.condition(label)
         return label
 
 
@@ -204,8 +204,8 @@ def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> None:
         except Exception as exc:
             (r.rec.dir / "video" / "ABSENT.txt").write_text(f"Vidéo indisponible : {exc}\n", encoding="utf-8")
     context.close()
-    if r.env.network.get("control_file"):
-        r.set_network(0)
+    if r.env.network.get("control_file"):  # back to a normal network for the next run (the proof keeps its label)
+        _proxy_latency(Path(r.env.network["control_file"]), 0)
     for service in r.sims.urls:
         (r.rec.dir / "journals" / f"{service}.jsonl").write_bytes(r.sims.journal_jsonl(service, r.id))
     r.rec.finish(outcome)

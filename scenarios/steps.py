@@ -32,7 +32,7 @@ def _check(run: Run, assertion: str, ok: bool, detail: str = "", source: str = "
 
 @given(parsers.parse('le médecin "{national_id}" connecté avec Pro Santé Connect'))
 def logged_in(run: Run, national_id: str) -> None:
-    run.rec.meta["personas"].append({"role": "professionnel", "name": "Dr KIT DOC0036624", "id": national_id})
+    run.rec.meta["personas"].append({"role": "professionnel", "name": "Dr KIT DOC0036624", "rpps": national_id})
     run.driver.login(national_id)
 
 
