@@ -95,8 +95,30 @@ class PrescriptionOps(OpsBase):
             duration_unit=DURATION_UNITS[li["unit"]], quantity=li["quantity"], renewals=li["renewals"],
             non_substitutable=li["non_substitutable"]) for li in json.loads(row["lines"]))
         created = datetime.fromisoformat(row["validated_at"] or row["created_at"])
+        set_id, version, parent = doc_id, 1, None
+        if options.get("replaces"):  # a new version of a sent prescription: same setId, version + 1, RPLC
+            old = json.loads(self.prescription(options["replaces"])["options"] or "{}")
+            parent = uuid.UUID(old["document_uuid"])
+            set_id = uuid.UUID(old.get("set_uuid") or old["document_uuid"])
+            version = int(old.get("version", 1)) + 1
         return docs.Prescription(id=doc_id, created=created.astimezone(UTC), patient=patient, author=author,
-                                 lines=lines, notes=row["notes"], on_number=on_number, on_payload=on_payload)
+                                 lines=lines, notes=row["notes"], on_number=on_number, on_payload=on_payload,
+                                 set_id=set_id, version=version, parent_id=parent)
+
+    def draft_replacement(self, prescription_id: int, user: Any) -> int:
+        """"Modifier et remplacer": a draft copy of a prescription already in the DMP, sent as its next version."""
+        row = self.prescription(prescription_id)
+        doc = self.db.one("SELECT dmp_state FROM documents WHERE id=?", (row["document_id"],)) \
+            if row and row["document_id"] else None
+        if doc is None or doc["dmp_state"] != "envoye":
+            raise PrescriptionError("Seule une ordonnance déjà envoyée au DMP peut être remplacée")
+        old = json.loads(row["options"] or "{}")
+        options = {k: old[k] for k in ("dmp", "mss", "invisible", "delai") if k in old}
+        options["replaces"] = prescription_id
+        cur = self.db.execute(
+            "INSERT INTO prescriptions (patient_id, user_id, created_at, lines, notes, options) VALUES (?,?,?,?,?,?)",
+            (row["patient_id"], user["id"], now_iso(), row["lines"], row["notes"], json.dumps(options)))
+        return int(cur.lastrowid)
 
     def validate_and_send(self, prescription_id: int, p: Patient, user: Any, session_row: Any) -> int:
         """Validation: the CDA must pass our XSD before anything is sent; then ON starts, and the rest follows."""
@@ -109,6 +131,10 @@ class PrescriptionOps(OpsBase):
         options["document_uuid"] = str(uuid.uuid4())
         self.db.execute("UPDATE prescriptions SET options=?, validated_at=? WHERE id=?",
                         (json.dumps(options), now_iso(), prescription_id))
+        row = self.prescription(prescription_id)
+        model = self.model(row, p, user)  # remember the set and the version this document carries
+        options.update(set_uuid=str(model.document_set_id), version=model.version)
+        self.db.execute("UPDATE prescriptions SET options=? WHERE id=?", (json.dumps(options), prescription_id))
         row = self.prescription(prescription_id)
         try:
             docs.validate(docs.build_n3(self.model(row, p, user)))  # same header as the N1 sent later
@@ -168,7 +194,7 @@ class PrescriptionOps(OpsBase):
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.id, model.title, "57833-6", "Prescription de produits de santé", model.created.date().isoformat(),
                  f"Dr {user['given_name']} {user['family_name']}", "text/xml", n1, "local", now, unique_id, set_id,
-                 1, "N1", n1, pdf, "42", now)).lastrowid
+                 model.version, "N1", n1, pdf, "42", now)).lastrowid
             n3_id = tx.execute(
                 "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, content, "
                 "origin, created_at, unique_id, set_id, version, level, cda, class_code, validated_at) "
@@ -179,6 +205,13 @@ class PrescriptionOps(OpsBase):
             tx.execute("UPDATE prescriptions SET document_id=?, n3_document_id=? WHERE id=?",
                        (doc_id, n3_id, prescription_id))
         options = json.loads(row["options"] or "{}")
+        replaces_entry = None
+        if options.get("replaces"):
+            previous = self.db.one("SELECT d.id, d.dmp_entry_uuid FROM prescriptions r JOIN documents d "
+                                   "ON d.id = r.document_id WHERE r.id=?", (options["replaces"],))
+            replaces_entry = previous["dmp_entry_uuid"] if previous else None
+            if previous:
+                self.db.execute("UPDATE documents SET replaces_id=? WHERE id=?", (previous["id"], doc_id))
         if options.get("dmp", True):
             ok, why = feeding_allowed(ins_qualified=p.qualified, consent=self.records.consent(p.id))
             if ok:
@@ -186,7 +219,8 @@ class PrescriptionOps(OpsBase):
                                     ins=model.patient.ins, ins_oid=model.patient.ins_oid,
                                     professional=job.ctx.professional,
                                     defer_s=float(options.get("delai", self.config.dmp_defer_seconds)),
-                                    invisible_to_patient=bool(options.get("invisible")))
+                                    invisible_to_patient=bool(options.get("invisible")),
+                                    replaces_entry_uuid=replaces_entry)
             else:
                 self.db.execute("UPDATE prescriptions SET error=? WHERE id=?", (f"DMP non alimenté : {why}",
                                                                                  prescription_id))

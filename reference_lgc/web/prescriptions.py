@@ -74,7 +74,8 @@ def show(prescription_id: int) -> Any:
                     None)
     doc = current_app.config["DB"].one("SELECT * FROM documents WHERE id=?", (row["document_id"],)) \
         if row["document_id"] else None
-    return render_template("prescription.html", patient=p, rx=row, lines=json.loads(row["lines"]),
+    return render_template("prescription.html", patient=p, rx=row, lines=json.loads(row["lines"]), doc_sent=bool(
+                               doc and doc["dmp_state"] == "envoye"),
                            options=json.loads(row["options"] or "{}"), on_call=on_call, mss_call=mss_call, doc=doc,
                            outbox_item=_outbox().state(row["document_id"]) if row["document_id"] else None)
 
@@ -83,6 +84,17 @@ def _calls(runner: Any, patient_id: int, service: str) -> list[Any]:
     rows = current_app.config["DB"].all("SELECT id FROM service_calls WHERE patient_id=? AND service=? "
                                         "ORDER BY id DESC LIMIT 50", (patient_id, service))
     return [runner.get(r["id"]) for r in rows]
+
+
+@bp.post("/ordonnances/<int:prescription_id>/remplacer")
+def replace_prescription(prescription_id: int) -> Any:
+    try:
+        new_id = _ops().draft_replacement(prescription_id, g.user)
+    except PrescriptionError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("prescriptions.show", prescription_id=prescription_id))
+    flash("Nouvelle version en brouillon : elle remplacera l'ordonnance dans le DMP une fois validée.", "ok")
+    return redirect(url_for("prescriptions.show", prescription_id=new_id))
 
 
 @bp.post("/ordonnances/<int:prescription_id>/valider")

@@ -121,3 +121,30 @@ def test_on_ko_then_no_answer_still_reach_the_dmp_without_qr_code(page, lgc: Lgc
         cda = etree.fromstring(base64.b64decode(cda_b64.group(1)))
         pdf = base64.b64decode(cda.xpath("string(h:component/h:nonXMLBody/h:text)", namespaces=NS))
         assert b"/Subtype /Image" not in pdf and b"/Subtype/Image" not in pdf  # no QR code image in the PDF
+
+
+def test_a_sent_prescription_is_replaced_by_a_new_version_with_rplc(page, lgc: Lgc, bench: Bench) -> None:
+    pid = qualify_with_apcv(page, lgc, bench, "CLERICO", CLERICO)
+    write_prescription(page, lgc, pid, mss=False, delay="0")
+    page.click("#valider-ordonnance")
+    page.wait_for_selector("#ordonnance [data-outbox][data-state=envoye]", timeout=WAIT_MS)
+    first = dmp_submissions(bench, CLERICO)[-1]
+    page.click("#remplacer-ordonnance")
+    page.wait_for_selector("#remplace")
+    page.click("#valider-ordonnance")
+    page.wait_for_selector("#ordonnance [data-outbox][data-state=envoye]", timeout=WAIT_MS)
+    assert "version 2" in page.locator("#ordonnance").inner_text()
+    second = dmp_submissions(bench, CLERICO)[-1]
+    assert "RPLC" in second and "RPLC" not in first
+    cda = etree.fromstring(base64.b64decode(re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</",
+                                                      second).group(1)))
+    first_cda = etree.fromstring(base64.b64decode(re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</",
+                                                            first).group(1)))
+    assert cda.xpath("string(h:versionNumber/@value)", namespaces=NS) == "2"
+    assert cda.xpath("string(h:setId/@root)", namespaces=NS) == first_cda.xpath("string(h:setId/@root)",
+                                                                                namespaces=NS)
+    assert cda.xpath("string(h:relatedDocument/@typeCode)", namespaces=NS) == "RPLC"
+    state = bench.control("dmp", "GET", f"/state?ins={CLERICO}")
+    docs = [d for d in state.get("state", state)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    statuses = sorted(d["status"].rsplit(":", 1)[-1] for d in docs)
+    assert statuses.count("Deprecated") >= 1 and statuses.count("Approved") >= 1
