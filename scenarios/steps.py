@@ -4,11 +4,15 @@ the simulators' journals (server side), so the same scenario judges a vendor's L
 from __future__ import annotations
 
 import base64
+import email
+import io
 import re
 import time
 import uuid
+import zipfile
 from datetime import UTC, datetime
 
+from lxml import etree
 from pytest_bdd import given, parsers, then, when
 
 from reference_lgc.services import dmp
@@ -25,6 +29,24 @@ DMP_TEST_OID = "1.2.250.1.213.1.4.10"
 def _check(run: Run, assertion: str, ok: bool, detail: str = "", source: str = "") -> None:
     run.rec.verdict(assertion, ok, detail, source)
     assert ok, f"{assertion} — {detail}"
+
+
+def _xdm_ok(raw: bytes, ins: str) -> bool:
+    """IHE XDM: METADATA.XML parses and lists a document whose CDA carries the patient's INS."""
+    message = email.message_from_bytes(raw)
+    zips = [part.get_payload(decode=True) for part in message.walk() if part.get_filename() == "IHE_XDM.zip"]
+    if not zips:
+        return False
+    parser = etree.XMLParser(resolve_entities=False, no_network=True)
+    with zipfile.ZipFile(io.BytesIO(zips[0])) as z:
+        names = z.namelist()
+        if "IHE_XDM/SUBSET01/METADATA.XML" not in names:
+            return False
+        etree.fromstring(z.read("IHE_XDM/SUBSET01/METADATA.XML"), parser)
+        docs = [n for n in names if n.startswith("IHE_XDM/SUBSET01/") and n.upper().endswith(".XML")
+                and not n.endswith("METADATA.XML")]
+        return any(etree.fromstring(z.read(n), parser).xpath(
+            "string(//*[local-name()='recordTarget']//*[local-name()='id']/@extension)") == ins for n in docs)
 
 
 # ------------------------------------------------------------------------------------------------ given
@@ -210,10 +232,12 @@ def sent_by_mss(run: Run) -> None:
     _check(run, "Envoi MSSanté au patient réussi", seen == "reussi", str(seen), "écran du LGC")
     address = f"{run.facts['ins']}@patient.mssante.fr"
     box = run.sims.call("mss", "GET", f"/mss/mailboxes/{address}")
-    msgs = box.get("messages", [])
-    _check(run, f"La messagerie {address} a reçu le message XDM", any("XDM/1.0/DDM" in (m.get("subject") or "")
-                                                                       for m in msgs),
-           f"{len(msgs)} message(s)", "état du simulateur MSSanté")
+    msgs = [m for m in box.get("messages", []) if "XDM/1.0/DDM" in (m.get("subject") or "")]
+    _check(run, f"La messagerie {address} a reçu le message XDM", bool(msgs), f"{len(msgs)} message(s)",
+           "état du simulateur MSSanté")
+    raw = run.sims.call("mss", "GET", f"/mss/mailboxes/{address}/messages/{msgs[-1]['uid']}")
+    _check(run, "Archive IHE_XDM.zip valide : METADATA.XML et le CDA du patient", _xdm_ok(raw, run.facts["ins"]),
+           f"{len(raw)} octets", "message reçu par le simulateur MSSanté")
 
 
 @then("les journaux des services montrent INSi, puis ON, puis DMP et MSSanté pour ce patient")
