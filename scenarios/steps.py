@@ -267,8 +267,9 @@ def journal_order(run: Run) -> None:
 def responsiveness(run: Run) -> None:
     ms = [a["ms"] for a in run.rec.actions if a["during"] not in ("appels INSi/DMP lancés à l'ouverture",)]
     worst = max(ms) if ms else 0.0
-    _check(run, "Actions utilisateur pendant les appels en vol : toutes sous 1 s", bool(ms) and worst < 1000,
-           f"{len(ms)} action(s), pire {worst:.0f} ms", "mesures dans le navigateur")
+    # Blocked, an action would wait for the 3-s call to end: every action must come back well before (< 2 s).
+    _check(run, "Actions utilisateur pendant les appels en vol : toutes bien avant la fin de l'appel (< 2 s)",
+           bool(ms) and worst < 2000, f"{len(ms)} action(s), pire {worst:.0f} ms", "mesures dans le navigateur")
 
 
 @then(parsers.parse('le journal INSi montre une recherche sans lieu de naissance puis la même avec le COG "{cog}"'))

@@ -74,7 +74,7 @@ def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_pat
             delays[service].append(float(json.loads(line).get("waited_ms") or 0))
     assert max(delays["insi"]) >= 3000 and max(delays["on"]) >= 3000, delays
     timings = json.loads((root / "timings.json").read_text())
-    assert timings["actions"] and timings["max_ms"] < 1000
+    assert timings["actions"] and timings["max_ms"] < 2000  # a blocked UI would wait for the 3-s call
     # Tampering is caught.
     shot = root / "screenshots" / shots[0]
     shot.write_bytes(shot.read_bytes()[:-1] + b"\x00")
