@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages needed by the bench: Chromium for the browser tests (Playwright drives Debian's
-# build: its own browser download is not available everywhere); ffmpeg for the proof videos; Pango for
+# build: its own browser download is not available everywhere); ffmpeg for the proof videos; poppler-utils
+# (pdftoppm) to check the rendered prescription page in the tests; Pango for
 # WeasyPrint (the reference LGC's PDF/A prescriptions) and fonts with French glyphs.
-APT_PACKAGES=(chromium ffmpeg libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+APT_PACKAGES=(chromium ffmpeg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
