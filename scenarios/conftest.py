@@ -180,7 +180,9 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
             outcome = "failed"
         if channel is not None:
             channel.close()
-        _finish(r, lgc, context, outcome)
+        bundle = _finish(r, lgc, context, outcome)
+        if bundle is not None:
+            _report(request, bundle)
 
 
 def _start_video(page: Any, run_dir: Path) -> Any:
@@ -197,7 +199,21 @@ def _start_video(page: Any, run_dir: Path) -> Any:
         return None
 
 
-def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> None:
+def _report(request: pytest.FixtureRequest, bundle: Path) -> None:
+    """The bundle in the reports: a JUnit property, and Allure attachments (zip, video, reviewer's page)."""
+    request.node.user_properties.append(("proof_bundle", str(bundle)))
+    try:
+        import allure
+    except ImportError:
+        return
+    unzipped = bundle.with_suffix("")
+    allure.attach.file(str(bundle), name=f"Paquet de preuves {bundle.name}", extension="zip")
+    for rel, kind in (("video/run.mp4", "mp4"), ("index.html", "html")):
+        if (unzipped / rel).exists():
+            allure.attach.file(str(unzipped / rel), name=rel, extension=kind)
+
+
+def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> Path | None:
     if r.video is not None:
         try:
             r.video.stop()
@@ -216,12 +232,12 @@ def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> None:
             _har_window(Path(har), r.rec.dir / "network.har", r.rec.meta["started"], r.rec.meta["ended"])
     if lgc is not None:
         lgc.stop()
-    try:
-        from proofs.bundle import build_bundle
-    except ImportError:
-        return
+    from proofs.bundle import build_bundle
+
     bundle = build_bundle(r.rec.dir, Path(r.env.out_dir) / "bundles")
-    (Path(r.env.out_dir) / "bundles.txt").open("a", encoding="utf-8").write(f"{r.requirement}\t{bundle}\n")
+    with (Path(r.env.out_dir) / "bundles.txt").open("a", encoding="utf-8") as f:
+        f.write(f"{r.requirement}\t{bundle}\n")
+    return bundle
 
 
 # ---------------------------------------------------------------------------------------- per-step proofs

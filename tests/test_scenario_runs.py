@@ -40,7 +40,10 @@ def test_all_five_scenarios_pass_and_leave_valid_bundles(all_runs: Path) -> None
         assert check.returncode == 0 and "bundle intact" in check.stdout, (z, check.stdout, check.stderr)
     junit = (all_runs / "junit.xml").read_text()
     assert 'failures="0"' in junit and 'errors="0"' in junit
-    assert any((all_runs / "allure-results").glob("*-result.json"))
+    assert junit.count('name="proof_bundle"') == len(zips)  # each test case points at its bundle
+    results = list((all_runs / "allure-results").glob("*-result.json"))
+    assert results and any(a.get("name", "").startswith("Paquet de preuves")
+                           for r in results for a in json.loads(r.read_text()).get("attachments", []))
 
 
 @pytest.mark.timeout(1200)
