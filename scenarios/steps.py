@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import email
 import io
+import json
 import re
 import time
 import uuid
 import zipfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 from lxml import etree
 from pytest_bdd import given, parsers, then, when
@@ -29,6 +31,23 @@ DMP_TEST_OID = "1.2.250.1.213.1.4.10"
 def _check(run: Run, assertion: str, ok: bool, detail: str = "", source: str = "") -> None:
     run.rec.verdict(assertion, ok, detail, source)
     assert ok, f"{assertion} — {detail}"
+
+
+def _har_delayed(har: Path, since: float) -> set[str]:
+    """Services whose requests the network layer delayed by ≥ 3 s since `since` (its HAR flushes every 2 s)."""
+    deadline = time.monotonic() + 5
+    found: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            entries = json.loads(har.read_text(encoding="utf-8"))["log"]["entries"]
+        except (OSError, ValueError, KeyError):
+            entries = []
+        found = {e.get("_service") for e in entries if float(e.get("_injected_ms") or 0) >= 2900
+                 and datetime.fromisoformat(e["startedDateTime"].replace("Z", "+00:00")).timestamp() >= since}
+        if {"insi", "on"} <= found:
+            break
+        time.sleep(0.5)
+    return found
 
 
 def _xdm_ok(raw: bytes, ins: str) -> bool:
@@ -256,7 +275,9 @@ def journal_order(run: Run) -> None:
         since = run.facts.get("throttled_at", 0)
         waited = [e for s in ("insi", "on") for e in run.sims.journal(s, run.id) if e["received_at"] >= since]
         if run.env.network.get("mode") == "proxy":
-            slow = bool(waited)  # the delay is on the network (HAR of the proxy), not in the simulators
+            # The delay is on the network: the proxy's HAR must show INSi and ON calls delayed by 3 s (an LGC
+            # that bypasses the network layer would not be throttled, and this says so).
+            slow = _har_delayed(Path(run.env.network["har"]), since) >= {"insi", "on"}
         else:
             slow = bool(waited) and all((e.get("waited_ms") or 0) >= 2900 for e in waited)
         _check(run, "Latence de 3 s appliquée aux appels INSi et ON", slow,

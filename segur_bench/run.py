@@ -81,6 +81,12 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         layer, network = _network_layer(config, out, echo)
         env = _bench_env(config, sims, layer, network, out, against, driver)
         env.operator = operator
+        if against != "reference":
+            echo("configure your LGC with these endpoints (through the network layer when present):")
+            for name, spec in env.lgc_settings["services"].items():
+                extra = " ".join(f"{k}={v}" for k, v in (spec.get("extra") or {}).items())
+                echo(f"  {name:<9} {spec['url']} {extra}".rstrip())
+            echo(f"  psc       {env.psc_issuer}")
         env_path = out / "scenario-env.json"
         env.save(env_path)
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
@@ -122,8 +128,13 @@ def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None,
     try:
         ensure_venv()
         control = out / "network"
-        layer = NetworkLayer(bench_targets(config, [*PROXIED, "mss"]), har_path=control / "network.har",
-                             control_dir=control)
+        targets = bench_targets(config, [*PROXIED, "mss"])
+        # Fixed ports (simulator port + 1000) so a vendor's LGC can be configured once to go through the layer.
+        ports = {name: config.ports[name] + 1000 for name in [*PROXIED, "mss"]}
+        mss = config.settings.get("mss", {})
+        ports.update({"mss-smtp": int(mss.get("smtp_port", 2587)) + 1000,
+                      "mss-imap": int(mss.get("imap_port", 2143)) + 1000})
+        layer = NetworkLayer(targets, ports=ports, har_path=control / "network.har", control_dir=control)
         layer.start()
     except Exception as exc:  # no PyPI, mitmdump fails…: the run goes on with in-simulator latency
         echo(f"network layer unavailable ({exc}); latency will be injected by the simulators themselves")
