@@ -17,7 +17,7 @@ import re
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 NATURE_VIDEO = "vidéo"
@@ -114,7 +114,14 @@ def _restamp_zip(data: bytes, when: datetime) -> bytes:
             fresh = zipfile.ZipInfo(info.filename, date_time=stamp)
             fresh.compress_type = zipfile.ZIP_DEFLATED
             fresh.external_attr = 0o644 << 16
-            dst.writestr(fresh, src.read(info))
+            data = src.read(info)
+            if info.filename == "docProps/core.xml":
+                # openpyxl sets dcterms:modified to the wall clock at save time, whatever we asked for.
+                iso = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when.tzinfo else \
+                    when.strftime("%Y-%m-%dT%H:%M:%SZ")
+                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)",
+                              rb"\g<1>" + iso.encode() + rb"\g<2>", data)
+            dst.writestr(fresh, data)
     return out.getvalue()
 
 
