@@ -14,7 +14,6 @@ import argparse
 import os
 import platform
 import random
-import re
 import socket
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -185,15 +185,7 @@ def report(args: argparse.Namespace, res: dict, no_journal: list[float], patient
     text = "\n".join(rows)
     print(text)
     if not args.no_write:
-        results = ROOT / "bench" / "RESULTS.md"
-        current = results.read_text() if results.exists() else "# Benchmark results\n"
-        pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
-        if pattern.search(current):
-            current = pattern.sub(text.rstrip("\n") + "\n", current)
-        else:
-            current = current.rstrip("\n") + "\n\n" + text
-        results.write_text(current)
-
+        write_section(SECTION, text)
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,8 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from results_file import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Flagship scenario: wall time and UI responsiveness"
@@ -104,14 +106,7 @@ def main() -> int:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n\n"
-        if SECTION in text:
-            a = text.index(SECTION)
-            b = text.find("\n## ", a + len(SECTION))
-            text = text[:a] + block + (text[b + 1:] if b != -1 else "")
-        else:
-            text = text.rstrip() + "\n\n" + block
-        RESULTS.write_text(text, encoding="utf-8")
+        write_section(SECTION, block)
     return 0
 
 

@@ -48,6 +48,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -347,17 +348,6 @@ def report(rows: list[Row], conns: list[int], facts: dict, args: argparse.Namesp
     return "\n".join(lines)
 
 
-def write_section(block: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nFigures, not pass/fail tests.\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + (text[end + 1:] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + block
-    RESULTS.write_text(text)
-
-
 # ------------------------------------------------------------------------------------ main
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -428,7 +418,7 @@ def main() -> None:
     block = report(rows, conns, facts, args)
     print(block)
     if not args.no_write:
-        write_section(block)
+        write_section(SECTION, block)
         print(f"written to {RESULTS}", file=sys.stderr)
 
 

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -176,14 +177,7 @@ def main() -> None:
     block = "\n".join(lines)
     print(block)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nFigures, not pass/fail tests.\n\n"
-        if SECTION in text:
-            start = text.index(SECTION)
-            end = text.find("\n## ", start + len(SECTION))
-            text = text[:start] + block + (text[end + 1:] if end != -1 else "")
-        else:
-            text = text.rstrip() + "\n\n" + block
-        RESULTS.write_text(text)
+        write_section(SECTION, block)
         print(f"written to {RESULTS}", file=sys.stderr)
 
 

@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from results_file import write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
@@ -204,7 +205,7 @@ def run(args: argparse.Namespace, tmp: Path, urls: dict[str, str], lgc_url: str)
     block = report(args, samples, everything, in_flight, wall, insi_calls)
     print(block)
     if not args.no_write:
-        write_section(block)
+        write_section(SECTION, block)
         print(f"written to {RESULTS}", file=sys.stderr)
     return 0
 
@@ -240,17 +241,6 @@ def report(args, samples, everything, in_flight, wall, insi_calls) -> str:
               f"Target: p95 ≤ {TARGET_MS:.0f} ms for user actions while 3-s calls are in flight — p95 {p95:.1f} ms "
               f"({'met' if p95 <= TARGET_MS else 'NOT met'}).", ""]
     return "\n".join(lines)
-
-
-def write_section(block: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if SECTION in text:
-        start = text.index(SECTION)
-        end = text.find("\n## ", start + len(SECTION))
-        text = text[:start] + block + (text[end + 1:] if end != -1 else "")
-    else:
-        text = text.rstrip() + "\n\n" + block
-    RESULTS.write_text(text)
 
 
 if __name__ == "__main__":
