@@ -7,7 +7,7 @@ layout of the ApCV context is the bench's own design (see README.md), kept in th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from lxml import etree
@@ -17,7 +17,7 @@ from simulators.core.soap import (
     build_envelope,
     soap_content_type,
 )
-from simulators.core.teleservice import NS_CTXLPS, Headers, Operations, TeleserviceError, children, read_request
+from simulators.core.teleservice import NS_CTXLPS, Operations, Request, TeleserviceError, children, read_request
 from simulators.core.xmlsafe import find, parse_xml, qname
 from simulators.personas import OID_INS_NIR, Patient
 
@@ -51,16 +51,6 @@ RESPONSE_OF = {
 OPS = Operations(ACTION_PREFIX, {op: (NS_AUTH, local) for op, local in BODY_OF.items()})
 
 
-@dataclass
-class Request:
-    envelope: Envelope
-    operation: str
-    headers: Headers  # ContexteBAM, if any, is ignored
-    body: dict[str, Any]
-
-    @property
-    def message_id(self) -> str | None:
-        return self.envelope.message_id
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
@@ -75,7 +65,7 @@ def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelop
     except TeleserviceError as exc:
         exc.message_id = req.message_id
         raise
-    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
+    return replace(req, body=body)
 
 
 def _text(el: etree._Element | None, local: str) -> str | None:

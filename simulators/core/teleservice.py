@@ -13,7 +13,7 @@ platform-level codes below; the others are the bench's assumptions, listed in ea
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
@@ -239,6 +239,7 @@ class Request:
     envelope: Envelope
     operation: str
     headers: Headers
+    body: dict[str, Any] = field(default_factory=dict)  # the service's reading of its body element
 
     @property
     def message_id(self) -> str | None:

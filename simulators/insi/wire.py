@@ -6,7 +6,7 @@ in the body's namespace (as the XSDs say) or unqualified (lenient, seen in hand-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from lxml import etree
@@ -19,8 +19,8 @@ from simulators.core.soap import (
 from simulators.core.teleservice import (
     NS_CTXBAM,
     NS_CTXLPS,
-    Headers,
     Operations,
+    Request,
     TeleserviceError,
     children,
     read_request,
@@ -38,16 +38,6 @@ BODY_OF = {OP_TRAITS: (NS_RECSANS, "RECSANSVITALE"), OP_VITALE: (NS_RECVIT, "REC
 OPS = Operations(ACTION_PREFIX, BODY_OF, understood=(NS["wsse"], NS_CTXLPS, NS_CTXBAM))
 
 
-@dataclass
-class Request:
-    envelope: Envelope
-    operation: str
-    headers: Headers
-    body: dict[str, Any]
-
-    @property
-    def message_id(self) -> str | None:
-        return self.envelope.message_id
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
@@ -61,7 +51,7 @@ def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelop
     except TeleserviceError as exc:
         exc.message_id = req.message_id
         raise
-    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
+    return replace(req, body=body)
 
 
 def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str | None:

@@ -9,18 +9,17 @@ qualified (XSD) or unqualified (leniency, as for INSi).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any
 
 from lxml import etree
 
 from simulators.core.soap import (
-    Envelope,
     build_envelope,
     build_fault,
     soap_content_type,
 )
-from simulators.core.teleservice import Headers, Operations, TeleserviceError, children, read_request
+from simulators.core.teleservice import Operations, Request, TeleserviceError, children, read_request
 from simulators.core.teleservice import fault_spec as teleservice_fault_spec
 from simulators.core.xmlsafe import find, parse_xml, qname
 
@@ -55,16 +54,6 @@ RESPONSE_OF = {
 OPS = Operations(ACTION_PREFIX, {op: (NS_EP, local) for op, local in BODY_OF.items()})
 
 
-@dataclass
-class Request:
-    envelope: Envelope
-    operation: str
-    headers: Headers  # ContexteBAM, if any, is ignored
-    body: dict[str, Any]
-
-    @property
-    def message_id(self) -> str | None:
-        return self.envelope.message_id
 
 
 def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Request:
@@ -76,7 +65,7 @@ def parse_request(data: bytes, content_type: str | None, max_bytes: int) -> Requ
     except TeleserviceError as exc:
         exc.message_id = req.message_id
         raise
-    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
+    return replace(req, body=body)
 
 
 def _child(el: etree._Element | None, local: str) -> etree._Element | None:
