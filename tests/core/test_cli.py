@@ -14,7 +14,7 @@ import click
 import httpx
 import pytest
 from click.testing import CliRunner, Result
-from conftest import INCIDENTS_DIR, add_rule, assert_valid_har, wait_for_entries
+from core_support import INCIDENTS_DIR, add_rule, assert_valid_har, wait_for_entries
 
 from segur_bench.cli import main
 from simulators.registry import SERVICES

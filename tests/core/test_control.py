@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import (
+from core_support import (
     INCIDENTS_DIR,
     PROBLEM_CT,
     add_rule,

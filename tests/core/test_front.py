@@ -8,7 +8,7 @@ import time
 
 import httpx
 import pytest
-from conftest import (
+from core_support import (
     PROBLEM_CT,
     SOAP12,
     SOAP_HEADERS,

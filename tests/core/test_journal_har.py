@@ -10,7 +10,7 @@ import time
 
 import httpx
 import pytest
-from conftest import (
+from core_support import (
     SOAP_HEADERS,
     add_rule,
     assert_valid_har,
