@@ -679,6 +679,10 @@ class FaultEngine:
         self._rows = (generation, rows)
         return rows
 
+    def has_rules(self) -> bool:
+        """Whether any rule is stored for this service (one memory read while nothing changed)."""
+        return bool(self._current())
+
     def select(self, facts: RequestFacts) -> list[Rule]:
         """The active rules whose selector matches (a read: never waits for another process's write lock).
 

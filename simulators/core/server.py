@@ -14,19 +14,32 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .http_front import CYCLE_KEY, TRANSPORT_KEY, lean_cycle_supported
+from .http_front import CYCLE_KEY, TRANSPORT_KEY, BenchASGI, lean_cycle_supported, status_line
 from .service import SimConfig, Simulator
 
 ENV_CONFIG = "SEGUR_BENCH_SIM"
 
 
 class TransportAwareProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, plus the transport in the scope and an inline path for fast routes.
+
+    Inline path: a request to a fast route (e.g. INSi's POST /lps) while no fault rule is stored is
+    answered from the parser's callbacks — read, handled, journaled, written — without the ASGI task,
+    scope and message round trips, which cost more than the INSi search itself. Everything else
+    (control API, Flask routes, any request while a rule exists, chunked bodies, pipelined requests
+    behind a pending one) goes through uvicorn and the ASGI front end unchanged.
+    """
+
+    _bench: BenchASGI | None = None
+    _inline: _InlineCycle | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # Sockets inherited by uvicorn's worker processes lose asyncio's TCP_NODELAY: without it,
@@ -35,8 +48,14 @@ class TransportAwareProtocol(HttpToolsProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._bench = _bench_front(self.app)
 
     def on_headers_complete(self) -> None:
+        # An inline answer may arm the keep-alive timer while the parser still holds a pipelined request
+        # (data_received only disarms it before feeding): disarm it for every request that starts.
+        self._unset_keepalive_if_required()
+        if self._start_inline():
+            return
         super().on_headers_complete()
         # The transport (to drop a connection without answering) and, when it has the attributes the front end
         # relies on, uvicorn's request/response cycle (to write a whole answer in one go, without the ASGI send
@@ -46,6 +65,122 @@ class TransportAwareProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and cycle.scope is self.scope and lean_cycle_supported(cycle):
             extensions[CYCLE_KEY] = cycle
+
+    def on_body(self, body: bytes) -> None:
+        inline = self._inline
+        if inline is not None and inline is self.cycle:
+            inline.body.append(body)
+            return
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        inline = self._inline
+        if inline is None or inline is not self.cycle:
+            super().on_message_complete()
+            return
+        self._inline = None  # the parser may now start the next (pipelined) request; self.cycle stays
+        bench = self._bench
+        assert bench is not None
+        try:
+            status, headers, body = bench.serve_inline(inline.scope, b"".join(inline.body), inline.received_at)
+        except Exception:  # serve_inline answers the handler's own errors; this is a bug of ours
+            bench.ctx.logger.exception("inline exchange failed")
+            status, headers, body = 500, [("content-type", "text/plain; charset=utf-8")], _INTERNAL_ERROR
+            headers.append(("content-length", str(len(body))))
+        self._respond_inline(inline, status, headers, body)
+
+    def _start_inline(self) -> bool:
+        """Take this request on the inline path if it qualifies (see the class docstring)."""
+        bench = self._bench
+        if bench is None or self.expect_100_continue or self.limit_concurrency is not None:
+            return False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return False  # pipelined behind an unanswered request: uvicorn queues it, in order
+        parser = self.parser
+        if parser.should_upgrade():
+            return False
+        url = self.url
+        if b"?" in url or b"%" in url or not url.startswith(b"/"):
+            return False
+        method = parser.get_method().decode("ascii")
+        path = url.decode("ascii")
+        length = None
+        for name, value in self.headers:
+            if name == b"content-length":
+                length = value
+            elif name == b"transfer-encoding" or name.startswith(b"x-forwarded"):
+                return False  # chunked bodies, and what uvicorn's proxy-headers middleware would rewrite
+        if length is None or not length.isdigit() or int(length) > bench.ctx.config.max_request_bytes:
+            return False
+        if not bench.inline_route(method, path):
+            return False
+        http_version = parser.get_http_version()
+        scope = {
+            "type": "http", "http_version": http_version, "method": method, "path": path, "raw_path": url,
+            "query_string": b"", "root_path": "", "headers": self.headers, "server": self.server,
+            "client": self.client, "scheme": self.scheme,
+        }
+        keep_alive = http_version != "1.0" and parser.should_keep_alive()
+        self.cycle = self._inline = _InlineCycle(scope, keep_alive)  # type: ignore[assignment]
+        return True
+
+    def _respond_inline(self, inline: _InlineCycle, status: int, headers: list[tuple[str, str]],
+                        body: bytes) -> None:
+        if inline.response_complete:
+            return
+        inline.response_complete = True
+        if inline.disconnected or self.transport.is_closing():
+            return
+        parts = [status_line(status)]
+        for name, value in self.server_state.default_headers:
+            parts += (name, b": ", value, b"\r\n")
+        for name, value in headers:
+            parts += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+        if not inline.keep_alive:
+            parts.append(b"connection: close\r\n")
+        parts += (b"\r\n", body)
+        self.transport.write(b"".join(parts))
+        if not inline.keep_alive:
+            self.transport.close()
+            return
+        self.on_response_complete()  # uvicorn's bookkeeping: next pipelined request, or the keep-alive timer
+
+
+_INTERNAL_ERROR = b"internal error of the simulator; see its log"
+
+
+class _NoEvent:
+    """uvicorn sets its cycle's message_event when the connection is lost; an inline cycle has nobody to wake."""
+
+    def set(self) -> None:
+        pass
+
+
+class _InlineCycle:
+    """Stands as the connection's current cycle while an inline request is read and answered: uvicorn's
+    protocol looks at `response_complete` (pipelining), `keep_alive` (shutdown) and `disconnected`."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "received_at", "response_complete", "scope")
+    message_event = _NoEvent()
+
+    def __init__(self, scope: dict[str, Any], keep_alive: bool) -> None:
+        self.scope = scope
+        self.keep_alive = keep_alive
+        self.body: list[bytes] = []
+        self.received_at = time.time()
+        self.response_complete = False
+        self.disconnected = False
+
+
+def _bench_front(app: Any) -> BenchASGI | None:
+    """Our ASGI front end under uvicorn's wrappers (proxy headers…), if that is what is served."""
+    for _ in range(8):
+        if isinstance(app, BenchASGI):
+            return app
+        app = getattr(app, "app", None)
+        if app is None:
+            return None
+    return None
 
 
 def server_options(config: SimConfig) -> dict[str, Any]:

@@ -42,7 +42,8 @@ class Store:
             weakref.finalize(self, shutil.rmtree, self._tmpdir, True)
             file = Path(self._tmpdir) / "store.sqlite3"
         file.parent.mkdir(parents=True, exist_ok=True)
-        self._uri = file.resolve().as_uri()
+        self.file = file.resolve()
+        self._uri = self.file.as_uri()
         # Change counter shared by every process of this store (an mmap'd 8-byte file beside the database):
         # state that every request reads (fault rules, current run, a service's identities) is cached per
         # process and re-read only when a writer bumped the counter, instead of one SQLite query per request.
@@ -56,6 +57,10 @@ class Store:
             "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
         )
         self._anchor.commit()
+
+    def sidecar(self, suffix: str) -> Path:
+        """A file beside the database (e.g. shared counters), removed with an ephemeral store."""
+        return self.file.with_name(self.file.name + suffix)
 
     def generation(self) -> int:
         """The shared change counter: read it *before* reading the state it guards, cache both together."""

@@ -1,6 +1,7 @@
 """A minimal service used to test and benchmark the core (not a simulator of a real service).
 
-It answers plain HTTP (`/echo`, `/items/<id>`) and SOAP 1.2 (`/soap`), declares one business
+It answers plain HTTP (`/echo`, `/items/<id>`, and `/fast-echo` as a fast route) and SOAP 1.2 (`/soap`),
+declares one business
 outcome, and keeps a small seedable state, so every core mechanism can be exercised without
 depending on any national-service simulator.
 """
@@ -13,7 +14,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 
 from .app import current_outcome
-from .service import ServiceContext, ServiceSpec
+from .service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from .soap import SOAP_CONTENT_TYPE, SoapError, build_envelope, parse_envelope
 from .xmlsafe import parse_xml
 
@@ -51,6 +52,16 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
         return Response(body, content_type=SOAP_CONTENT_TYPE)
 
 
+def _fast_echo(ctx: ServiceContext, req: FastRequest) -> FastResponse:
+    """A fast route (served on the event loop, inline when no fault rule exists): echoes the body."""
+    if req.body == b"boom":
+        raise RuntimeError("deliberate failure of a fast route")
+    if req.outcome == "refus":
+        return FastResponse(409, "application/json", b'{"result": "refused"}')
+    return FastResponse(200, req.content_type or "application/octet-stream", req.body,
+                        headers=(("x-echo-length", str(len(req.body))),))
+
+
 def _state_get(ctx: ServiceContext) -> dict:
     return {r["id"]: json.loads(r["value"]) for r in ctx.store.query("SELECT id, value FROM items ORDER BY id")}
 
@@ -79,5 +90,6 @@ def echo_spec(name: str = "echo", error_format: str = "problem") -> ServiceSpec:
         attrs_of=lambda facts: {"item": facts.path.rsplit("/", 1)[-1]} if facts.path.startswith("/items/") else {},
         state_get=_state_get,
         state_post=_state_post,
+        fast_routes={("POST", "/fast-echo"): _fast_echo},
         reset=_reset,
     )
