@@ -4,10 +4,13 @@ Starts the INSi simulator the way users run it (`python -m segur_bench sim insi 
 --workers 2`: full semantics, journal on), fetches one real answer to a traits search (the probe
 segur_bench/probes/insi-clerico.xml with a constant MessageID), then starts WireMock standalone with a
 stub for POST /lps returning exactly that body and content type (set through POST /__admin/mappings),
-once with its request journal on (its default) and once with `--no-request-journal`. Each target in
-turn gets a 3 s wrk warm-up, then one wrk run per connection count (`--latency`, POST body from
-bench/insi_post.lua). Requests/s, p50/p99 and errors are parsed from wrk's output and written to the
-section "## INSi throughput vs WireMock" of bench/RESULTS.md (replaced in place).
+once with its request journal on (its default) and once with `--no-request-journal`. The three run side
+by side: each gets a 3 s wrk warm-up, then --rounds rounds in which every target, in an order rotated
+from round to round and with its journal emptied first, gets one wrk run per connection count
+(`--latency`, POST body from bench/insi_post.lua). Per target and connection count the run with the
+median requests/s is reported, with the range over the rounds (this machine's speed drifts between
+runs: interleaved rounds and medians keep that drift from favouring one side). The section
+"## INSi throughput vs WireMock" of bench/RESULTS.md is replaced in place.
 
 Setup (outside the repository; nothing is pip-installed):
 
@@ -17,8 +20,8 @@ Setup (outside the repository; nothing is pip-installed):
 
 Run:
 
-    .venv/bin/python bench/insi_vs_wiremock.py [--connections 10,50] [--duration 15] [--warmup 3]
-        [--threads 2] [--workers 2] [--wiremock-jar PATH] [--no-write]
+    .venv/bin/python bench/insi_vs_wiremock.py [--connections 10,50] [--duration 10] [--rounds 3]
+        [--warmup 3] [--threads 2] [--workers 2] [--wiremock-jar PATH] [--no-write]
 
 The jar is looked for in --wiremock-jar, $WIREMOCK_JAR, /tmp/wiremock/node_modules/wiremock/build/
 and ./node_modules/wiremock/build/. Every child process (simulator and its workers, WireMock, wrk)
@@ -222,22 +225,38 @@ def run_wrk(children: Children, wrk: str, url: str, body_file: Path, threads: in
     return out
 
 
-def load(children: Children, wrk: str, name: str, url: str, body_file: Path, args: argparse.Namespace,
-         conns: list[int]) -> tuple[list[Row], int]:
-    """Warm-up, then one measured wrk run per connection count; also returns the warm-up's request count."""
-    print(f"[{name}] warm-up {args.warmup:g} s at {max(conns)} connections …", file=sys.stderr)
-    out = run_wrk(children, wrk, url, body_file, args.threads, max(conns), args.warmup, latency=False)
+def warm_up(children: Children, wrk: str, name: str, url: str, body_file: Path, args: argparse.Namespace,
+            connections: int) -> int:
+    """A short unmeasured load (JIT, caches, connection set-up); returns its request count."""
+    print(f"[{name}] warm-up {args.warmup:g} s at {connections} connections …", file=sys.stderr)
+    out = run_wrk(children, wrk, url, body_file, args.threads, connections, args.warmup, latency=False)
     warm = re.search(r"(\d+) requests in", out)
+    return int(warm.group(1)) if warm else 0
+
+
+def measure(children: Children, wrk: str, name: str, url: str, body_file: Path, args: argparse.Namespace,
+            conns: list[int], round_no: int) -> list[Row]:
+    """One measured wrk run per connection count."""
     rows = []
     for c in conns:
-        print(f"[{name}] {c} connections, {args.duration:g} s …", file=sys.stderr)
+        print(f"[round {round_no}] [{name}] {c} connections, {args.duration:g} s …", file=sys.stderr)
         out = run_wrk(children, wrk, url, body_file, args.threads, c, args.duration)
         p = parse_wrk(out)
         rows.append(Row(name, c, p["rps"], p["p50_ms"], p["p99_ms"], p["requests"], p["non2xx"],
                         p["socket_errors"], p))
         print(f"    {p['rps']:.0f} req/s, p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms,"
               f" non-2xx {p['non2xx']}, socket errors {p['socket_errors']}", file=sys.stderr)
-    return rows, int(warm.group(1)) if warm else 0
+    return rows
+
+
+def clear_journal(name: str, base: str) -> None:
+    """Empty a target's request journal, so every round starts from the same state for both."""
+    if name.startswith("INSi"):
+        r = httpx.post(base + "/_bench/reset", json={"keep": ["faults", "clock", "state", "run"]}, timeout=60)
+    else:
+        r = httpx.delete(base + "/__admin/requests", timeout=60)
+    if r.status_code != 200:
+        raise SystemExit(f"could not clear the journal of {name} ({r.status_code}): {r.text[:500]}")
 
 
 # ------------------------------------------------------------------------------------ targets
@@ -296,53 +315,70 @@ def fmt_ms(v: float) -> str:
     return f"{v:.2f}" if v < 100 else f"{v:.0f}"
 
 
+def median_row(rows: list[Row]) -> Row:
+    """The run with the median requests/s (the lower middle one for an even count)."""
+    ordered = sorted(rows, key=lambda r: r.rps)
+    return ordered[(len(ordered) - 1) // 2]
+
+
 def report(rows: list[Row], conns: list[int], facts: dict, args: argparse.Namespace) -> str:
-    by = {(r.target, r.connections): r for r in rows}
     insi, wm_j, wm_n = facts["names"]
+    runs: dict[tuple[str, int], list[Row]] = {}
+    for r in rows:
+        runs.setdefault((r.target, r.connections), []).append(r)
+    med = {key: median_row(v) for key, v in runs.items()}
     lines = [
         SECTION,
         "",
         f"`bench/insi_vs_wiremock.py` — {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()},"
         f" {os.cpu_count()} cores, Python {platform.python_version()}, Java {facts['java']},"
         f" WireMock {facts['wiremock']} (standalone jar, default settings), wrk {facts['wrk']}.",
-        f"Load: wrk, {args.threads} threads, {args.duration:g} s per row after a {args.warmup:g} s warm-up per"
-        f" target, `--latency`, keep-alive; a real INSi traits search (segur_bench/probes/insi-clerico.xml,"
-        f" {facts['request_bytes']} bytes, constant MessageID) POSTed to /lps as `{CONTENT_TYPE}`. The INSi"
-        f" simulator runs as users run it (`python -m segur_bench sim insi --data-dir <tmp> --workers"
-        f" {args.workers}`: SOAP parsing, header and input rules, personas matching, fault engine, SQLite"
-        f" journal on, zero injected latency); WireMock answers a stub for POST /lps with the body the"
-        f" simulator returned ({facts['response_bytes']} bytes, same content type, checked byte for byte)."
-        f" Targets run one after another in the same run, on the same machine as wrk (1-min load average"
-        f" {facts['loadavg']:.2f} when the run started, {facts.get('loadavg_end', float('nan')):.2f} when it ended:"
-        f" other processes may have shared the cores).",
+        f"Load: wrk, {args.threads} threads, keep-alive, `--latency`; a real INSi traits search"
+        f" (segur_bench/probes/insi-clerico.xml, {facts['request_bytes']} bytes, constant MessageID) POSTed to /lps"
+        f" as `{CONTENT_TYPE}`. The INSi simulator runs as users run it (`python -m segur_bench sim insi --data-dir"
+        f" <tmp> --workers {args.workers}`: SOAP parsing, header and input rules, personas matching, fault engine,"
+        f" SQLite journal on, zero injected latency); WireMock answers a stub for POST /lps with the body the"
+        f" simulator returned ({facts['response_bytes']} bytes, same content type, checked byte for byte).",
+        f"Method: the three targets run side by side on the same machine as wrk, each warmed up"
+        f" ({args.warmup:g} s), then {args.rounds} rounds; in each round every target (in a rotated order) gets"
+        f" one {args.duration:g}-s run per connection count, its journal emptied first. The table gives, per"
+        f" target and connection count, the run with the median requests/s and the range over the rounds:"
+        f" this machine's speed varies from run to run (1-min load average {facts['loadavg']:.2f} at the start,"
+        f" {facts.get('loadavg_end', float('nan')):.2f} at the end).",
         "",
-        "| target | connections | req/s | p50 (ms) | p99 (ms) | errors / non-2xx |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| target | connections | req/s (median) | range over rounds | p50 (ms) | p99 (ms) | errors / non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        lines.append(f"| {r.target} | {r.connections} | {r.rps:,.0f} | {fmt_ms(r.p50_ms)} | {fmt_ms(r.p99_ms)}"
-                     f" | {r.socket_errors} / {r.non2xx} |")
-    lines += ["", "Ratio INSi / WireMock, requests per second:", ""]
+    for target in (insi, wm_j, wm_n):
+        for c in conns:
+            if (target, c) not in med:
+                continue
+            r, all_runs = med[(target, c)], runs[(target, c)]
+            lo, hi = min(x.rps for x in all_runs), max(x.rps for x in all_runs)
+            errors = sum(x.socket_errors for x in all_runs), sum(x.non2xx for x in all_runs)
+            lines.append(f"| {target} | {c} | {r.rps:,.0f} | {lo:,.0f}–{hi:,.0f} | {fmt_ms(r.p50_ms)}"
+                         f" | {fmt_ms(r.p99_ms)} | {errors[0]} / {errors[1]} |")
+    lines += ["", "Ratio INSi / WireMock, median requests per second:", ""]
     met = True
+    ratios = []
     for c in conns:
-        i = by[(insi, c)].rps
-        parts = []
-        for wm in (wm_j, wm_n):
-            if (wm, c) in by:
-                parts.append(f"{i / by[(wm, c)].rps:.2f} vs {wm}")
-        if (wm_j, c) in by:
-            met &= i >= by[(wm_j, c)].rps
-        lines.append(f"- {c} connections: " + ", ".join(parts))
-    best = max(by[(insi, c)].rps / by[(wm_j, c)].rps for c in conns)
+        i = med[(insi, c)].rps
+        parts = [f"{i / med[(wm, c)].rps:.2f} vs {wm}" for wm in (wm_j, wm_n) if (wm, c) in med]
+        ratio = i / med[(wm_j, c)].rps
+        ratios.append(ratio)
+        met &= ratio >= 1.0
+        wins = sum(a.rps >= b.rps for a, b in zip(runs[(insi, c)], runs[(wm_j, c)], strict=True))
+        lines.append(f"- {c} connections: " + ", ".join(parts)
+                     + f"; INSi ahead of WireMock (journal on) in {wins} of {len(runs[(insi, c)])} rounds")
     lines += [
         "",
-        f"Journal check: the simulator's SQLite journal holds {facts['journal_rows']:,} entries for"
-        f" {facts['insi_responses']:,} responses wrk counted (warm-up included)"
-        + (f"; WireMock's journal holds {facts['wm_journal']:,} requests." if facts.get("wm_journal") is not None
-           else "."),
+        f"Journal check (last round): the simulator's SQLite journal holds {facts['journal_rows']:,} entries for"
+        f" {facts['insi_responses']:,} responses wrk counted"
+        + (f"; WireMock's journal holds {facts['wm_journal']:,} requests for {facts['wm_responses']:,}."
+           if facts.get("wm_journal") is not None else "."),
         "",
-        f"Target: {TARGET_TEXT} (compared with WireMock, journal on, its default, at every connection count) —"
-        f" best ratio {best:.2f} ({'met' if met else 'NOT met'}).",
+        f"Target: {TARGET_TEXT} (median over the rounds, compared with WireMock, journal on, its default, at every"
+        f" connection count) — ratios {', '.join(f'{r:.2f}' for r in ratios)} ({'met' if met else 'NOT met'}).",
         "",
     ]
     return "\n".join(lines)
@@ -352,7 +388,8 @@ def report(rows: list[Row], conns: list[int], facts: dict, args: argparse.Namesp
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", default="10,50", help="comma-separated wrk connection counts")
-    parser.add_argument("--duration", type=float, default=15.0, help="seconds per measured wrk run")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per measured wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="measured rounds (targets interleaved in each)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk warm-up per target")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--workers", type=int, default=2, help="INSi simulator worker processes")
@@ -379,35 +416,40 @@ def main() -> None:
             body_file.write_bytes(request)
             facts["request_bytes"] = len(request)
 
-            # 1. INSi: one real answer, then the load.
-            print("starting the INSi simulator …", file=sys.stderr)
-            proc, base, data_dir = start_insi(children, tmp, args.workers)
-            r = httpx.post(base + "/lps", content=request, headers={"Content-Type": CONTENT_TYPE}, timeout=10)
+            # The INSi simulator gives one real answer, which WireMock then serves as its canned response.
+            print("starting the INSi simulator and WireMock (journal on, then off) …", file=sys.stderr)
+            _, insi_base, data_dir = start_insi(children, tmp, args.workers)
+            r = httpx.post(insi_base + "/lps", content=request, headers={"Content-Type": CONTENT_TYPE}, timeout=10)
             if r.status_code != 200 or b"<" not in r.content or b"CodeCR>00<" not in r.content.replace(b" ", b""):
                 raise SystemExit(f"unexpected INSi answer {r.status_code}:\n{r.text[:2000]}")
             canned, ctype = r.content, r.headers["content-type"]
             facts["response_bytes"] = len(canned)
-            measured, warm = load(children, wrk, names[0], base + "/lps", body_file, args, conns)
-            rows += measured
-            time.sleep(1)  # let the last journal writes land
-            facts["journal_rows"] = journal_rows(data_dir)
-            facts["insi_responses"] = 1 + warm + sum(r.requests for r in measured)
-            children.stop(proc)
-
-            # 2. WireMock, journal on (its default), then --no-request-journal.
+            bases = {names[0]: insi_base}
             for journal, name in ((True, names[1]), (False, names[2])):
-                print(f"starting {name} …", file=sys.stderr)
-                proc, base = start_wiremock(children, java, jar, tmp, journal, canned, ctype)
+                _, base = start_wiremock(children, java, jar, tmp, journal, canned, ctype)
                 facts.setdefault("wiremock", wiremock_version(base, jar))
                 check = httpx.post(base + "/lps", content=request, headers={"Content-Type": CONTENT_TYPE})
                 if check.status_code != 200 or check.content != canned or check.headers["content-type"] != ctype:
                     raise SystemExit(f"WireMock's canned answer differs from the simulator's ({check.status_code})")
-                rows += load(children, wrk, name, base + "/lps", body_file, args, conns)[0]
-                if journal:
-                    with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
-                        facts["wm_journal"] = httpx.get(base + "/__admin/requests", params={"limit": 1},
-                                                        timeout=30).json()["meta"]["total"]
-                children.stop(proc)
+                bases[name] = base
+
+            for name in names:
+                warm_up(children, wrk, name, bases[name] + "/lps", body_file, args, max(conns))
+            for round_no in range(1, args.rounds + 1):
+                shift = (round_no - 1) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    clear_journal(name, bases[name])
+                    measured = measure(children, wrk, name, bases[name] + "/lps", body_file, args, conns, round_no)
+                    rows += measured
+                    if round_no == args.rounds and name == names[0]:
+                        time.sleep(1)  # the writer threads commit within milliseconds; be generous
+                        facts["journal_rows"] = journal_rows(data_dir)
+                        facts["insi_responses"] = sum(m.requests for m in measured)
+                    if round_no == args.rounds and name == names[1]:
+                        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+                            facts["wm_journal"] = httpx.get(bases[name] + "/__admin/requests", params={"limit": 1},
+                                                            timeout=30).json()["meta"]["total"]
+                            facts["wm_responses"] = sum(m.requests for m in measured)
     except KeyboardInterrupt:
         print("\ninterrupted: stopping the child processes …", file=sys.stderr)
         raise SystemExit(130) from None

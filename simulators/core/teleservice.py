@@ -102,13 +102,20 @@ _ATTR_VALUE = qname(NS["saml2"], "AttributeValue")
 _HEADER_TAGS = (qname(NS_CTXLPS, "ContexteLPS"), qname(NS_CTXBAM, "ContexteBAM"), qname(NS["wsse"], "Security"))
 
 
-def _child(el: etree._Element | None, tag: str) -> etree._Element | None:
-    """First child element `tag` (Clark notation): what ``find(el, "p:local")`` returns, without ElementPath."""
-    if el is None:
-        return None
-    for child in el.iterchildren(tag):
-        return child
-    return None
+_LPS_TOP = frozenset((_LPS, _EMETTEUR))
+_LPS_INNER = frozenset((_IDAM, *_LPS_TAGS.values()))
+_BAM_INNER = frozenset((_COUVERTURE,))
+
+
+def _first_children(el: etree._Element | None, tags: frozenset[str]) -> dict[str, etree._Element]:
+    """{tag: first child element with that tag} for the tags asked, in one pass over the children."""
+    found: dict[str, etree._Element] = {}
+    if el is not None:
+        for child in el:
+            tag = child.tag
+            if tag in tags and tag not in found:
+                found[tag] = child
+    return found
 
 
 def _text(el: etree._Element | None) -> str | None:
@@ -116,8 +123,8 @@ def _text(el: etree._Element | None) -> str | None:
 
 
 def parse_headers(env: Envelope) -> Headers:
-    # Direct child walks with precomputed tags (this runs on every teleservice request): same results as
-    # the path lookups `find(lps_el, "lps:LPS/lps:IDAM")`… it replaces.
+    # One pass over each block's children with precomputed tags (this runs on every teleservice request):
+    # same results as the path lookups `find(lps_el, "lps:LPS/lps:IDAM")`… it replaces.
     blocks: list[etree._Element | None] = [None, None, None]
     for block in env.header_blocks():
         tag = block.tag
@@ -128,17 +135,19 @@ def parse_headers(env: Envelope) -> Headers:
     lps_el, bam_el, sec_el = blocks
     lps = None
     if lps_el is not None:
-        lps_node = _child(lps_el, _LPS)
-        idam = _child(lps_node, _IDAM)
+        top = _first_children(lps_el, _LPS_TOP)
+        lps_node = top.get(_LPS)
+        inner = _first_children(lps_node, _LPS_INNER)
+        idam = inner.get(_IDAM)
         lps = {
             "nature": lps_el.get("Nature"), "version": lps_el.get("Version"), "has_lps": lps_node is not None,
             "idam": _text(idam), "idam_r": idam.get("R") if idam is not None else None,
-            **{key: _text(_child(lps_node, tag)) for key, tag in _LPS_TAGS.items()},
-            "emetteur": _text(_child(lps_el, _EMETTEUR)),
+            **{key: _text(inner.get(tag)) for key, tag in _LPS_TAGS.items()},
+            "emetteur": _text(top.get(_EMETTEUR)),
         }
     bam = None
     if bam_el is not None:
-        couv = _child(bam_el, _COUVERTURE)
+        couv = _first_children(bam_el, _BAM_INNER).get(_COUVERTURE)
         bam = {
             "nature": bam_el.get("Nature"), "version": bam_el.get("Version"), "has_couverture": couv is not None,
             "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
@@ -146,13 +155,19 @@ def parse_headers(env: Envelope) -> Headers:
     assertion = None
     if sec_el is not None:
         for candidate in sec_el.iterchildren(_ASSERTION):
-            name_id = next((n for s in candidate.iterchildren(_SUBJECT) for n in s.iterchildren(_NAME_ID)), None)
+            # The first NameID of any Subject; every Attribute of every AttributeStatement (a repeated name:
+            # the last one wins), valued by its first AttributeValue.
+            name_id = None
+            attrs: dict[str, str] = {}
+            for part in candidate:
+                tag = part.tag
+                if tag == _SUBJECT and name_id is None:
+                    name_id = next(part.iterchildren(_NAME_ID), None)
+                elif tag == _ATTR_STATEMENT:
+                    for attribute in part.iterchildren(_ATTRIBUTE):
+                        attrs[attribute.get("Name", "")] = _text(next(attribute.iterchildren(_ATTR_VALUE), None)) or ""
             if name_id is None:
                 continue
-            attrs = {
-                a.get("Name", ""): _text(_child(a, _ATTR_VALUE)) or ""
-                for s in candidate.iterchildren(_ATTR_STATEMENT) for a in s.iterchildren(_ATTRIBUTE)
-            }
             assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": _text(name_id),
                          "attributes": attrs}
             break
@@ -286,6 +301,28 @@ def _read(env: Envelope, content_type: str | None, ops: Operations) -> Request:
         raise sender(F_ACTION, f"L'action {operation} ne correspond pas a l'element de corps "
                                f"{etree.QName(env.body_element).localname}")
     return Request(envelope=env, operation=operation, headers=parse_headers(env))
+
+
+def children_by_name(el: etree._Element | None) -> dict[str, list[etree._Element]]:
+    """Every child element, grouped by local name, in document order, for the children qualified in the
+    parent's namespace or unqualified (what :func:`children` finds, for all names in one pass)."""
+    grouped: dict[str, list[etree._Element]] = {}
+    if el is None:
+        return grouped
+    tag = el.tag
+    prefix = tag[:tag.index("}") + 1] if tag[:1] == "{" else ""
+    for child in el:
+        ctag = child.tag
+        if not isinstance(ctag, str):
+            continue
+        if prefix and ctag.startswith(prefix):
+            local = ctag[len(prefix):]
+        elif ctag[:1] != "{":
+            local = ctag
+        else:
+            continue
+        grouped.setdefault(local, []).append(child)
+    return grouped
 
 
 def children(el: etree._Element | None, local: str) -> list[etree._Element]:

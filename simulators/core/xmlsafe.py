@@ -179,7 +179,8 @@ def parse_xml(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree
     if not raw.removeprefix(b"\xef\xbb\xbf").strip():
         raise XmlRejected("XML document is empty", "empty")
 
-    if _needs_prescan(raw, force_utf8):
+    prescanned = _needs_prescan(raw, force_utf8)
+    if prescanned:
         _prescan(raw, force_utf8)  # barrier 1
 
     try:
@@ -189,10 +190,12 @@ def parse_xml(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree
     if root is None:  # defensive: lxml returns None for some degenerate inputs in recover mode
         raise XmlRejected("XML document has no root element", "malformed")
 
-    # Barrier 2: whatever slipped through the pre-scan must not carry a DTD.
-    docinfo = root.getroottree().docinfo
-    if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
-        raise XmlRejected(_DTD_MESSAGE, "dtd_forbidden")
+    # Barrier 2: whatever slipped through the pre-scan must not carry a DTD. Not needed when the bytes
+    # themselves proved there is no "<!DOCTYPE" (no DTD can be declared without it).
+    if prescanned:
+        docinfo = root.getroottree().docinfo
+        if docinfo.doctype or docinfo.internalDTD is not None or docinfo.externalDTD is not None:
+            raise XmlRejected(_DTD_MESSAGE, "dtd_forbidden")
     return root
 
 

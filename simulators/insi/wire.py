@@ -6,7 +6,6 @@ in the body's namespace (as the XSDs say) or unqualified (lenient, seen in hand-
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from lxml import etree
@@ -22,7 +21,7 @@ from simulators.core.teleservice import (
     Operations,
     Request,
     TeleserviceError,
-    children,
+    children_by_name,
     read_request,
 )
 from simulators.core.xmlsafe import NS, find, parse_xml, qname
@@ -51,17 +50,15 @@ def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelop
     except TeleserviceError as exc:
         exc.message_id = req.message_id
         raise
-    return replace(req, body=body)
+    return Request(envelope=req.envelope, operation=req.operation, headers=req.headers, body=body)
 
 
-def _text(el: etree._Element | None, local: str, *, strip: bool = True) -> str | None:
+def _text(found: dict[str, list[etree._Element]], local: str, *, strip: bool = True) -> str | None:
     """Text of the first child ``local``; names are not stripped, so the lexical rules see every space."""
-    if el is None:
+    elements = found.get(local)
+    if not elements:
         return None
-    found = children(el, local)
-    if not found:
-        return None
-    value = _all_text(found[0])
+    value = _all_text(elements[0])
     return value.strip() if strip else value
 
 
@@ -70,29 +67,32 @@ def _all_text(el: etree._Element) -> str:
 
 
 def parse_traits(el: etree._Element) -> dict[str, Any]:
+    found = children_by_name(el)
     return {
-        "nom": _text(el, "NomNaissance", strip=False),
-        "prenoms": [_all_text(p) for p in children(el, "Prenom")],
-        "sexe": _text(el, "Sexe"),
-        "date_naissance": _text(el, "DateNaissance"),
-        "lieu_naissance": _text(el, "LieuNaissance"),
+        "nom": _text(found, "NomNaissance", strip=False),
+        "prenoms": [_all_text(p) for p in found.get("Prenom", ())],
+        "sexe": _text(found, "Sexe"),
+        "date_naissance": _text(found, "DateNaissance"),
+        "lieu_naissance": _text(found, "LieuNaissance"),
     }
 
 
-def _matricule(el: etree._Element, local: str) -> tuple[str, str] | None:
-    found = children(el, local)
-    if not found:
+def _matricule(found: dict[str, list[etree._Element]], local: str) -> tuple[str, str] | None:
+    elements = found.get(local)
+    if not elements:
         return None
-    return _text(found[0], "NumIdentifiant") or "", _text(found[0], "Cle") or ""
+    inner = children_by_name(elements[0])
+    return _text(inner, "NumIdentifiant") or "", _text(inner, "Cle") or ""
 
 
 def parse_vitale(el: etree._Element) -> dict[str, Any]:
+    found = children_by_name(el)
     return {
-        "individu": _matricule(el, "MatriculeIndividu"),
-        "od": _matricule(el, "MatriculeOD"),
-        "nom": _text(el, "NomNaissance", strip=False),
-        "date_naissance": _text(el, "DateNaissance"),
-        "rang": _text(el, "RangNaissance"),
+        "individu": _matricule(found, "MatriculeIndividu"),
+        "od": _matricule(found, "MatriculeOD"),
+        "nom": _text(found, "NomNaissance", strip=False),
+        "date_naissance": _text(found, "DateNaissance"),
+        "rang": _text(found, "RangNaissance"),
     }
 
 
