@@ -6,8 +6,10 @@ bench/insi_vs_wiremock.py). Two passes:
 
 1. no profiler: requests/s and process CPU time per request (the absolute cost);
 2. cProfile with a per-thread CPU clock (time.thread_time, so GIL waits are not counted): one profile
-   for the event-loop thread, one per a2wsgi worker thread (merged), then the CPU time is split into
-   stages (uvicorn/asyncio, front end parts, a2wsgi hop, Flask, INSi handler parts, journal write).
+   for the event-loop thread, one per a2wsgi worker thread (merged; idle unless a request takes the Flask
+   path), then the loop's CPU time is split into stages of the inline path (uvicorn/httptools, envelope
+   parse, journal entry, INSi reading, rules, matching, answer, write). The journal's writer thread is
+   not profiled: per-thread CPU from /proc (see docs/core.md) gives its share.
 
 Profiling inflates Python-heavy stages; read the shares as rough. Needs wrk (`apt-get install -y wrk`).
 
@@ -196,62 +198,47 @@ def main() -> None:
     ms = pstats.Stats(main_prof)
     ws = workers.stats()
     t_main, t_work = total(ms), total(ws) if ws else 0.0
-    front = "simulators/core/http_front.py"
-    asgi = cum(ms, front, "__call__")
-    read_body = cum(ms, front, "_read_body")
+    front, server, wire, model_py = ("simulators/core/http_front.py", "simulators/core/server.py",
+                                     "simulators/insi/wire.py", "simulators/insi/model.py")
+    # The inline path (server.py → BenchASGI.serve_inline) runs everything on the event-loop thread; the
+    # journal's writer thread (SQLite insert and commit) is not profiled here: see bench/RESULTS.md.
+    inline = cum(ms, server, "on_message_complete")
+    asgi = cum(ms, front, "__call__")  # requests that took the ASGI path (none when no fault rule is stored)
     facts = cum(ms, front, "_facts")
-    parse_env_front = cum(ms, "simulators/core/soap.py", "parse_envelope")
-    decide = cum(ms, "simulators/core/faults.py", "decide")
+    parse_env = cum(ms, "simulators/core/soap.py", "parse_envelope")
+    parse_xml = cum(ms, "simulators/core/xmlsafe.py", "parse_xml")
     exchange = cum(ms, front, "_exchange")
-    current_run = cum(ms, "simulators/core/journal.py", "current_run")
+    run_fast = cum(ms, front, "_run_fast")
+    parse_req = cum(ms, wire, "parse_request")
+    headers = cum(ms, "simulators/core/teleservice.py", "parse_headers")
+    checks = cum(ms, model_py, "check_headers") + cum(ms, model_py, "validated")
+    search = cum(ms, model_py, "search_traits")
+    resp = cum(ms, wire, "response_bytes")
     record = cum(ms, front, "_record")
-    as_dict = cum(ms, "simulators/core/journal.py", "as_dict")
-    dumps = cum(ms, "json/__init__.py", "dumps")
-    message_of = cum(ms, "simulators/core/journal.py", "of")
-    # a2wsgi's event-loop side: WSGIResponder.__call__ + its sender task (which calls uvicorn's send).
-    a2_main = cum(ms, "a2wsgi/wsgi.py", "sender") + cum(ms, "a2wsgi/wsgi.py", "build_environ")
-    flask = cum(ws, "flask/app.py", "wsgi_app") if ws else 0.0
-    handle = cum(ws, "simulators/insi/app.py", "handle") if ws else 0.0
-    parse_req = cum(ws, "simulators/insi/wire.py", "parse_request") if ws else 0.0
-    parse_env_svc = cum(ws, "simulators/core/soap.py", "parse_envelope") if ws else 0.0
-    checks = (cum(ws, "simulators/insi/model.py", "check_headers") + cum(ws, "simulators/insi/model.py", "validated")
-              ) if ws else 0.0
-    search = cum(ws, "simulators/insi/model.py", "search_traits") if ws else 0.0
-    model = cum(ws, "simulators/insi/app.py", "_model") if ws else 0.0
-    resp = cum(ws, "simulators/insi/wire.py", "response_bytes") if ws else 0.0
-    a2_send = cum(ws, "a2wsgi/wsgi.py", "send") if ws else 0.0
-    inspect_cost = cum(ms, "inspect.py", "getfullargspec") + (cum(ws, "inspect.py", "getfullargspec") if ws else 0)
+    write = cum(ms, server, "_respond_inline")
+    serve = cum(ms, front, "serve_inline")
 
     grand = t_main + t_work
     rows = [
-        ("uvicorn + httptools + asyncio loop (outside the app)", t_main - asgi - a2_main),
-        ("front end: read body, copy headers", read_body),
-        ("front end: operation/correlation (SOAP parse #1 of the request)", facts),
-        ("  of which parse_envelope", parse_env_front),
-        ("front end: fault engine decide() (SQLite SELECT of the rules)", decide),
-        ("front end: build the Exchange (journal.current_run SQLite SELECT, uuid, headers)", exchange),
-        ("  of which current_run", current_run),
-        ("front end: capture response (Message.of) in _call_service", message_of),
-        ("journal write: as_dict + json.dumps + SQLite INSERT", record),
-        ("  of which as_dict / json.dumps", as_dict + dumps),
-        ("front end: rest of __call__/_call_service", asgi - read_body - facts - decide - exchange - record
-         - message_of - (cum(ms, "a2wsgi/wsgi.py", "__call__"))),
-        ("a2wsgi, event-loop side (environ, run_in_executor, queue, sender → uvicorn send)",
-         cum(ms, "a2wsgi/wsgi.py", "__call__") + a2_main),
-        ("a2wsgi, worker-thread side (3 × run_coroutine_threadsafe(...).result() per response)",
-         t_work - flask + 0.0),
-        ("Flask/Werkzeug request handling (outside the INSi handler)", flask - handle),
-        ("INSi: SOAP parse #2 + header extraction (wire.parse_request)", parse_req),
-        ("  of which parse_envelope", parse_env_svc),
+        ("uvicorn + httptools + asyncio loop (outside the inline path and the ASGI app)", t_main - inline - asgi),
+        ("ASGI path (requests not served inline)", asgi),
+        ("inline: envelope parse and request facts (BenchASGI._facts)", facts),
+        ("  of which parse_envelope", parse_env),
+        ("  of which lxml parse (xmlsafe.parse_xml)", parse_xml),
+        ("inline: journal entry (BenchASGI._exchange)", exchange),
+        ("INSi: request reading (wire.parse_request)", parse_req),
+        ("  of which header blocks (teleservice.parse_headers)", headers),
         ("INSi: header and input rules (check_headers, validated)", checks),
         ("INSi: personas matching (search_traits)", search),
-        ("INSi: model lookup (_model)", model),
-        ("INSi: response serialisation (response_bytes)", resp),
-        ("INSi: rest of handle()", handle - parse_req - checks - search - model - resp),
-        ("(across stages) inspect.getfullargspec, called by lxml for the XML pre-scan's target", inspect_cost),
+        ("INSi: answer serialisation (response_bytes)", resp),
+        ("INSi: rest of the handler", run_fast - parse_req - checks - search - resp),
+        ("inline: hand-over to the journal writer (loop side)", record),
+        ("inline: rest of serve_inline", serve - facts - exchange - run_fast - record),
+        ("answer write (status line, headers, transport.write)", write),
+        ("inline: rest of on_message_complete", inline - serve - write),
     ]
     print(f"\nprofiled CPU: event-loop thread {t_main / n * 1e6:.0f} µs/request, a2wsgi threads"
-          f" {t_work / n * 1e6:.0f} µs/request (a2wsgi send inside: {a2_send / n * 1e6:.0f} µs)\n")
+          f" {t_work / n * 1e6:.0f} µs/request\n")
     print(f"{'stage':<92} {'µs/req':>7} {'share':>6}")
     for label, value in rows:
         print(f"{label:<92} {value / n * 1e6:7.0f} {value / grand * 100:5.1f}%")
@@ -264,11 +251,6 @@ def main() -> None:
             st.sort_stats("tottime").print_stats(args.top)
             print(f"\n--- top {args.top} by own time, {title} ---")
             print("\n".join(buf.getvalue().splitlines()[6:]))
-        buf = io.StringIO()
-        st = pstats.Stats(main_prof, stream=buf)
-        st.print_callers("getfullargspec")
-        print("\n--- who calls inspect.getfullargspec (event-loop thread) ---")
-        print("\n".join(buf.getvalue().splitlines()[-8:]))
 
 
 if __name__ == "__main__":

@@ -427,9 +427,7 @@ async def _write_whole(cycle: Any, status: int, headers: list[tuple[str, str]], 
         parts += (name, b": ", value, b"\r\n")
     has_close = False
     for name, value in headers:
-        name_b, value_b = name.lower().encode("latin-1"), value.encode("latin-1")
-        if _BAD_NAME.search(name_b) or _BAD_VALUE.search(value_b):
-            raise RuntimeError("invalid HTTP header")
+        name_b, _, value_b = header_field(name, value)
         if name_b == b"connection" and b"close" in [t.strip().lower() for t in value_b.split(b",")]:
             cycle.keep_alive = False
             has_close = True
@@ -443,6 +441,14 @@ async def _write_whole(cycle: Any, status: int, headers: list[tuple[str, str]], 
     if not cycle.keep_alive:
         cycle.transport.close()
     cycle.on_response()
+
+
+def header_field(name: str, value: str) -> tuple[bytes, bytes, bytes]:
+    """(name, b": ", value) of a response header, lower-cased name; refuses what would split the answer."""
+    name_b, value_b = name.lower().encode("latin-1"), value.encode("latin-1")
+    if _BAD_NAME.search(name_b) or _BAD_VALUE.search(value_b):
+        raise RuntimeError(f"invalid HTTP header {name!r}")
+    return name_b, b": ", value_b
 
 
 _BAD_NAME = re.compile(b'[\x00-\x1f\x7f()<>@,;:\\[\\]={} \t\\\\"]')

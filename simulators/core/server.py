@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .http_front import CYCLE_KEY, TRANSPORT_KEY, BenchASGI, lean_cycle_supported, status_line
+from .http_front import CYCLE_KEY, TRANSPORT_KEY, BenchASGI, header_field, lean_cycle_supported, status_line
 from .service import SimConfig, Simulator
 
 ENV_CONFIG = "SEGUR_BENCH_SIM"
@@ -83,11 +83,13 @@ class TransportAwareProtocol(HttpToolsProtocol):
         assert bench is not None
         try:
             status, headers, body = bench.serve_inline(inline.scope, b"".join(inline.body), inline.received_at)
+            answer = self._answer_bytes(inline, status, headers, body)
         except Exception:  # serve_inline answers the handler's own errors; this is a bug of ours
             bench.ctx.logger.exception("inline exchange failed")
-            status, headers, body = 500, [("content-type", "text/plain; charset=utf-8")], _INTERNAL_ERROR
-            headers.append(("content-length", str(len(body))))
-        self._respond_inline(inline, status, headers, body)
+            answer = self._answer_bytes(inline, 500, [("content-type", "text/plain; charset=utf-8"),
+                                                      ("content-length", str(len(_INTERNAL_ERROR)))],
+                                        _INTERNAL_ERROR)
+        self._respond_inline(inline, answer)
 
     def _start_inline(self) -> bool:
         """Take this request on the inline path if it qualifies (see the class docstring)."""
@@ -102,8 +104,10 @@ class TransportAwareProtocol(HttpToolsProtocol):
         url = self.url
         if b"?" in url or b"%" in url or not url.startswith(b"/"):
             return False
-        method = parser.get_method().decode("ascii")
-        path = url.decode("ascii")
+        try:
+            method, path = parser.get_method().decode("ascii"), url.decode("ascii")
+        except UnicodeDecodeError:
+            return False
         length = None
         for name, value in self.headers:
             if name == b"content-length":
@@ -124,22 +128,22 @@ class TransportAwareProtocol(HttpToolsProtocol):
         self.cycle = self._inline = _InlineCycle(scope, keep_alive)  # type: ignore[assignment]
         return True
 
-    def _respond_inline(self, inline: _InlineCycle, status: int, headers: list[tuple[str, str]],
-                        body: bytes) -> None:
-        if inline.response_complete:
-            return
-        inline.response_complete = True
-        if inline.disconnected or self.transport.is_closing():
-            return
+    def _answer_bytes(self, inline: _InlineCycle, status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
         parts = [status_line(status)]
         for name, value in self.server_state.default_headers:
             parts += (name, b": ", value, b"\r\n")
         for name, value in headers:
-            parts += (name.encode("latin-1"), b": ", value.encode("latin-1"), b"\r\n")
+            parts += (*header_field(name, value), b"\r\n")
         if not inline.keep_alive:
             parts.append(b"connection: close\r\n")
         parts += (b"\r\n", body)
-        self.transport.write(b"".join(parts))
+        return b"".join(parts)
+
+    def _respond_inline(self, inline: _InlineCycle, answer: bytes) -> None:
+        inline.response_complete = True
+        if inline.disconnected or self.transport.is_closing():
+            return
+        self.transport.write(answer)
         if not inline.keep_alive:
             self.transport.close()
             return

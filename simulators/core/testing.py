@@ -56,6 +56,8 @@ def _fast_echo(ctx: ServiceContext, req: FastRequest) -> FastResponse:
     """A fast route (served on the event loop, inline when no fault rule exists): echoes the body."""
     if req.body == b"boom":
         raise RuntimeError("deliberate failure of a fast route")
+    if req.body == b"split":  # a header that would split the answer: must never reach the wire
+        return FastResponse(200, "text/plain", b"x", headers=(("x-injected", "a\r\nset-cookie: x=1"),))
     if req.outcome == "refus":
         return FastResponse(409, "application/json", b'{"result": "refused"}')
     return FastResponse(200, req.content_type or "application/octet-stream", req.body,

@@ -119,6 +119,15 @@ def test_handler_failure_is_a_clean_500_and_the_connection_lives_on(serve):
     assert (status2, body2) == (200, b"encore")
 
 
+def test_a_header_that_would_split_the_answer_never_reaches_the_wire(serve):
+    server = serve(make_sim())
+    with socket.create_connection((server.host, server.port)) as sock:
+        sock.sendall(_post("/fast-echo", b"split") + _post("/fast-echo", b"ok"))
+        (status, headers, body), (status2, _, body2) = _read_responses(sock, 2)
+    assert status == 500 and "set-cookie" not in headers and b"set-cookie" not in body
+    assert (status2, body2) == (200, b"ok")
+
+
 def test_a_stored_fault_rule_sends_fast_routes_through_the_fault_engine(serve):
     server = serve(make_sim())
     with httpx.Client(base_url=server.url) as c:
