@@ -8,9 +8,11 @@ second encode for captions anyway.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import bisect
 import contextlib
+import inspect
 import math
 import os
 import shutil
@@ -81,6 +83,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: _Font, width: float) -> str
         text = text[:-1]
     return text + "…"
 
+
+CDP_TIMEOUT_MS = 10_000  # per CDP command: a screencast command answers in milliseconds
 
 @dataclass(frozen=True)
 class _Shot:
@@ -166,10 +170,28 @@ class ScreenRecorder:
         # restarting is cheap insurance for other versions: "Screencast is already active" means all is well.
         if frame.parent_frame is not None or self._stopping:
             return
-        from playwright.sync_api import Error
+        self._send_from_handler("Page.startScreencast", {
+            "format": "jpeg", "quality": 80, "maxWidth": self._width, "maxHeight": self._height, "everyNthFrame": 1,
+        })
 
-        with contextlib.suppress(Error):
-            self._start_screencast()
+    def _send_from_handler(self, method: str, params: dict[str, Any]) -> None:
+        """A CDP command sent from an event handler without waiting for its answer.
+
+        Event handlers run in Playwright's dispatcher; a synchronous `send` there has to switch greenlets
+        while the scenario's own call (e.g. `Page.stopScreencast`) may be waiting, and that interleaving can
+        hang both for good. The async session under the sync one takes the command as a task on the
+        driver's loop, which is running: nothing waits, errors (page closing) are dropped."""
+        impl = getattr(self._cdp, "_impl_obj", None)
+        if impl is None:  # another Playwright layout: the plain synchronous call
+            from playwright.sync_api import Error
+
+            with contextlib.suppress(Error):
+                self._cdp.send(method, params)  # type: ignore[union-attr]
+            return
+        # Newer Playwright's send() takes a timeout (ms), older ones do not.
+        timeout = (CDP_TIMEOUT_MS,) if "timeout" in inspect.signature(impl.send).parameters else ()
+        task = asyncio.ensure_future(impl.send(method, params, *timeout))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieve it: no "never retrieved"
 
     def _on_frame(self, params: dict[str, Any]) -> None:
         if self._stopping or self._cdp is None or self._tmp is None:
@@ -188,10 +210,7 @@ class ScreenRecorder:
             path = self._tmp / f"{len(self._shots):07d}.jpg"
         path.write_bytes(base64.b64decode(params["data"]))
         self._shots.append(_Shot(timestamp, path))
-        from playwright.sync_api import Error
-
-        with contextlib.suppress(Error):  # page closing between frame and ack
-            self._cdp.send("Page.screencastFrameAck", {"sessionId": params["sessionId"]})
+        self._send_from_handler("Page.screencastFrameAck", {"sessionId": params["sessionId"]})
 
     def stop(self) -> Path:
         """Ends the recording and encodes the MP4; returns its path."""
@@ -205,8 +224,12 @@ class ScreenRecorder:
         self._stopping = True
         self.page.remove_listener("framenavigated", self._on_navigated)
         with contextlib.suppress(Error):  # the page or context may already be closed: keep what was recorded
-            self._cdp.send("Page.stopScreencast")
-            self._cdp.detach()
+            try:
+                self._cdp.send("Page.stopScreencast", timeout=CDP_TIMEOUT_MS)  # a wedged browser can't hold us
+            except TypeError:  # older Playwright: no timeout parameter
+                self._cdp.send("Page.stopScreencast")
+        # No CDPSession.detach(): it takes no timeout and was seen waiting forever (guided runs, Chromium 156,
+        # Playwright 1.65); the session ends with its page, which the caller closes next.
         try:
             self._encode()
         finally:
