@@ -23,6 +23,7 @@ from core_support import (
 from simulators.core import journal as journal_mod
 from simulators.core.har import CREATOR, to_har
 from simulators.core.journal import Exchange, Journal, JournalQueryError, Message, to_jsonl
+from simulators.core.service import Simulator
 from simulators.core.store import Store
 
 MS_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -420,18 +421,23 @@ def test_to_har_unit(har_validator):
 # --------------------------------------------------------------------------------------------- known bugs
 
 
-def test_a_journal_query_made_after_the_answer_finds_the_exchange(serve):
-    # Entries are committed just after the answer leaves; a query must still see every exchange answered
-    # before it, however slow the commit (a slow disk, a busy database).
+def _sim_with_slow_journal(seconds: float = 0.3) -> Simulator:
+    """A simulator whose journal commits take `seconds` (a slow disk, a busy database)."""
     sim = make_sim()
     record_many = sim.ctx.journal.record_many
 
     def slow_record(exchanges):
-        time.sleep(0.3)
+        time.sleep(seconds)
         record_many(exchanges)
 
     sim.ctx.journal.record_many = slow_record
-    server = serve(sim)
+    return sim
+
+
+def test_a_journal_query_made_after_the_answer_finds_the_exchange(serve):
+    # Entries are committed just after the answer leaves; a query must still see every exchange answered
+    # before it, however slow the commit.
+    server = serve(_sim_with_slow_journal())
     with httpx.Client(base_url=server.url) as c:
         for i in range(3):
             assert c.post(f"/echo?i={i}", content=b"x").status_code == 200
@@ -440,15 +446,7 @@ def test_a_journal_query_made_after_the_answer_finds_the_exchange(serve):
 
 
 def test_reset_does_not_let_an_entry_in_flight_land_after_it(serve):
-    sim = make_sim()
-    record_many = sim.ctx.journal.record_many
-
-    def slow_record(exchanges):
-        time.sleep(0.3)
-        record_many(exchanges)
-
-    sim.ctx.journal.record_many = slow_record
-    server = serve(sim)
+    server = serve(_sim_with_slow_journal())
     with httpx.Client(base_url=server.url) as c:
         assert c.post("/echo", content=b"x").status_code == 200
         assert c.post("/_bench/reset", json={}).status_code == 200
