@@ -367,6 +367,9 @@ class DmpModel:
         bad = check_ins(ins, oid, "patientIdentifier")
         if bad:
             return {"found": False, "error": bad.message}
+        if ins != vihf.patient_ins:  # as TD0.3 and the XDS transactions: one patient per request and token
+            return {"found": False, "error": f"Le patient de la requete ({ins}) differe de la ressource du VIHF "
+                                             f"({vihf.patient_ins})"}
         patient = self.patient(ins)
         if outcome == "dmp.absent" or patient is None:
             return {"found": False}

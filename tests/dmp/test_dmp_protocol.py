@@ -146,6 +146,15 @@ def test_td02_absent_closed_blocked(dmp):
     assert td02_obs(root, "PS_BLOQUE") == "false"
 
 
+def test_td02_patient_other_than_the_vihf_resource_is_refused(dmp):
+    root = dmp.ok("patients", envelope(A_TD02, "patients", td02(DMPCLOS)))  # the VIHF names CLERICO
+    assert xp(root, "//hl7:acknowledgement/hl7:typeCode/@code") == "AE"
+    assert xp(root, "//hl7:queryAck/hl7:queryResponseCode/@code") == "QE"
+    detail = xp(root, "//hl7:acknowledgementDetail/hl7:text")
+    assert DMPCLOS in detail and CLERICO in detail and "VIHF" in detail
+    assert xp(root, "count(//hl7:patient)") == "0"  # nothing said about either patient's DMP
+
+
 def test_td03_authorisation_lifecycle_on_the_clock(dmp):
     authorise(dmp)
     root = dmp.ok("patients", envelope(A_TD02, "patients", td02()))
