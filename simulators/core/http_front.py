@@ -422,25 +422,33 @@ async def _write_whole(cycle: Any, status: int, headers: list[tuple[str, str]], 
         return
     cycle.response_started = True
     cycle.waiting_for_100_continue = False
-    parts = [status_line(status)]
-    for name, value in cycle.default_headers:
-        parts += (name, b": ", value, b"\r\n")
-    has_close = False
-    for name, value in headers:
-        name_b, _, value_b = header_field(name, value)
-        if name_b == b"connection" and b"close" in [t.strip().lower() for t in value_b.split(b",")]:
-            cycle.keep_alive = False
-            has_close = True
-        parts += (name_b, b": ", value_b, b"\r\n")
-    if not cycle.keep_alive and not has_close:
-        parts.append(b"connection: close\r\n")
-    parts += (b"\r\n", body)
-    cycle.transport.write(b"".join(parts))
+    answer, cycle.keep_alive = answer_bytes(status, cycle.default_headers, headers, body, cycle.keep_alive)
+    cycle.transport.write(answer)
     cycle.response_complete = True
     cycle.message_event.set()
     if not cycle.keep_alive:
         cycle.transport.close()
     cycle.on_response()
+
+
+def answer_bytes(status: int, default_headers: list[tuple[bytes, bytes]], headers: list[tuple[str, str]],
+                 body: bytes, keep_alive: bool) -> tuple[bytes, bool]:
+    """A whole HTTP/1.1 answer as one buffer, and whether the connection stays open after it (the app's own
+    `connection: close` header ends it; when it must end, the header is added)."""
+    parts = [status_line(status)]
+    for name, value in default_headers:
+        parts += (name, b": ", value, b"\r\n")
+    has_close = False
+    for name, value in headers:
+        name_b, _, value_b = header_field(name, value)
+        if name_b == b"connection" and b"close" in [t.strip().lower() for t in value_b.split(b",")]:
+            keep_alive = False
+            has_close = True
+        parts += (name_b, b": ", value_b, b"\r\n")
+    if not keep_alive and not has_close:
+        parts.append(b"connection: close\r\n")
+    parts += (b"\r\n", body)
+    return b"".join(parts), keep_alive
 
 
 def header_field(name: str, value: str) -> tuple[bytes, bytes, bytes]:

@@ -381,7 +381,7 @@ class JournalWriter:
         """Queue an entry for the journal; readers of the journal will see it (see the class docstring)."""
         self.submitted += 1
         if self._slot is not None:
-            self._slot.submit()
+            self._slot.publish_submitted(self.submitted)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # not on an event loop: straight to the thread
@@ -443,10 +443,10 @@ class JournalWriter:
             except BaseException as exc:  # logged; the thread goes on, and the entries count as settled
                 logging.getLogger(f"segur_bench.{self.journal.service}").error(
                     "could not record %d exchange(s) in the journal: %s", len(batch), exc)
-            if self._slot is not None:
-                self._slot.settle(len(batch))
             with self._settled:
                 self.settled += len(batch)
+                if self._slot is not None:
+                    self._slot.publish_settled(self.settled)
                 self._settled.notify_all()
 
 

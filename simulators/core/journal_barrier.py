@@ -8,7 +8,7 @@ slot in a small file shared by the processes of the store (pid, entries submitte
 a reader snapshots the submitted counts of the live slots and waits until every settled count has
 caught up. Settled means committed, or given up after an error that was logged.
 
-Each counter has a single writing thread (submitted: the thread that submits; settled: the writer
+Each published count has a single writing thread (submitted: the thread that submits; settled: the writer
 thread), and is an aligned 8-byte word written and read in one piece.
 """
 
@@ -113,23 +113,20 @@ class CommitBarrier:
 
 
 class Slot:
-    """One writer's counters. `submitted` is bumped by the submitting thread, `settled` by the writer thread."""
+    """One writer's place in the table: it publishes the writer's counts (submitted by the submitting thread,
+    settled by the writer thread), it does not keep its own."""
 
     def __init__(self, barrier: CommitBarrier, index: int) -> None:
         self._barrier = barrier
         self._offset = index * _SLOT.size
-        self.submitted = 0
-        self.settled = 0
 
-    def submit(self, n: int = 1) -> None:
-        self.submitted += n
+    def publish_submitted(self, count: int) -> None:
         if not self._barrier._closed:
-            _WORD.pack_into(self._barrier._map, self._offset + 8, self.submitted)
+            _WORD.pack_into(self._barrier._map, self._offset + 8, count)
 
-    def settle(self, n: int) -> None:
-        self.settled += n
+    def publish_settled(self, count: int) -> None:
         if not self._barrier._closed:
-            _WORD.pack_into(self._barrier._map, self._offset + 16, self.settled)
+            _WORD.pack_into(self._barrier._map, self._offset + 16, count)
 
     def release(self) -> None:
         if not self._barrier._closed:

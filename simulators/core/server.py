@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from .http_front import CYCLE_KEY, TRANSPORT_KEY, BenchASGI, header_field, lean_cycle_supported, status_line
+from .http_front import CYCLE_KEY, TRANSPORT_KEY, BenchASGI, answer_bytes, lean_cycle_supported
 from .service import SimConfig, Simulator
 
 ENV_CONFIG = "SEGUR_BENCH_SIM"
@@ -129,15 +129,9 @@ class TransportAwareProtocol(HttpToolsProtocol):
         return True
 
     def _answer_bytes(self, inline: _InlineCycle, status: int, headers: list[tuple[str, str]], body: bytes) -> bytes:
-        parts = [status_line(status)]
-        for name, value in self.server_state.default_headers:
-            parts += (name, b": ", value, b"\r\n")
-        for name, value in headers:
-            parts += (*header_field(name, value), b"\r\n")
-        if not inline.keep_alive:
-            parts.append(b"connection: close\r\n")
-        parts += (b"\r\n", body)
-        return b"".join(parts)
+        answer, inline.keep_alive = answer_bytes(status, self.server_state.default_headers, headers, body,
+                                                 inline.keep_alive)
+        return answer
 
     def _respond_inline(self, inline: _InlineCycle, answer: bytes) -> None:
         inline.response_complete = True

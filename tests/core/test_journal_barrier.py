@@ -17,12 +17,12 @@ def test_reader_waits_until_every_writer_has_settled(tmp_path):
     writer_a, writer_b, reader = CommitBarrier(path), CommitBarrier(path), CommitBarrier(path)
     a, b = writer_a.claim(), writer_b.claim()
     assert a is not None and b is not None
-    a.submit(2)
-    b.submit(1)
+    a.publish_submitted(2)
+    b.publish_submitted(1)
     assert reader.wait(timeout_s=0.05) is False  # nothing settled yet
-    a.settle(2)
+    a.publish_settled(2)
     assert reader.wait(timeout_s=0.05) is False  # b still behind
-    threading.Timer(0.1, b.settle, args=(1,)).start()
+    threading.Timer(0.1, b.publish_settled, args=(1,)).start()
     started = time.monotonic()
     assert reader.wait(timeout_s=3) is True
     assert 0.05 < time.monotonic() - started < 2
@@ -32,16 +32,16 @@ def test_entries_submitted_after_the_snapshot_do_not_hold_the_reader(tmp_path):
     barrier = CommitBarrier(tmp_path / "db-jslots")
     slot = barrier.claim()
     assert slot is not None
-    slot.submit(1)
+    slot.publish_submitted(1)
     # The writer keeps receiving while settling the first entry: the reader only waits for that one.
-    threading.Timer(0.05, lambda: (slot.submit(5), slot.settle(1))).start()
+    threading.Timer(0.05, lambda: (slot.publish_submitted(6), slot.publish_settled(1))).start()
     assert barrier.wait(timeout_s=2) is True
 
 
 def test_slots_of_dead_processes_are_ignored_and_reused(tmp_path):
     path = tmp_path / "db-jslots"
     code = ("import sys; from simulators.core.journal_barrier import CommitBarrier; from pathlib import Path;"
-            "s = CommitBarrier(Path(sys.argv[1])).claim(); s.submit(3)")  # dies with 3 entries unsettled
+            "s = CommitBarrier(Path(sys.argv[1])).claim(); s.publish_submitted(3)")  # dies with 3 entries unsettled
     subprocess.run([sys.executable, "-c", code, str(path)], check=True)
     barrier = CommitBarrier(path)
     assert barrier.wait(timeout_s=0.5) is True  # its writer is gone: nothing will ever settle them
