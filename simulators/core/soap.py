@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import copy
 import re
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from lxml import etree
 
+from simulators.core.ids import uuid4
 from simulators.core.xmlsafe import DEFAULT_MAX_BYTES, NS, XmlRejected, leaf_text, namespace, parse_xml, qname, text
 
 __all__ = [
@@ -169,7 +169,7 @@ def fault_http_status(code: str) -> int:
 
 
 def new_message_id() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"
+    return f"urn:uuid:{uuid4()}"
 
 
 @dataclass
