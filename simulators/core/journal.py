@@ -3,19 +3,16 @@
 Entries are stored in the service's SQLite store with millisecond timestamps (received, responded),
 the operation, both header sets and bodies (text, or base64 for binary), the status, the faults that
 were applied and the run/correlation ids. Query by time window, run and operation; export as JSONL
-or HAR 1.2 (see har.py).
+or HAR 1.2 (see har.py). On the hot path an exchange is appended to a per-process segment file
+(journal_log.py) before its answer leaves; every read first brings SQLite up to date with the segments.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import functools
 import json
 import logging
-import os
-import queue
 import threading
 import time
 import weakref
@@ -23,10 +20,15 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
+from . import journal_log
 from .clock import iso, parse_instant
-from .journal_barrier import CommitBarrier
+from .ids import random_bits
+from .journal_log import SegmentWriter, fields_of
 from .store import Store
+
+log = logging.getLogger("segur_bench.journal")
 
 _MIGRATIONS = [
     """
@@ -72,6 +74,9 @@ _MIGRATIONS = [
     CREATE INDEX journal_by_received ON journal (received_at);
     CREATE INDEX journal_by_run ON journal (run)
     """,
+    # Exchanges answered on the hot path are appended to per-process segment files (journal_log.py); this
+    # table says how far each segment has been ingested.
+    "CREATE TABLE journal_segments (name TEXT PRIMARY KEY, ingested INTEGER NOT NULL)",
 ]
 
 MAX_STORED_BODY = 4 * 1024 * 1024
@@ -174,21 +179,6 @@ class Exchange:
             "client": self.client, "error": self.error,
         }
 
-    def stored_entry(self) -> str:
-        """The JSON kept in the journal's `entry` column: as_dict without the bodies (BLOB columns) and
-        without what from_dict recomputes (received, responded, duration_ms). Written once per exchange."""
-        req, resp = self.request, self.response
-        return _ENCODER.encode({
-            "id": self.id, "service": self.service, "protocol": self.protocol, "operation": self.operation,
-            "received_at": self.received_at, "responded_at": self.responded_at, "waited_ms": self.waited_ms,
-            "method": self.method, "url": self.url, "http_version": self.http_version, "status": self.status,
-            "request": {"headers": req.headers, "truncated": req.truncated, "size": req.size},
-            "response": {"headers": resp.headers, "truncated": resp.truncated, "size": resp.size}
-            if resp is not None else None,
-            "faults": self.faults, "outcome": self.outcome, "run": self.run, "correlation": self.correlation,
-            "client": self.client, "error": self.error,
-        })
-
     @classmethod
     def from_dict(cls, d: Mapping, request_body: bytes | None = None, response_body: bytes | None = None) -> Exchange:
         d = dict(d)
@@ -210,8 +200,13 @@ class Journal:
         self.service = service
         self._run: tuple[int, dict] | None = None
         store.migrate("journal", _MIGRATIONS)
-        self.barrier = CommitBarrier(store.sidecar("-jslots"))
-        weakref.finalize(self, self.barrier.close)
+        self.log_dir = store.sidecar("-jlog")
+        self.segment = SegmentWriter(self.log_dir)
+        self._known: dict[str, int] = {}  # segment name -> offset this process saw ingested (a cheap "nothing new")
+        self._ingester: threading.Thread | None = None
+        self._stop = threading.Event()
+        weakref.finalize(self, self._stop.set)
+        weakref.finalize(self, self.segment.close)
 
     # -- runs: entries are stamped with the run that is current when they are received
     def current_run(self) -> dict:
@@ -233,17 +228,48 @@ class Journal:
         self.store.bump()
         return self.current_run()
 
+    def submit(self, exchange: Exchange) -> None:
+        """Journal an exchange from the hot path, before its answer leaves: one append to this process's
+        segment, ingested into SQLite by the next read (see journal_log.py). Never raises."""
+        try:
+            self.segment.append(exchange)
+            if self._ingester is None:
+                self._start_ingester()
+            return
+        except (OSError, ValueError) as exc:  # disk full, a value marshal cannot write: straight to SQLite
+            log.error("journal segment append failed (%s); writing exchange %s directly", exc, exchange.id)
+        try:
+            self.record(exchange)
+        except Exception:
+            log.exception("could not record exchange %s in the journal", exchange.id)
+
+    def close(self) -> None:
+        """Close this process's segment (its entries stay there until the next read ingests them)."""
+        self._stop.set()
+        self._ingester = None
+        self.segment.close()
+
+    def _start_ingester(self) -> None:
+        self._stop = threading.Event()
+        self._ingester = threading.Thread(target=_ingest_when_quiet, args=(weakref.ref(self), self._stop),
+                                          name=f"journal-ingest-{self.service}", daemon=True)
+        self._ingester.start()
+
     def record(self, exchange: Exchange) -> None:
+        """Insert an entry into SQLite now (off the hot path: the MSSanté trace, tests, ingestion)."""
         self.record_many([exchange])
 
     def record_many(self, exchanges: Sequence[Exchange]) -> None:
-        """Insert entries, up to _ROWS_PER_INSERT per statement: SQLite then runs a whole batch without the
-        GIL, where one statement per row would take it back after every row from the busy event loop."""
+        """Insert entries, up to _ROWS_PER_INSERT rows per statement (SQLite runs a whole batch without taking
+        the GIL back after each row)."""
+        self._insert(row_of(fields_of(exchange)) for exchange in exchanges)
+
+    def _insert(self, rows: Iterable[tuple]) -> None:
         conn = self.store.conn
-        for start in range(0, len(exchanges), _ROWS_PER_INSERT):
-            chunk = exchanges[start:start + _ROWS_PER_INSERT]
-            params = [value for exchange in chunk for value in _row(exchange)]
-            conn.execute(_insert_sql(len(chunk)), params)
+        rows = list(rows)
+        for start in range(0, len(rows), _ROWS_PER_INSERT):
+            chunk = rows[start:start + _ROWS_PER_INSERT]
+            conn.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
 
     def query(
         self,
@@ -254,7 +280,7 @@ class Journal:
         operation: str | None = None,
         limit: int | None = None,
     ) -> list[Exchange]:
-        self.barrier.wait()  # whatever was answered before this query is in its result
+        self.catch_up()  # whatever was answered before this query is in its result
         clauses, params = [], []
         if since is not None:
             clauses.append("received_at >= ?")
@@ -278,9 +304,67 @@ class Journal:
             sql += f" LIMIT {int(limit)}"
         return [Exchange.from_dict(json.loads(r[0]), _blob(r[1]), _blob(r[2])) for r in self.store.query(sql, params)]
 
+    def count(self) -> int:
+        self.catch_up()
+        return int(self.store.execute("SELECT count(*) FROM journal").fetchone()[0])
+
     def clear(self) -> int:
-        self.barrier.wait()  # an entry still on its way would otherwise land after the clear
-        return self.store.execute("DELETE FROM journal").rowcount
+        """Delete every entry answered so far; returns how many. Segment frames not yet ingested are skipped,
+        not ingested (they would be deleted at once)."""
+        skipped = self._consume(insert=False)
+        return skipped + self.store.execute("DELETE FROM journal").rowcount
+
+    def catch_up(self) -> int:
+        """Ingest what the segments hold beyond what was already ingested; returns the entries added."""
+        return self._consume(insert=True)
+
+    def _consume(self, *, insert: bool) -> int:
+        total = 0
+        for path in journal_log.segments(self.log_dir):
+            # Liveness first, then the size: a segment whose writer is gone is complete at that size.
+            gone = journal_log.writer_gone(path)
+            try:
+                stop = path.stat().st_size
+            except FileNotFoundError:
+                continue  # another reader finished and removed it
+            if not gone and self._known.get(path.name) == stop:
+                continue  # nothing appended since this process last looked
+            try:
+                total += self._consume_segment(path, stop, gone, insert)
+            except FileNotFoundError:
+                continue
+        return total
+
+    def _consume_segment(self, path: Path, stop: int, gone: bool, insert: bool) -> int:
+        total = 0
+        while True:
+            # One transaction per slice: the offset moves with the rows it covers, and concurrent readers
+            # (other threads, other processes) take turns instead of ingesting the same frames twice.
+            with self.store.transaction() as conn:
+                row = conn.execute("SELECT ingested FROM journal_segments WHERE name = ?", (path.name,)).fetchone()
+                start = row[0] if row else 0
+                piece = journal_log.read_slice(path, start, stop, decode=insert) if start < stop else None
+                end = start if piece is None else piece.end
+                if piece is not None:
+                    if insert and piece.frames:
+                        self._insert(row_of(f) for f in piece.frames)
+                    total += len(piece.frames)
+                    conn.execute("INSERT INTO journal_segments (name, ingested) VALUES (?, ?) ON CONFLICT(name)"
+                                 " DO UPDATE SET ingested = excluded.ingested", (path.name, end))
+                finished = gone and (end >= stop or piece is None or piece.problem is not None or end == start)
+                if finished:
+                    if end < stop:
+                        log.error("journal segment %s: %d byte(s) after offset %d could not be read and are lost",
+                                  path.name, stop - end, end)
+                    path.unlink(missing_ok=True)
+                    conn.execute("DELETE FROM journal_segments WHERE name = ?", (path.name,))
+            self._known[path.name] = end
+            if piece is not None and piece.problem:
+                log.error("journal segment: %s", piece.problem)
+            if finished or piece is None or piece.problem or end == start or end >= stop:
+                if finished:
+                    self._known.pop(path.name, None)
+                return total
 
 
 _ROWS_PER_INSERT = 64  # 704 parameters, far below SQLite's limit; at most 64 statement texts cached
@@ -292,21 +376,56 @@ def _insert_sql(rows: int) -> str:
             " entry, request_body, response_body) VALUES " + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
 
 
-def _row(exchange: Exchange) -> tuple:
-    return (exchange.id, exchange.service, exchange.protocol, exchange.operation, exchange.run,
-            exchange.correlation, exchange.received_at, exchange.responded_at,
-            exchange.stored_entry(), _pack(exchange.request.data),
-            _pack(exchange.response.data) if exchange.response is not None else None)
+INGEST_EVERY_S = 0.25
+BUSY_BYTES = 1024 * 1024  # segments growing faster than this per INGEST_EVERY_S (~1,000 exchanges/s): a load
+
+
+def _ingest_when_quiet(ref: weakref.ref, stop: threading.Event) -> None:
+    """Keep SQLite close behind the segments while the simulator is not under load, so that a journal read
+    rarely has much to ingest; under load (a benchmark), leave the CPU to the answers: the read that follows
+    ingests what piled up."""
+    last = -1
+    while not stop.wait(INGEST_EVERY_S):
+        journal = ref()
+        if journal is None:
+            return
+        try:
+            size = sum(journal_log.sizes(journal_log.segments(journal.log_dir)).values())
+            if last >= 0 and size - last < BUSY_BYTES:
+                journal.catch_up()
+            last = size
+        except Exception:  # logged; the next read ingests instead
+            log.exception("background ingestion of the %s journal failed", journal.service)
+        del journal
+
+
+def row_of(fields: tuple) -> tuple:
+    """The journal row of an exchange given as `fields_of` (journal_log.py) gives it. The `entry` column is
+    the JSON of as_dict without the bodies (BLOB columns) and without what from_dict recomputes (received,
+    responded, duration_ms)."""
+    (id_, service, protocol, operation, received_at, responded_at, method, url, http_version, status,
+     req_headers, req_data, req_truncated, req_size, resp, faults, outcome, run, correlation, client, error,
+     waited_ms) = fields
+    entry = _ENCODER.encode({
+        "id": id_, "service": service, "protocol": protocol, "operation": operation,
+        "received_at": received_at, "responded_at": responded_at, "waited_ms": waited_ms,
+        "method": method, "url": url, "http_version": http_version, "status": status,
+        "request": {"headers": req_headers, "truncated": req_truncated, "size": req_size},
+        "response": None if resp is None else {"headers": resp[0], "truncated": resp[2], "size": resp[3]},
+        "faults": faults, "outcome": outcome, "run": run, "correlation": correlation,
+        "client": client, "error": error,
+    })
+    return (id_, service, protocol, operation, run, correlation, received_at, responded_at, entry,
+            _pack(req_data), None if resp is None else _pack(resp[1]))
 
 
 _ENCODER = json.JSONEncoder(check_circular=False)  # what json.dumps writes, minus its per-call set-up
 
 
 def new_exchange_id() -> str:
-    """A UUID version 7 (RFC 9562) as 32 hex digits: unique and time-ordered, so the journal's unique index on
-    `id` grows at its end instead of touching a random page per entry."""
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (rand >> 64 & 0xFFF) << 64
+    """A UUID version 7 (RFC 9562) as 32 hex digits: unique and time-ordered (random bits: see ids.py)."""
+    rand = random_bits(74)
+    value = ((time.time_ns() // 1_000_000) << 80 | 0x7 << 76 | (rand >> 62) << 64
              | 0b10 << 62 | rand & ((1 << 62) - 1))
     return f"{value:032x}"
 
@@ -345,109 +464,6 @@ def _instant(value: float | str, name: str) -> float:
         raise JournalQueryError(
             f"{name} must be an ISO-8601 instant (e.g. 2026-11-25T09:00:00Z) or epoch seconds, got {value!r}"
         ) from None
-
-
-class JournalWriter:
-    """Writes a process's journal entries from one thread, many per transaction under load.
-
-    `submit` never waits: the exchange is answered while its entry is on its way to SQLite, and the
-    journal's read-your-answers barrier (journal_barrier.py) makes every query wait for what was
-    submitted before it. The event loop never runs SQLite itself, so it never sleeps in SQLite's busy
-    handler while another worker process holds the write lock. Entries submitted during one pass of a
-    loop are handed over together at the end of that pass, and the thread commits whatever has piled up
-    since its last commit in one transaction: every commit rewrites the pages it touched (table and index
-    leaves), so fewer, larger commits cost much less per entry.
-    """
-
-    MAX_BATCH = 1024
-    COMMIT_INTERVAL_S = 0.005
-    FLUSH_TIMEOUT_S = 10.0
-
-    def __init__(self, journal: Journal) -> None:
-        self.journal = journal
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._settled = threading.Condition()
-        # Entries waiting for the end of their loop's current pass, per event loop (each loop touches its own).
-        self._pending: dict[asyncio.AbstractEventLoop, list[Exchange]] = {}
-        self._slot = journal.barrier.claim()
-        self.submitted = 0
-        self.settled = 0
-        if self._slot is not None:
-            weakref.finalize(self, self._slot.release)
-
-    def submit(self, exchange: Exchange) -> None:
-        """Queue an entry for the journal; readers of the journal will see it (see the class docstring)."""
-        self.submitted += 1
-        if self._slot is not None:
-            self._slot.publish_submitted(self.submitted)
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # not on an event loop: straight to the thread
-            self._ensure_thread()
-            self._queue.put([exchange])
-            return
-        pending = self._pending.get(loop)
-        if pending is None:
-            pending = self._pending[loop] = []
-            loop.call_soon(self._hand_over, loop)
-        pending.append(exchange)
-
-    def flush(self, timeout_s: float | None = None) -> bool:
-        """Hand over what the calling loop holds and wait until every submitted entry is settled
-        (at shutdown: nothing answered is lost). False on timeout."""
-        with contextlib.suppress(RuntimeError):
-            self._hand_over(asyncio.get_running_loop())
-        deadline = time.monotonic() + (self.FLUSH_TIMEOUT_S if timeout_s is None else timeout_s)
-        with self._settled:
-            while self.settled < self.submitted:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._settled.wait(left)
-        return True
-
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._pending.pop(loop, None)
-        if batch:
-            self._ensure_thread()
-            self._queue.put(batch)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name=f"journal-{self.journal.service}",
-                                                    daemon=True)
-                    self._thread.start()
-
-    def _run(self) -> None:
-        last_commit = 0.0
-        while True:
-            batch = list(self._queue.get())
-            # Under load, let entries pile up for a few milliseconds: one commit per interval instead of one per
-            # handful of entries. Nobody waits on it but a journal query, for at most this long.
-            pause = last_commit + self.COMMIT_INTERVAL_S - time.monotonic()
-            if pause > 0:
-                time.sleep(pause)
-            last_commit = time.monotonic()
-            while len(batch) < self.MAX_BATCH:
-                try:
-                    batch += self._queue.get_nowait()
-                except queue.Empty:
-                    break
-            try:
-                with self.journal.store.transaction():
-                    self.journal.record_many(batch)
-            except BaseException as exc:  # logged; the thread goes on, and the entries count as settled
-                logging.getLogger(f"segur_bench.{self.journal.service}").error(
-                    "could not record %d exchange(s) in the journal: %s", len(batch), exc)
-            with self._settled:
-                self.settled += len(batch)
-                if self._slot is not None:
-                    self._slot.publish_settled(self.settled)
-                self._settled.notify_all()
 
 
 def to_jsonl(exchanges: Sequence[Exchange]) -> str:

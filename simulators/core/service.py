@@ -19,7 +19,7 @@ from flask import Flask
 
 from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
-from .journal import Journal, JournalWriter
+from .journal import Journal
 from .store import MEMORY, Store
 
 DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
@@ -75,14 +75,6 @@ class ServiceContext:
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def writer(self) -> JournalWriter:
-        """This process's journal writer thread (SQLite writes kept off the event loop)."""
-        writer = self.extras.get("_journal_writer")
-        if writer is None:
-            writer = self.extras["_journal_writer"] = JournalWriter(self.journal)
-        return writer
 
 
 @dataclass

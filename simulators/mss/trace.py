@@ -48,7 +48,7 @@ def record(
 ) -> None:
     try:
         run = ctx.journal.current_run()["run"]
-        ctx.journal.record(Exchange(
+        ctx.journal.submit(Exchange(
             id=uuid.uuid4().hex, service=ctx.name, protocol=protocol, operation=operation,
             received_at=received_at, responded_at=time.time() if reply is not None else None,
             method=operation.split(" ", 1)[-1], status=status,
