@@ -101,7 +101,7 @@ def main() -> None:
             server.wait(timeout=30)
         # Same store, served in-process with the core journal stubbed out: the service's own cost.
         sim = build_simulator(SPEC, SimConfig(data_dir=Path(tmp)))
-        sim.ctx.journal.record = lambda exchange: None
+        sim.ctx.journal.submit = lambda exchange: None
         with serve_in_thread(sim) as srv, httpx.Client(base_url=srv.url, timeout=30) as http:
             no_journal = find_latencies(http, patients, args.queries)[0]
         sim.ctx.store.close()

@@ -8,8 +8,8 @@ bench/insi_vs_wiremock.py). Two passes:
 2. cProfile with a per-thread CPU clock (time.thread_time, so GIL waits are not counted): one profile
    for the event-loop thread, one per a2wsgi worker thread (merged; idle unless a request takes the Flask
    path), then the loop's CPU time is split into stages of the inline path (uvicorn/httptools, envelope
-   parse, journal entry, INSi reading, rules, matching, answer, write). The journal's writer thread is
-   not profiled: per-thread CPU from /proc (see docs/core.md) gives its share.
+   parse, journal entry, INSi reading, rules, matching, answer, journal append, write). The journal's
+   ingestion into SQLite happens at the next journal read, outside the measured runs.
 
 Profiling inflates Python-heavy stages; read the shares as rough. Needs wrk (`apt-get install -y wrk`).
 
@@ -106,6 +106,8 @@ def run_pass(sim, port: int, body_file: Path, seconds: float, connections: int, 
             loops.append(asyncio.get_running_loop())
         await app(scope, receive, send)
 
+    recording.app = app  # type: ignore[attr-defined]  # our protocol finds the front end: the inline path stays on
+
     server = uvicorn.Server(uvicorn_config(recording, sim.ctx.config))
     result: dict = {}
     # The event-loop thread's profiler is switched on and off from inside that thread (call_soon_threadsafe),
@@ -200,8 +202,8 @@ def main() -> None:
     t_main, t_work = total(ms), total(ws) if ws else 0.0
     front, server, wire, model_py = ("simulators/core/http_front.py", "simulators/core/server.py",
                                      "simulators/insi/wire.py", "simulators/insi/model.py")
-    # The inline path (server.py → BenchASGI.serve_inline) runs everything on the event-loop thread; the
-    # journal's writer thread (SQLite insert and commit) is not profiled here: see bench/RESULTS.md.
+    # The inline path (server.py → BenchASGI.serve_inline) runs everything on the event-loop thread, the
+    # journal's segment append included.
     inline = cum(ms, server, "on_message_complete")
     asgi = cum(ms, front, "__call__")  # requests that took the ASGI path (none when no fault rule is stored)
     facts = cum(ms, front, "_facts")
@@ -232,7 +234,7 @@ def main() -> None:
         ("INSi: personas matching (search_traits)", search),
         ("INSi: answer serialisation (response_bytes)", resp),
         ("INSi: rest of the handler", run_fast - parse_req - checks - search - resp),
-        ("inline: hand-over to the journal writer (loop side)", record),
+        ("inline: journal segment append (BenchASGI._record)", record),
         ("inline: rest of serve_inline", serve - facts - exchange - run_fast - record),
         ("answer write (status line, headers, transport.write)", write),
         ("inline: rest of on_message_complete", inline - serve - write),
