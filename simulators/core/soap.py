@@ -382,7 +382,9 @@ _TEXT_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#
 
 def escape_text(value: str) -> str:
     """Character data escaped exactly as lxml (libxml2) serialises it: &, <, > and carriage return."""
-    return value.translate(_TEXT_ESCAPES)
+    if "&" in value or "<" in value or ">" in value or "\r" in value:
+        return value.translate(_TEXT_ESCAPES)
+    return value  # the usual case (ids, actions): four scans cost less than a translation
 
 
 def envelope_bytes(body_xml: bytes, *, action: str | None = None, relates_to: str | None = None,
@@ -481,7 +483,16 @@ def parse_envelope(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 
     children = [c for c in root if isinstance(c.tag, str)]
     header = children[0] if children and children[0].tag == _HEADER else None
-    relates_to = _wsa(header, _WSA_MESSAGE_ID)
+    # One pass over the header: its blocks (kept for the services) and the first of each WS-Addressing field.
+    blocks: list[etree._Element] = []
+    wsa: dict[str, str | None] = {}
+    if header is not None:
+        for block in header.iterchildren(etree.Element):
+            blocks.append(block)
+            tag = block.tag
+            if tag in _WSA_FIELDS and tag not in wsa:
+                wsa[tag] = leaf_text(block) or None
+    relates_to = wsa.get(_WSA_MESSAGE_ID)
     rest = children[1:] if header is not None else children
     if not rest or rest[0].tag != _BODY:
         raise _sender("SOAP Envelope must contain an optional env:Header followed by an env:Body", relates_to)
@@ -500,21 +511,14 @@ def parse_envelope(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
         header=header,
         body=body,
         body_element=body_children[0],
-        action=_wsa(header, _WSA_ACTION),
+        action=wsa.get(_WSA_ACTION),
         message_id=relates_to,
-        relates_to=_wsa(header, _WSA_RELATES_TO),
+        relates_to=wsa.get(_WSA_RELATES_TO),
+        _blocks=blocks,
     )
 
 
 _HEADER, _BODY = _q("Header"), _q("Body")
 _MUST_UNDERSTAND, _ROLE = _q("mustUnderstand"), _q("role")
 _WSA_ACTION, _WSA_MESSAGE_ID, _WSA_RELATES_TO = (qname(WSA_NS, n) for n in ("Action", "MessageID", "RelatesTo"))
-
-
-def _wsa(header: etree._Element | None, tag: str) -> str | None:
-    """Stripped text of the header's first child `tag`, None when absent or empty (``text(header, "wsa:…")``)."""
-    if header is None:
-        return None
-    for el in header.iterchildren(tag):
-        return leaf_text(el) or None
-    return None
+_WSA_FIELDS = frozenset((_WSA_ACTION, _WSA_MESSAGE_ID, _WSA_RELATES_TO))

@@ -12,6 +12,7 @@ platform-level codes below; the others are the bench's assumptions, listed in ea
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,8 +246,12 @@ class Operations:
     bodies: Mapping[str, tuple[str, str]]  # operation -> (namespace, local name of the body element)
     understood: tuple[str, ...] = (NS["wsse"], NS_CTXLPS)  # header namespaces the service processes
 
+    @functools.cached_property
+    def _op_of_tag(self) -> dict[str, str]:
+        return {qname(ns, local): op for op, (ns, local) in reversed(self.bodies.items())}
+
     def operation_of_body(self, element: etree._Element) -> str | None:
-        return next((op for op, (ns, local) in self.bodies.items() if element.tag == qname(ns, local)), None)
+        return self._op_of_tag.get(element.tag)
 
 
 @dataclass(frozen=True)
