@@ -3,8 +3,10 @@ and drive the LGC's UI in Chromium. The LGC only learns the simulators' addresse
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -31,6 +33,25 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def reusable_port() -> int:
+    """A free port below the kernel's ephemeral range, for a server restarted on the same port several
+    times (the reference LGC of a module): a port the kernel hands out may meanwhile become the source port
+    of some client connection, and the restart then fails with "address already in use"."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def wait_http(url: str, proc: subprocess.Popen, what: str, timeout: float = 40) -> None:
@@ -87,7 +108,7 @@ class Bench:
 
 def start_bench(tmp: Path) -> Bench:
     ports = {s: free_port() for s in SIMS}
-    lgc_port = free_port()
+    lgc_port = reusable_port()
     mail = {"smtp": free_port(), "imap": free_port()}
     issuer = f"http://127.0.0.1:{ports['psc']}{PSC_REALM}"
     redirect = f"http://127.0.0.1:{lgc_port}/auth/callback"
