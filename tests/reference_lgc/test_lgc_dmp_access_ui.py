@@ -21,6 +21,13 @@ def dica(page) -> dict[str, tuple[str, str]]:
     return out
 
 
+def wait_dica(page, key: str, state: str | None = None, text: str | None = None) -> None:
+    """Wait until the DICA checklist shows item `key` in `state` (ok|ko|attente) and/or with `text`. The
+    checklist is a region the page reloads once a call's status element has ended, a moment after it."""
+    selector = f"#dica-liste li[data-key={key}]" + (f".{state}" if state else "")
+    page.locator(selector, has_text=text).first.wait_for(state="attached", timeout=WAIT_MS)  # a hidden popover
+
+
 def icon(page) -> str:
     return page.locator("#icone-dmp").get_attribute("data-dmp")
 
@@ -62,6 +69,7 @@ def test_consent_sets_the_authorisation_and_opens_consultation(page, lgc: Lgc, b
     td03_before = len(bench.journal("dmp", "TD0.3"))
     qualify_with_apcv(page, lgc, bench, "BOUCHER", "167100093480710")
     wait_call(page, "dmp", operation="acces", within="#dmp")
+    wait_dica(page, "D", "ok")
     items = dica(page)
     assert items["D"][0] == "ok" and items["I"][0] == "ok" and items["A"][0] == "ok"
     assert items["C"][0] == "ko" and icon(page) == "non-consultable"
@@ -96,9 +104,11 @@ def test_emergency_access_needs_a_reason(page, lgc: Lgc) -> None:
 def test_closed_dmp_and_blocked_professional_are_explained(page, lgc: Lgc) -> None:
     qualify_with_insi(page, lgc, "DMPCLOS")
     wait_call(page, "dmp", operation="acces", within="#dmp")
+    wait_dica(page, "D", text="fermé")
     assert "fermé" in dica(page)["D"][1] and icon(page) == "non-consultable"
     qualify_with_insi(page, lgc, "OPPOSANT")
     wait_call(page, "dmp", operation="acces", within="#dmp")
+    wait_dica(page, "D", text="bloqué")
     assert "bloqué" in dica(page)["D"][1] and icon(page) == "non-consultable"
 
 
@@ -106,12 +116,14 @@ def test_dmp_failure_is_shown_with_service_status_link_then_retried(page, lgc: L
     bench.fault("dmp", operation="TD0.2", effect={"type": "http_status", "status": 503})
     qualify_with_apcv(page, lgc, bench, "CLERICO", "143110095083713")
     wait_call(page, "dmp", status="echec", operation="acces", within="#dmp")
+    wait_dica(page, "D", text="Service DMP indisponible")
     item = page.locator("#dica-liste li[data-key=D]")
     assert "Service DMP indisponible" in item.inner_text() and "503" in item.inner_text()
     assert item.locator("a").get_attribute("href").startswith("https://")
     bench.clear()
     page.locator("#dmp [data-operation=acces] button", has_text="Réessayer").click()
     wait_call(page, "dmp", operation="acces", within="#dmp")
+    wait_dica(page, "D", "ok")
     assert dica(page)["D"][0] == "ok"
 
 
