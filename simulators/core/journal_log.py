@@ -27,7 +27,6 @@ import os
 import secrets
 import threading
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +105,9 @@ def fields_of(ex: Exchange) -> tuple:
             ex.faults, ex.outcome, ex.run, ex.correlation, ex.client, ex.error, ex.waited_ms)
 
 
+FIELD_COUNT = 22  # len(fields_of(...)): a frame of another shape is reported, never inserted
+
+
 # --------------------------------------------------------------------------------------------- reading
 
 
@@ -172,21 +174,14 @@ def read_slice(path: Path, start: int, stop: int, *, decode: bool = True,
             if len(payload) != length or zlib.crc32(payload) != int.from_bytes(head[4:], "little"):
                 return Slice(out, stop, f"{path.name}: CRC mismatch at offset {pos}")
             try:
-                out.append(marshal.loads(payload))
+                fields = marshal.loads(payload)
             except (ValueError, EOFError, TypeError) as exc:
                 return Slice(out, stop, f"{path.name}: unreadable frame at offset {pos} ({exc})")
+            if not isinstance(fields, tuple) or len(fields) != FIELD_COUNT:
+                return Slice(out, stop, f"{path.name}: frame at offset {pos} is not an exchange of this version")
+            out.append(fields)
             pos += _HEAD + length
     return Slice(out, pos)
-
-
-def iter_slices(path: Path, start: int, stop: int, *, decode: bool = True) -> Iterator[Slice]:
-    """Slices of complete frames up to `stop`, each ending where the next begins."""
-    while True:
-        piece = read_slice(path, start, stop, decode=decode)
-        yield piece
-        if piece.problem or piece.end <= start or piece.end >= stop:
-            return
-        start = piece.end
 
 
 def sizes(paths: list[Path]) -> dict[Path, int]:

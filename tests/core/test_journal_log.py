@@ -129,9 +129,12 @@ def test_a_corrupt_frame_is_reported_and_skipped(db: Path, caplog: pytest.LogCap
     (journal.log_dir / f"999997-abcd{journal_log.SUFFIX}").write_bytes(
         journal_log.MAGIC + _frame(_fields(1)) + bytes(bad))
     (journal.log_dir / f"999996-abcd{journal_log.SUFFIX}").write_bytes(b"not a segment at all")
+    (journal.log_dir / f"999995-abcd{journal_log.SUFFIX}").write_bytes(
+        journal_log.MAGIC + _frame(("short", "tuple")) + _frame(_fields(3)))
     with caplog.at_level(logging.ERROR, logger="segur_bench.journal"):
         assert _ids(journal) == ["hand1"]
     assert "CRC mismatch" in caplog.text and "not a journal segment" in caplog.text
+    assert "not an exchange of this version" in caplog.text
     assert _segments(journal) == []
 
 
