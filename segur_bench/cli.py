@@ -56,15 +56,26 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 
 @main.command()
 @click.option("--only", default=None, help="Comma-separated simulators to start (default: all available).")
+@click.option("--host", default=None,
+              help="Address to bind (default 127.0.0.1). 0.0.0.0 serves the LAN (a vendor's LGC on another "
+                   "computer); the control API then wants the token printed at start.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="State directory (SQLite files).")
 @click.option("--workers", type=click.IntRange(1, 16), default=None, help="Worker processes per simulator.")
 @click.option("--lgc/--no-lgc", "with_lgc", default=None,
               help="Also start the reference LGC (default: yes, unless --only is given).")
+@click.option("--front-port", type=click.IntRange(0, 65535), default=None,
+              help="HTTPS front door routing the real host names by SNI (default 443, falling back to 8443 "
+                   "when 443 needs privileges; 0: none).")
 @click.pass_context
-def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int | None,
-       with_lgc: bool | None) -> None:
+def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | None, workers: int | None,
+       with_lgc: bool | None, front_port: int | None) -> None:
     """Start every available simulator and the reference LGC, print their URLs, stop cleanly on Ctrl-C."""
+    from .endpoints import endpoints
+    from .netnames import control_token
+
     config = _config(ctx)
+    if host:
+        config.host = host
     if data_dir:
         config.data_dir = data_dir
     if workers:
@@ -72,17 +83,32 @@ def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int
     services = _select(only)
     supervisor = Supervisor(config, services, with_lgc=only is None if with_lgc is None else with_lgc)
     signal.signal(signal.SIGTERM, _interrupt)
+    new_token = config.lan and control_token(config.data_dir, create=False) is None
     try:
         supervisor.start(progress=lambda m: click.echo(m, err=True))
+        door = _start_front_door(supervisor, config, config.front_port if front_port is None else front_port)
         rows = []
-        for child in supervisor.children:
-            extra = ", ".join(f"{proto.upper()} {config.host}:{port}" for proto, port in child.service.extra_ports)
-            rows.append((child.service.name, child.service.title, child.url + child.service.base_path, extra))
+        for ep in endpoints(config, services, front_port=door):
+            other = ", ".join(f"{label.upper()} {where}" for label, where in ep.other.items())
+            rows.append((ep.service, ep.title, ep.http, ep.https or "", ep.client_cert if ep.https else "", other))
         if supervisor.lgc is not None:
-            rows.append(("lgc", "LGC de référence (navigateur)", supervisor.lgc.url, ""))
-        click.echo(_table(rows, ("service", "title", "url", "other ports")))
-        click.echo(f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
-                   "(openapi.json). Press Ctrl-C to stop.")
+            rows.append(("lgc", "LGC de référence (navigateur)", supervisor.lgc.url, "", "", ""))
+        click.echo(_table(rows, ("service", "title", "http", "https", "client cert", "other ports")))
+        lines = [f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
+                 "(openapi.json)."]
+        if config.tls:
+            lines.append(f"Bench CA (install it in your LGC's trust store): {config.pki_dir / 'ca-chain.pem'}; "
+                         "client certificates: `segur-bench pki issue-client NAME --out DIR`.")
+        if door:
+            lines.append(f"HTTPS front door on port {door}: map the real host names to this machine "
+                         "(`segur-bench hosts`).")
+        if config.lan:
+            token = control_token(config.data_dir, create=False)
+            where = config.data_dir / "control-token"
+            lines.append(f"Listening beyond loopback: the control API wants 'Authorization: Bearer <token>' "
+                         f"(in {where}; the CLI reads it there)." + (f"\nControl token: {token}" if new_token else ""))
+        lines.append("`segur-bench endpoints --json` lists all of this for scripts. Press Ctrl-C to stop.")
+        click.echo("\n".join(lines))
         while True:
             dead = supervisor.dead()
             if dead:
@@ -97,6 +123,30 @@ def up(ctx: click.Context, only: str | None, data_dir: Path | None, workers: int
         # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command.
         supervisor.stop()
     click.echo("all simulators stopped", err=True)
+
+
+def _start_front_door(supervisor: Supervisor, config: BenchConfig, port: int) -> int | None:
+    """The front door on `port`, or on 8443 when 443 is refused for lack of privileges; None when off."""
+    if not port or not config.tls:
+        return None
+    try:
+        return supervisor.start_front_door(port)
+    except PermissionError:
+        if port != 443:
+            _fail(f"the front door cannot listen on port {port}: permission denied")
+        fallback = 8443
+        click.echo("warning: port 443 needs privileges here (run as root, or `sudo sysctl "
+                   "net.ipv4.ip_unprivileged_port_start=443`, or use docker compose); the front door listens on "
+                   f"{fallback} instead", err=True)
+        try:
+            return supervisor.start_front_door(fallback)
+        except OSError as exc:
+            click.echo(f"warning: no HTTPS front door ({exc}); the simulators' own TLS ports still work", err=True)
+            return None
+    except OSError as exc:
+        click.echo(f"warning: no HTTPS front door on port {port} ({exc.strerror or exc}); the simulators' own TLS "
+                   "ports still work (--front-port to choose another)", err=True)
+        return None
 
 
 def _interrupt(*_: object) -> None:
@@ -125,6 +175,11 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 @click.argument("name")
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: the service's own).")
+@click.option("--tls-port", type=click.IntRange(1, 65535), default=None,
+              help="TLS port (default: the service's own, HTTP port + 300).")
+@click.option("--no-tls", is_flag=True, help="Serve plain HTTP only.")
+@click.option("--tls-name", "tls_names", multiple=True, metavar="NAME",
+              help="One more host name or address for the server certificate (repeatable).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="State directory; without it, state is ephemeral (deleted on exit).")
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
@@ -139,12 +194,14 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
               help="Service setting (repeatable; VALUE is read as JSON when it parses, else as text), "
                    "over [settings.<service>] of the settings file. Each service README lists its settings.")
 @click.pass_context
-def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_dir: Path | None, workers: int,
-        incidents_dir: Path | None, max_request_bytes: int | None, public_url: str | None,
-        overrides: tuple[str, ...]) -> None:
+def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_port: int | None, no_tls: bool,
+        tls_names: tuple[str, ...], data_dir: Path | None, workers: int, incidents_dir: Path | None,
+        max_request_bytes: int | None, public_url: str | None, overrides: tuple[str, ...]) -> None:
     """Run one simulator in the foreground (NAME: insi, dmp, on, psc, apcv, annuaire, mss)."""
     from simulators.core.server import serve
     from simulators.core.service import SimConfig
+
+    from .netnames import control_token, service_names
 
     config = _config(ctx)
     try:
@@ -155,10 +212,16 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_
         _fail(f"the {name} simulator is not available in this version of segur-bench")
     if workers > 1 and data_dir is None:
         _fail("--workers above 1 needs --data-dir: worker processes share their state through SQLite files")
-    host = host or config.host
+    config.host = host = host or config.host
     port = port or config.ports.get(name, svc.port)
-    if not port_free(host, port):
-        _fail(f"port {port} is already in use on {host}; choose another with --port")
+    if data_dir is not None:
+        config.data_dir = data_dir
+    with_tls = config.tls and not no_tls
+    tls_port = (tls_port or config.tls_ports.get(name, svc.tls_port)) if with_tls else None
+    for label, number in (("", port), ("TLS ", tls_port)):
+        if number is not None and not port_free(host, number):
+            _fail(f"{label}port {number} is already in use on {host}; choose another with --{label.lower()}port"
+                  .replace("--tls port", "--tls-port"))
     settings = dict(config.settings.get(name, {}))
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -168,13 +231,32 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, data_
             settings[key.strip()] = json.loads(raw)
         except ValueError:
             settings[key.strip()] = raw
+    token = None
+    if config.lan:  # beyond loopback: the control API wants the data directory's token
+        if data_dir is not None:
+            token = control_token(data_dir, create=True)
+        else:
+            import secrets
+
+            token = secrets.token_urlsafe(24)
+            click.echo(f"control API token (ephemeral bench): {token}", err=True)
     sim_config = SimConfig(host=host, port=port, data_dir=data_dir, workers=workers,
                            incidents_dir=incidents_dir or config.incidents_dir,
-                           public_url=public_url or config.urls.get(name), settings=settings)
+                           public_url=public_url or config.urls.get(name), settings=settings, tls_port=tls_port,
+                           pki_dir=config.pki_dir if data_dir is not None else None,
+                           tls_names=[*service_names(config, name), *tls_names], control_token=token)
     if max_request_bytes:
         sim_config.max_request_bytes = max_request_bytes
-    click.echo(f"{name} simulator on http://{host}:{port}{svc.base_path} (control API: /_bench/)", err=True)
-    serve(name, sim_config)
+    try:
+        client_cert = registry.load_spec(name).client_cert_mode(settings)
+    except ValueError as exc:
+        _fail(str(exc))
+    tls_note = f", https://{host}:{tls_port}{svc.base_path} (client certificate: {client_cert})" if tls_port else ""
+    click.echo(f"{name} simulator on http://{host}:{port}{svc.base_path}{tls_note} (control API: /_bench/)", err=True)
+    try:
+        serve(name, sim_config)
+    except OSError as exc:
+        _fail(str(exc))
 
 
 @main.command()
@@ -301,9 +383,9 @@ def _targets(config: BenchConfig, service: tuple[str, ...]) -> list[tuple[str, s
     return [(name, config.url(name)) for name in names]
 
 
-def _call(method: str, url: str, **kwargs) -> httpx.Response | None:
+def _call(config: BenchConfig, method: str, url: str, **kwargs) -> httpx.Response | None:
     try:
-        return httpx.request(method, url, timeout=10.0, **kwargs)
+        return httpx.request(method, url, timeout=10.0, headers=config.control_headers(), **kwargs)
     except httpx.HTTPError:
         return None
 
@@ -356,10 +438,11 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> N
               f"({', '.join(svc for svc, _ in targets)}) is concerned")
     for svc, url in concerned:
         rules = inc.rules_for(svc)
-        if _call("DELETE", f"{url}/_bench/faults", params={"incident": name}) is None:
+        if _call(config, "DELETE", f"{url}/_bench/faults", params={"incident": name}) is None:
             click.echo(f"{svc}: not reachable at {url} (is `segur-bench up` running?)", err=True)
             continue
-        resp = _call("POST", f"{url}/_bench/faults", json={"rules": [{**r, "incident": name} for r in rules]})
+        resp = _call(config, "POST", f"{url}/_bench/faults",
+                     json={"rules": [{**r, "incident": name} for r in rules]})
         if resp is None or resp.status_code != 201:
             click.echo(f"{svc}: refused: {_problem(resp) if resp is not None else 'no answer'}", err=True)
             continue
@@ -378,8 +461,9 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> N
 def incident_clear(ctx: click.Context, name: str | None, service: tuple[str, ...]) -> None:
     """Remove the rules of incident NAME, or every fault rule when NAME is omitted."""
     reached = 0
-    for svc, url in _targets(_config(ctx), service):
-        resp = _call("DELETE", f"{url}/_bench/faults", params={"incident": name} if name else None)
+    config = _config(ctx)
+    for svc, url in _targets(config, service):
+        resp = _call(config, "DELETE", f"{url}/_bench/faults", params={"incident": name} if name else None)
         if resp is None:
             click.echo(f"{svc}: not reachable at {url}", err=True)
             continue
@@ -410,8 +494,9 @@ def journal_export(ctx: click.Context, fmt: str, out: Path, since: str | None, u
     exchanges: list[Exchange] = []
     base_urls = {}
     reached = 0
-    for svc, url in _targets(_config(ctx), service):
-        resp = _call("GET", f"{url}/_bench/journal", params=params)
+    config = _config(ctx)
+    for svc, url in _targets(config, service):
+        resp = _call(config, "GET", f"{url}/_bench/journal", params=params)
         if resp is None:
             click.echo(f"{svc}: not reachable at {url}", err=True)
             continue
@@ -430,6 +515,58 @@ def journal_export(ctx: click.Context, fmt: str, out: Path, since: str | None, u
         out.write_text(json.dumps(to_har(exchanges, base_urls=base_urls), ensure_ascii=False, indent=1),
                        encoding="utf-8")
     click.echo(f"{len(exchanges)} exchange(s) from {reached} simulator(s) written to {out}")
+
+
+# ------------------------------------------------------------------------------------------- addresses
+
+
+@main.command("endpoints")
+@click.option("--json", "as_json_flag", is_flag=True, help="Machine-readable output (for scripts and CI).")
+@click.option("--front-port", type=click.IntRange(0, 65535), default=None,
+              help="The front door's port, when `up` printed another than the configured one.")
+@click.pass_context
+def endpoints_cmd(ctx: click.Context, as_json_flag: bool, front_port: int | None) -> None:
+    """Where each service is reached: HTTP and HTTPS URLs, client certificate asked, real host names, CA path."""
+    from .endpoints import as_json, endpoints
+
+    config = _config(ctx)
+    port = config.front_port if front_port is None else front_port
+    eps = endpoints(config, front_port=port)
+    lgc_url = f"http://{config.client_host}:{config.lgc_port}"
+    if as_json_flag:
+        click.echo(json.dumps(as_json(config, eps, front_port=port, lgc_url=lgc_url), indent=2, ensure_ascii=False))
+        return
+    rows = [(e.service, e.http, e.https or "", e.client_cert if e.https else "", " ".join(e.front_door)) for e in eps]
+    click.echo(_table(rows, ("service", "http", "https", "client cert", "under the real names (front door)")))
+    if config.tls:
+        click.echo(f"\nBench CA: {config.pki_dir / 'ca-chain.pem'}")
+
+
+@main.command("hosts")
+@click.option("--address", default=None,
+              help="The address the LGC's computer reaches this bench at (default: this machine's LAN address "
+                   "when the bench serves the LAN, else 127.0.0.1).")
+@click.pass_context
+def hosts_cmd(ctx: click.Context, address: str | None) -> None:
+    """Lines for the hosts file of the LGC's computer: the real services' names → this bench.
+
+    Windows: C:\\Windows\\System32\\drivers\\etc\\hosts (as administrator); Linux, macOS: /etc/hosts.
+    Remove them when you are done: while they are there, that computer cannot reach the real services."""
+    from .endpoints import hosts_lines
+    from .netnames import machine_names
+
+    config = _config(ctx)
+    if address is None:
+        lan = [n for n in machine_names() if n.replace(".", "").isdigit()]
+        address = lan[0] if config.lan and lan else config.client_host.strip("[]")
+    click.echo(f"# segur-bench — real service names → the bench at {address} (remove after your tests)")
+    for line in hosts_lines(address, registry.available()):
+        click.echo(line)
+
+
+from .pki_cli import pki  # noqa: E402 - the `pki` group lives in its own module
+
+main.add_command(pki)
 
 
 def run() -> None:

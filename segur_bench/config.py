@@ -7,8 +7,13 @@ overrides them:
     data_dir = ".segur-bench/data"
     workers = 2
     lgc_port = 8000   # the reference LGC `up` starts (its settings are generated from these)
+    tls = true        # each HTTP simulator also serves TLS on its TLS port (HTTP port + 300)
+    tls_names = ["bench.example.lan"]   # more names for the server certificates (a LAN name of this machine)
+    front_port = 443  # the HTTPS front door (routes by SNI; see `segur-bench hosts`); 0: none
     [ports]
     insi = 9101
+    [tls_ports]
+    insi = 9401
     [urls]            # where clients reach a service, e.g. through the network proxy
     insi = "http://127.0.0.1:9201"
     [settings.mss]    # service switches (each service README lists its own)
@@ -17,7 +22,9 @@ overrides them:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +32,10 @@ from pathlib import Path
 from simulators.registry import REFERENCE_LGC_PORT, SERVICES
 
 DEFAULT_CONFIG_FILE = "segur-bench.toml"
+DEFAULT_FRONT_PORT = 443
+TOKEN_FILE = "control-token"
+TOKEN_ENV = "SEGUR_BENCH_CONTROL_TOKEN"  # the control token, for a client that has no access to the data directory
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class ConfigError(ValueError):
@@ -41,10 +52,38 @@ class BenchConfig:
     urls: dict[str, str] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)
     lgc_port: int = REFERENCE_LGC_PORT  # the reference LGC started by `up`
+    tls: bool = True
+    tls_ports: dict[str, int] = field(default_factory=lambda: {name: s.tls_port for name, s in SERVICES.items()})
+    tls_names: list[str] = field(default_factory=list)
+    front_port: int = DEFAULT_FRONT_PORT
     path: Path | None = None  # the file these settings came from, handed to child processes
 
     def url(self, service: str) -> str:
-        return self.urls.get(service) or f"http://{self.host}:{self.ports[service]}"
+        return self.urls.get(service) or f"http://{self.client_host}:{self.ports[service]}"
+
+    def tls_url(self, service: str) -> str:
+        """Where the service's TLS port is reached on this machine (None-safe: only for services with TLS)."""
+        return f"https://{self.client_host}:{self.tls_ports[service]}"
+
+    @property
+    def client_host(self) -> str:
+        """The address clients on this machine use: a wildcard bind is reached on loopback."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def lan(self) -> bool:
+        """True when the bench listens beyond loopback (the control API then wants its token)."""
+        return self.host not in LOOPBACK_HOSTS
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    def control_headers(self) -> dict[str, str]:
+        """What the bench's own clients (CLI, scenario runs) send to the control API: the token when there is one."""
+        token = os.environ.get(TOKEN_ENV) or control_token(self.data_dir, create=False)
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     @classmethod
     def load(cls, path: Path | None = None) -> BenchConfig:
@@ -61,7 +100,8 @@ class BenchConfig:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         cfg.path = path.resolve()
-        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port"}
+        unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port",
+                               "tls", "tls_ports", "tls_names", "front_port"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -73,7 +113,7 @@ class BenchConfig:
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"{path}: workers must be a positive integer")
         cfg.workers = workers
-        for section in ("ports", "urls"):
+        for section in ("ports", "urls", "tls_ports"):
             values = data.get(section, {})
             bad = set(values) - set(SERVICES)
             if bad:
@@ -85,7 +125,39 @@ class BenchConfig:
             raise ConfigError(f"{path}: [settings.<service>] tables must name known services, got {sorted(settings)}")
         cfg.settings = {name: dict(values) for name, values in settings.items()}
         cfg.lgc_port = data.get("lgc_port", cfg.lgc_port)
-        for name, port in [*cfg.ports.items(), ("the reference LGC (lgc_port)", cfg.lgc_port)]:
+        if not isinstance(data.get("tls", True), bool):
+            raise ConfigError(f"{path}: tls must be true or false")
+        cfg.tls = data.get("tls", True)
+        names = data.get("tls_names", [])
+        if not isinstance(names, list) or not all(isinstance(n, str) and n.strip() for n in names):
+            raise ConfigError(f"{path}: tls_names must be a list of host names or addresses")
+        cfg.tls_names = [n.strip() for n in names]
+        cfg.front_port = data.get("front_port", cfg.front_port)
+        if not isinstance(cfg.front_port, int) or not 0 <= cfg.front_port < 65536:
+            raise ConfigError(f"{path}: front_port must be an integer between 0 (no front door) and 65535")
+        for name, port in [*cfg.ports.items(), *((f"{k} (tls_ports)", v) for k, v in cfg.tls_ports.items()),
+                           ("the reference LGC (lgc_port)", cfg.lgc_port)]:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{path}: port of {name} must be an integer between 1 and 65535")
         return cfg
+
+
+def control_token(data_dir: Path, *, create: bool) -> str | None:
+    """The control-plane token of a data directory (created, 0600, when asked): the CLI and scenario runs read it
+    here; a person gets it printed once by `segur-bench up`."""
+    path = data_dir / TOKEN_FILE
+    with contextlib.suppress(FileNotFoundError):
+        token = path.read_text(encoding="utf-8").strip()
+        if token:
+            return token
+    if not create:
+        return None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return path.read_text(encoding="utf-8").strip() or None
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return token

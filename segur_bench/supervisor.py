@@ -17,7 +17,10 @@ import httpx
 from simulators.registry import ServiceInfo
 
 from .config import BenchConfig
+from .endpoints import front_door_routes, routes_path
+from .front_door import FrontDoor, write_routes
 from .lgc import LgcProcess, register_client, start_lgc
+from .netnames import control_token, service_names
 
 
 class StartError(RuntimeError):
@@ -40,6 +43,7 @@ class Child:
     url: str
     process: subprocess.Popen
     log_path: Path
+    tls_url: str | None = None
 
 
 class Supervisor:
@@ -51,6 +55,7 @@ class Supervisor:
         self.children: list[Child] = []
         self.with_lgc = with_lgc
         self.lgc: LgcProcess | None = None
+        self.front_door: FrontDoor | None = None
 
     def start(self, *, timeout: float = 30.0, progress=print) -> list[Child]:
         for svc in self.services:
@@ -60,10 +65,20 @@ class Supervisor:
                     f"port {port} ({svc.name}) is already in use on {self.config.host}; stop the other process "
                     f"or choose another port in segur-bench.toml ([ports] {svc.name} = …)"
                 )
+            tls_port = self.config.tls_ports[svc.name]
+            if self.config.tls and not port_free(self.config.host, tls_port):
+                raise StartError(
+                    f"TLS port {tls_port} ({svc.name}) is already in use on {self.config.host}; stop the other "
+                    f"process or choose another port in segur-bench.toml ([tls_ports] {svc.name} = …)"
+                )
         if self.with_lgc and not port_free(self.config.host, self.config.lgc_port):
             raise StartError(f"port {self.config.lgc_port} (reference LGC) is already in use on {self.config.host}; "
                              "stop the other process or set lgc_port in segur-bench.toml")
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.tls and self.services:
+            self._prepare_pki(progress)
+        if self.config.lan and self.services:
+            control_token(self.config.data_dir, create=True)
         for svc in self.services:
             port = self.config.ports[svc.name]
             log_path = self.log_dir / f"{svc.name}.log"
@@ -73,12 +88,14 @@ class Supervisor:
             cmd += ["sim", svc.name, "--host", self.config.host,
                    "--port", str(port), "--data-dir", str(self.config.data_dir),
                    "--workers", str(self.config.workers)]
+            cmd += ["--tls-port", str(self.config.tls_ports[svc.name])] if self.config.tls else ["--no-tls"]
             if self.config.incidents_dir:
                 cmd += ["--incidents-dir", str(self.config.incidents_dir)]
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
             proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
-            self.children.append(Child(svc, f"http://{self.config.host}:{port}", proc, log_path))
+            self.children.append(Child(svc, self.config.url(svc.name), proc, log_path,
+                                       self.config.tls_url(svc.name) if self.config.tls else None))
             progress(f"starting {svc.name} on port {port} …")
         deadline = time.monotonic() + timeout
         pending = list(self.children)
@@ -90,7 +107,9 @@ class Supervisor:
                     raise StartError(f"{child.service.name} exited during start-up (code {child.process.returncode})"
                                      f"; last lines of {child.log_path}:\n{tail}")
                 try:
-                    if httpx.get(child.url + "/_bench/health", timeout=1.0).status_code == 200:
+                    # the HTTP port answers once start-up is complete, the TLS listener included
+                    if httpx.get(f"http://{self.config.client_host}:{self.config.ports[child.service.name]}"
+                                 "/_bench/health", timeout=1.0).status_code == 200:
                         pending.remove(child)
                 except httpx.HTTPError:
                     pass
@@ -111,6 +130,31 @@ class Supervisor:
                 raise StartError(str(exc)) from None
         return self.children
 
+    def _prepare_pki(self, progress) -> None:
+        """The bench PKI and every simulator's server certificate, before the simulators start (one process makes
+        them, instead of seven racing for the lock)."""
+        from simulators.core.pki import BenchPki
+
+        if not BenchPki(self.config.pki_dir).exists():
+            progress(f"creating the bench PKI in {self.config.pki_dir} (once) …")
+        try:
+            pki = BenchPki.open(self.config.pki_dir)
+            for svc in self.services:
+                pki.server_material(svc.name, service_names(self.config, svc.name))
+        except OSError as exc:
+            raise StartError(f"could not prepare the bench PKI in {self.config.pki_dir}: {exc}") from None
+
+    def start_front_door(self, port: int) -> int:
+        """The HTTPS front door on `port` (routes by SNI to the simulators' TLS ports); returns the port it got.
+        Raises PermissionError for a privileged port the process may not bind (443 without root)."""
+        names, targets = front_door_routes(self.config, self.services)
+        path = routes_path(self.config)
+        write_routes(path, names, targets)
+        door = FrontDoor(self.config.host, port, path)
+        door.bind()
+        self.front_door = door.start()
+        return door.port
+
     def dead(self) -> list[str]:
         names = [c.service.name for c in self.children if c.process.poll() is not None]
         if self.lgc is not None and self.lgc.process.poll() is not None:
@@ -118,6 +162,9 @@ class Supervisor:
         return names
 
     def stop(self, grace: float = 8.0) -> None:
+        if self.front_door is not None:
+            self.front_door.stop()
+            self.front_door = None
         procs = [c.process for c in self.children] + ([self.lgc.process] if self.lgc else [])
         for proc in procs:
             if proc.poll() is None:

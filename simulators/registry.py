@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 from .core.service import ServiceSpec
 
+TLS_PORT_OFFSET = 300  # each simulator's TLS port is its HTTP port + 300 (INSi 8101 → 8401)
+
 
 @dataclass(frozen=True)
 class ServiceInfo:
@@ -20,22 +22,35 @@ class ServiceInfo:
     port: int
     base_path: str = ""
     extra_ports: tuple[tuple[str, int], ...] = ()
+    # Host names under which LGCs reach the real service in qualification (or, where no test host is public,
+    # in production): the simulator's server certificate covers them, `segur-bench hosts` maps them to the bench.
+    # Sources: docs/vendor-guide.md ("Host names").
+    real_hosts: tuple[str, ...] = ()
 
     @property
     def module(self) -> str:
         return f"simulators.{self.name}.app"
 
+    @property
+    def tls_port(self) -> int:
+        return self.port + TLS_PORT_OFFSET
+
 
 SERVICES: dict[str, ServiceInfo] = {
     s.name: s
     for s in (
-        ServiceInfo("insi", "INSi — identité nationale de santé", 8101, "/lps"),
-        ServiceInfo("dmp", "DMP / Mon espace santé", 8102, "/si-dmp-server/v2/services"),
+        ServiceInfo("insi", "INSi — identité nationale de santé", 8101, "/lps",
+                    real_hosts=("qualiflps-services-ps-tlsm.ameli.fr", "qualiflps.services-ps.ameli.fr")),
+        ServiceInfo("dmp", "DMP / Mon espace santé", 8102, "/si-dmp-server/v2/services",
+                    real_hosts=("dev9.lps2.dmp.gouv.fr", "formation1.lps2.dmp.gouv.fr", "formation2.lps2.dmp.gouv.fr",
+                                "formation3.lps2.dmp.gouv.fr", "formation5.lps2.dmp.gouv.fr")),
         ServiceInfo("on", "Ordonnance numérique", 8103, "/eprescription"),
-        ServiceInfo("psc", "Pro Santé Connect", 8104, "/auth/realms/esante-wallet"),
+        ServiceInfo("psc", "Pro Santé Connect", 8104, "/auth/realms/esante-wallet",
+                    real_hosts=("auth.bas.psc.esante.gouv.fr", "wallet.bas.psc.esante.gouv.fr")),
         ServiceInfo("apcv", "Appli carte Vitale", 8105, "/apcv"),
-        ServiceInfo("annuaire", "Annuaire santé", 8106, "/fhir/v2"),
-        ServiceInfo("mss", "MSSanté", 8107, "", (("smtp", 2587), ("imap", 2143))),
+        ServiceInfo("annuaire", "Annuaire santé", 8106, "/fhir/v2", real_hosts=("gateway.api.esante.gouv.fr",)),
+        ServiceInfo("mss", "MSSanté", 8107, "", (("smtp", 2587), ("imap", 2143), ("smtps", 2465), ("imaps", 2993)),
+                    real_hosts=("medecin.formation.mssante.fr",)),
     )
 }
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import ssl
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -37,3 +39,53 @@ def decode_qr() -> Callable[[bytes], list[str]]:
         return [r.text for r in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
 
     return decode
+
+
+class TestPki:
+    """A bench PKI made once per test session, with the client certificates the TLS tests use, each kind of
+    refusal included (foreign CA, expired, revoked)."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, directory: Path) -> None:
+        import datetime as dt
+
+        from simulators.core.pki import BenchPki
+
+        self.dir = directory
+        self.pki = BenchPki.open(directory / "bench")
+        out = directory / "clients"
+        self.clients = {
+            "software": self.pki.issue_client("insi-auto", out, kind="software", password="test"),
+            "structure": self.pki.issue_client("cabinet", out, kind="structure", password="test"),
+            "person": self.pki.issue_client("doc0036624", out, kind="person", cn="DOC0036624 KIT", password="test"),
+            "expired": self.pki.issue_client("expired", out, kind="software", password="test",
+                                             not_before=dt.datetime(2020, 1, 1, tzinfo=dt.UTC),
+                                             not_after=dt.datetime(2021, 1, 1, tzinfo=dt.UTC)),
+            "revoked": self.pki.issue_client("revoked", out, kind="software", password="test"),
+        }
+        self.pki.revoke("revoked", "keyCompromise")
+        # A certificate of another CA shaped exactly like the bench's (same subject names): only the keys differ.
+        foreign = BenchPki.open(directory / "foreign")
+        self.clients["foreign"] = foreign.issue_client("foreign", directory / "foreign-clients", kind="software",
+                                                       password="test")
+
+    @property
+    def ca(self) -> Path:
+        return self.pki.chain_path
+
+    def cert(self, name: str) -> tuple[str, str]:
+        bundle = self.clients[name]
+        return str(bundle.crt_path), str(bundle.key_path)
+
+    def context(self, client: str | None = None) -> ssl.SSLContext:
+        """A client context trusting the bench CA, presenting `client`'s certificate when given."""
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        if client is not None:
+            ctx.load_cert_chain(*self.cert(client))
+        return ctx
+
+
+@pytest.fixture(scope="session")
+def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return TestPki(tmp_path_factory.mktemp("pki"))

@@ -126,6 +126,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="apcv",
+    client_cert="optional",
     title="Appli carte Vitale",
     default_port=8105,
     register=_register,

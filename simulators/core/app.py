@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
@@ -14,9 +16,26 @@ OUTCOME_HEADER = "X-Segur-Bench-Outcome"
 Set by our ASGI front end only (a client-supplied one is removed before the service sees it)."""
 
 
+TLS_HEADER = "X-Segur-Bench-Tls"
+"""Request header through which the front end tells a Flask route what the TLS handshake established (JSON of
+tls.tls_info); removed from incoming requests like the outcome header."""
+
+
 def current_outcome() -> str | None:
     """The business outcome the fault engine chose for the request being handled, if any."""
     return request.headers.get(OUTCOME_HEADER) or None
+
+
+def current_tls() -> dict | None:
+    """The TLS facts of the request being handled (version, SNI, client certificate), None over plain HTTP."""
+    raw = request.headers.get(TLS_HEADER)
+    if not raw:
+        return None
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def create_flask(ctx: ServiceContext) -> Flask:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import http
+import json
 import re
 import sys
 import time
@@ -20,7 +21,8 @@ from urllib.parse import parse_qsl
 from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
-from .app import OUTCOME_HEADER
+from . import control_guard
+from .app import OUTCOME_HEADER, TLS_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
 from .journal import Exchange, Message, new_exchange_id
 from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
@@ -34,8 +36,11 @@ if TYPE_CHECKING:
     from .service import ServiceContext
 
 TRANSPORT_KEY = "segur.transport"
+TLS_KEY = "segur.tls"
 SWITCH_INTERVAL_S = 0.001
 _OUTCOME_HEADER_B = OUTCOME_HEADER.lower().encode("latin-1")
+_TLS_HEADER_B = TLS_HEADER.lower().encode("latin-1")
+_INTERNAL_HEADERS = (_OUTCOME_HEADER_B, _TLS_HEADER_B)
 
 Finish = Callable[[], Awaitable[None]]
 Scope = dict[str, Any]
@@ -77,10 +82,17 @@ class BenchASGI:
         if scope["type"] != "http":
             return
         received_at = time.time()
-        # Only our front end may choose a business outcome.
-        if any(k.lower() == _OUTCOME_HEADER_B for k, _ in scope["headers"]):
-            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.lower() != _OUTCOME_HEADER_B])
+        # Only our front end may choose a business outcome or state what TLS established.
+        if any(k.lower() in _INTERNAL_HEADERS for k, _ in scope["headers"]):
+            scope = dict(scope, headers=[(k, v) for k, v in scope["headers"] if k.lower() not in _INTERNAL_HEADERS])
         control = scope["path"].startswith("/_bench")
+        if control:
+            refused = control_guard.refusal(scope, self.ctx.config)
+            if refused is not None:
+                status, detail, extra = refused
+                await _send_simple(send, status, PROBLEM_CONTENT_TYPE, problem_bytes(status, detail), close=True,
+                                   extra=extra)
+                return
         try:
             body = await self._read_body(scope, receive)
         except BodyTooLarge:
@@ -208,6 +220,7 @@ class BenchASGI:
             request=Message.of(headers, body),
             run=self.ctx.journal.current_run()["run"],
             client=f"{client[0]}:{client[1]}" if client else None,
+            tls=scope.get("extensions", {}).get(TLS_KEY) if "extensions" in scope else None,
         )
 
     async def _exchange_with_faults(self, scope: Scope, receive: Receive, send: Send, body: bytes,
@@ -296,10 +309,10 @@ class BenchASGI:
             await _drop(scope)
         ex.responded_at = time.time()
 
-    def _run_fast(self, facts: RequestFacts, outcome: str | None) -> FastResponse:
+    def _run_fast(self, facts: RequestFacts, outcome: str | None, tls: dict | None) -> FastResponse:
         handler = self.ctx.spec.fast_routes[(facts.method, facts.path)]
         request = FastRequest(facts.method, facts.path, facts.headers, facts.query, facts.body, outcome,
-                              facts.envelope, facts.envelope_error)
+                              facts.envelope, facts.envelope_error, tls)
         try:
             return handler(self.ctx, request)
         except Exception as exc:
@@ -311,7 +324,7 @@ class BenchASGI:
 
     async def _call_fast(self, facts: RequestFacts, decision: Decision, ex: Exchange, send: Send,
                          finish: Finish, cycle: Any = None) -> None:
-        resp = self._run_fast(facts, decision.outcome)
+        resp = self._run_fast(facts, decision.outcome, ex.tls)
         headers = [("content-type", resp.content_type), *resp.headers]
         ex.status = resp.status
         ex.response = Message.of([*headers, ("content-length", str(len(resp.body)))], resp.body)
@@ -335,7 +348,7 @@ class BenchASGI:
         facts, correlation = self._facts(scope, body)
         ex = self._exchange(scope, body, received_at, facts.operation)
         ex.correlation = correlation
-        resp = self._run_fast(facts, None)
+        resp = self._run_fast(facts, None, ex.tls)
         headers = [("content-type", resp.content_type), *resp.headers,
                    ("content-length", str(len(resp.body)))]
         ex.status = resp.status
@@ -348,6 +361,8 @@ class BenchASGI:
                             ex: Exchange, finish: Finish) -> None:
         if decision.outcome:
             scope = dict(scope, headers=[*scope["headers"], (_OUTCOME_HEADER_B, decision.outcome.encode())])
+        if ex.tls is not None:
+            scope = dict(scope, headers=[*scope["headers"], (_TLS_HEADER_B, tls_header_value(ex.tls))])
         status: int | None = None
         resp_headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []
@@ -394,6 +409,11 @@ class BenchASGI:
 CYCLE_KEY = "segur.cycle"
 _CYCLE_ATTRS = ("transport", "flow", "default_headers", "keep_alive", "disconnected", "response_started",
                 "response_complete", "waiting_for_100_continue", "message_event", "on_response")
+
+
+def tls_header_value(tls: dict) -> bytes:
+    """The connection's TLS facts as the internal request header Flask routes read (app.current_tls)."""
+    return json.dumps(tls, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def _lean_cycle(scope: Scope) -> Any:

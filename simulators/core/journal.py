@@ -156,6 +156,9 @@ class Exchange:
     client: str | None = None
     error: str | None = None  # what went wrong on the wire, in words
     waited_ms: float | None = None  # injected latency actually waited, measured
+    # TLS facts of the connection (version, cipher, SNI, client certificate: subject, issuer, serial, SHA-256);
+    # None over plain TCP
+    tls: dict | None = None
 
     @property
     def duration_ms(self) -> float | None:
@@ -176,7 +179,7 @@ class Exchange:
             "request": side(self.request),
             "response": side(self.response) if self.response is not None else None,
             "faults": self.faults, "outcome": self.outcome, "run": self.run, "correlation": self.correlation,
-            "client": self.client, "error": self.error,
+            "client": self.client, "error": self.error, "tls": self.tls,
         }
 
     @classmethod
@@ -405,7 +408,7 @@ def row_of(fields: tuple) -> tuple:
     responded, duration_ms)."""
     (id_, service, protocol, operation, received_at, responded_at, method, url, http_version, status,
      req_headers, req_data, req_truncated, req_size, resp, faults, outcome, run, correlation, client, error,
-     waited_ms) = fields
+     waited_ms, tls) = fields
     entry = _ENCODER.encode({
         "id": id_, "service": service, "protocol": protocol, "operation": operation,
         "received_at": received_at, "responded_at": responded_at, "waited_ms": waited_ms,
@@ -413,7 +416,7 @@ def row_of(fields: tuple) -> tuple:
         "request": {"headers": req_headers, "truncated": req_truncated, "size": req_size},
         "response": None if resp is None else {"headers": resp[0], "truncated": resp[2], "size": resp[3]},
         "faults": faults, "outcome": outcome, "run": run, "correlation": correlation,
-        "client": client, "error": error,
+        "client": client, "error": error, "tls": tls,
     })
     return (id_, service, protocol, operation, run, correlation, received_at, responded_at, entry,
             _pack(req_data), None if resp is None else _pack(resp[1]))

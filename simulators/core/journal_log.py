@@ -102,10 +102,11 @@ def fields_of(ex: Exchange) -> tuple:
     return (ex.id, ex.service, ex.protocol, ex.operation, ex.received_at, ex.responded_at, ex.method, ex.url,
             ex.http_version, ex.status, req.headers, req.data, req.truncated, req.size,
             None if resp is None else (resp.headers, resp.data, resp.truncated, resp.size),
-            ex.faults, ex.outcome, ex.run, ex.correlation, ex.client, ex.error, ex.waited_ms)
+            ex.faults, ex.outcome, ex.run, ex.correlation, ex.client, ex.error, ex.waited_ms, ex.tls)
 
 
-FIELD_COUNT = 22  # len(fields_of(...)): a frame of another shape is reported, never inserted
+FIELD_COUNT = 23  # len(fields_of(...)): a frame of another shape is reported, never inserted
+PREVIOUS_FIELD_COUNT = 22  # frames written before TLS facts were journaled: read with tls = None
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -177,6 +178,8 @@ def read_slice(path: Path, start: int, stop: int, *, decode: bool = True,
                 fields = marshal.loads(payload)
             except (ValueError, EOFError, TypeError) as exc:
                 return Slice(out, stop, f"{path.name}: unreadable frame at offset {pos} ({exc})")
+            if isinstance(fields, tuple) and len(fields) == PREVIOUS_FIELD_COUNT:
+                fields = (*fields, None)
             if not isinstance(fields, tuple) or len(fields) != FIELD_COUNT:
                 return Slice(out, stop, f"{path.name}: frame at offset {pos} is not an exchange of this version")
             out.append(fields)

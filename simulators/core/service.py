@@ -9,7 +9,10 @@ isolated simulators side by side.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import shutil
+import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
 from .journal import Journal
 from .store import MEMORY, Store
+from .tls import ServerTls
 
 DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
 
@@ -37,6 +41,11 @@ class SimConfig:
     incidents_dir: Path | None = None
     public_url: str | None = None  # how clients reach it (e.g. through the network proxy)
     settings: dict[str, Any] = field(default_factory=dict)  # service-specific switches
+    tls_port: int | None = None  # the TLS listener (None: plain HTTP only; 0: any free port, in tests)
+    pki_dir: Path | None = None  # the bench PKI (default: <data_dir>/pki, or a temporary one)
+    tls_names: list[str] = field(default_factory=list)  # host names and addresses the server certificate covers
+    control_token: str | None = None  # when set, the control API (/_bench/*) wants it as a bearer token
+    control_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the control API
 
     def to_json(self) -> dict:
         return {
@@ -45,12 +54,15 @@ class SimConfig:
             "workers": self.workers, "max_request_bytes": self.max_request_bytes,
             "incidents_dir": str(self.incidents_dir) if self.incidents_dir else None,
             "public_url": self.public_url, "settings": self.settings,
+            "tls_port": self.tls_port, "pki_dir": str(self.pki_dir) if self.pki_dir else None,
+            "tls_names": self.tls_names, "control_token": self.control_token,
+            "control_origins": self.control_origins,
         }
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any]) -> SimConfig:
         d = dict(d)
-        for key in ("data_dir", "incidents_dir"):
+        for key in ("data_dir", "incidents_dir", "pki_dir"):
             d[key] = Path(d[key]) if d.get(key) else None
         return cls(**d)
 
@@ -71,6 +83,7 @@ class ServiceContext:
     journal: Journal
     logger: logging.Logger
     extras: dict[str, Any] = field(default_factory=dict)  # the service's own model objects
+    tls: ServerTls | None = None  # the TLS port's settings, when the simulator has one
 
     @property
     def name(self) -> str:
@@ -89,6 +102,7 @@ class FastRequest:
     outcome: str | None  # business outcome chosen by the fault engine
     envelope: Any = None
     envelope_error: Exception | None = None
+    tls: Mapping[str, Any] | None = None  # the connection's TLS facts (tls.tls_info), None over plain HTTP
 
     @property
     def content_type(self) -> str:
@@ -130,6 +144,17 @@ class ServiceSpec:
     fast_routes: Mapping[tuple[str, str], FastHandler] = field(default_factory=dict)
     startup: Callable[[ServiceContext], Awaitable[None]] | None = None
     shutdown: Callable[[ServiceContext], Awaitable[None]] | None = None
+    # Whether the TLS port asks for a client certificate when the `client_cert` setting is not given:
+    # "required" | "optional" | "off", or a function of the settings (INSi: required in mutual-TLS mode).
+    client_cert: str | Callable[[Mapping[str, Any]], str] = "off"
+
+    def client_cert_mode(self, settings: Mapping[str, Any]) -> str:
+        from .tls import check_mode
+
+        mode = settings.get("client_cert")
+        if mode is None:
+            mode = self.client_cert(settings) if callable(self.client_cert) else self.client_cert
+        return check_mode(mode, self.name)
 
 
 @dataclass
@@ -159,5 +184,34 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
         journal=Journal(store, spec.name),
         logger=logging.getLogger(f"segur_bench.{spec.name}"),
     )
+    if config.tls_port is not None:
+        ctx.tls = ServerTls(_pki_dir(config), spec.name, config.tls_names or list(DEFAULT_TLS_NAMES),
+                            spec.client_cert_mode(config.settings),
+                            on_refused=lambda refusal: ctx.journal.submit(refused_exchange(ctx, refusal)))
     flask_app = create_flask(ctx)
     return Simulator(ctx=ctx, flask=flask_app, asgi=BenchASGI(ctx, flask_app))
+
+
+DEFAULT_TLS_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def _pki_dir(config: SimConfig) -> Path:
+    if config.pki_dir is not None:
+        return config.pki_dir
+    if config.data_dir is not None:
+        return config.data_dir / "pki"
+    path = Path(tempfile.mkdtemp(prefix="segur-bench-pki-"))
+    atexit.register(shutil.rmtree, path, True)
+    config.pki_dir = path
+    return path
+
+
+def refused_exchange(ctx: ServiceContext, refusal: Any) -> Any:
+    """The journal entry of a TLS handshake the simulator refused (it never reached HTTP)."""
+    from .journal import Exchange, new_exchange_id
+
+    return Exchange(id=new_exchange_id(), service=ctx.name, protocol="tls", operation="poignée de main TLS",
+                    received_at=refusal.at, responded_at=refusal.at, run=ctx.journal.current_run()["run"],
+                    error=f"poignée de main TLS refusée ({refusal.alert}) : {refusal.reason}",
+                    tls={"version": None, "cipher": None, "sni": refusal.sni, "client_cert": refusal.client_cert,
+                         "alert": refusal.alert})

@@ -33,6 +33,8 @@ F_CTXLPS = ("siram_20", "desir_520")  # assumed
 F_CTXBAM = ("siram_21", "desir_521")  # assumed
 F_SECURITY = ("siram_30", "desir_530")  # assumed
 F_IDAM = ("siram_100", "desir_550")  # public (PADOA fixture)
+F_CERT = ("siram_100", "desir_560")  # detail code and message reported (PADOA README); the subcode is assumed
+SOFTWARE_CERT_NAMES = ("INSI-AUTO", "INSI-MANU")  # the CN INSi's mutual-TLS mode accepts (PADOA README)
 
 DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
 AUTH_MODES = ("assertion", "mtls")
@@ -211,6 +213,21 @@ def check_bam(headers: Headers, *, couverture_required: bool) -> None:
     if couverture_required and not bam.get("couverture_filled"):
         raise sender(F_CTXBAM, "ContexteBAM : COUVERTURE vide alors qu'elle est obligatoire pour la recherche "
                                "par carte Vitale")
+
+
+def check_client_certificate(tls: Mapping[str, Any] | None,
+                             names: tuple[str, ...] = SOFTWARE_CERT_NAMES) -> dict[str, Any]:
+    """Mutual-TLS mode: the connection's client certificate (already verified against the bench CA and its CRL by
+    the TLS layer) must carry one of `names` as its common name. Returns the certificate's facts."""
+    cert = (tls or {}).get("client_cert")
+    refused = "Vous ne disposez pas des droits suffisants pour acceder a ce service"
+    if cert is None:
+        why = "connexion TLS sans certificat client" if tls else "connexion sans TLS"
+        raise sender(F_CERT, f"{refused} ({why} : le mode TLS mutuel exige un certificat logiciel "
+                             f"{' ou '.join(names)})")
+    if cert.get("cn") not in names:
+        raise sender(F_CERT, f"{refused} (certificat client CN={cert.get('cn')!r} : {' ou '.join(names)} attendu)")
+    return dict(cert)
 
 
 def check_assertion(headers: Headers, *, missing_security: str = "En-tete wsse:Security absent (mode "

@@ -193,6 +193,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="dmp",
+    client_cert="required",  # the DMP is reached in mutual TLS with an ORG AUTH_CLI certificate
     title="DMP / Mon espace santé",
     default_port=8102,
     register=_register,

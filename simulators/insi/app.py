@@ -6,11 +6,12 @@ outcome if the fault engine chose one -> matching over the personas -> RESULTAT 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask, Response, request
 
-from simulators.core.app import current_outcome
+from simulators.core.app import current_outcome, current_tls
 from simulators.core.faults import RequestFacts
 from simulators.core.service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from simulators.core.soap import Envelope, SoapError
@@ -43,7 +44,8 @@ def _model(ctx: ServiceContext) -> InsiModel:
 
 
 def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
-           envelope: Envelope | None = None, envelope_error: Exception | None = None) -> tuple[int, str, bytes]:
+           envelope: Envelope | None = None, envelope_error: Exception | None = None,
+           tls: Mapping[str, Any] | None = None) -> tuple[int, str, bytes]:
     """One INSi exchange: (HTTP status, content type, body)."""
     model = _model(ctx)
     message_id: str | None = None
@@ -52,7 +54,7 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             raise envelope_error
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope)
         message_id = req.message_id
-        check_headers(req.headers, req.operation, ctx.config.settings)
+        check_headers(req.headers, req.operation, ctx.config.settings, tls)
         if req.operation == OP_TRAITS:
             query: Any = TraitsQuery.validated(req.body)
         else:
@@ -76,7 +78,8 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
 
 
 def _fast_lps(ctx: ServiceContext, req: FastRequest) -> FastResponse:
-    status, ctype, body = answer(ctx, req.body, req.content_type, req.outcome, req.envelope, req.envelope_error)
+    status, ctype, body = answer(ctx, req.body, req.content_type, req.outcome, req.envelope, req.envelope_error,
+                                 req.tls)
     return FastResponse(status, ctype, body)
 
 
@@ -87,7 +90,8 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     # plain WSGI (and gives other methods their 405 SOAP fault).
     @app.post(ENDPOINT)
     def lps() -> Response:
-        status, ctype, body = answer(ctx, request.get_data(), request.content_type, current_outcome())
+        status, ctype, body = answer(ctx, request.get_data(), request.content_type, current_outcome(),
+                                     tls=current_tls())
         return Response(body, status=status, content_type=ctype)
 
 
@@ -111,6 +115,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="insi",
+    client_cert=lambda settings: "required" if settings.get("auth_mode") == "mtls" else "optional",
     title="INSi — identité nationale de santé",
     default_port=8101,
     register=_register,

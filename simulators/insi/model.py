@@ -18,6 +18,7 @@ from simulators.core.teleservice import (
     TeleserviceError,
     check_assertion,
     check_bam,
+    check_client_certificate,
     check_lps,
     receiver,
     sender,
@@ -236,12 +237,16 @@ class VitaleQuery:
         )
 
 
-def check_headers(headers: Headers, operation: str, settings: Mapping[str, Any]) -> None:
-    """ContexteLPS, ContexteBAM and wsse:Security rules; raises TeleserviceError."""
+def check_headers(headers: Headers, operation: str, settings: Mapping[str, Any],
+                  tls: Mapping[str, Any] | None = None) -> None:
+    """ContexteLPS, ContexteBAM and wsse:Security rules, or the software certificate in mutual-TLS mode; raises
+    TeleserviceError."""
     check_lps(headers, settings)
     check_bam(headers, couverture_required=operation == OP_VITALE)
     if settings.get("auth_mode", "assertion") == "mtls":
-        return  # mutual TLS with a software certificate: no PS assertion (the TLS layer is not simulated)
+        # mutual TLS with a software certificate named INSI-AUTO or INSI-MANU: no PS assertion
+        check_client_certificate(tls)
+        return
     check_assertion(headers)
 
 

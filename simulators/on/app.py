@@ -179,6 +179,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="on",
+    client_cert="optional",
     title="Ordonnance numérique",
     default_port=8103,
     register=_register,

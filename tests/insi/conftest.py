@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,9 +33,9 @@ RESULTAT_XSD = schema("insi_resultat.xsd")
 
 
 class Client:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, verify: ssl.SSLContext | bool = True) -> None:
         self.url = url
-        self.http = httpx.Client(base_url=url, timeout=10)
+        self.http = httpx.Client(base_url=url, timeout=10, verify=verify)
 
     def post(self, xml: str | bytes, content_type: str = SOAP_CT) -> httpx.Response:
         data = xml.encode() if isinstance(xml, str) else xml
@@ -87,9 +88,17 @@ def insi(insi_server: Client) -> Client:
 
 
 @pytest.fixture(scope="session")
-def insi_mtls() -> Iterator[Client]:
-    config = SimConfig(settings={"auth_mode": "mtls", "authorised_idam": ["SIMUL-LGC-0001", "AUTRE-LGC"]})
+def insi_mtls_server(test_pki) -> Iterator[object]:
+    """INSi in mutual-TLS mode on a TLS port of the test PKI (client certificate required)."""
+    config = SimConfig(settings={"auth_mode": "mtls", "authorised_idam": ["SIMUL-LGC-0001", "AUTRE-LGC"]},
+                       tls_port=0, pki_dir=test_pki.pki.directory)
     with serve_in_thread(build_simulator(SPEC, config)) as server:
-        client = Client(server.url)
-        yield client
-        client.http.close()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def insi_mtls(insi_mtls_server, test_pki) -> Iterator[Client]:
+    """A client of INSi's mutual-TLS mode presenting the INSI-AUTO software certificate."""
+    client = Client(insi_mtls_server.tls_url, verify=test_pki.context("software"))
+    yield client
+    client.http.close()
