@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -27,7 +28,8 @@ def free_port() -> int:
 def bench_config(tmp_path: Path) -> tuple[Path, int]:
     port = free_port()
     config = tmp_path / "segur-bench.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\n[ports]\ninsi = {port}\n')
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\nfront_port = 0\n[ports]\ninsi = {port}\n'
+                      f'[tls_ports]\ninsi = {free_port()}\n')
     return config, port
 
 
@@ -98,7 +100,7 @@ def test_service_settings_reach_the_simulator_from_the_file_and_from_set(tmp_pat
     port = free_port()
     config = tmp_path / "segur-bench.toml"
     config.write_text('[settings.insi]\nauth_mode = "mtls"\nauthorised_idam = ["FROM-FILE"]\n')
-    proc = subprocess.Popen(cli("--config", str(config), "sim", "insi", "--port", str(port),
+    proc = subprocess.Popen(cli("--config", str(config), "sim", "insi", "--port", str(port), "--no-tls",
                                 "--set", 'authorised_idam=["FROM-SET"]'),
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -151,3 +153,73 @@ def test_up_starts_the_reference_lgc_pointed_at_the_simulators(tmp_path: Path) -
     assert proc.returncode == 0, err
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{lgc_port}/sante", timeout=1)
+
+
+def _up(config: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(cli("--config", str(config), "up", *args), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if "Press Ctrl-C" in line:
+            return proc, "".join(lines)
+    proc.kill()
+    pytest.fail("up ended without printing its table: " + proc.stderr.read())
+
+
+def test_up_on_the_lan_wants_the_token_and_the_cli_still_works(bench_config: tuple[Path, int], tmp_path: Path) -> None:
+    config, port = bench_config
+    proc, table = _up(config, "--host", "0.0.0.0", "--only", "insi", "--no-lgc")
+    try:
+        token = (tmp_path / "data" / "control-token").read_text().strip()
+        assert f"Control token: {token}" in table
+        refused = httpx.post(f"http://127.0.0.1:{port}/_bench/faults", json=[], timeout=5)
+        assert refused.status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=5).status_code == 200
+        applied = subprocess.run(cli("--config", str(config), "incident", "apply", "insi-indisponible", "-s", "insi"),
+                                 cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert applied.returncode == 0, applied.stderr
+        faults = httpx.get(f"http://127.0.0.1:{port}/_bench/faults", timeout=5,
+                           headers={"Authorization": f"Bearer {token}"}).json()
+        assert [r["incident"] for r in faults["rules"]] == ["insi-indisponible"]
+        cleared = subprocess.run(cli("--config", str(config), "incident", "clear", "-s", "insi"), cwd=ROOT,
+                                 capture_output=True, text=True, timeout=30)
+        assert cleared.returncode == 0 and "1 rule(s) removed" in cleared.stdout, cleared.stderr
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)
+
+
+def test_up_serves_tls_with_the_bench_pki_and_endpoints_says_where(bench_config: tuple[Path, int],
+                                                                   tmp_path: Path) -> None:
+    config, port = bench_config
+    proc, table = _up(config, "--only", "insi", "--no-lgc")
+    try:
+        listing = json.loads(subprocess.run(cli("--config", str(config), "endpoints", "--json"), cwd=ROOT,
+                                            capture_output=True, text=True, timeout=30, check=True).stdout)
+        insi = listing["services"]["insi"]
+        assert insi["http"] == f"http://127.0.0.1:{port}/lps" and insi["https"] in table
+        assert insi["client_cert"] == "optional"
+        assert "qualiflps-services-ps-tlsm.ameli.fr" in insi["real_hosts"]
+        issued = subprocess.run(cli("--config", str(config), "pki", "issue-client", "lgc", "--kind", "software",
+                                    "--out", str(tmp_path / "certs")), cwd=ROOT, capture_output=True, text=True,
+                                timeout=30)
+        assert issued.returncode == 0, issued.stderr
+        ctx = ssl.create_default_context(cafile=listing["ca"])
+        ctx.load_cert_chain(tmp_path / "certs" / "lgc.crt", tmp_path / "certs" / "lgc.key")
+        body = (ROOT / "segur_bench" / "probes" / "insi-clerico.xml").read_text().format(message_id="urn:uuid:2")
+        resp = httpx.post(insi["https"], content=body.encode(), verify=ctx, timeout=10,
+                          headers={"content-type": "application/soap+xml"})
+        assert resp.status_code == 200
+        from lxml import etree
+
+        assert etree.fromstring(resp.content).xpath("string(//*[local-name()='CodeCR'])") == "00"
+        entry = httpx.get(f"http://127.0.0.1:{port}/_bench/journal", timeout=5).json()["entries"][-1]
+        assert entry["tls"]["client_cert"]["cn"] == "INSI-AUTO"
+        shown = subprocess.run(cli("--config", str(config), "pki", "show", str(tmp_path / "certs" / "lgc.crt")),
+                               cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0 and "accepted by the bench" in shown.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=20)

@@ -73,6 +73,20 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
             "run": ctx.journal.current_run()["run"],
         })
 
+    def pki_file(name: str) -> Response:
+        if ctx.tls is None:
+            return Response(problem_bytes(404, f"{ctx.name} serves no TLS (no bench PKI)"), status=404,
+                            content_type=PROBLEM_CONTENT_TYPE)
+        return Response((ctx.tls.pki.directory / name).read_bytes(), content_type="application/x-pem-file")
+
+    @bp.get("/pki/ca.pem")
+    def pki_ca():
+        return pki_file("ca-chain.pem")
+
+    @bp.get("/pki/crl.pem")
+    def pki_crl():
+        return pki_file("crl.pem")
+
     @bp.get("/faults")
     def list_faults():
         return jsonify({

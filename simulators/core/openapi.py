@@ -32,6 +32,14 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
         "/_bench/health": {"get": {
             "summary": "Liveness, version, simulated clock, active incidents and run",
             "responses": {"200": _json(obj)}}},
+        "/_bench/pki/ca.pem": {"get": {
+            "summary": "The bench CA chain (intermediate then root, PEM) to trust; no token needed",
+            "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {}}},
+                          "404": _PROBLEM}}},
+        "/_bench/pki/crl.pem": {"get": {
+            "summary": "The bench's certificate revocation lists (PEM); no token needed",
+            "responses": {"200": {"description": "PEM", "content": {"application/x-pem-file": {}}},
+                          "404": _PROBLEM}}},
         "/_bench/faults": {
             "get": {"summary": "Fault rules with their counters, the effect catalogue and the service's outcomes",
                     "responses": {"200": _json(obj)}},

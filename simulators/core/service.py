@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
@@ -185,7 +186,7 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
         logger=logging.getLogger(f"segur_bench.{spec.name}"),
     )
     if config.tls_port is not None:
-        ctx.tls = ServerTls(_pki_dir(config), spec.name, config.tls_names or list(DEFAULT_TLS_NAMES),
+        ctx.tls = ServerTls(pki_dir_of(config), spec.name, config.tls_names or list(DEFAULT_TLS_NAMES),
                             spec.client_cert_mode(config.settings),
                             on_refused=lambda refusal: ctx.journal.submit(refused_exchange(ctx, refusal)))
     flask_app = create_flask(ctx)
@@ -195,15 +196,23 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
 DEFAULT_TLS_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
-def _pki_dir(config: SimConfig) -> Path:
+def pki_dir_of(config: SimConfig) -> Path:
+    """The PKI a simulator uses: the configured one, `<data_dir>/pki`, or a temporary one (ephemeral state)."""
     if config.pki_dir is not None:
         return config.pki_dir
     if config.data_dir is not None:
         return config.data_dir / "pki"
-    path = Path(tempfile.mkdtemp(prefix="segur-bench-pki-"))
-    atexit.register(shutil.rmtree, path, True)
-    config.pki_dir = path
-    return path
+    global _EPHEMERAL_PKI
+    if _EPHEMERAL_PKI is None or _EPHEMERAL_PKI[0] != os.getpid():
+        # One per process: its root key takes a second to make, and ephemeral simulators (tests) are many.
+        path = Path(tempfile.mkdtemp(prefix="segur-bench-pki-"))
+        atexit.register(shutil.rmtree, path, True)
+        _EPHEMERAL_PKI = (os.getpid(), path)
+    config.pki_dir = _EPHEMERAL_PKI[1]
+    return config.pki_dir
+
+
+_EPHEMERAL_PKI: tuple[int, Path] | None = None
 
 
 def refused_exchange(ctx: ServiceContext, refusal: Any) -> Any:

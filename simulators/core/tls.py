@@ -136,9 +136,24 @@ class ServerTls:
         self._crl_key: tuple[int, int] | None = None
         self._crl_checked = 0.0
         self._lock = threading.Lock()
+        self._reload_lock = threading.Lock()
         self._ctx: ssl.SSLContext | None = None
+        self._pid = 0
+
+    @property
+    def pki(self) -> BenchPki:
+        return BenchPki.open(self.pki_dir)
 
     def context(self) -> ssl.SSLContext:
+        """This process's server context (built once per process: every listener of the service shares it, so a
+        re-signed CRL reaches them all)."""
+        with self._lock:
+            if self._ctx is None or self._pid != os.getpid():
+                self._ctx = self._build()
+                self._pid = os.getpid()
+            return self._ctx
+
+    def _build(self) -> ssl.SSLContext:
         pki = BenchPki.open(self.pki_dir)
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -154,7 +169,7 @@ class ServerTls:
         ctx.sni_callback = self._on_hello
         if hasattr(ctx, "_msg_callback"):  # CPython's record hook; without it refusals are not journaled
             ctx._msg_callback = self._on_record
-        self._ctx = ctx
+        self._ctx = ctx  # (the CRL reload below works on it)
         return ctx
 
     # -- revocation: a CRL re-signed by `pki revoke` is loaded for the next handshakes, in every worker
@@ -175,7 +190,7 @@ class ServerTls:
         except OSError:
             return
         if (st.st_mtime_ns, st.st_size) != self._crl_key:
-            with self._lock:
+            with self._reload_lock:
                 try:
                     self._load_crl(self._ctx, path)
                     log.info("%s: revocation list reloaded", self.service)

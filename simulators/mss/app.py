@@ -1,13 +1,13 @@
-"""MSSanté simulator: SMTP submission (default 127.0.0.1:2587) and IMAP4rev1 (127.0.0.1:2143) on one mailbox
-store, plus the HTTP control API (8107).
+"""MSSanté simulator: SMTP submission (default 127.0.0.1:2587, STARTTLS; 2465 implicit TLS) and IMAP4rev1
+(127.0.0.1:2143, STARTTLS; 2993 implicit TLS) on one mailbox store, plus the HTTP control API (8107).
 
 The SMTP and IMAP listeners start in each worker's event loop (ServiceSpec.startup), with SO_REUSEPORT so
 several workers share the ports; mailboxes, messages, findings and channels are in the service's SQLite store.
 
 Control routes (all under ``/_bench/mss``; see README.md):
 
-* ``GET  /ca.pem`` — the bench CA to trust for STARTTLS;
-* ``GET  /ports`` — where SMTP and IMAP listen (useful with port 0 in tests);
+* ``GET  /ca.pem`` — the bench CA chain to trust (the same as ``GET /_bench/pki/ca.pem``);
+* ``GET  /ports`` — where SMTP, IMAP, SMTPS and IMAPS listen (useful with port 0 in tests);
 * ``GET  /mailboxes`` and ``GET /mailboxes/<address>?folder=INBOX&raw=1`` — read any mailbox;
 * ``GET  /mailboxes/<address>/messages/<uid>`` — one message as ``message/rfc822``;
 * ``POST /inject`` — an incoming message (from a professional, or a patient via Mon espace santé; optional
@@ -27,14 +27,14 @@ from xml.sax.saxutils import escape
 from flask import Flask, Response, jsonify, request
 
 from simulators.core.app import problem_response
-from simulators.core.service import ServiceContext, ServiceSpec
+from simulators.core.service import DEFAULT_TLS_NAMES, ServiceContext, ServiceSpec, pki_dir_of
+from simulators.core.tls import ServerTls
 from simulators.personas import load_personas
 
-from . import tls as tls_mod
 from .model import OUTCOMES, MssModel, Refused
 
-DEFAULT_SMTP_PORT = 2587
-DEFAULT_IMAP_PORT = 2143
+DEFAULT_PORTS = {"smtp": 2587, "imap": 2143, "smtps": 2465, "imaps": 2993}
+MAIL_NAMES = ("mss", "smtp.mss.bench", "imap.mss.bench")  # names the server certificate covers besides the bench's
 
 
 def _model(ctx: ServiceContext) -> MssModel:
@@ -46,18 +46,28 @@ def _model(ctx: ServiceContext) -> MssModel:
     return model
 
 
-def _tls(ctx: ServiceContext) -> tls_mod.TlsMaterial:
-    material = ctx.extras.get("mss_tls")
-    if material is None:
-        names = tuple(ctx.config.settings.get("tls_names") or ())
-        material = ctx.extras["mss_tls"] = tls_mod.material(ctx.store, names)
-    return material
+def _server_tls(ctx: ServiceContext) -> ServerTls:
+    """The TLS settings of the mail listeners: the simulator's own when it has a TLS port, else made here (the mail
+    ports always speak TLS). Certificates come from the bench PKI."""
+    if ctx.tls is None:
+        names = [*(ctx.config.tls_names or DEFAULT_TLS_NAMES), *MAIL_NAMES,
+                 *(ctx.config.settings.get("tls_names") or ())]
+        ctx.tls = ServerTls(pki_dir_of(ctx.config), ctx.name, names, SPEC.client_cert_mode(ctx.config.settings))
+    elif ctx.config.settings.get("tls_names"):
+        ctx.tls.names = [*ctx.tls.names, *ctx.config.settings["tls_names"], *MAIL_NAMES]
+    return ctx.tls
+
+
+def _port_settings(settings: Any) -> dict[str, int]:
+    """The port asked for each mail listener. When the STARTTLS ports are set to 0 (any free port: tests, embedded
+    benches), the implicit-TLS ones default to 0 too, so two simulators never share 2465/2993 by SO_REUSEPORT."""
+    free = settings.get("smtp_port") == 0 or settings.get("imap_port") == 0
+    return {k: int(settings.get(f"{k}_port", 0 if free and k in ("smtps", "imaps") else v))
+            for k, v in DEFAULT_PORTS.items()}
 
 
 def _ports(ctx: ServiceContext) -> dict:
-    s = ctx.config.settings
-    return ctx.extras.get("mss_ports") or {"smtp": int(s.get("smtp_port", DEFAULT_SMTP_PORT)),
-                                           "imap": int(s.get("imap_port", DEFAULT_IMAP_PORT))}
+    return ctx.extras.get("mss_ports") or _port_settings(ctx.config.settings)
 
 
 async def _startup(ctx: ServiceContext) -> None:
@@ -65,19 +75,26 @@ async def _startup(ctx: ServiceContext) -> None:
     from .smtp import SmtpFront
 
     model = _model(ctx)
-    server_tls = _tls(ctx).server_context()
+    server_tls = _server_tls(ctx).context()
     s = ctx.config.settings
     host = str(s.get("mail_host", ctx.config.host))
-    smtp, imap = SmtpFront(ctx, model, server_tls), ImapFront(ctx, model, server_tls)
-    ports = {"smtp": await smtp.start(host, int(s.get("smtp_port", DEFAULT_SMTP_PORT)))}
+    fronts = {"smtp": SmtpFront(ctx, model, server_tls), "imap": ImapFront(ctx, model, server_tls),
+              "smtps": SmtpFront(ctx, model, server_tls, implicit=True),
+              "imaps": ImapFront(ctx, model, server_tls, implicit=True)}
+    ports: dict[str, int] = {}
+    wanted = _port_settings(s)
+    started = []
     try:
-        ports["imap"] = await imap.start(host, int(s.get("imap_port", DEFAULT_IMAP_PORT)))
+        for label, front in fronts.items():
+            ports[label] = await front.start(host, wanted[label])
+            started.append(front)
     except Exception:
-        await smtp.stop()
+        for front in started:
+            await front.stop()
         raise
-    ctx.extras["mss_fronts"] = (smtp, imap)
+    ctx.extras["mss_fronts"] = tuple(fronts.values())
     ctx.extras["mss_ports"] = ports
-    ctx.logger.info("MSSanté: SMTP on %s:%s, IMAP on %s:%s", host, ports["smtp"], host, ports["imap"])
+    ctx.logger.info("MSSanté on %s: %s", host, ", ".join(f"{k.upper()} {v}" for k, v in ports.items()))
 
 
 async def _shutdown(ctx: ServiceContext) -> None:
@@ -94,9 +111,17 @@ def _autoconfig(ctx: ServiceContext) -> str:
     <domain>mssante.fr</domain>
     <displayName>MSSanté (banc segur-bench)</displayName>
     <incomingServer type="imap">
+      <hostname>{host}</hostname><port>{ports['imaps']}</port><socketType>SSL</socketType>
+      <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
+    </incomingServer>
+    <incomingServer type="imap">
       <hostname>{host}</hostname><port>{ports['imap']}</port><socketType>STARTTLS</socketType>
       <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
     </incomingServer>
+    <outgoingServer type="smtp">
+      <hostname>{host}</hostname><port>{ports['smtps']}</port><socketType>SSL</socketType>
+      <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
+    </outgoingServer>
     <outgoingServer type="smtp">
       <hostname>{host}</hostname><port>{ports['smtp']}</port><socketType>STARTTLS</socketType>
       <username>%EMAILADDRESS%</username><authentication>OAuth2</authentication>
@@ -113,9 +138,11 @@ def _autoconfig(ctx: ServiceContext) -> str:
 def _register(app: Flask, ctx: ServiceContext) -> None:
     _model(ctx)
 
+    _server_tls(ctx)
+
     @app.get("/_bench/mss/ca.pem")
     def ca_pem() -> Response:
-        return Response(_tls(ctx).ca_pem, content_type="application/x-pem-file")
+        return Response(_server_tls(ctx).pki.chain_path.read_bytes(), content_type="application/x-pem-file")
 
     @app.get("/_bench/mss/ports")
     def ports() -> Any:
@@ -196,6 +223,6 @@ SPEC = ServiceSpec(
     reset=_reset,
     startup=_startup,
     shutdown=_shutdown,
-    description="Messagerie sécurisée de santé : soumission SMTP et accès IMAP avec STARTTLS et jeton Pro Santé "
-    "Connect (XOAUTH2/OAUTHBEARER), contrôles des messages (XDM, en-têtes X-MSS), BAL des personas.",
+    description="Messagerie sécurisée de santé : soumission SMTP et accès IMAP (STARTTLS ou TLS implicite) et "
+    "jeton Pro Santé Connect (XOAUTH2/OAUTHBEARER), contrôles des messages (XDM, en-têtes X-MSS), BAL des personas.",
 )

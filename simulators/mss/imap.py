@@ -469,7 +469,27 @@ class MssIMAP(imap4.IMAP4Server):
         cap = super().capabilities()
         if not self.front.legacy:
             cap[b"LOGINDISABLED"] = None
+        if self.front.implicit:
+            cap.pop(b"STARTTLS", None)  # encrypted from the first byte
+        elif self.front.require_tls and not self.startedTLS:
+            cap.pop(b"AUTH", None)  # no mechanism is usable before STARTTLS: none is advertised (RFC 9051 §6.2.1)
         return cap
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        if self.front.implicit:
+            self.startedTLS = True  # IMAP over TLS (port 993 style): as if STARTTLS had been done
+            self.canStartTLS = False
+
+    def do_AUTHENTICATE(self, tag: bytes, args: bytes) -> None:
+        if self.front.require_tls and not self.startedTLS:
+            # A bearer token must never cross the network in clear: the same rule as SMTP's AUTH before STARTTLS.
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : "
+                                           b"chiffrez la connexion d'abord")
+            return
+        super().do_AUTHENTICATE(tag, args)
+
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
 
     def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         creds = imap4.credentials.UsernamePassword(user, passwd)
@@ -590,15 +610,15 @@ class MssIMAP(imap4.IMAP4Server):
         pending = self.pending.pop(tag, None)
         if pending is None:
             return
-        headers = [("command", pending.shown.decode("utf-8", "replace")),
-                   ("tls", "oui" if self.startedTLS else "non")]
+        tls = trace.tls_of(self.bridge.transport)
+        headers = [("command", pending.shown.decode("utf-8", "replace")), ("tls", "oui" if tls else "non")]
         if self.mss_session:
             headers.append(("mailbox", self.mss_session.mailbox))
         reply = b"".join(pending.out) if (pending.out or status is not None) else None
         trace.record(self.sim, protocol="imap", operation=pending.operation, received_at=pending.received,
                      request_headers=headers, request_body=pending.shown, reply=reply, status=status or None,
                      decision=pending.decision, client=self.bridge.peer, error=error,
-                     waited_s=pending.decision.latency_s or None)
+                     waited_s=pending.decision.latency_s or None, tls=tls)
 
     def connectionLost(self, reason: Any) -> None:
         for tag in list(self.pending):
@@ -775,20 +795,28 @@ class Bridge(asyncio.Protocol):
 
 
 class ImapFront:
+    """IMAP4rev1 with STARTTLS, or (implicit=True) IMAP over TLS from the first byte (port 993 style)."""
+
     @property
     def legacy(self) -> bool:
         return bool(self.ctx.config.settings.get("legacy_auth"))
 
-    def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any) -> None:
+    @property
+    def require_tls(self) -> bool:
+        return bool(self.ctx.config.settings.get("require_tls", True))
+
+    def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any, *, implicit: bool = False) -> None:
         self.ctx = ctx
         self.model = model
         self.tls = tls
+        self.implicit = implicit
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
+        tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
         self.server = await loop.create_server(lambda: Bridge(self), host, port, reuse_port=True,
-                                               reuse_address=True)
+                                               reuse_address=True, **tls)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

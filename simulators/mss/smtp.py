@@ -20,6 +20,7 @@ import contextlib
 import logging
 import socket
 import time
+import warnings
 from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
@@ -213,7 +214,8 @@ class MssSMTP(SMTP):
         status = None
         if replies and replies[-1][:3].isdigit():
             status = int(replies[-1][:3])
-        headers = [("command", shown), ("tls", "oui" if self._tls_protocol else "non")]
+        tls = trace.tls_of(self.transport)
+        headers = [("command", shown), ("tls", "oui" if tls else "non")]
         if self.mss_session:
             headers.append(("mailbox", self.mss_session.mailbox))
         body = self.last_data if name == "DATA" and self.last_data is not None else shown.encode()
@@ -222,7 +224,7 @@ class MssSMTP(SMTP):
         trace.record(self.ctx, protocol="smtp", operation=f"SMTP {name}", received_at=received,
                      request_headers=headers, request_body=body, reply=reply, status=status, decision=decision,
                      client=self._peer(), error=error, response_headers=findings,
-                     waited_s=decision.latency_s or None)
+                     waited_s=decision.latency_s or None, tls=tls)
 
     # ------------------------------------------------------------------------------------ SASL
     async def _initial(self, args: list[str]) -> bytes | None:
@@ -288,37 +290,46 @@ class MssSMTP(SMTP):
 
 
 class SmtpFront:
-    def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any) -> None:
+    """SMTP submission with STARTTLS, or (implicit=True) SMTP over TLS from the first byte (port 465 style)."""
+
+    def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any, *, implicit: bool = False) -> None:
         self.ctx = ctx
         self.model = model
         self.tls = tls
+        self.implicit = implicit
         self.handler = Handler(ctx, model)
         self.server: asyncio.AbstractServer | None = None
 
     def protocol(self) -> MssSMTP:
         s = self.ctx.config.settings
         legacy = bool(s.get("legacy_auth"))
-        proto = MssSMTP(
-            self,
-            hostname=str(s.get("hostname", "mss.bench")),
-            ident="segur-bench MSSanté (simulateur)",
-            tls_context=self.tls,
-            require_starttls=bool(s.get("require_tls", True)),
-            auth_required=True,
-            auth_require_tls=bool(s.get("require_tls", True)),
-            auth_exclude_mechanism=() if legacy else ("PLAIN", "LOGIN"),
-            authenticator=None,
-            data_size_limit=int(s.get("max_message_bytes", 20 * 1024 * 1024)),
-            timeout=float(s.get("smtp_timeout_s", 300)),
-            loop=asyncio.get_running_loop(),
-        )
+        # Over implicit TLS the connection is encrypted before the greeting: no STARTTLS to offer or require.
+        require_tls = bool(s.get("require_tls", True)) and not self.implicit
+        with warnings.catch_warnings():
+            # aiosmtpd warns about AUTH without required TLS; over implicit TLS the connection is encrypted already.
+            warnings.filterwarnings("ignore", "Requiring AUTH while not requiring TLS")
+            proto = MssSMTP(
+                self,
+                hostname=str(s.get("hostname", "mss.bench")),
+                ident="segur-bench MSSanté (simulateur)",
+                tls_context=None if self.implicit else self.tls,
+                require_starttls=require_tls,
+                auth_required=True,
+                auth_require_tls=require_tls,
+                auth_exclude_mechanism=() if legacy else ("PLAIN", "LOGIN"),
+                authenticator=None,
+                data_size_limit=int(s.get("max_message_bytes", 20 * 1024 * 1024)),
+                timeout=float(s.get("smtp_timeout_s", 300)),
+                loop=asyncio.get_running_loop(),
+            )
         proto._authenticator = proto._password_auth
         proto._auth_callback = None
         return proto
 
     async def start(self, host: str, port: int) -> int:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(self.protocol, host, port, reuse_port=True, reuse_address=True)
+        tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
+        self.server = await loop.create_server(self.protocol, host, port, reuse_port=True, reuse_address=True, **tls)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

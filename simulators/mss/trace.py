@@ -16,8 +16,16 @@ from collections.abc import Callable, Mapping
 from simulators.core.faults import Decision, RequestFacts
 from simulators.core.journal import Exchange, Message
 from simulators.core.service import ServiceContext
+from simulators.core.tls import tls_info
 
 SECRET_MASK = "<masqué>"
+
+
+def tls_of(transport: object) -> dict | None:
+    """The TLS facts of a mail connection (STARTTLS done, or implicit TLS), None in clear."""
+    get = getattr(transport, "get_extra_info", None)
+    ssl_object = get("ssl_object") if get is not None else None
+    return tls_info(ssl_object) if ssl_object is not None else None
 
 
 def decide(ctx: ServiceContext, protocol: str, operation: str, line: bytes = b"",
@@ -45,6 +53,7 @@ def record(
     error: str | None = None,
     response_headers: list[tuple[str, str]] = (),
     waited_s: float | None = None,
+    tls: dict | None = None,
 ) -> None:
     try:
         run = ctx.journal.current_run()["run"]
@@ -56,7 +65,7 @@ def record(
             response=Message.of(list(response_headers), reply) if reply is not None else None,
             faults=[a.as_dict() for a in decision.applied] if decision else [],
             outcome=decision.outcome if decision else None, run=run, client=client, error=error,
-            waited_ms=round(waited_s * 1000.0, 3) if waited_s else None,
+            waited_ms=round(waited_s * 1000.0, 3) if waited_s else None, tls=tls,
         ))
     except Exception:
         ctx.logger.exception("journal write failed for %s", operation)
