@@ -14,8 +14,18 @@ Semantics (see README.md):
 
 - HTTP: the latency is applied once per request, after the whole request is received and before it is
   forwarded upstream; it is awaited on the event loop, so concurrent requests are delayed side by side.
-- raw TCP (SMTP, IMAP): the latency is applied once per connection, before mitmproxy connects upstream (the
-  client waits that much longer for the server's greeting); later bytes are not delayed.
+- raw TCP (SMTP, IMAP, and their implicit-TLS ports): the latency is applied once per connection, before
+  mitmproxy connects upstream (the client waits that much longer for the server's greeting); later bytes are not
+  delayed. The bytes pass unchanged (TLS included: never terminated here).
+- TLS passthrough (an HTTPS service's TLS port): the TLS session stays end to end between the LGC and the
+  simulator, client certificate included: mitmproxy cannot ask a client for a certificate and forward it, so it
+  does not terminate TLS. The latency applies per request instead, read from the TLS records: each client "turn"
+  (bytes the client sends after the server last spoke) that carries application data is forwarded that much
+  later, chunk by chunk in order (a delay line, not a pause: the server's bytes are never held). Handshake turns
+  without application data are not delayed (TLS 1.2); in TLS 1.3 the client's Finished travels with its first
+  request, in the same delayed turn. A new connection per request thus costs one delay, like a plain request.
+  The HAR records each connection with its turns, the injected delay of each, and the local port of the
+  upstream connection, which the simulator journals as the client's port: the two are joined on it.
 - down: HTTP requests get a 503 answered by the proxy (header `X-Segur-Bench-Network: down`), or a closed
   connection with no answer when `down_action` is "close"; raw TCP connections are closed at once.
 """
@@ -36,6 +46,7 @@ from typing import Any
 
 from mitmproxy import connection, http, tcp
 from mitmproxy import version as mitm_version
+from mitmproxy.proxy import layers
 
 log = logging.getLogger("segur_bench.network_proxy")
 
@@ -76,6 +87,107 @@ class Conditions:
         if jitter > 0:
             latency += self.rng.uniform(-jitter, jitter)
         return max(0.0, latency)
+
+
+class DelayLine:
+    """The client→server direction of one TLS-passthrough connection: which bytes to hold and for how long.
+
+    A turn is what the client sends after the server last spoke. A turn carrying a TLS application_data record
+    (content type 23: requests, and TLS 1.3's encrypted Finished that precedes the first one) is delayed once,
+    each of its chunks released at its own arrival + the delay, never before an earlier chunk (FIFO)."""
+
+    def __init__(self) -> None:
+        self.turn_open = False
+        self.turn_delay: float | None = None  # seconds, once this turn is known to carry application data
+        self.released_at = 0.0  # loop time of the last release scheduled
+        self.pending_record = 0  # bytes of a TLS record still to come in later chunks
+        self.header = b""  # a record header split across chunks
+        self.reinjected: list[bytes] = []
+        self.turns: list[dict[str, Any]] = []
+        self.sni: str | None = None
+        self.first = True
+
+    def server_spoke(self) -> None:
+        self.turn_open = False
+        self.turn_delay = None
+
+    def expect(self, data: bytes) -> None:
+        self.reinjected.append(data)
+
+    def is_reinjected(self, message: tcp.TCPMessage) -> bool:
+        if self.reinjected and message.content is self.reinjected[0]:
+            self.reinjected.pop(0)
+            return True
+        return False
+
+    def _content_types(self, data: bytes) -> set[int]:
+        """Content types of the TLS records that start in this chunk (records may span chunks)."""
+        types: set[int] = set()
+        pos = 0
+        data = self.header + data
+        self.header = b""
+        if self.pending_record:
+            skip = min(self.pending_record, len(data))
+            self.pending_record -= skip
+            pos = skip
+        while pos < len(data):
+            if len(data) - pos < 5:
+                self.header = data[pos:]
+                break
+            types.add(data[pos])
+            size = int.from_bytes(data[pos + 3:pos + 5], "big")
+            end = pos + 5 + size
+            if end > len(data):
+                self.pending_record = end - len(data)
+                break
+            pos = end
+        return types
+
+    def delay_for(self, data: bytes, delay_s: Any) -> float | None:
+        """Seconds to hold this client chunk (None: forward now)."""
+        if self.first:
+            self.first = False
+            self.sni = _client_hello_sni(data)
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        types = self._content_types(data)
+        if not self.turn_open:
+            self.turn_open = True
+            self.turn_delay = None
+        if self.turn_delay is None and 23 in types:
+            self.turn_delay = max(0.0, float(delay_s()))
+            self.turns.append({"startedDateTime": _iso(time.time()), "_injected_ms": round(self.turn_delay * 1000, 3),
+                               "bytes": 0})
+        if self.turns and self.turn_open and self.turn_delay is not None:
+            self.turns[-1]["bytes"] += len(data)
+        if self.turn_delay is None and self.released_at <= now:
+            return None
+        # strictly after the previous release: timers due at the same instant may run in any order
+        release = max(now + (self.turn_delay or 0.0), self.released_at + 1e-6)
+        self.released_at = release
+        return release - now
+
+
+def _client_hello_sni(record: bytes) -> str | None:
+    """The server name of a TLS ClientHello (first record of the connection), for the HAR."""
+    try:
+        if record[0] != 0x16 or record[5] != 0x01:
+            return None
+        pos = 5 + 4 + 2 + 32
+        pos += 1 + record[pos]
+        pos += 2 + int.from_bytes(record[pos:pos + 2], "big")
+        pos += 1 + record[pos]
+        end = pos + 2 + int.from_bytes(record[pos:pos + 2], "big")
+        pos += 2
+        while pos + 4 <= end:
+            kind, size = int.from_bytes(record[pos:pos + 2], "big"), int.from_bytes(record[pos + 2:pos + 4], "big")
+            if kind == 0:
+                body = record[pos + 4:pos + 4 + size]
+                return body[5:5 + int.from_bytes(body[3:5], "big")].decode("ascii")
+            pos += 4 + size
+    except (IndexError, UnicodeDecodeError):
+        return None
+    return None
 
 
 class NetworkLayerAddon:
@@ -279,11 +391,18 @@ class NetworkLayerAddon:
             entry["_error"] = flow.error.msg
         return entry
 
-    # -- raw TCP (SMTP, IMAP)
+    # -- raw TCP (SMTP, IMAP) and TLS passthrough
+    def next_layer(self, nextlayer) -> None:
+        # Raw TCP and TLS-passthrough ports relay bytes as they are: mitmproxy would otherwise answer a ClientHello
+        # with its own certificate (reverse tcp mode intercepts TLS it sees).
+        entry = self.conditions.services.get(self._port(nextlayer.context.client) or -1)
+        if entry and entry.get("kind") in ("tcp", "tls"):
+            nextlayer.layer = layers.TCPLayer(nextlayer.context)
+
     def client_connected(self, client: connection.Client) -> None:
         cond = self._reload()
         entry = cond.services.get(self._port(client) or -1)
-        if entry and entry.get("kind") == "tcp" and entry["name"] in cond.down:
+        if entry and entry.get("kind") in ("tcp", "tls") and entry["name"] in cond.down:
             client.error = f"network layer: {entry['name']} is down"
             self.connections.append(json.dumps({"_service": entry["name"], "startedDateTime": _iso(time.time()),
                                                 "_network": "down", "time": 0}))
@@ -292,12 +411,44 @@ class NetworkLayerAddon:
     async def tcp_start(self, flow: tcp.TCPFlow) -> None:
         cond = self._reload()
         service = cond.service(self._port(flow.client_conn))
+        entry = cond.services.get(self._port(flow.client_conn) or -1) or {}
+        if entry.get("kind") == "tls":
+            flow.metadata.update(netlayer_service=service, netlayer_start=time.time(), netlayer_kind="tls",
+                                 netlayer_line=DelayLine())
+            return
         delay = cond.delay_ms(service)
         flow.metadata["netlayer_service"] = service
         flow.metadata["netlayer_injected_ms"] = round(delay, 3)
         flow.metadata["netlayer_start"] = time.time()
         if delay > 0:
             await asyncio.sleep(delay / 1000)
+
+    def tcp_message(self, flow: tcp.TCPFlow) -> None:
+        line: DelayLine | None = flow.metadata.get("netlayer_line")
+        if line is None:
+            return
+        message = flow.messages[-1]
+        if not message.from_client:
+            line.server_spoke()
+            return
+        if line.is_reinjected(message):
+            return
+        service = flow.metadata.get("netlayer_service", "")
+        delay_s = line.delay_for(message.content, lambda: self._reload().delay_ms(service) / 1000.0)
+        if delay_s is None:
+            return
+        data, message.content = message.content, b""  # held: sent upstream when its time comes
+        loop = asyncio.get_running_loop()
+        loop.call_at(loop.time() + delay_s, self._release, flow, line, data)
+
+    @staticmethod
+    def _release(flow: tcp.TCPFlow, line: DelayLine, data: bytes) -> None:
+        from mitmproxy import ctx
+
+        if not flow.live:
+            return
+        line.expect(data)  # the injected bytes come back through tcp_message: let them pass
+        ctx.master.commands.call("inject.tcp", flow, False, data)
 
     def tcp_end(self, flow: tcp.TCPFlow) -> None:
         self._record_tcp(flow)
@@ -319,6 +470,12 @@ class NetworkLayerAddon:
             "bytes_from_client": sum(len(m.content) for m in flow.messages if m.from_client),
             "bytes_from_server": sum(len(m.content) for m in flow.messages if not m.from_client),
         }
+        line: DelayLine | None = flow.metadata.get("netlayer_line")
+        if line is not None:  # TLS passthrough: per-turn delays, and the upstream port the simulator journals
+            entry.update(kind="tls", sni=line.sni, turns=line.turns, _injected_ms=max(
+                (t["_injected_ms"] for t in line.turns), default=0.0))
+            if flow.server_conn.sockname:
+                entry["upstream_port"] = flow.server_conn.sockname[1]
         if flow.error:
             entry["_error"] = flow.error.msg
         self.connections.append(json.dumps(entry, ensure_ascii=False))

@@ -40,7 +40,8 @@ DEFAULT_VENV = Path(".venv-mitm")
 STAMP_NAME = ".segur-bench-mitm"
 ADDON = Path(__file__).with_name("addon.py")
 HTTP_SCHEMES = ("http", "https")
-TCP_SCHEMES = ("tcp", "tls")
+TCP_SCHEMES = ("tcp",)
+TLS_SCHEMES = ("tls",)  # TLS passthrough of an HTTPS service: latency per request turn, TLS kept end to end
 
 
 class NetworkLayerError(RuntimeError):
@@ -124,7 +125,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def bench_targets(config: Any, services: Iterable[str] | None = None, *, tcp: bool = True) -> dict[str, str]:
     """Targets for a `segur_bench.config.BenchConfig`: each simulator's direct address (never `config.urls`,
-    which is where the proxy will be); MSSanté's SMTP and IMAP as raw TCP targets `mss-smtp` and `mss-imap`."""
+    which is where the proxy will be); its TLS port as a TLS-passthrough target `<name>-tls` when the bench serves
+    TLS; MSSanté's mail ports as raw TCP targets `mss-smtp`, `mss-imap`, `mss-smtps`, `mss-imaps`."""
     from simulators.registry import SERVICES  # the bench's venv only: addon.py never imports this module
 
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
@@ -133,6 +135,8 @@ def bench_targets(config: Any, services: Iterable[str] | None = None, *, tcp: bo
     targets = {}
     for name in services or SERVICES:
         targets[name] = f"http://{host}:{config.ports[name]}"
+        if getattr(config, "tls", False):
+            targets[f"{name}-tls"] = f"tls://{host}:{config.tls_ports[name]}"
         if tcp:
             settings = config.settings.get(name, {})
             for label, port in SERVICES[name].extra_ports:
@@ -158,13 +162,14 @@ class NetworkLayer:
         self.kinds: dict[str, str] = {}
         for name, url in targets.items():
             parts = urlsplit(url)
-            if parts.scheme not in HTTP_SCHEMES + TCP_SCHEMES or not parts.hostname or not parts.port:
-                raise ValueError(f"target {name}={url!r}: expected scheme://host:port with scheme in "
-                                 f"{HTTP_SCHEMES + TCP_SCHEMES}")
+            schemes = HTTP_SCHEMES + TCP_SCHEMES + TLS_SCHEMES
+            if parts.scheme not in schemes or not parts.hostname or not parts.port:
+                raise ValueError(f"target {name}={url!r}: expected scheme://host:port with scheme in {schemes}")
             if parts.path not in ("", "/"):
                 raise ValueError(f"target {name}={url!r}: no path (base paths stay in the URLs clients use)")
             self.targets[name] = f"{parts.scheme}://{parts.netloc}"
-            self.kinds[name] = "http" if parts.scheme in HTTP_SCHEMES else "tcp"
+            self.kinds[name] = ("http" if parts.scheme in HTTP_SCHEMES else
+                                "tls" if parts.scheme in TLS_SCHEMES else "tcp")
         unknown = set(ports or {}) - set(self.targets)
         if unknown:
             raise ValueError(f"ports given for unknown target(s) {sorted(unknown)}")
@@ -188,9 +193,11 @@ class NetworkLayer:
 
     # -- addresses
     def urls(self) -> dict[str, str]:
-        """Where clients reach each HTTP service through the layer (no base path: add the service's own)."""
+        """Where clients reach each HTTP service through the layer (no base path: add the service's own); TLS
+        passthrough targets are `https://` URLs."""
         host = self._client_host()
-        return {name: f"http://{host}:{self.ports[name]}" for name, kind in self.kinds.items() if kind == "http"}
+        return {name: f"{'https' if kind == 'tls' else 'http'}://{host}:{self.ports[name]}"
+                for name, kind in self.kinds.items() if kind in ("http", "tls")}
 
     def addresses(self) -> dict[str, tuple[str, int]]:
         """(host, port) of every listener, raw TCP ones included (e.g. `mss-smtp`)."""
@@ -242,6 +249,12 @@ class NetworkLayer:
     def condition(self) -> dict[str, Any]:
         return json.loads(json.dumps(self._condition))
 
+    def label(self, name: str) -> str:
+        """The service a target belongs to: `insi-tls` is INSi's TLS port, with INSi's conditions and HAR label."""
+        if self.kinds[name] == "tls" and name.endswith("-tls"):
+            return name[:-len("-tls")]
+        return name
+
     def _check_names(self, names: Iterable[str]) -> None:
         unknown = set(names) - set(self.targets)
         if unknown:
@@ -250,7 +263,8 @@ class NetworkLayer:
     def _write_control(self) -> None:
         self.control_dir.mkdir(parents=True, exist_ok=True)
         data = {"version": 1,
-                "services": {str(port): {"name": name, "kind": self.kinds[name]} for name, port in self.ports.items()},
+                "services": {str(port): {"name": self.label(name), "kind": self.kinds[name]}
+                             for name, port in self.ports.items()},
                 **self._condition}
         if data["seed"] is None:
             data["seed"] = random.randrange(1 << 32)
@@ -265,6 +279,8 @@ class NetworkLayer:
         confdir = self.control_dir / "mitmproxy"
         cmd = [str(mitmdump), "-s", str(ADDON)]
         for name, target in self.targets.items():
+            if self.kinds[name] == "tls":  # relayed as raw TCP; the addon never lets mitmproxy terminate it
+                target = "tcp://" + target.split("://", 1)[1]
             cmd += ["--mode", f"reverse:{target}@{self.ports[name]}"]
         options = {
             "listen_host": self.listen_host,
@@ -314,9 +330,9 @@ class NetworkLayer:
                     if self._ready():
                         del waiting[name]
                     continue
-                if self.kinds[name] == "tcp" and not self._listening(port):
+                if self.kinds[name] != "http" and not self._listening(port):
                     continue  # a probe connection would start a raw TCP session upstream: look, don't touch
-                if self.kinds[name] == "tcp" or self._answers(port):
+                if self.kinds[name] != "http" or self._answers(port):
                     del waiting[name]
             if waiting and time.monotonic() > deadline:
                 self.stop()

@@ -20,6 +20,13 @@ overrides them:
     client_secret = "segur-bench-lgc-secret"
     [software]
     idam = "BENCH-LGC-0001"
+    [tls]                                   # HTTPS: the CAs trusted and the client certificate presented
+    ca_file = "ca-chain.pem"
+    cert_file = "lgc-structure.crt"
+    key_file = "lgc-structure.key"
+    [services.insi.tls]                     # per service, over [tls] (INSi's mutual TLS wants INSI-AUTO)
+    cert_file = "lgc-insi.crt"
+    key_file = "lgc-insi.key"
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from typing import Any
 
 from . import __version__
 from .services.context import Endpoint, Software
+from .services.transport import TLS_KEYS, TlsSettings
 
 SERVICES: dict[str, tuple[str, str]] = {
     # name: (French label, default URL)
@@ -42,10 +50,10 @@ SERVICES: dict[str, tuple[str, str]] = {
     "mss": ("MSSanté", "http://127.0.0.1:8107"),
     "psc": ("Pro Santé Connect", "http://127.0.0.1:8104/auth/realms/esante-wallet"),
 }
-# Service-specific defaults (endpoint.extra). The bench's MSSanté certificate is self-signed: set ca_file to
-# trust it explicitly, or keep tls_verify false on the bench only.
+# Service-specific defaults (endpoint.extra). MSSanté's STARTTLS is verified against [tls] ca_file (the bench CA
+# for the bench); extra.tls_verify = "false" turns verification off (never against a real operator).
 DEFAULT_EXTRA: dict[str, dict[str, str]] = {
-    "mss": {"smtp_port": "2587", "imap_port": "2143", "tls_verify": "false", "sasl": "XOAUTH2"},
+    "mss": {"smtp_port": "2587", "imap_port": "2143", "sasl": "XOAUTH2"},
     "annuaire": {"api_key": "segur-bench-annuaire"},
 }
 # The address of the ANS "Météo des services" is not in our sources: it is a setting.
@@ -62,9 +70,10 @@ class ServiceSettings:
     timeout: float = 10.0
     retries: int = 1
     extra: dict[str, str] = field(default_factory=dict)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     def endpoint(self) -> Endpoint:
-        return Endpoint(url=self.url, timeout=self.timeout, extra=dict(self.extra))
+        return Endpoint(url=self.url, timeout=self.timeout, extra=dict(self.extra), tls=self.tls)
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,7 @@ class LgcConfig:
     services: dict[str, ServiceSettings] = field(default_factory=dict)
     psc: PscSettings = field(default_factory=PscSettings)
     software: Software = field(default_factory=lambda: Software(version=__version__))
+    tls: TlsSettings = field(default_factory=TlsSettings)  # [tls]: every service's, unless its own overrides
     demo_data: bool = True
     path: Path | None = None
 
@@ -97,7 +107,7 @@ class LgcConfig:
         return self.public_url or f"http://{self.host}:{self.port}"
 
     def service(self, name: str) -> ServiceSettings:
-        settings = self.services.get(name) or ServiceSettings(url=SERVICES[name][1])
+        settings = self.services.get(name) or ServiceSettings(url=SERVICES[name][1], tls=self.tls)
         extra = {**DEFAULT_EXTRA.get(name, {}), **settings.extra}
         return replace(settings, extra=extra)
 
@@ -117,16 +127,17 @@ class LgcConfig:
     def from_dict(cls, data: dict[str, Any], *, path: Path | None = None, **overrides: Any) -> LgcConfig:
         where = str(path) if path else "configuration"
         known = {"host", "port", "data_dir", "public_url", "info_message_days", "service_status_url",
-                 "call_workers", "services", "psc", "software", "demo_data", "dmp_defer_seconds"}
+                 "call_workers", "services", "psc", "software", "demo_data", "dmp_defer_seconds", "tls"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
+        tls_base = _tls(data.get("tls") or {}, {}, where, "[tls]")
         services: dict[str, ServiceSettings] = {}
         for name, spec in (data.get("services") or {}).items():
             if name not in SERVICES:
                 raise ConfigError(f"{where}: [services.{name}] is not a known service ({', '.join(SERVICES)})")
             spec = dict(spec)
-            bad = set(spec) - {"url", "timeout", "retries", "extra"}
+            bad = set(spec) - {"url", "timeout", "retries", "extra", "tls"}
             if bad:
                 raise ConfigError(f"{where}: [services.{name}] unknown key(s) {sorted(bad)}")
             timeout, retries = spec.get("timeout", 10.0), spec.get("retries", 1)
@@ -136,7 +147,9 @@ class LgcConfig:
                 raise ConfigError(f"{where}: [services.{name}] retries must be a non-negative integer")
             services[name] = ServiceSettings(url=str(spec.get("url", SERVICES[name][1])), timeout=float(timeout),
                                              retries=retries, extra={k: str(v) for k, v in
-                                                                     (spec.get("extra") or {}).items()})
+                                                                     (spec.get("extra") or {}).items()},
+                                             tls=_tls(spec.get("tls") or {}, tls_base.__dict__, where,
+                                                      f"[services.{name}.tls]"))
         psc = PscSettings(**(data.get("psc") or {}))
         software = replace(Software(version=__version__), **(data.get("software") or {}))
         kwargs: dict[str, Any] = {k: data[k] for k in ("host", "port", "public_url", "info_message_days",
@@ -146,6 +159,22 @@ class LgcConfig:
             kwargs["data_dir"] = Path(data["data_dir"])
         kwargs.update({k: v for k, v in overrides.items() if v is not None})
         try:
-            return cls(services=services, psc=psc, software=software, path=path, **kwargs)
+            return cls(services=services, psc=psc, software=software, path=path, tls=tls_base, **kwargs)
         except TypeError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+
+
+def _tls(values: Any, base: dict[str, Any], where: str, section: str) -> TlsSettings:
+    """A TLS section over `base` (the [tls] values): paths checked now, so a typo is reported at start-up."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: {section} must be a table")
+    bad = set(values) - set(TLS_KEYS)
+    if bad:
+        raise ConfigError(f"{where}: {section} unknown key(s) {sorted(bad)}; known: {', '.join(TLS_KEYS)}")
+    merged = {**base, **values}
+    for key in ("ca_file", "cert_file", "key_file"):
+        if merged.get(key) and not Path(merged[key]).is_file():
+            raise ConfigError(f"{where}: {section} {key} = {merged[key]!r}: no such file")
+    if not isinstance(merged.get("verify", True), bool):
+        raise ConfigError(f"{where}: {section} verify must be true or false")
+    return TlsSettings(**{k: merged[k] for k in TLS_KEYS if k in merged})

@@ -19,6 +19,8 @@ from simulators.core.journal import Exchange, to_jsonl
 from .config import BenchConfig, ConfigError
 from .supervisor import StartError, Supervisor, port_free
 
+PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
+
 
 def _config(ctx: click.Context) -> BenchConfig:
     return ctx.obj["config"]
@@ -231,6 +233,11 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
             settings[key.strip()] = json.loads(raw)
         except ValueError:
             settings[key.strip()] = raw
+    if name == "psc" and tls_port and not (public_url or config.urls.get("psc")):
+        public_url = f"https://{config.client_host}:{tls_port}"  # a real issuer is HTTPS: tokens say so
+    if name in PSC_CONSUMERS:  # the split horizon: the public issuer in tokens, the keys from the back channel
+        settings.setdefault("psc_issuer", config.psc_issuer())
+        settings.setdefault("psc_jwks_url", config.psc_jwks_url())
     token = None
     if config.lan:  # beyond loopback: the control API wants the data directory's token
         if data_dir is not None:

@@ -65,6 +65,19 @@ class BenchConfig:
         """Where the service's TLS port is reached on this machine (None-safe: only for services with TLS)."""
         return f"https://{self.client_host}:{self.tls_ports[service]}"
 
+    def psc_issuer(self) -> str:
+        """Pro Santé Connect's issuer as clients and tokens know it: its public URL when set, else its HTTPS port
+        when the bench serves TLS (a real issuer is HTTPS), else its HTTP port."""
+        base = SERVICES["psc"].base_path
+        if self.urls.get("psc"):
+            return self.urls["psc"].rstrip("/") + base
+        return (self.tls_url("psc") if self.tls else self.url("psc")) + base
+
+    def psc_jwks_url(self) -> str:
+        """Where the simulators that check PSC tokens fetch its keys: the back channel, straight to its HTTP port
+        (the split horizon: browsers and LGCs use the issuer's public URL, simulators the internal address)."""
+        return f"http://{self.client_host}:{self.ports['psc']}{SERVICES['psc'].base_path}/protocol/openid-connect/certs"
+
     @property
     def client_host(self) -> str:
         """The address clients on this machine use: a wildcard bind is reached on loopback."""

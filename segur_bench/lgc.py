@@ -26,9 +26,48 @@ class LgcProcess:
     config_path: Path
 
 
+REFERENCE_CERTS = {"structure": "reference-lgc", "software": "reference-lgc-insi"}
+
+
+def reference_certificates(config: BenchConfig) -> dict[str, tuple[Path, Path]]:
+    """The reference LGC's client certificates, issued once per data directory: its practice's ORG AUTH_CLI
+    (every service that asks for one, the DMP first) and an INSI-AUTO one for INSi's mutual-TLS mode."""
+    from simulators.core.pki import BenchPki
+
+    pki = BenchPki.open(config.pki_dir)
+    out = config.pki_dir / "clients"
+    found = {}
+    for kind, name in REFERENCE_CERTS.items():
+        crt, key = out / f"{name}.crt", out / f"{name}.key"
+        if not (crt.is_file() and key.is_file()) or pki.verdict(_load(crt)).problems:
+            pki.issue_client(name, out, kind=kind)
+        found[kind] = (crt, key)
+    return found
+
+
+def _load(path: Path):
+    from simulators.core.pki import load_certificate
+
+    return load_certificate(path.read_bytes())
+
+
+def tls_settings(config: BenchConfig) -> dict:
+    """The `[tls]` part of an LGC's settings on this bench: the bench CA, the practice's certificate, and INSi's."""
+    if not config.tls:
+        return {}
+    certs = reference_certificates(config)
+    return {"ca_file": str(config.pki_dir.resolve() / "ca-chain.pem"),
+            "cert_file": str(certs["structure"][0].resolve()), "key_file": str(certs["structure"][1].resolve()),
+            "services": {"insi": {"cert_file": str(certs["software"][0].resolve()),
+                                  "key_file": str(certs["software"][1].resolve())}}}
+
+
 def lgc_settings(config: BenchConfig, data_dir: Path) -> str:
-    """The LGC's TOML settings: where every service is, as the bench publishes it."""
+    """The LGC's TOML settings: where every service is, as the bench publishes it (HTTPS when the bench serves
+    TLS, with the bench CA and the reference LGC's client certificates)."""
     def url(name: str) -> str:
+        if config.tls and name not in config.urls:
+            return config.tls_url(name) + SERVICES[name].base_path
         return config.url(name) + SERVICES[name].base_path
 
     public_host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host  # browsers need a real one
@@ -36,8 +75,13 @@ def lgc_settings(config: BenchConfig, data_dir: Path) -> str:
              f'public_url = "http://{public_host}:{config.lgc_port}"', "",
              "[psc]", f'issuer = "{url("psc")}"', f'client_id = "{DEFAULT_CLIENT[0]}"',
              f'client_secret = "{DEFAULT_CLIENT[1]}"']
+    tls = tls_settings(config)
+    if tls:
+        lines += ["", "[tls]", *(f'{k} = "{v}"' for k, v in tls.items() if k != "services")]
     for name in ("insi", "apcv", "dmp", "on", "annuaire", "mss"):
         lines += ["", f"[services.{name}]", f'url = "{url(name)}"']
+        for key, value in tls.get("services", {}).get(name, {}).items():
+            lines.append(f'tls.{key} = "{value}"')
     mss = config.settings.get("mss", {})
     lines += ["", "[services.mss.extra]", f'smtp_port = "{mss.get("smtp_port", 2587)}"',
               f'imap_port = "{mss.get("imap_port", 2143)}"']
@@ -52,7 +96,8 @@ def register_client(config: BenchConfig) -> None:
     base = f"http://{host}:{config.lgc_port}"
     client = {"client_id": DEFAULT_CLIENT[0], "client_secret": DEFAULT_CLIENT[1], "name": "LGC de référence",
               "redirect_uris": [base + "/auth/callback"], "post_logout_redirect_uris": [base + "/"]}
-    resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client]}, timeout=5)
+    resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client]}, timeout=5,
+                      headers=config.control_headers())
     resp.raise_for_status()
 
 

@@ -256,7 +256,7 @@ class PrescriptionOps(OpsBase):
             self.db.execute("UPDATE sessions SET expires_at=0 WHERE sid=?", (job.sid,))
         psc = self.config.psc
         token = refresh_tokens(self.db, job.sid, psc.issuer.rstrip("/") + "/protocol/openid-connect/token",
-                               psc.client_id, psc.client_secret)
+                               psc.client_id, psc.client_secret, tls=self.config.service("psc").tls)
         if not token:
             raise ServiceRefused("Session Pro Santé Connect expirée : reconnectez-vous pour envoyer par MSSanté",
                                  code="psc_expire")

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from .context import CallContext, ServiceRefused, ServiceUnavailable
+from .transport import http_client, network_reason
 
 SERVICE = "Annuaire santé"
 SYS_IDNPS = "urn:oid:1.2.250.1.71.4.2.1"
@@ -160,12 +161,13 @@ def _get(ctx: CallContext, url: str, params: list[tuple[str, str]] | None) -> di
     ep = ctx.endpoint
     headers = {"Accept": "application/fhir+json", "ESANTE-API-KEY": ep.extra.get("api_key", "")}
     try:
-        resp = httpx.get(url, params=params, headers=headers, timeout=ep.timeout)
+        with http_client(ep.tls, timeout=ep.timeout) as http:
+            resp = http.get(url, params=params, headers=headers)
     except httpx.TimeoutException:
         raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
                                  code="timeout") from None
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"service {SERVICE} injoignable ({type(exc).__name__})", code="network",
+        raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
                                  detail=str(exc)) from None
     if resp.status_code == 200:
         try:

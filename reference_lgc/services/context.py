@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .transport import TlsSettings
+
 
 @dataclass(frozen=True)
 class Software:
@@ -42,6 +44,7 @@ class Endpoint:
     url: str
     timeout: float = 10.0  # seconds for the whole exchange
     extra: dict[str, str] = field(default_factory=dict)  # service-specific settings (e.g. mss smtp host)
+    tls: TlsSettings = field(default_factory=TlsSettings)  # CAs trusted, client certificate presented
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from lxml import etree
 
 from . import xds
 from .context import CallContext, ServiceRefused, ServiceUnavailable
+from .transport import http_client, network_reason
 from .vihf import PROFESSION_SYSTEM, SPECIALITY_SYSTEM, Purpose, patient_cx, security_header, software_oid
 from .xds import (
     ST_APPROVED,
@@ -209,7 +210,7 @@ def _post(ctx: CallContext, url: str, data: bytes, headers: dict[str, str]) -> t
     late = ServiceUnavailable(f"Le DMP n'a pas répondu dans le délai imparti ({timeout:g} s) : réessayer plus tard",
                               code="TIMEOUT")
     try:
-        with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False) as http, \
+        with http_client(ctx.endpoint.tls, timeout=httpx.Timeout(timeout)) as http, \
                 http.stream("POST", url, content=data, headers=headers) as resp:
             chunks, total = [], 0
             for chunk in resp.iter_bytes():
@@ -224,7 +225,7 @@ def _post(ctx: CallContext, url: str, data: bytes, headers: dict[str, str]) -> t
     except httpx.TimeoutException:
         raise late from None
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"DMP injoignable ({type(exc).__name__}) : {exc}", code="RESEAU") from None
+        raise ServiceUnavailable(f"DMP injoignable ({network_reason(exc)}) : {exc}", code="RESEAU") from None
 
 
 def _split_mtom(data: bytes, content_type: str) -> tuple[bytes, dict[str, bytes]]:

@@ -22,6 +22,7 @@ import httpx
 from lxml import etree
 
 from .context import CallContext, ServiceRefused, ServiceUnavailable
+from .transport import http_client, network_reason
 
 NS = {
     "soap": "http://www.w3.org/2003/05/soap-envelope",
@@ -391,7 +392,7 @@ def _post(ctx: CallContext, service: str, action: str, data: bytes,
                "Accept": "application/soap+xml, text/xml"}
     too_slow = ServiceUnavailable(f"Le service {service} n'a pas répondu dans le délai imparti ({limit:g} s) ; "
                                   "réessayez plus tard", code="timeout")
-    http = client or httpx.Client(follow_redirects=False)
+    http = client or http_client(ctx.endpoint.tls)
     try:
         with http.stream("POST", ctx.endpoint.url, content=data, headers=headers,
                          timeout=httpx.Timeout(limit)) as resp:
@@ -412,7 +413,7 @@ def _post(ctx: CallContext, service: str, action: str, data: bytes,
         raise too_slow from None
     except httpx.HTTPError as exc:
         raise ServiceUnavailable(f"Le service {service} est injoignable ({ctx.endpoint.url}) : "
-                                 f"{type(exc).__name__} {exc}".strip(), code="reseau") from None
+                                 f"{network_reason(exc)} {exc}".strip(), code="reseau") from None
     finally:
         if client is None:
             http.close()

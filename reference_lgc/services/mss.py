@@ -31,6 +31,7 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from .context import CallContext, ServiceRefused, ServiceUnavailable
+from .transport import TlsSettings, ssl_context
 from .xdm import SUBJECT_PREFIX, XDM_NAME, XdmAuthor, XdmPackage, build_xdm, read_cda_header, read_xdm
 
 SERVICE = "MSSanté"
@@ -124,11 +125,11 @@ def _settings(ctx: CallContext) -> _Settings:
         raise ServiceRefused(f"{SERVICE} : aucune BAL configurée pour ce professionnel", code="config")
     host = urlsplit(ctx.endpoint.url).hostname or ctx.endpoint.url or "localhost"
     if extra.get("tls_verify", "true").lower() in ("false", "0", "no", "non"):
-        tls = ssl.create_default_context()
-        tls.check_hostname = False
-        tls.verify_mode = ssl.CERT_NONE
+        tls = ssl_context(TlsSettings(verify=False))
+    elif extra.get("ca_file"):
+        tls = ssl_context(TlsSettings(ca_file=extra["ca_file"]))
     else:
-        tls = ssl.create_default_context(cafile=extra.get("ca_file") or None)
+        tls = ssl_context(ctx.endpoint.tls)  # the LGC's [tls] (bench CA, client certificate if any)
     sasl = extra.get("sasl", "XOAUTH2").upper()
     if sasl not in ("XOAUTH2", "OAUTHBEARER"):
         raise ValueError(f"mécanisme SASL {sasl!r} non pris en charge (XOAUTH2 ou OAUTHBEARER)")

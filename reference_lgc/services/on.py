@@ -19,6 +19,7 @@ import httpx
 from lxml import etree
 
 from .context import CallContext, ServiceRefused, ServiceUnavailable
+from .transport import http_client, network_reason
 
 SERVICE = "Ordonnance numérique"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -284,12 +285,13 @@ def _call(ctx: CallContext, operation: str, body: etree._Element) -> etree._Elem
         headers["Authorization"] = f"Bearer {ctx.professional.access_token}"
     data = _envelope(ctx, action, f"urn:uuid:{uuid.uuid4()}", body, bearer)
     try:
-        resp = httpx.post(ep.url, content=data, headers=headers, timeout=ep.timeout)
+        with http_client(ep.tls, timeout=ep.timeout) as http:
+            resp = http.post(ep.url, content=data, headers=headers)
     except httpx.TimeoutException:
         raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
                                  code="timeout") from None
     except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"service {SERVICE} injoignable ({type(exc).__name__})", code="network",
+        raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
                                  detail=str(exc)) from None
     try:
         root = etree.fromstring(resp.content, _PARSER)

@@ -20,6 +20,7 @@ from flask import Blueprint, current_app, flash, g, redirect, render_template, r
 from ..calls import now_iso
 from ..db import Database
 from ..services.context import Professional
+from ..services.transport import TlsSettings, http_client
 
 bp = Blueprint("auth", __name__)
 oauth = OAuth()
@@ -38,9 +39,23 @@ def init_app(app: Any) -> None:
         "psc", client_id=cfg.psc.client_id, client_secret=cfg.psc.client_secret,
         server_metadata_url=cfg.psc.issuer.rstrip("/") + "/.well-known/openid-configuration",
         client_kwargs={"scope": cfg.psc.scope, "code_challenge_method": "S256",
-                       "token_endpoint_auth_method": "client_secret_basic", "timeout": 15})
+                       "token_endpoint_auth_method": "client_secret_basic", "timeout": 15,
+                       **_requests_tls(cfg.service("psc").tls)})
     app.register_blueprint(bp)
     app.before_request(_load_user)
+
+
+def _requests_tls(tls: TlsSettings) -> dict[str, Any]:
+    """The LGC's [tls] as `requests` (authlib's client) takes it: the CA bundle to verify PSC with, and a client
+    certificate when one is set (PSC's token endpoint accepts tls_client_auth)."""
+    out: dict[str, Any] = {}
+    if not tls.verify:
+        out["verify"] = False
+    elif tls.ca_file:
+        out["verify"] = tls.ca_file
+    if tls.cert_file:
+        out["cert"] = (tls.cert_file, tls.key_file) if tls.key_file else tls.cert_file
+    return out
 
 
 def _db() -> Database:
@@ -250,7 +265,7 @@ def professional_for(db: Database, sid: str | None, user: Any) -> Professional:
 
 
 def refresh_tokens(db: Database, sid: str, token_endpoint: str, client_id: str, client_secret: str,
-                   timeout: float = 10.0) -> str | None:
+                   timeout: float = 10.0, tls: TlsSettings | None = None) -> str | None:
     """A fresh access token for a session (refresh grant when the current one is about to expire)."""
     row = db.one("SELECT * FROM sessions WHERE sid=?", (sid,))
     if row is None:
@@ -259,8 +274,9 @@ def refresh_tokens(db: Database, sid: str, token_endpoint: str, client_id: str, 
         return row["access_token"]
     if not row["refresh_token"]:
         return None
-    resp = httpx.post(token_endpoint, data={"grant_type": "refresh_token", "refresh_token": row["refresh_token"]},
-                      auth=(client_id, client_secret), timeout=timeout)
+    with http_client(tls or TlsSettings(), timeout=timeout) as http:
+        resp = http.post(token_endpoint, data={"grant_type": "refresh_token", "refresh_token": row["refresh_token"]},
+                         auth=(client_id, client_secret))
     if resp.status_code != 200:
         return None
     tok = resp.json()

@@ -249,6 +249,11 @@ def test_bench_targets() -> None:
     assert targets["mss"] == "http://127.0.0.1:8107"
     assert targets["mss-smtp"] == "tcp://127.0.0.1:3587"
     assert targets["mss-imap"] == "tcp://127.0.0.1:2143"
+    assert targets["mss-imaps"] == "tcp://127.0.0.1:2993"  # implicit TLS: relayed as it is
+    assert targets["insi-tls"] == "tls://127.0.0.1:8401"
+    assert bench_targets(config, ["dmp"], tcp=False) == {"dmp": "http://127.0.0.1:8102",
+                                                        "dmp-tls": "tls://127.0.0.1:8402"}
+    config.tls = False
     assert bench_targets(config, ["dmp"], tcp=False) == {"dmp": "http://127.0.0.1:8102"}
 
 
