@@ -140,6 +140,7 @@ def exchange_view(number: int, entry: Mapping) -> ExchangeView:
                        ("Corrélation", "correlation"), ("Client", "client"), ("Identifiant", "id")):
         if entry.get(key):
             fields.append((label, str(entry[key])))
+    fields += _tls_fields(entry.get("tls"))
 
     sections = _message_sections("Requête", entry.get("request"), protocol)
     if response is None:
@@ -150,6 +151,27 @@ def exchange_view(number: int, entry: Mapping) -> ExchangeView:
     failed = response is None or bool(entry.get("error")) or (isinstance(status, int) and status >= 400)
     return ExchangeView(number, str(entry.get("id") or ""), str(entry.get("operation") or "?"), fields, sections,
                         not failed)
+
+
+def _tls_fields(tls: object) -> list[tuple[str, str]]:
+    """What the TLS handshake established: version, server name, and who connected (the client certificate)."""
+    if not isinstance(tls, Mapping):
+        return [("TLS", "non (HTTP en clair)")] if tls is None else []
+    parts = [str(tls.get(k)) for k in ("version", "cipher") if tls.get(k)]
+    if tls.get("alert"):
+        parts.append(f"poignée de main refusée : alerte {tls['alert']}")
+    fields = [("TLS", ", ".join(parts) or "oui")]
+    if tls.get("sni"):
+        fields.append(("Nom de serveur demandé (SNI)", str(tls["sni"])))
+    cert = tls.get("client_cert")
+    if isinstance(cert, Mapping):
+        fields += [("Certificat client", str(cert.get("subject") or "?")),
+                   ("Émetteur du certificat", str(cert.get("issuer") or "?")),
+                   ("Numéro de série", str(cert.get("serial") or "?")),
+                   ("Empreinte SHA-256", str(cert.get("sha256") or "?"))]
+    else:
+        fields.append(("Certificat client", "aucun"))
+    return fields
 
 
 def _message_sections(side: str, message: object, protocol: str) -> list[Section]:

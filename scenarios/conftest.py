@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from segur_bench.browser import CHROMIUM_FLAGS, chromium_path
+from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
 from .driver_playwright import ReferenceLgcDriver
@@ -38,18 +38,24 @@ def env() -> BenchEnv:
 
 @pytest.fixture(scope="session")
 def sims(env: BenchEnv) -> Sims:
-    return Sims(env.sims)
+    return Sims(env.sims, env.control_token)
 
 
 @pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
+def chromium(env: BenchEnv) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     executable = chromium_path()
     if executable is None:
         pytest.fail("Chromium is missing: ./scripts/setup.sh installs the Debian package 'chromium'")
+    launch_env = None
+    if env.ca_file:  # Pro Santé Connect's pages are HTTPS: the browser trusts the bench CA, as a tester installs it
+        launch_env = trusting_env(env.ca_file, Path(env.out_dir) / "browser-home")
+        if launch_env is None:
+            pytest.fail("certutil is missing: ./scripts/setup.sh installs the Debian package 'libnss3-tools'")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+                                     env=launch_env)
         yield browser
         browser.close()
 
@@ -144,7 +150,8 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
         _proxy_latency(Path(env.network["control_file"]), 0)
     lgc: LgcProcess | None = None
     if env.against == "reference":
-        lgc = LgcProcess(env.lgc_settings, run_dir.parent.parent / "lgc-data" / run_id, env.sims["psc"])
+        lgc = LgcProcess(env.lgc_settings, run_dir.parent.parent / "lgc-data" / run_id, env.sims["psc"],
+                         env.control_token)
         lgc_url = lgc.url
         rec.meta["lgc"] = {"name": "LGC de référence segur-bench", "version": lgc.version(), "url": lgc_url}
     else:

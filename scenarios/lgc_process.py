@@ -20,11 +20,12 @@ def free_port() -> int:
 
 
 class LgcProcess:
-    def __init__(self, settings: dict[str, Any], data_dir: Path, psc_control: str) -> None:
+    def __init__(self, settings: dict[str, Any], data_dir: Path, psc_control: str, token: str | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = f"segur-bench-lgc-{self.port}"
-        httpx.post(psc_control + "/_bench/state", timeout=10, json={"clients": [{
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        httpx.post(psc_control + "/_bench/state", timeout=10, headers=headers, json={"clients": [{
             "client_id": self.client_id, "client_secret": "scenario-secret", "name": "LGC de référence",
             "redirect_uris": [self.url + "/auth/callback"], "post_logout_redirect_uris": [self.url + "/"]}]},
         ).raise_for_status()
@@ -33,9 +34,13 @@ class LgcProcess:
                  f"dmp_defer_seconds = {settings.get('dmp_defer_seconds', 3)}",
                  "[psc]", f'issuer = "{settings["psc_issuer"]}"', f'client_id = "{self.client_id}"',
                  'client_secret = "scenario-secret"']
+        tls = settings.get("tls") or {}
+        if tls:  # HTTPS: the bench CA and the LGC's client certificates
+            lines += ["[tls]", *(f'{k} = "{v}"' for k, v in tls.items() if k != "services")]
         for name, spec in settings["services"].items():
             lines += [f"[services.{name}]", f'url = "{spec["url"]}"', f"timeout = {spec.get('timeout', 15)}",
                       f"retries = {spec.get('retries', 0)}"]
+            lines += [f'tls.{k} = "{v}"' for k, v in tls.get("services", {}).get(name, {}).items()]
             if spec.get("extra"):
                 lines.append(f"[services.{name}.extra]")
                 lines += [f'{k} = "{v}"' for k, v in spec["extra"].items()]

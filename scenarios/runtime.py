@@ -35,6 +35,8 @@ class BenchEnv:
     psc_issuer: str = ""
     operator: str = ""  # guided driver: "auto" = an automated operator (CI)
     bench_version: str = ""
+    control_token: str | None = None  # the control API's token when the bench listens beyond loopback
+    ca_file: str | None = None  # the bench CA (HTTPS): the scenarios' browser trusts it like a tester's would
 
     @classmethod
     def load(cls) -> BenchEnv:
@@ -50,9 +52,9 @@ class BenchEnv:
 class Sims:
     """The simulators' control API, as scenarios use it (over the wire, like a vendor's CI would)."""
 
-    def __init__(self, urls: dict[str, str]) -> None:
+    def __init__(self, urls: dict[str, str], token: str | None = None) -> None:
         self.urls = urls
-        self.http = httpx.Client(timeout=15)
+        self.http = httpx.Client(timeout=15, headers={"Authorization": f"Bearer {token}"} if token else None)
 
     def call(self, service: str, method: str, path: str, body: Any = None) -> Any:
         resp = self.http.request(method, f"{self.urls[service]}/_bench{path}", json=body)

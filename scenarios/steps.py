@@ -33,18 +33,27 @@ def _check(run: Run, assertion: str, ok: bool, detail: str = "", source: str = "
     assert ok, f"{assertion} — {detail}"
 
 
-def _har_delayed(har: Path, since: float) -> set[str]:
-    """Services whose requests the network layer delayed by ≥ 3 s since `since` (its HAR flushes every 2 s)."""
+def _har_delayed(har: Path, since: float, exchanges: list[dict]) -> set[str]:
+    """Services whose exchanges (journal entries) the network layer delayed by ≥ 3 s since `since`.
+
+    Plain HTTP: the proxy's HAR entries of that service. HTTPS: TLS stays end to end, so the HAR has a record per
+    connection with its delayed turns and the local port of its upstream connection, which the simulator journals
+    as the client's port: each exchange is joined to its connection on that port. The HAR flushes every 2 s."""
     deadline = time.monotonic() + 5
     found: set[str] = set()
+    wanted = {e["service"] for e in exchanges}
     while time.monotonic() < deadline:
         try:
-            entries = json.loads(har.read_text(encoding="utf-8"))["log"]["entries"]
+            log = json.loads(har.read_text(encoding="utf-8"))["log"]
         except (OSError, ValueError, KeyError):
-            entries = []
-        found = {e.get("_service") for e in entries if float(e.get("_injected_ms") or 0) >= 2900
+            log = {}
+        found = {e.get("_service") for e in log.get("entries", []) if float(e.get("_injected_ms") or 0) >= 2900
                  and datetime.fromisoformat(e["startedDateTime"].replace("Z", "+00:00")).timestamp() >= since}
-        if {"insi", "on"} <= found:
+        delayed_ports = {c["upstream_port"] for c in log.get("_connections", []) if c.get("kind") == "tls"
+                         and any(float(t.get("_injected_ms") or 0) >= 2900 for t in c.get("turns", []))}
+        found |= {e["service"] for e in exchanges if e.get("tls") and e.get("client")
+                  and int(e["client"].rsplit(":", 1)[1]) in delayed_ports}
+        if wanted <= found:
             break
         time.sleep(0.5)
     return found
@@ -277,7 +286,7 @@ def journal_order(run: Run) -> None:
         if run.env.network.get("mode") == "proxy":
             # The delay is on the network: the proxy's HAR must show INSi and ON calls delayed by 3 s (an LGC
             # that bypasses the network layer would not be throttled, and this says so).
-            slow = _har_delayed(Path(run.env.network["har"]), since) >= {"insi", "on"}
+            slow = _har_delayed(Path(run.env.network["har"]), since, waited) >= {"insi", "on"}
         else:
             slow = bool(waited) and all((e.get("waited_ms") or 0) >= 2900 for e in waited)
         _check(run, "Latence de 3 s appliquée aux appels INSi et ON", slow,

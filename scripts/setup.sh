@@ -8,8 +8,11 @@ cd "$(dirname "$0")/.."
 # Debian packages needed by the bench: Chromium for the browser tests (Playwright drives Debian's
 # build: its own browser download is not available everywhere); ffmpeg for the proof videos; poppler-utils
 # (pdftoppm) to check the rendered prescription page in the tests; Pango for
-# WeasyPrint (the reference LGC's PDF/A prescriptions) and fonts with French glyphs.
-APT_PACKAGES=(chromium ffmpeg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core)
+# WeasyPrint (the reference LGC's PDF/A prescriptions) and fonts with French glyphs; libnss3-tools (certutil)
+# so the scenarios' Chromium trusts the bench CA as a tester's browser would; openssl and curl, third-party TLS
+# clients the tests judge the TLS ports with.
+APT_PACKAGES=(chromium ffmpeg poppler-utils libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core libnss3-tools
+              openssl curl)
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }

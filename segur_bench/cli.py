@@ -122,7 +122,10 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     except KeyboardInterrupt:
         click.echo("\nstopping …", err=True)
     finally:
-        # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command.
+        # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command: a second Ctrl-C
+        # or SIGTERM (a wrapper forwarding its own) must not cut the stop short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         supervisor.stop()
     click.echo("all simulators stopped", err=True)
 
@@ -182,6 +185,8 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 @click.option("--no-tls", is_flag=True, help="Serve plain HTTP only.")
 @click.option("--tls-name", "tls_names", multiple=True, metavar="NAME",
               help="One more host name or address for the server certificate (repeatable).")
+@click.option("--pki-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The bench PKI (default: <data-dir>/pki, or a temporary one without --data-dir).")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None,
               help="State directory; without it, state is ephemeral (deleted on exit).")
 @click.option("--workers", type=click.IntRange(1, 16), default=1, show_default=True,
@@ -197,7 +202,8 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
                    "over [settings.<service>] of the settings file. Each service README lists its settings.")
 @click.pass_context
 def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_port: int | None, no_tls: bool,
-        tls_names: tuple[str, ...], data_dir: Path | None, workers: int, incidents_dir: Path | None,
+        tls_names: tuple[str, ...], pki_dir: Path | None, data_dir: Path | None, workers: int,
+        incidents_dir: Path | None,
         max_request_bytes: int | None, public_url: str | None, overrides: tuple[str, ...]) -> None:
     """Run one simulator in the foreground (NAME: insi, dmp, on, psc, apcv, annuaire, mss)."""
     from simulators.core.server import serve
@@ -218,6 +224,8 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
     port = port or config.ports.get(name, svc.port)
     if data_dir is not None:
         config.data_dir = data_dir
+    if pki_dir is not None:
+        config.pki = pki_dir
     with_tls = config.tls and not no_tls
     tls_port = (tls_port or config.tls_ports.get(name, svc.tls_port)) if with_tls else None
     for label, number in (("", port), ("TLS ", tls_port)):
@@ -250,7 +258,7 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
     sim_config = SimConfig(host=host, port=port, data_dir=data_dir, workers=workers,
                            incidents_dir=incidents_dir or config.incidents_dir,
                            public_url=public_url or config.urls.get(name), settings=settings, tls_port=tls_port,
-                           pki_dir=config.pki_dir if data_dir is not None else None,
+                           pki_dir=config.pki_dir if (data_dir is not None or config.pki) else None,
                            tls_names=[*service_names(config, name), *tls_names], control_token=token)
     if max_request_bytes:
         sim_config.max_request_bytes = max_request_bytes

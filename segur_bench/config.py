@@ -5,6 +5,7 @@ overrides them:
 
     host = "127.0.0.1"
     data_dir = ".segur-bench/data"
+    pki_dir = "/srv/bench-pki"   # the bench PKI, when not <data_dir>/pki (one CA for several data directories)
     workers = 2
     lgc_port = 8000   # the reference LGC `up` starts (its settings are generated from these)
     tls = true        # each HTTP simulator also serves TLS on its TLS port (HTTP port + 300)
@@ -56,6 +57,7 @@ class BenchConfig:
     tls_ports: dict[str, int] = field(default_factory=lambda: {name: s.tls_port for name, s in SERVICES.items()})
     tls_names: list[str] = field(default_factory=list)
     front_port: int = DEFAULT_FRONT_PORT
+    pki: Path | None = None  # the bench PKI's directory when it is not <data_dir>/pki (settings key pki_dir)
     path: Path | None = None  # the file these settings came from, handed to child processes
 
     def url(self, service: str) -> str:
@@ -91,7 +93,7 @@ class BenchConfig:
 
     @property
     def pki_dir(self) -> Path:
-        return self.data_dir / "pki"
+        return self.pki or self.data_dir / "pki"
 
     def control_headers(self) -> dict[str, str]:
         """What the bench's own clients (CLI, scenario runs) send to the control API: the token when there is one."""
@@ -114,7 +116,7 @@ class BenchConfig:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         cfg.path = path.resolve()
         unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port",
-                               "tls", "tls_ports", "tls_names", "front_port"}
+                               "tls", "tls_ports", "tls_names", "front_port", "pki_dir"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -122,6 +124,8 @@ class BenchConfig:
             cfg.data_dir = Path(data["data_dir"])
         if "incidents_dir" in data:
             cfg.incidents_dir = Path(data["incidents_dir"])
+        if "pki_dir" in data:
+            cfg.pki = Path(data["pki_dir"])
         workers = data.get("workers", cfg.workers)
         if not isinstance(workers, int) or workers < 1:
             raise ConfigError(f"{path}: workers must be a positive integer")

@@ -68,12 +68,15 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
     echo(f"scenarios: {', '.join(f.requirement for f in chosen)}")
     supervisor = None
     layer = None
+    routes_backup = None
     try:
         if not running:
             busy = [s for s in SERVICES if not port_free(config.host, config.ports[s])]
             if busy:
                 raise RunError(f"ports of {', '.join(busy)} are in use: a bench is already running? Use --running to "
                                "run against it, or stop it")
+            # The run's state is its own; the PKI stays the bench's, so a vendor's LGC keeps trusting the same CA.
+            config.pki = config.pki_dir
             config.data_dir = out / ".bench-data"
             supervisor = Supervisor(config, list(SERVICES.values()), log_dir=out / "logs")
             supervisor.start(progress=lambda m: echo(m))
@@ -81,12 +84,20 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         layer, network = _network_layer(config, out, echo)
         env = _bench_env(config, sims, layer, network, out, against, driver)
         env.operator = operator
+        if running and layer is not None:
+            routes_backup = _front_door_through(config, layer)
         if against != "reference":
             echo("configure your LGC with these endpoints (through the network layer when present):")
             for name, spec in env.lgc_settings["services"].items():
                 extra = " ".join(f"{k}={v}" for k, v in (spec.get("extra") or {}).items())
                 echo(f"  {name:<9} {spec['url']} {extra}".rstrip())
             echo(f"  psc       {env.psc_issuer}")
+            if env.ca_file:
+                echo(f"  CA to trust: {env.ca_file}")
+                echo("  client certificates: `segur-bench pki issue-client NAME --out DIR`")
+            if routes_backup is not None:
+                echo("  the real host names through the front door (`segur-bench hosts`) go through the network "
+                     "layer for this run too")
         env_path = out / "scenario-env.json"
         env.save(env_path)
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
@@ -111,6 +122,8 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
     except StartError as exc:
         raise RunError(str(exc)) from None
     finally:
+        if routes_backup is not None:
+            routes_backup()
         if layer is not None:
             layer.stop()
         if supervisor is not None:
@@ -129,18 +142,43 @@ def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None,
         ensure_venv()
         control = out / "network"
         targets = bench_targets(config, [*PROXIED, "mss"])
-        # Fixed ports (simulator port + 1000) so a vendor's LGC can be configured once to go through the layer.
+        # Fixed ports (simulator port + 1000, TLS ports too) so a vendor's LGC can be configured once to go through
+        # the layer.
         ports = {name: config.ports[name] + 1000 for name in [*PROXIED, "mss"]}
+        if config.tls:
+            ports.update({f"{name}-tls": config.tls_ports[name] + 1000 for name in [*PROXIED, "mss"]})
         mss = config.settings.get("mss", {})
-        ports.update({"mss-smtp": int(mss.get("smtp_port", 2587)) + 1000,
-                      "mss-imap": int(mss.get("imap_port", 2143)) + 1000})
+        for label, default in SERVICES["mss"].extra_ports:
+            ports[f"mss-{label}"] = int(mss.get(f"{label}_port", default)) + 1000
         layer = NetworkLayer(targets, ports=ports, har_path=control / "network.har", control_dir=control)
         layer.start()
     except Exception as exc:  # no PyPI, mitmdump fails…: the run goes on with in-simulator latency
         echo(f"network layer unavailable ({exc}); latency will be injected by the simulators themselves")
         return None, {"mode": "faults"}
-    echo("network layer (mitmdump) in front of: " + ", ".join([*PROXIED, "mss (SMTP, IMAP)"]))
+    echo("network layer (mitmdump) in front of: " + ", ".join([*PROXIED, "mss (SMTP, IMAP)"])
+         + (" — HTTP and HTTPS (TLS kept end to end)" if config.tls else ""))
     return layer, {"mode": "proxy", "control_file": str(layer.control_path), "har": str(control / "network.har")}
+
+
+def _front_door_through(config: BenchConfig, layer: object):
+    """While the run lasts, the front door of `segur-bench up` (real host names, port 443) leads to the network
+    layer's TLS ports instead of the simulators'; returns the function that puts the routes back."""
+    from .endpoints import routes_path
+    from .front_door import read_routes, write_routes
+
+    path = routes_path(config)
+    if not path.is_file():
+        return None
+    saved = read_routes(path)
+    addresses = layer.addresses()  # type: ignore[attr-defined]
+    targets = {svc: tuple(addresses[f"{svc}-tls"]) if f"{svc}-tls" in addresses else tuple(where)
+               for svc, where in saved.get("targets", {}).items()}
+    write_routes(path, saved.get("names", {}), {k: (h.strip("[]"), p) for k, (h, p) in targets.items()})
+
+    def restore() -> None:
+        write_routes(path, saved.get("names", {}), {k: tuple(v) for k, v in saved.get("targets", {}).items()})
+
+    return restore
 
 
 def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, network: dict, out: Path,
@@ -149,19 +187,26 @@ def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, 
 
     from scenarios.runtime import BenchEnv
 
+    from .lgc import tls_settings
+
     urls = layer.urls() if layer is not None else {}  # type: ignore[attr-defined]
     services = {}
     for name in ("insi", "apcv", "dmp", "on", "annuaire", "mss"):
-        base = urls.get(name) or sims[name]
+        # HTTPS when the bench serves TLS, through the layer's TLS passthrough when present
+        tls_base = urls.get(f"{name}-tls") or config.tls_url(name)
+        base = tls_base if config.tls else (urls.get(name) or sims[name])
         services[name] = {"url": base + SERVICES[name].base_path, "timeout": 15 if name != "on" else 8,
                           "retries": 0}
     mss = config.settings.get("mss", {})
     ports = {"smtp_port": str(mss.get("smtp_port", 2587)), "imap_port": str(mss.get("imap_port", 2143))}
-    if layer is not None:  # SMTP and IMAP through the proxy too (latency once per connection)
+    if layer is not None:  # SMTP and IMAP through the proxy too (latency per connection)
         addresses = layer.addresses()  # type: ignore[attr-defined]
         ports = {"smtp_port": str(addresses["mss-smtp"][1]), "imap_port": str(addresses["mss-imap"][1])}
     services["mss"]["extra"] = ports
+    tls = tls_settings(config)
     return BenchEnv(sims=sims, out_dir=str(out), against=against, driver=driver, network=network,
-                    psc_issuer=sims["psc"] + SERVICES["psc"].base_path, bench_version=version("segur-bench"),
-                    lgc_settings={"services": services, "psc_issuer": sims["psc"] + SERVICES["psc"].base_path,
-                                  "dmp_defer_seconds": 2})
+                    psc_issuer=config.psc_issuer(), bench_version=version("segur-bench"),
+                    lgc_settings={"services": services, "psc_issuer": config.psc_issuer(), "dmp_defer_seconds": 2,
+                                  "tls": tls},
+                    control_token=config.control_headers().get("Authorization", "Bearer ").split(" ", 1)[1] or None,
+                    ca_file=tls.get("ca_file"))

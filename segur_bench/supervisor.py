@@ -88,7 +88,8 @@ class Supervisor:
             cmd += ["sim", svc.name, "--host", self.config.host,
                    "--port", str(port), "--data-dir", str(self.config.data_dir),
                    "--workers", str(self.config.workers)]
-            cmd += ["--tls-port", str(self.config.tls_ports[svc.name])] if self.config.tls else ["--no-tls"]
+            cmd += (["--tls-port", str(self.config.tls_ports[svc.name]), "--pki-dir", str(self.config.pki_dir)]
+                    if self.config.tls else ["--no-tls"])
             if self.config.incidents_dir:
                 cmd += ["--incidents-dir", str(self.config.incidents_dir)]
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it

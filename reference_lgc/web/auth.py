@@ -52,7 +52,9 @@ def _requests_tls(tls: TlsSettings) -> dict[str, Any]:
     if not tls.verify:
         out["verify"] = False
     elif tls.ca_file:
-        out["verify"] = tls.ca_file
+        # requests lets REQUESTS_CA_BUNDLE from the environment override a session's own `verify` (its issue
+        # #3829): the environment must not decide which CA the LGC trusts.
+        out.update(verify=tls.ca_file, trust_env=False)
     if tls.cert_file:
         out["cert"] = (tls.cert_file, tls.key_file) if tls.key_file else tls.cert_file
     return out

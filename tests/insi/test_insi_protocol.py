@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
-from .conftest import FIXTURES, NSMAP, code_of, xp
+from .conftest import FIXTURES, NSMAP, Client, code_of, xp
 from .messages import (
     ACTION_TRAITS,
     ACTION_VITALE,
@@ -153,8 +154,30 @@ def test_security_checks(insi, security, words):
 
 
 def test_mtls_mode_accepts_no_assertion(insi_mtls):
+    # over mutual TLS with the bench's INSI-AUTO software certificate (the fixture's client)
     assert code_of(insi_mtls.result(envelope(CLERICO, security=""))) == "00"
     assert code_of(insi_mtls.result(envelope(CLERICO))) == "00"  # an assertion, if sent, is ignored
+
+
+def test_mtls_mode_refuses_a_connection_without_a_client_certificate(insi_mtls_server, test_pki):
+    client = Client(insi_mtls_server.tls_url, verify=test_pki.context())
+    with pytest.raises(httpx.HTTPError, match="certificate required"):
+        client.post(envelope(CLERICO, security=""))
+    client.http.close()
+
+
+def test_mtls_mode_wants_the_insi_auto_or_manu_common_name(insi_mtls_server, test_pki):
+    # A valid certificate of the structure, but not named INSI-AUTO/INSI-MANU: DESIR_560, as the real service.
+    client = Client(insi_mtls_server.tls_url, verify=test_pki.context("structure"))
+    assert_sender(client.fault(envelope(CLERICO, security="")), "siram_100", "desir_560", "droits suffisants",
+                  "CN='cabinet'")
+    client.http.close()
+
+
+def test_mtls_mode_over_plain_http_has_no_certificate_to_check(insi_mtls_server):
+    client = Client(insi_mtls_server.url)
+    assert_sender(client.fault(envelope(CLERICO, security="")), "siram_100", "desir_560", "sans TLS")
+    client.http.close()
 
 
 def test_assertion_mode_rejects_the_mtls_style_request(insi):
