@@ -24,6 +24,14 @@ from lxml import etree
 SIRAM = "urn:siram"
 
 
+def run_async(coro):
+    """asyncio.run on a thread of its own: the main thread may already hold Playwright's session event loop."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def timed(fn, *args, **kwargs):
     start = time.perf_counter()
     result = fn(*args, **kwargs)
@@ -251,7 +259,7 @@ def test_hung_requests_do_not_block_others(server, client):
             results = await asyncio.gather(*hung, return_exceptions=True)
             return resp, elapsed, results
 
-    resp, elapsed, results = asyncio.run(scenario())
+    resp, elapsed, results = run_async(scenario())
     assert resp.content == b"still here"
     assert elapsed < 0.5
     assert all(isinstance(r, httpx.RemoteProtocolError) for r in results)
@@ -368,7 +376,7 @@ def test_latency_does_not_serialize_requests(server, client):
             return await asyncio.gather(*(ac.post("/echo", content=str(i).encode()) for i in range(50)))
 
     start = time.perf_counter()
-    responses = asyncio.run(fire())
+    responses = run_async(fire())
     elapsed = time.perf_counter() - start
     assert [r.content for r in responses] == [str(i).encode() for i in range(50)]
     assert elapsed >= 0.95
