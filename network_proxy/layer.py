@@ -123,10 +123,12 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def bench_targets(config: Any, services: Iterable[str] | None = None, *, tcp: bool = True) -> dict[str, str]:
+def bench_targets(config: Any, services: Iterable[str] | None = None, *, tcp: bool = True,
+                  service_hosts: bool = False) -> dict[str, str]:
     """Targets for a `segur_bench.config.BenchConfig`: each simulator's direct address (never `config.urls`,
     which is where the proxy will be); its TLS port as a TLS-passthrough target `<name>-tls` when the bench serves
-    TLS; MSSanté's mail ports as raw TCP targets `mss-smtp`, `mss-imap`, `mss-smtps`, `mss-imaps`."""
+    TLS; MSSanté's mail ports as raw TCP targets `mss-smtp`, `mss-imap`, `mss-smtps`, `mss-imaps`.
+    `service_hosts`: each simulator is reached under its service name (docker compose)."""
     from simulators.registry import SERVICES  # the bench's venv only: addon.py never imports this module
 
     host = "127.0.0.1" if config.host in ("0.0.0.0", "::", "") else config.host
@@ -134,14 +136,63 @@ def bench_targets(config: Any, services: Iterable[str] | None = None, *, tcp: bo
         host = f"[{host}]"
     targets = {}
     for name in services or SERVICES:
-        targets[name] = f"http://{host}:{config.ports[name]}"
+        where = name if service_hosts else host
+        targets[name] = f"http://{where}:{config.ports[name]}"
         if getattr(config, "tls", False):
-            targets[f"{name}-tls"] = f"tls://{host}:{config.tls_ports[name]}"
+            targets[f"{name}-tls"] = f"tls://{where}:{config.tls_ports[name]}"
         if tcp:
             settings = config.settings.get(name, {})
             for label, port in SERVICES[name].extra_ports:
-                targets[f"{name}-{label}"] = f"tcp://{host}:{settings.get(f'{label}_port', port)}"
+                targets[f"{name}-{label}"] = f"tcp://{where}:{settings.get(f'{label}_port', port)}"
     return targets
+
+
+LAYER_PORT_OFFSET = 1000  # the layer listens on each simulator's port + 1000 (INSi 8101 → 9101, 8401 → 9401)
+
+
+def bench_ports(targets: Iterable[str], config: Any) -> dict[str, int]:
+    """Fixed listen ports for `bench_targets` names (simulator port + 1000), so an LGC is configured once."""
+    from simulators.registry import SERVICES
+
+    ports = {}
+    for name in targets:
+        service, _, label = name.partition("-")
+        if not label:
+            port = config.ports[service]
+        elif label == "tls":
+            port = config.tls_ports[service]
+        else:
+            default = dict(SERVICES[service].extra_ports)[label]
+            port = int(config.settings.get(service, {}).get(f"{label}_port", default))
+        ports[name] = port + LAYER_PORT_OFFSET
+    return ports
+
+
+def edit_conditions(control_path: Path, *, latency_ms: int = 0, jitter_ms: int = 0,
+                    services: Iterable[str] | None = None, down: Iterable[str] = ()) -> dict[str, Any]:
+    """`NetworkLayer.set_condition` for a layer another process runs (its control file is all it reads): every
+    service's latency (or the named services' only), the services that are down. Written atomically."""
+    if latency_ms < 0 or jitter_ms < 0:
+        raise ValueError("latency_ms and jitter_ms must be >= 0")
+    try:
+        data = json.loads(control_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NetworkLayerError(f"no network layer control file at {control_path} (is the layer running?)") from None
+    known = {entry["name"] for entry in data.get("services", {}).values()}
+    names = list(services) if services is not None else []
+    unknown = (set(names) | set(down)) - known
+    if unknown:
+        raise ValueError(f"unknown service(s) {sorted(unknown)}; known: {', '.join(sorted(known))}")
+    rule = {"latency_ms": latency_ms, "jitter_ms": jitter_ms}
+    if services is None:
+        data.update(default=rule, overrides={})
+    else:
+        data.setdefault("overrides", {}).update({name: dict(rule) for name in names})
+    data["down"] = list(down)
+    tmp = control_path.with_name(f".{control_path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, control_path)
+    return data
 
 
 class NetworkLayer:

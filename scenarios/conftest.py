@@ -4,7 +4,6 @@ Chromium page, video), a screenshot per step, journals and HAR collected, the pr
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 import uuid
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from network_proxy.layer import edit_conditions
 from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
@@ -91,13 +91,9 @@ class Run:
 
 
 def _proxy_latency(control: Path, latency_ms: int) -> None:
-    """Same edit as network_proxy's set_condition(latency_ms) (every service, no override), done on its control
-    file because the layer object lives in the `segur-bench run` process; written atomically."""
-    data = json.loads(control.read_text(encoding="utf-8")) if control.exists() else {"version": 1}
-    data.update(default={"latency_ms": latency_ms, "jitter_ms": 0}, overrides={}, down=[])
-    tmp = control.with_name(f".{control.name}.scenario.tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    os.replace(tmp, control)
+    """Every service's latency, on the layer's control file: the layer object lives in the `segur-bench run`
+    process."""
+    edit_conditions(control, latency_ms=latency_ms)
 
 
 def _har_window(src: Path, dst: Path, started: str, ended: str) -> None:

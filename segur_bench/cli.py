@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import sys
 import time
@@ -16,7 +18,7 @@ from simulators.core.har import to_har
 from simulators.core.incidents import IncidentCatalog, IncidentError
 from simulators.core.journal import Exchange, to_jsonl
 
-from .config import BenchConfig, ConfigError
+from .config import TOKEN_ENV, BenchConfig, ConfigError
 from .supervisor import StartError, Supervisor, port_free
 
 PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
@@ -247,8 +249,10 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
         settings.setdefault("psc_issuer", config.psc_issuer())
         settings.setdefault("psc_jwks_url", config.psc_jwks_url())
     token = None
-    if config.lan:  # beyond loopback: the control API wants the data directory's token
-        if data_dir is not None:
+    if config.lan:  # beyond loopback: the control API wants the data directory's token (or the one given)
+        if os.environ.get(TOKEN_ENV):
+            token = os.environ[TOKEN_ENV]
+        elif data_dir is not None:
             token = control_token(data_dir, create=True)
         else:
             import secrets
@@ -577,6 +581,113 @@ def hosts_cmd(ctx: click.Context, address: str | None) -> None:
     click.echo(f"# segur-bench — real service names → the bench at {address} (remove after your tests)")
     for line in hosts_lines(address, registry.available()):
         click.echo(line)
+
+
+# ------------------------------------------------------------------------------------------- network
+
+
+@main.group()
+def network() -> None:
+    """The network layer on its own (docker compose, a trainer's bench): serve it, change its conditions live.
+
+    `segur-bench run` starts one of its own for each run; this one lasts as long as you want."""
+
+
+@network.command("serve")
+@click.option("--listen-host", default=None, help="Address the layer listens on (default: the bench's host).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Control file and HAR (default: <data_dir>/network).")
+@click.option("--service-hosts", is_flag=True,
+              help="Reach each simulator under its service name (docker compose) instead of the bench's host.")
+@click.pass_context
+def network_serve(ctx: click.Context, listen_host: str | None, directory: Path | None, service_hosts: bool) -> None:
+    """Serve the network layer in the foreground: each simulator's ports + 1000 (HTTP, TLS passthrough, mail)."""
+    from network_proxy.layer import NetworkLayer, NetworkLayerError, bench_ports, bench_targets
+
+    config = _config(ctx)
+    directory = directory or config.data_dir / "network"
+    targets = bench_targets(config, [s.name for s in registry.available()], service_hosts=service_hosts)
+    layer = NetworkLayer(targets, ports=bench_ports(targets, config), listen_host=listen_host or config.host,
+                         har_path=directory / "network.har", control_dir=directory)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        layer.start(timeout=120)
+        rows = [(name, f"{layer.listen_host}:{layer.ports[name]}", targets[name]) for name in targets]
+        click.echo(_table(rows, ("target", "listens on", "relays to")))
+        click.echo(f"\nConditions: `segur-bench network set --dir {directory} --latency 3000`; HAR: {layer.har_path}. "
+                   "Press Ctrl-C to stop.")
+        while layer.running:
+            time.sleep(0.5)
+        _fail(f"the network layer stopped unexpectedly; see {layer.log_path}")
+    except NetworkLayerError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        click.echo("\nstopping …", err=True)
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        layer.stop()
+
+
+@network.command("set")
+@click.option("--latency", "latency_ms", type=click.IntRange(0, 600_000), default=0, show_default=True,
+              help="Milliseconds added to each request (per connection for SMTP/IMAP).")
+@click.option("--jitter", "jitter_ms", type=click.IntRange(0, 600_000), default=0, help="± milliseconds, uniform.")
+@click.option("--service", "-s", multiple=True, help="Only these services' latency (repeatable; default: all).")
+@click.option("--down", multiple=True, help="Services the network cannot reach (repeatable; none by default).")
+@click.option("--dir", "directory", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="The layer's directory (default: <data_dir>/network).")
+@click.pass_context
+def network_set(ctx: click.Context, latency_ms: int, jitter_ms: int, service: tuple[str, ...], down: tuple[str, ...],
+                directory: Path | None) -> None:
+    """Change a running layer's conditions, live (e.g. --latency 3000: the REM's throttled network)."""
+    from network_proxy.layer import NetworkLayerError, edit_conditions
+
+    directory = directory or _config(ctx).data_dir / "network"
+    try:
+        edit_conditions(directory / "conditions.json", latency_ms=latency_ms, jitter_ms=jitter_ms,
+                        services=service or None, down=down)
+    except (NetworkLayerError, ValueError) as exc:
+        _fail(str(exc))
+    where = ", ".join(service) if service else "every service"
+    click.echo(f"network: {latency_ms} ms ± {jitter_ms} ms on {where}; down: {', '.join(down) or 'none'}")
+
+
+@main.command("front-door")
+@click.option("--host", default=None, help="Address to listen on (default: the bench's host).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default: front_port, 443).")
+@click.option("--route", "routes", multiple=True, metavar="SERVICE=HOST:PORT",
+              help="Where a service's TLS port is (repeatable; default: this machine's TLS ports).")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Where the routes file goes (default: the settings' data_dir).")
+@click.pass_context
+def front_door_cmd(ctx: click.Context, host: str | None, port: int | None, routes: tuple[str, ...],
+                   data_dir: Path | None) -> None:
+    """The HTTPS front door alone, in the foreground: the real host names, routed by SNI (TLS passed through)."""
+    from .endpoints import front_door_routes, routes_path
+    from .front_door import FrontDoor, write_routes
+
+    config = _config(ctx)
+    if data_dir is not None:
+        config.data_dir = data_dir
+    names, targets = front_door_routes(config, registry.available())
+    for item in routes:
+        service, sep, where = item.partition("=")
+        target_host, _, target_port = where.rpartition(":")
+        if not sep or service not in registry.SERVICES or not target_host or not target_port.isdigit():
+            _fail(f"--route expects SERVICE=HOST:PORT with a known service, got {item!r}")
+        targets[service] = (target_host, int(target_port))
+    path = routes_path(config)
+    write_routes(path, names, targets)
+    door = FrontDoor(host or config.host, port or config.front_port or 443, path)
+    try:
+        door.bind()
+    except OSError as exc:
+        _fail(f"the front door cannot listen on {door.host}:{door.port}: {exc.strerror or exc}")
+    click.echo(f"HTTPS front door on {door.host}:{door.port}: " + ", ".join(
+        f"{svc} → {h}:{p}" for svc, (h, p) in sorted(targets.items())), err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        door.serve_forever()
 
 
 from .pki_cli import pki  # noqa: E402 - the `pki` group lives in its own module

@@ -141,6 +141,13 @@ class FrontDoor:
         self.port = sock.getsockname()[1]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._route(reader, writer)
+        finally:
+            with contextlib.suppress(OSError, RuntimeError):
+                writer.close()
+
+    async def _route(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
             head = await asyncio.wait_for(reader.readexactly(5), HELLO_TIMEOUT_S)
@@ -150,30 +157,28 @@ class FrontDoor:
                 return
             record = head + await asyncio.wait_for(reader.readexactly(size), HELLO_TIMEOUT_S)
         except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
-            writer.close()
             return
         name = server_name(record)
         route = self.routes.lookup(name)
         if route is None:
             log.warning("front door: %s asked for %r, a name no simulator answers to; closed", peer, name)
-            writer.close()
             return
         service, (host, port) = route
         try:
             up_reader, up_writer = await asyncio.wait_for(asyncio.open_connection(host, port), HELLO_TIMEOUT_S)
         except (TimeoutError, OSError) as exc:
             log.warning("front door: %s (%s) unreachable at %s:%s: %s", service, name, host, port, exc)
-            writer.close()
             return
         sock = up_writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        up_writer.write(record)
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
-        for w in (writer, up_writer):
+        try:
+            up_writer.write(record)
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
             with contextlib.suppress(OSError, RuntimeError):
-                w.close()
+                up_writer.close()
 
     async def _serve(self, started: threading.Event | None = None) -> None:
         if self.sock is None:

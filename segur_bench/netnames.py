@@ -57,9 +57,10 @@ def bench_names(config: BenchConfig) -> list[str]:
 
 
 def service_names(config: BenchConfig, service: str) -> list[str]:
-    """What the server certificate of `service` covers: the bench's names, the compose service name, and the
-    service's real qualification host names."""
-    return list(dict.fromkeys([*bench_names(config), service, f"{service}.segur-bench.test",
+    """What the server certificate of `service` covers: the bench's names, the compose service name,
+    `<service>.localhost` (browsers resolve *.localhost to loopback; docker-compose.yml makes them network aliases),
+    and the service's real qualification host names."""
+    return list(dict.fromkeys([*bench_names(config), service, f"{service}.localhost", f"{service}.segur-bench.test",
                                *SERVICES[service].real_hosts]))
 
 

@@ -71,7 +71,8 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
     routes_backup = None
     try:
         if not running:
-            busy = [s for s in SERVICES if not port_free(config.host, config.ports[s])]
+            busy = [s for s in SERVICES if not port_free(config.host, config.ports[s])
+                    or (config.tls and not port_free(config.host, config.tls_ports[s]))]
             if busy:
                 raise RunError(f"ports of {', '.join(busy)} are in use: a bench is already running? Use --running to "
                                "run against it, or stop it")
@@ -134,7 +135,7 @@ def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None,
     """mitmdump in front of the simulators the LGC calls (its own venv); without it, latency is injected by the
     simulators themselves (fault rules), which the bundle says."""
     try:
-        from network_proxy.layer import NetworkLayer, bench_targets, ensure_venv
+        from network_proxy.layer import NetworkLayer, bench_ports, bench_targets, ensure_venv
     except ImportError:
         echo("network layer not available: latency will be injected by the simulators themselves")
         return None, {"mode": "faults"}
@@ -142,14 +143,8 @@ def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None,
         ensure_venv()
         control = out / "network"
         targets = bench_targets(config, [*PROXIED, "mss"])
-        # Fixed ports (simulator port + 1000, TLS ports too) so a vendor's LGC can be configured once to go through
-        # the layer.
-        ports = {name: config.ports[name] + 1000 for name in [*PROXIED, "mss"]}
-        if config.tls:
-            ports.update({f"{name}-tls": config.tls_ports[name] + 1000 for name in [*PROXIED, "mss"]})
-        mss = config.settings.get("mss", {})
-        for label, default in SERVICES["mss"].extra_ports:
-            ports[f"mss-{label}"] = int(mss.get(f"{label}_port", default)) + 1000
+        # Fixed ports (simulator port + 1000) so a vendor's LGC can be configured once to go through the layer.
+        ports = bench_ports(targets, config)
         layer = NetworkLayer(targets, ports=ports, har_path=control / "network.har", control_dir=control)
         layer.start()
     except Exception as exc:  # no PyPI, mitmdump fails…: the run goes on with in-simulator latency

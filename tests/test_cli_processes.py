@@ -10,10 +10,13 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
+
+from simulators import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,8 +31,11 @@ def free_port() -> int:
 def bench_config(tmp_path: Path) -> tuple[Path, int]:
     port = free_port()
     config = tmp_path / "segur-bench.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\nfront_port = 0\n[ports]\ninsi = {port}\n'
-                      f'[tls_ports]\ninsi = {free_port()}\n')
+    # every port free (a bench of another test may hold the defaults); insi's HTTP port is the one tests use
+    ports = {name: free_port() for name in registry.SERVICES} | {"insi": port}
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\nfront_port = 0\n[ports]\n'
+                      + "".join(f"{k} = {v}\n" for k, v in ports.items())
+                      + "[tls_ports]\n" + "".join(f"{k} = {free_port()}\n" for k in registry.SERVICES))
     return config, port
 
 
@@ -124,10 +130,12 @@ def test_service_settings_reach_the_simulator_from_the_file_and_from_set(tmp_pat
 
 def test_up_starts_the_reference_lgc_pointed_at_the_simulators(tmp_path: Path) -> None:
     ports = {"insi": free_port(), "psc": free_port()}
+    tls_ports = {"insi": free_port(), "psc": free_port()}
     lgc_port = free_port()
     config = tmp_path / "segur-bench.toml"
-    config.write_text(f'data_dir = "{tmp_path / "data"}"\nworkers = 1\nlgc_port = {lgc_port}\n[ports]\n'
-                      + "".join(f"{k} = {v}\n" for k, v in ports.items()))
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\nworkers = 1\nlgc_port = {lgc_port}\nfront_port = 0\n'
+                      + "[ports]\n" + "".join(f"{k} = {v}\n" for k, v in ports.items())
+                      + "[tls_ports]\n" + "".join(f"{k} = {v}\n" for k, v in tls_ports.items()))
     proc = subprocess.Popen(cli("--config", str(config), "up", "--only", "insi,psc", "--lgc"), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -140,9 +148,13 @@ def test_up_starts_the_reference_lgc_pointed_at_the_simulators(tmp_path: Path) -
         assert any(line.startswith("lgc ") and f"http://127.0.0.1:{lgc_port}" in line for line in table), table
         health = httpx.get(f"http://127.0.0.1:{lgc_port}/sante", timeout=5).json()
         assert health["status"] == "ok"
-        # Its settings are generated from the bench's: INSi where the bench put it, PSC with its redirect URI.
-        settings = (tmp_path / "lgc" / "lgc.toml").read_text()
-        assert f'url = "http://127.0.0.1:{ports["insi"]}/lps"' in settings
+        # Its settings are generated from the bench's: INSi over HTTPS where the bench put it, the bench CA and its
+        # client certificates, PSC (an HTTPS issuer) with its redirect URI.
+        settings = tomllib.loads((tmp_path / "lgc" / "lgc.toml").read_text())
+        assert settings["services"]["insi"]["url"] == f"https://127.0.0.1:{tls_ports['insi']}/lps"
+        assert settings["psc"]["issuer"] == f"https://127.0.0.1:{tls_ports['psc']}/auth/realms/esante-wallet"
+        assert Path(settings["tls"]["ca_file"]) == (tmp_path / "data" / "pki" / "ca-chain.pem").resolve()
+        assert settings["services"]["insi"]["tls"]["cert_file"].endswith("reference-lgc-insi.crt")
         clients = httpx.get(f"http://127.0.0.1:{ports['psc']}/_bench/state", timeout=5).text
         assert f"http://127.0.0.1:{lgc_port}/auth/callback" in clients
         proc.send_signal(signal.SIGINT)

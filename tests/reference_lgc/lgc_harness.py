@@ -116,7 +116,9 @@ def start_bench(tmp: Path) -> Bench:
     clients = json.dumps([{"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "redirect_uris": [redirect],
                            "post_logout_redirect_uris": [f"http://127.0.0.1:{lgc_port}/"]}])
     cfg.write_text(
-        f'data_dir = "{tmp / "sims"}"\nworkers = 1\n[ports]\n' + "".join(f"{s} = {p}\n" for s, p in ports.items())
+        # plain HTTP: these tests judge the LGC's behaviour (HTTPS runs are the scenario suites'); no front door
+        f'data_dir = "{tmp / "sims"}"\nworkers = 1\ntls = false\nfront_port = 0\n[ports]\n'
+        + "".join(f"{s} = {p}\n" for s, p in ports.items())
         + f"[settings.psc]\nclients = {_toml_array(clients)}\n"
         + f'[settings.mss]\nsmtp_port = {mail["smtp"]}\nimap_port = {mail["imap"]}\npsc_issuer = "{issuer}"\n'
         + f'psc_jwks_url = "{issuer}/protocol/openid-connect/certs"\n')
