@@ -65,17 +65,28 @@ def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_pat
                            capture_output=True, text=True, check=True)
     info = json.loads(probe.stdout)
     assert float(info["format"]["duration"]) > 10 and info["streams"][0]["codec_name"] == "h264"
-    # 3 s of latency on INSi and ON: in the HAR of the network layer, or in the simulators' journals.
+    # 3 s of latency on INSi and ON: in the HAR of the network layer (HTTPS: the TLS connection that carried the
+    # exchange, joined on the port the simulator journals), or in the simulators' journals.
     delays: dict[str, list[float]] = {"insi": [], "on": []}
     har = root / "network.har"
-    if har.exists():
-        for e in json.loads(har.read_text())["log"]["entries"]:
-            if e.get("_service") in delays:
-                delays[e["_service"]].append(float(e.get("_injected_ms") or 0))
+    log = json.loads(har.read_text())["log"] if har.exists() else {}
+    turns = {c["upstream_port"]: [t["_injected_ms"] for t in c["turns"]]
+             for c in log.get("_connections", []) if c.get("kind") == "tls" and "upstream_port" in c}
+    for e in log.get("entries", []):
+        if e.get("_service") in delays:
+            delays[e["_service"]].append(float(e.get("_injected_ms") or 0))
+    tls_seen = 0
     for service in delays:
         for line in (root / "journals" / f"{service}.jsonl").read_text().splitlines():
-            delays[service].append(float(json.loads(line).get("waited_ms") or 0))
+            entry = json.loads(line)
+            delays[service].append(float(entry.get("waited_ms") or 0))
+            if entry.get("tls"):
+                tls_seen += 1
+                assert entry["tls"]["client_cert"]["sha256"], entry["tls"]  # who connected, in the proof
+                delays[service] += turns.get(int(entry["client"].rsplit(":", 1)[1]), [])
     assert max(delays["insi"]) >= 3000 and max(delays["on"]) >= 3000, delays
+    assert tls_seen, "the flagship runs over HTTPS"
+    assert "Empreinte SHA-256" in (root / "journals" / "insi.txt").read_text()
     timings = json.loads((root / "timings.json").read_text())
     assert timings["actions"] and timings["max_ms"] < 2000  # a blocked UI would wait for the 3-s call
     # Tampering is caught.

@@ -84,6 +84,7 @@ class Bench:
     proc: subprocess.Popen
     lgc_port: int
     mail_ports: dict[str, int]
+    pki_dir: Path
 
     def control(self, service: str, method: str, path: str, body: Any = None) -> Any:
         resp = httpx.request(method, f"{self.urls[service]}/_bench{path}", json=body, timeout=10)
@@ -132,7 +133,7 @@ def start_bench(tmp: Path) -> Bench:
     except RuntimeError:
         stop(proc)
         raise RuntimeError((tmp / "bench.log").read_text()[-3000:]) from None
-    return Bench(urls=urls, proc=proc, lgc_port=lgc_port, mail_ports=mail)
+    return Bench(urls=urls, proc=proc, lgc_port=lgc_port, mail_ports=mail, pki_dir=tmp / "sims" / "pki")
 
 
 def _toml_array(js: str) -> str:
@@ -167,7 +168,9 @@ def lgc_config(bench: Bench, data_dir: Path, *, timeouts: dict[str, float] | Non
     lines = [f'port = {bench.lgc_port}', f'data_dir = "{data_dir}"', f"dmp_defer_seconds = {defer_s}",
              'service_status_url = "https://esante.gouv.fr/"',
              "[psc]", f'issuer = "{bench.urls["psc"]}{PSC_REALM}"', f'client_id = "{CLIENT_ID}"',
-             f'client_secret = "{CLIENT_SECRET}"']
+             f'client_secret = "{CLIENT_SECRET}"',
+             # MSSanté's STARTTLS presents a certificate of the bench PKI (in the simulators' data directory)
+             "[tls]", f'ca_file = "{bench.pki_dir / "ca-chain.pem"}"']
     for s in ("insi", "apcv", "dmp", "on", "mss", "annuaire"):
         lines += [f"[services.{s}]", f'url = "{bench.urls[s]}{BASE_PATHS[s]}"',
                   f"timeout = {timeouts.get(s, 10)}", f"retries = {retries}"]
