@@ -167,8 +167,7 @@ class ServerTls:
             self._load_crl(ctx, pki.crl_path)
             ctx.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
         ctx.sni_callback = self._on_hello
-        if hasattr(ctx, "_msg_callback"):  # CPython's record hook; without it refusals are not journaled
-            ctx._msg_callback = self._on_record
+        _watch_records(ctx, self._on_record)
         self._ctx = ctx  # (the CRL reload below works on it)
         return ctx
 
@@ -206,10 +205,9 @@ class ServerTls:
     def _on_record(self, conn: Any, direction: str, _version: Any, content_type: Any, msg_type: Any,
                    data: bytes) -> None:
         try:
-            if content_type == ssl._TLSContentType.HANDSHAKE and msg_type == ssl._TLSMessageType.CERTIFICATE \
-                    and direction == "read":
+            if content_type == _HANDSHAKE and msg_type == _CERTIFICATE and direction == "read":
                 conn.segur_cert_der = _first_certificate(data)
-            elif content_type == ssl._TLSContentType.ALERT and direction == "write" and len(data) >= 2 \
+            elif content_type == _ALERT and direction == "write" and len(data) >= 2 \
                     and data[0] == 2 and not conn.segur_reported:  # a fatal alert we send
                 conn.segur_reported = True
                 name, reason = ALERTS.get(data[1], (f"alert_{data[1]}", f"alerte TLS {data[1]}"))
@@ -224,6 +222,23 @@ class ServerTls:
                     self.on_refused(Refusal(name, reason, conn.segur_sni, cert, time.time()))
         except Exception:  # never break a handshake because of the journal
             log.exception("TLS record watcher failed")
+
+
+_HANDSHAKE, _ALERT, _CERTIFICATE = 22, 21, 11  # TLS content types and handshake message type (RFC 8446)
+
+
+def _watch_records(ctx: ssl.SSLContext, callback: Callable[..., None]) -> None:
+    """Install `callback` as the context's record hook (CPython's `_msg_callback`), with plain ints.
+
+    ssl.py's setter wraps the callback in a function that turns version, content type and message type into enums
+    on every record, application data included: three enum constructions per call, a measurable share of each
+    TLS exchange (bench/insi_tls.py). The C-level attribute takes the callback as it is."""
+    raw = getattr(super(ssl.SSLContext, ssl.SSLContext), "_msg_callback", None)
+    if raw is not None and hasattr(raw, "__set__"):
+        raw.__set__(ctx, callback)
+    elif hasattr(ctx, "_msg_callback"):
+        ctx._msg_callback = callback  # another ssl module: enums compare equal to the ints above
+    # without either, refusals are not journaled (the handshake still refuses)
 
 
 def _first_certificate(message: bytes) -> bytes | None:
