@@ -124,11 +124,8 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     except KeyboardInterrupt:
         click.echo("\nstopping …", err=True)
     finally:
-        # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command: a second Ctrl-C
-        # or SIGTERM (a wrapper forwarding its own) must not cut the stop short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        supervisor.stop()
+        # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command.
+        _stop_shielded(supervisor.stop)
     click.echo("all simulators stopped", err=True)
 
 
@@ -154,6 +151,14 @@ def _start_front_door(supervisor: Supervisor, config: BenchConfig, port: int) ->
         click.echo(f"warning: no HTTPS front door on port {port} ({exc.strerror or exc}); the simulators' own TLS "
                    "ports still work (--front-port to choose another)", err=True)
         return None
+
+
+def _stop_shielded(stop) -> None:
+    """Stop what a foreground command started; a second Ctrl-C or SIGTERM (a wrapper forwarding its own) must not
+    cut the stop short and leave children behind."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    stop()
 
 
 def _interrupt(*_: object) -> None:
@@ -624,9 +629,7 @@ def network_serve(ctx: click.Context, listen_host: str | None, directory: Path |
     except KeyboardInterrupt:
         click.echo("\nstopping …", err=True)
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        layer.stop()
+        _stop_shielded(layer.stop)
 
 
 @network.command("set")

@@ -89,3 +89,18 @@ class TestPki:
 @pytest.fixture(scope="session")
 def test_pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
     return TestPki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def echo_with_rule() -> Iterator[object]:
+    """The core's echo service, in a thread, with one fault rule stored (what a hostile request would wipe)."""
+    import httpx
+
+    from simulators.core.server import serve_in_thread
+    from simulators.core.service import build_simulator
+    from simulators.core.testing import echo_spec
+
+    with serve_in_thread(build_simulator(echo_spec())) as server:
+        rule = {"service": "echo", "operation": "*", "effect": {"type": "latency", "ms": 1}}
+        assert httpx.post(server.url + "/_bench/faults", json=rule).status_code == 201
+        yield server

@@ -12,14 +12,10 @@ from simulators.core.server import ThreadedServer, serve_in_thread
 from simulators.core.service import SimConfig, build_simulator
 from simulators.core.testing import echo_spec
 
-RULE = {"service": "echo", "operation": "*", "effect": {"type": "latency", "ms": 1}}
-
 
 @pytest.fixture
-def echo() -> Iterator[ThreadedServer]:
-    with serve_in_thread(build_simulator(echo_spec())) as server:
-        assert httpx.post(server.url + "/_bench/faults", json=RULE).status_code == 201
-        yield server
+def echo(echo_with_rule):
+    return echo_with_rule
 
 
 @pytest.fixture
