@@ -273,12 +273,8 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def app_from_env() -> Any:
-    """Rebuild the simulator from the environment (a worker process, or uvicorn's app factory)."""
-    return simulator_from_env().asgi
-
-
 def simulator_from_env() -> Simulator:
+    """Rebuild the simulator a worker process serves from the environment `serve` set."""
     from simulators.registry import load_spec
 
     from .service import build_simulator

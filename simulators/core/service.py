@@ -219,7 +219,7 @@ def refused_exchange(ctx: ServiceContext, refusal: Any) -> Any:
     """The journal entry of a TLS handshake the simulator refused (it never reached HTTP)."""
     from .journal import Exchange, new_exchange_id
 
-    return Exchange(id=new_exchange_id(), service=ctx.name, protocol="tls", operation="poignée de main TLS",
+    return Exchange(id=new_exchange_id(), service=ctx.name, protocol="tls", operation="TLS poignée de main",
                     received_at=refusal.at, responded_at=refusal.at, run=ctx.journal.current_run()["run"],
                     error=f"poignée de main TLS refusée ({refusal.alert}) : {refusal.reason}",
                     tls={"version": None, "cipher": None, "sni": refusal.sni, "client_cert": refusal.client_cert,
