@@ -1,5 +1,4 @@
-"""The names under which the bench is reached: what its server certificates cover and which `Host` values its
-control plane accepts.
+"""The names under which the bench is reached: what its server certificates cover.
 
 Loopback names always; the machine's own names and addresses when the bench listens beyond loopback (a vendor's
 LGC on another computer of the LAN); the compose service names; the names a settings file adds (`tls_names`);
@@ -62,8 +61,3 @@ def service_names(config: BenchConfig, service: str) -> list[str]:
     and the service's real qualification host names."""
     return list(dict.fromkeys([*bench_names(config), service, f"{service}.localhost", f"{service}.segur-bench.test",
                                *SERVICES[service].real_hosts]))
-
-
-def control_hosts(config: BenchConfig) -> list[str]:
-    """`Host` values the control plane accepts: the bench's names and the compose service names."""
-    return list(dict.fromkeys([*bench_names(config), *SERVICES]))
