@@ -14,15 +14,31 @@ NSMAP = {
 }
 
 
+SOAP12 = NSMAP["soap"]
+
+
 @dataclass
 class Fault:
     status: int
-    code: str
-    subcode: str
+    code: str  # as written, e.g. "soap:Sender"
+    subcode: str  # as written, e.g. "S:siram_40"
     detail_code: str | None
     severite: str | None
-    reason: str
+    reason: str  # Fault/Reason/Text: the generic user message
     relates_to: str | None
+    detail: str = ""  # the text of Detail/siram:Erreur: the precise reason
+    message_id: str | None = None  # Detail/siram:Erreur/@messageID
+    code_qname: str = ""  # "{ns}local", resolved against the Value element's in-scope namespaces
+    subcode_qname: str = ""
+    reason_lang: str | None = None
+
+
+def _resolved(root: etree._Element, path: str) -> str:
+    found = root.xpath(path, namespaces=NSMAP)
+    if not found or not (found[0].text or "").strip():
+        return ""
+    prefix, _, local = found[0].text.strip().rpartition(":")
+    return f"{{{found[0].nsmap.get(prefix or None, '')}}}{local}"
 
 
 def read_fault(resp: httpx.Response, erreur_xsd: etree.XMLSchema | None = None) -> Fault:
@@ -46,4 +62,9 @@ def read_fault(resp: httpx.Response, erreur_xsd: etree.XMLSchema | None = None) 
         severite=x("//soap:Fault/soap:Detail/siram:Erreur/@severite") or None,
         reason=x("//soap:Fault/soap:Reason/soap:Text"),
         relates_to=x("/soap:Envelope/soap:Header/wsa:RelatesTo") or None,
+        detail=x("//soap:Fault/soap:Detail/siram:Erreur"),
+        message_id=x("//soap:Fault/soap:Detail/siram:Erreur/@messageID") or None,
+        code_qname=_resolved(root, "//soap:Fault/soap:Code/soap:Value"),
+        subcode_qname=_resolved(root, "//soap:Fault/soap:Code/soap:Subcode/soap:Value"),
+        reason_lang=x("//soap:Fault/soap:Reason/soap:Text/@xml:lang") or None,
     )

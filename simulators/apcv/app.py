@@ -18,7 +18,7 @@ from simulators.core.app import current_outcome, problem_response
 from simulators.core.faults import RequestFacts
 from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.core.soap import SoapError
-from simulators.core.teleservice import fault_bytes
+from simulators.core.teleservice import envelope_fault_bytes, fault_bytes
 from simulators.personas import load_personas
 
 from . import wire
@@ -53,7 +53,7 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
     try:
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes)
         message_id = req.message_id
-        assertion = check_headers(req.headers, ctx.config.settings)
+        assertion = check_headers(req.headers, ctx.config.settings, ctx.clock.now)
         facturation = assertion.get("identifiantFacturation")
         if req.operation == OP_AUTH:
             auth = AuthRequest.validated(req.body, assertion)
@@ -77,7 +77,8 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
                 view = model.restore(context_id, facturation, ctx.clock.now())
                 body = wire.context_element(view)
     except SoapError as exc:
-        return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
+        status, ctype, fault = envelope_fault_bytes(exc)
+        return Response(fault, status=status, content_type=ctype)
     except TeleserviceError as exc:
         status, ctype, fault = fault_bytes(exc, message_id or exc.message_id)
         return Response(fault, status=status, content_type=ctype)

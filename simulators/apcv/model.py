@@ -16,7 +16,7 @@ import json
 import re
 import secrets
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -96,11 +96,12 @@ def xml_datetime(dt: datetime) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def check_headers(headers: Headers, settings: Mapping[str, Any]) -> dict[str, str]:
+def check_headers(headers: Headers, settings: Mapping[str, Any],
+                  clock: Callable[[], datetime] | None = None) -> dict[str, str]:
     """ContexteLPS and PS assertion rules (no ContexteBAM); returns the assertion attributes."""
     check_lps(headers, settings)
-    return check_assertion(headers, missing_security="En-tete wsse:Security absent : l'ApCV exige l'assertion du "
-                                                     "professionnel (CPS ou Pro Sante Connect)")
+    return check_assertion(headers, settings, clock, missing_security="En-tete wsse:Security absent : l'ApCV "
+                           "exige l'assertion du professionnel (CPS ou Pro Sante Connect)")
 
 
 # ----------------------------------------------------------------------------------------------------

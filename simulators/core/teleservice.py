@@ -13,13 +13,23 @@ platform-level codes below; the others are the bench's assumptions, listed in ea
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lxml import etree
 
-from .soap import Envelope, SoapError, SoapFaultSpec, action_from_content_type, must_understand_fault, parse_envelope
+from .assertion_checks import DEFAULT_SKEW, AssertionRefused, check_signature, check_validity
+from .siram_wire import FAULT_HTTP_STATUS, fault_envelope
+from .soap import (
+    SOAP_CONTENT_TYPE,
+    Envelope,
+    SoapError,
+    action_from_content_type,
+    must_understand_fault,
+    parse_envelope,
+)
 from .xmlsafe import NS, leaf_text, qname
 
 NS_CTXLPS = "urn:siram:lps:ctxlps"
@@ -40,8 +50,38 @@ DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
 AUTH_MODES = ("assertion", "mtls")
 
 
+# Fault/Reason carries a generic message for the user, Detail/siram:Erreur the precise one. The platform's own
+# texts where a real answer was captured (PADOA fixtures) or reported; the others are the bench's (invented).
+_GATEWAY_CONTACT = "Contactez l'éditeur du progiciel ou votre responsable informatique."
+USER_MESSAGES: dict[str, tuple[str, str]] = {
+    # key: detail code, else subcode -> (Fault/Reason text, its source or "inventé")
+    "desir_550": ("L'accès par ce progiciel au service n'est pas autorisé. " + _GATEWAY_CONTACT,
+                  "capture PADOA siram_100-desir_500-fake-idam"),
+    "desir_560": ("Vous ne disposez pas des droits suffisants pour accéder à ce service.",
+                  "rapporté (README PADOA tlsi-ins)"),
+    "siram_40": ("Le service est temporairement inaccessible. Veuillez renouveler votre demande ultérieurement. "
+                 "Si le problème persiste, " + _GATEWAY_CONTACT[0].lower() + _GATEWAY_CONTACT[1:],
+                 "capture PADOA (cas CNDA D'AEION)"),
+    "siram_10": ("Le message transmis n'est pas conforme. " + _GATEWAY_CONTACT, "inventé"),
+    "siram_20": ("Le message transmis n'est pas conforme. " + _GATEWAY_CONTACT, "inventé"),
+    "siram_21": ("Le message transmis n'est pas conforme. " + _GATEWAY_CONTACT, "inventé"),
+    "siram_30": ("L'authentification du professionnel de santé a échoué. Vérifiez votre carte CPS ou votre "
+                 "connexion Pro Santé Connect, puis renouvelez votre demande.", "inventé"),
+}
+DEFAULT_USER_MESSAGE = ("Les données transmises ne permettent pas de traiter la demande. Vérifiez la saisie puis "
+                        "renouvelez votre demande.")  # invented: the services' input and business refusals
+# Detail texts of the captured answers, sent as they are (the precise reasons of other codes are the bench's).
+CAPTURED_DETAILS = {
+    "desir_550": "Numéro d'autorisation du logiciel inconnu.",
+    "insi_102": "L'appel au service de recherche avec les traits d'identité renvoie une erreur technique.",
+}
+
+
 class TeleserviceError(Exception):
-    """A request the teleservice refuses; answered as a SOAP 1.2 fault with Detail/siram:Erreur."""
+    """A request the teleservice refuses; answered as a SOAP 1.2 fault with Detail/siram:Erreur.
+
+    `reason` is the precise explanation (sent in Detail); the fault's Reason is the generic user message of
+    :data:`USER_MESSAGES`."""
 
     def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur") -> None:
         super().__init__(reason)
@@ -52,29 +92,36 @@ class TeleserviceError(Exception):
         self.severite = severite
         self.message_id: str | None = None  # the request's wsa:MessageID, once known
 
+    @property
+    def user_message(self) -> str:
+        found = USER_MESSAGES.get(self.detail_code) or USER_MESSAGES.get(self.subcode)
+        return found[0] if found else DEFAULT_USER_MESSAGE
+
+    @property
+    def detail(self) -> str:
+        return CAPTURED_DETAILS.get(self.detail_code, self.reason)
+
 
 def sender(family: tuple[str, str], reason: str) -> TeleserviceError:
     return TeleserviceError("Sender", family[0], family[1], reason)
 
 
-def receiver(family: tuple[str, str], reason: str, severite: str = "fatale") -> TeleserviceError:
+def receiver(family: tuple[str, str], reason: str, severite: str = "fatal") -> TeleserviceError:
+    # "fatal", not the XSD's "fatale": what the real service sends (captured insi_102 fault)
     return TeleserviceError("Receiver", family[0], family[1], reason, severite=severite)
 
 
-def fault_spec(err: TeleserviceError, message_id: str | None = None) -> SoapFaultSpec:
-    erreur = etree.Element(qname(NS_SIRAM, "Erreur"), nsmap={"siram": NS_SIRAM})
-    erreur.set("code", err.detail_code)
-    erreur.set("severite", err.severite)
-    if message_id:
-        erreur.set("messageID", message_id)
-    erreur.text = err.reason
-    return SoapFaultSpec(err.code, err.reason, subcode=err.subcode, detail=erreur)  # type: ignore[arg-type]
+def fault_bytes(err: TeleserviceError, message_id: str | None) -> tuple[int, str, bytes]:
+    """(HTTP status, content type, body) of the fault answering `err`, as the real platform writes it."""
+    body = fault_envelope(err.code, err.subcode, err.user_message, err.detail_code, err.severite, err.detail,
+                          message_id)
+    return FAULT_HTTP_STATUS, SOAP_CONTENT_TYPE, body
 
 
-def fault_bytes(err: TeleserviceError, relates_to: str | None) -> tuple[int, str, bytes]:
-    """(HTTP status, content type, body) of the fault answering `err`."""
-    spec = fault_spec(err, relates_to)
-    return spec.http_status, spec.content_type, spec.to_bytes(relates_to=relates_to)
+def envelope_fault_bytes(exc: SoapError) -> tuple[int, str, bytes]:
+    """An envelope-level fault (not XML, SOAP 1.1, mustUnderstand…): the core's SOAP 1.2 fault, sent with
+    the status the platform uses for every fault."""
+    return FAULT_HTTP_STATUS, exc.content_type, exc.to_bytes()
 
 
 # --------------------------------------------------------------------------------------------- headers
@@ -88,6 +135,7 @@ class Headers:
     bam: Mapping[str, Any] | None
     security_present: bool
     assertion: Mapping[str, Any] | None
+    assertion_element: etree._Element | None = None  # the saml2:Assertion read, for the signature and window checks
 
 
 _LPS = qname(NS_CTXLPS, "LPS")
@@ -156,6 +204,7 @@ def parse_headers(env: Envelope) -> Headers:
             "couverture_filled": couv is not None and any(isinstance(c.tag, str) for c in couv),
         }
     assertion = None
+    assertion_el = None
     if sec_el is not None:
         for candidate in sec_el.iterchildren(_ASSERTION):
             # The first NameID of any Subject; every Attribute of every AttributeStatement (a repeated name:
@@ -173,8 +222,10 @@ def parse_headers(env: Envelope) -> Headers:
                 continue
             assertion = {"name_qualifier": name_id.get("NameQualifier"), "name_id": _text(name_id),
                          "attributes": attrs}
+            assertion_el = candidate
             break
-    return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion)
+    return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion,
+                   assertion_element=assertion_el)
 
 
 def check_lps(headers: Headers, settings: Mapping[str, Any]) -> None:
@@ -230,9 +281,15 @@ def check_client_certificate(tls: Mapping[str, Any] | None,
     return dict(cert)
 
 
-def check_assertion(headers: Headers, *, missing_security: str = "En-tete wsse:Security absent (mode "
-                    "d'authentification par assertion)") -> dict[str, str]:
-    """The professional's SAML assertion (CPS or PSC form); returns its attributes."""
+def check_assertion(headers: Headers, settings: Mapping[str, Any] | None = None,
+                    clock: Callable[[], datetime] | None = None, *,
+                    missing_security: str = "En-tete wsse:Security absent (mode d'authentification par assertion)"
+                    ) -> dict[str, str]:
+    """The professional's SAML assertion (CPS or PSC form); returns its attributes.
+
+    Unless the service's setting ``verify_assertion`` is false, the assertion must also be within its validity
+    window at the service's `clock` time and, in the CPS form, carry a signature that verifies against its
+    embedded certificate (:mod:`assertion_checks`)."""
     if not headers.security_present:
         raise sender(F_SECURITY, missing_security)
     assertion = headers.assertion
@@ -249,6 +306,15 @@ def check_assertion(headers: Headers, *, missing_security: str = "En-tete wsse:S
     for name in required:
         if not attrs.get(name):
             raise sender(F_SECURITY, f"Assertion {qualifier} : attribut {name} absent ou vide")
+    settings = settings or {}
+    element = headers.assertion_element
+    if settings.get("verify_assertion", True) and element is not None:
+        skew = timedelta(seconds=float(settings.get("assertion_clock_skew_s", DEFAULT_SKEW.total_seconds())))
+        try:
+            check_validity(element, clock() if clock else datetime.now(UTC), skew)
+            check_signature(element, required=qualifier == "CPS")
+        except AssertionRefused as exc:
+            raise sender(F_SECURITY, str(exc)) from None
     return attrs
 
 

@@ -15,7 +15,7 @@ from simulators.core.app import current_outcome, current_tls
 from simulators.core.faults import RequestFacts
 from simulators.core.service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from simulators.core.soap import Envelope, SoapError
-from simulators.core.teleservice import fault_bytes
+from simulators.core.teleservice import envelope_fault_bytes, fault_bytes
 from simulators.personas import load_personas
 
 from . import wire
@@ -54,7 +54,7 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             raise envelope_error
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope)
         message_id = req.message_id
-        check_headers(req.headers, req.operation, ctx.config.settings, tls)
+        check_headers(req.headers, req.operation, ctx.config.settings, tls, ctx.clock.now)
         if req.operation == OP_TRAITS:
             query: Any = TraitsQuery.validated(req.body)
         else:
@@ -70,10 +70,11 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
         else:
             result = model.search_vitale(query)
     except SoapError as exc:
-        return exc.http_status, exc.content_type, exc.to_bytes()
+        return envelope_fault_bytes(exc)
     except TeleserviceError as exc:
         return fault_bytes(exc, message_id or exc.message_id)
-    body, ctype = wire.response_bytes(result, req.operation, message_id)
+    body, ctype = wire.response_bytes(result, req.operation, message_id,
+                                      bool(ctx.config.settings.get("wsa_response_headers", False)))
     return 200, ctype, body
 
 

@@ -7,9 +7,9 @@ Fault codes marked *assumed* in README.md are the bench's own choices (public ma
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from simulators.core.store import Store
@@ -238,7 +238,7 @@ class VitaleQuery:
 
 
 def check_headers(headers: Headers, operation: str, settings: Mapping[str, Any],
-                  tls: Mapping[str, Any] | None = None) -> None:
+                  tls: Mapping[str, Any] | None = None, clock: Callable[[], datetime] | None = None) -> None:
     """ContexteLPS, ContexteBAM and wsse:Security rules, or the software certificate in mutual-TLS mode; raises
     TeleserviceError."""
     check_lps(headers, settings)
@@ -247,7 +247,7 @@ def check_headers(headers: Headers, operation: str, settings: Mapping[str, Any],
         # mutual TLS with a software certificate named INSI-AUTO or INSI-MANU: no PS assertion
         check_client_certificate(tls)
         return
-    check_assertion(headers)
+    check_assertion(headers, settings, clock)
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from lxml import etree
 
+from simulators.core.siram_wire import result_envelope
 from simulators.core.soap import (
     Envelope,
     envelope_bytes,
@@ -150,7 +151,9 @@ def _ins_block(parent: etree._Element, local: str, matricule: str, cle: str, oid
 
 
 def resultat_element(result: Result) -> etree._Element:
-    root = etree.Element(qname(NS_RESULTAT, "RESULTAT"), nsmap={"ns2": NS_RESULTAT})
+    # Default namespace plus the two request namespaces, as the real service declares them (siram_wire docstring)
+    root = etree.Element(qname(NS_RESULTAT, "RESULTAT"), nsmap={None: NS_RESULTAT, "ns0": NS_RECVIT,
+                                                                "ns1": NS_RECSANS})
     cr = _sub(root, "CR")
     _sub(cr, "CodeCR", result.code)
     _sub(cr, "LibelleCR", result.libelle)
@@ -163,7 +166,7 @@ def resultat_element(result: Result) -> etree._Element:
             _ins_block(individu, "INSHISTO", h.matricule, h.cle, h.oid, h.type_matricule, h.date_deb, h.date_fin)
         tiq = _sub(individu, "TIQ")
         _sub(tiq, "NomNaissance", p.nom_naissance)
-        _sub(tiq, "Prenom", p.premier_prenom)
+        # No TIQ/Prenom: the real answers of every case of protocols.md §1.7 carry ListePrenom only.
         _sub(tiq, "ListePrenom", p.liste_prenoms)
         _sub(tiq, "Sexe", p.sexe)
         _sub(tiq, "DateNaissance", p.date_naissance.isoformat())
@@ -190,10 +193,14 @@ def resultat_bytes(result: Result) -> bytes:
     return data
 
 
-def response_bytes(result: Result, operation: str, relates_to: str | None) -> tuple[bytes, str]:
-    """The answer's envelope (byte for byte what ``build_envelope(resultat_element(result), …)`` writes)."""
+def response_bytes(result: Result, operation: str, relates_to: str | None,
+                   addressing: bool = False) -> tuple[bytes, str]:
+    """The answer's envelope: as the real service writes it (no SOAP Header), or with WS-Addressing
+    Action/MessageID/RelatesTo headers when `addressing` (setting ``wsa_response_headers``) asks for them."""
     action = f"{ACTION_PREFIX}{operation}Response"
     ctype = _CONTENT_TYPES.get(operation) or soap_content_type(action)
-    return envelope_bytes(resultat_bytes(result), action=action, relates_to=relates_to), ctype
+    if addressing:
+        return envelope_bytes(resultat_bytes(result), action=action, relates_to=relates_to), ctype
+    return result_envelope(resultat_bytes(result)), ctype
 
 

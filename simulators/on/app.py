@@ -18,7 +18,7 @@ from simulators.core.app import current_outcome, problem_response
 from simulators.core.faults import RequestFacts
 from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.core.soap import SoapError
-from simulators.core.teleservice import F_SECURITY, TeleserviceError, check_lps
+from simulators.core.teleservice import F_SECURITY, TeleserviceError, check_lps, envelope_fault_bytes
 from simulators.core.tokens import InvalidToken, TokenValidator
 from simulators.insi import model as insi_rules
 from simulators.personas import load_personas
@@ -80,7 +80,7 @@ def _caller(ctx: ServiceContext, req: wire.Request, authorization: str | None) -
         if not caller.national_id:
             raise sender(F_SECURITY, "Jeton Bearer sans identifiant national du professionnel", http_status=401)
         return caller.national_id
-    return check_prescriber_assertion(req.headers)
+    return check_prescriber_assertion(req.headers, ctx.config.settings, ctx.clock.now)
 
 
 def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
@@ -123,7 +123,8 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
         else:
             body = wire.rechercher_element(model.search(*query))
     except SoapError as exc:
-        return Response(exc.to_bytes(), status=exc.http_status, content_type=exc.content_type)
+        status, ctype, fault = envelope_fault_bytes(exc)
+        return Response(fault, status=status, content_type=ctype)
     except TeleserviceError as exc:
         status, ctype, fault = wire.fault_bytes(exc, message_id or exc.message_id)
         resp = Response(fault, status=status, content_type=ctype)

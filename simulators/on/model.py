@@ -12,7 +12,7 @@ import io
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -116,7 +116,7 @@ def sender(family: tuple[str, str], reason: str, http_status: int | None = None)
 
 def unavailable(reason: str = "Service e-prescription temporairement indisponible, reessayer ulterieurement"
                 ) -> OnError:
-    return OnError("Receiver", F_UNAVAILABLE[0], F_UNAVAILABLE[1], reason, severite="fatale")
+    return OnError("Receiver", F_UNAVAILABLE[0], F_UNAVAILABLE[1], reason, severite="fatal")
 
 
 def _bad(field_name: str, why: str, family: tuple[str, str] = F_INPUT) -> OnError:
@@ -140,11 +140,12 @@ def xml_datetime(dt: datetime) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def check_prescriber_assertion(headers: Headers) -> str:
+def check_prescriber_assertion(headers: Headers, settings: Mapping[str, Any] | None = None,
+                               clock: Callable[[], datetime] | None = None) -> str:
     """PS assertion (CPS or PSC form, core.teleservice rules); returns the PS national id (Subject/NameID)."""
-    check_assertion(headers, missing_security="En-tete wsse:Security absent : l'ordonnance numerique exige "
-                    "l'assertion du prescripteur (CPS ou Pro Sante Connect) ou un jeton Bearer (API Pro Sante "
-                    "Connectee)")
+    check_assertion(headers, settings, clock, missing_security="En-tete wsse:Security absent : l'ordonnance "
+                    "numerique exige l'assertion du prescripteur (CPS ou Pro Sante Connect) ou un jeton Bearer (API "
+                    "Pro Sante Connectee)")
     assert headers.assertion is not None
     return str(headers.assertion["name_id"]).strip()
 

@@ -16,11 +16,10 @@ from lxml import etree
 
 from simulators.core.soap import (
     build_envelope,
-    build_fault,
     soap_content_type,
 )
 from simulators.core.teleservice import Operations, Request, TeleserviceError, children, read_request
-from simulators.core.teleservice import fault_spec as teleservice_fault_spec
+from simulators.core.teleservice import fault_bytes as teleservice_fault_bytes
 from simulators.core.xmlsafe import find, parse_xml, qname
 
 from .model import (
@@ -272,8 +271,5 @@ def response_bytes(body: etree._Element, operation: str, relates_to: str | None)
 
 def fault_bytes(err: TeleserviceError, relates_to: str | None) -> tuple[int, str, bytes]:
     """(HTTP status, content type, body): the shared siram fault, with the status an OnError may override."""
-    spec = teleservice_fault_spec(err, relates_to)
-    status = (err.http_status if isinstance(err, OnError) else None) or spec.http_status
-    return status, spec.content_type, build_fault(
-        spec.code, spec.reason, subcode=spec.subcode, detail=spec.detail, relates_to=relates_to
-    )
+    status, ctype, body = teleservice_fault_bytes(err, relates_to)
+    return (err.http_status if isinstance(err, OnError) else None) or status, ctype, body

@@ -8,6 +8,8 @@ replaced (or dropped with "") to exercise each header rule.
 
 from __future__ import annotations
 
+from saml_signing import sign_assertion
+
 SOAP_CT = "application/soap+xml; charset=utf-8"
 NS_AUTH = "http://www.sesam-vitale.fr/apcv/auth/1/0"
 ACTION_AUTH = "urn:ApCV_AUTH:1.0.0:authentifierUtilisateurProximite"
@@ -41,7 +43,7 @@ ADDRESSING = """<wsa:Action>{action}</wsa:Action>
     <wsa:MessageID>{message_id}</wsa:MessageID>
     <wsa:To>http://localhost/apcv</wsa:To>"""
 
-SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
+SECURITY_CPS_UNSIGNED = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_cps1" Version="2.0" IssueInstant="2026-01-10T09:00:00Z">
         <saml2:Issuer Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName">CN=899700366240,O=CABINET TEST,C=FR</saml2:Issuer>
         <saml2:Subject><saml2:NameID NameQualifier="CPS">899700366240</saml2:NameID></saml2:Subject>
@@ -51,6 +53,16 @@ SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004
         </saml2:AttributeStatement>
       </saml2:Assertion>
     </wsse:Security>"""
+# As a CPS card signs it (enveloped XML-DSig, see tests/saml_signing.py): the simulators require the signature.
+
+
+def security_cps(facturation: str) -> str:
+    """The professional's assertion as a CPS card signs it (enveloped XML-DSig, tests/saml_signing.py): the
+    simulators require the signature."""
+    return sign_assertion(SECURITY_CPS_UNSIGNED.format(facturation=facturation))
+
+
+SECURITY_CPS = security_cps(FACTURATION)
 
 SECURITY_PSC = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion" ID="_psc1" Version="2.0" IssueInstant="2026-01-10T09:00:00Z">
@@ -134,7 +146,7 @@ def envelope(body: str, *, action: str | None = ACTION_AUTH, style: str = "soap"
         f"<wsa:MessageID>{message_id}</wsa:MessageID>")
     return ENVELOPES[style].format(
         addressing=addressing,
-        security=SECURITY_CPS.format(facturation=facturation) if security is None else security,
+        security=security_cps(facturation) if security is None else security,
         lps=lps_block() if lps is None else lps,
         body=body,
     )

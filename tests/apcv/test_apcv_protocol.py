@@ -18,7 +18,6 @@ from .messages import (
     ACTION_DETRUIRE,
     ACTION_RESTITUER,
     LPS,
-    SECURITY_CPS,
     SECURITY_PSC,
     SOAP_CT,
     auth_body,
@@ -26,6 +25,7 @@ from .messages import (
     envelope,
     lps_block,
     restituer_body,
+    security_cps,
 )
 from .test_apcv_flow import assert_fault
 
@@ -68,7 +68,7 @@ def test_body_in_wrong_namespace(apcv):
 def test_fault_relates_to_request(apcv):
     fault = apcv.fault(envelope(restituer_body(CTX_ID), action=None,
                                 message_id="urn:uuid:feedbeef-0000-4000-8000-00000000a9c1"))
-    assert fault.relates_to == "urn:uuid:feedbeef-0000-4000-8000-00000000a9c1"
+    assert fault.relates_to is None and fault.message_id == "urn:uuid:feedbeef-0000-4000-8000-00000000a9c1"
 
 
 # --- headers ---------------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def test_contexte_lps_checks(apcv, lps, words):
 
 def test_unknown_idam(apcv):
     fault = apcv.fault(envelope(restituer_body(CTX_ID), action=ACTION_RESTITUER, lps=lps_block(idam="PIRATE-01")))
-    assert_fault(fault, "siram_100", "desir_550", "PIRATE-01")
+    assert_fault(fault, "siram_100", "desir_550", "Numéro d'autorisation du logiciel inconnu.")
 
 
 @pytest.mark.parametrize(
@@ -107,11 +107,11 @@ def test_unknown_idam(apcv):
         ("", ["wsse:Security", "absent"]),
         ('<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"/>',
          ["assertion", "absente"]),
-        (SECURITY_CPS.format(facturation="631234567").replace('NameQualifier="CPS"', 'NameQualifier="RPPS"'),
+        (security_cps("631234567").replace('NameQualifier="CPS"', 'NameQualifier="RPPS"'),
          ["NameQualifier"]),
-        (SECURITY_CPS.format(facturation="631234567").replace(">899700366240</saml2:NameID>", "></saml2:NameID>"),
+        (security_cps("631234567").replace(">899700366240</saml2:NameID>", "></saml2:NameID>"),
          ["NameID"]),
-        (SECURITY_CPS.format(facturation="631234567").replace("secteurActivite", "autre"), ["secteurActivite"]),
+        (security_cps("631234567").replace("secteurActivite", "autre"), ["secteurActivite"]),
         (SECURITY_PSC.format(facturation="631234567").replace("codeSpecialiteAMO", "autre"), ["codeSpecialiteAMO"]),
         (SECURITY_PSC.format(facturation=""), ["identifiantFacturation"]),
     ],
@@ -193,7 +193,7 @@ def test_version_optional_on_context_requests(apcv, payload):
 )
 def test_malformed_xml_gives_sender_fault(apcv, data):
     fault = apcv.fault(data)
-    assert fault.status == 400 and fault.code.endswith(":Sender")
+    assert fault.status == 500 and fault.code.endswith(":Sender")
     assert "root:" not in fault.reason
 
 
@@ -245,9 +245,9 @@ def test_forced_service_unavailable(apcv, payload):
     _force(apcv, "apcv.service-indisponible")
     for xml in (envelope(auth_body(payload)), envelope(restituer_body(CTX_ID), action=ACTION_RESTITUER)):
         fault = apcv.fault(xml)
-        assert (fault.status, fault.code) == (500, "env:Receiver")
-        assert fault.subcode == "siram:siram_40" and fault.detail_code == "apcv_102" and fault.severite == "fatale"
-        assert "indisponible" in fault.reason
+        assert (fault.status, fault.code) == (500, "S:Receiver")
+        assert fault.subcode == "S:siram_40" and fault.detail_code == "apcv_102" and fault.severite == "fatal"
+        assert "temporairement inaccessible" in fault.reason
 
 
 def test_outcome_targets_one_card_by_attrs(apcv):

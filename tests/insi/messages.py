@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from saml_signing import sign_assertion
+
 SOAP_CT = "application/soap+xml; charset=utf-8"
 ACTION_TRAITS = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite"
 ACTION_VITALE = "urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecCarteVitale"
@@ -41,7 +43,7 @@ ENVELOPES = {
 ADDRESSING = """<wsa:Action>{action}</wsa:Action>
     <wsa:MessageID>{message_id}</wsa:MessageID>"""
 
-SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
+SECURITY_CPS_UNSIGNED = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_cps1" Version="2.0" IssueInstant="2026-01-10T09:00:00Z">
         <saml2:Issuer Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName">CN=899700366240,O=CABINET TEST,C=FR</saml2:Issuer>
         <saml2:Subject><saml2:NameID NameQualifier="CPS">899700366240</saml2:NameID></saml2:Subject>
@@ -51,6 +53,8 @@ SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004
         </saml2:AttributeStatement>
       </saml2:Assertion>
     </wsse:Security>"""
+# As a CPS card signs it (enveloped XML-DSig, see tests/saml_signing.py): the simulators require the signature.
+SECURITY_CPS = sign_assertion(SECURITY_CPS_UNSIGNED)
 
 SECURITY_PSC = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion" ID="_psc1" Version="2.0" IssueInstant="2026-01-10T09:00:00Z">

@@ -8,6 +8,8 @@ dropped with "") to exercise each rule.
 
 from __future__ import annotations
 
+from saml_signing import sign_assertion
+
 SOAP_CT = "application/soap+xml; charset=utf-8"
 NS_EP = "http://www.cnamts.fr/ePrescription/1/0"
 ACTION_CREER = "urn:ServiceEPrescription:1.0.0:creerEPrescription"
@@ -30,7 +32,7 @@ ENVELOPE = """<?xml version="1.0" encoding="UTF-8"?>
 ADDRESSING = """<wsa:Action>{action}</wsa:Action>
     <wsa:MessageID>{message_id}</wsa:MessageID>"""
 
-SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
+SECURITY_CPS_UNSIGNED = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <saml2:Assertion xmlns:saml2="urn:oasis:names:tc:SAML:2.0:assertion" ID="_cps1" Version="2.0" IssueInstant="2026-01-10T09:00:00Z">
         <saml2:Issuer Format="urn:oasis:names:tc:SAML:1.1:nameid-format:X509SubjectName">CN={nid},O=CABINET TEST,C=FR</saml2:Issuer>
         <saml2:Subject><saml2:NameID NameQualifier="CPS">{nid}</saml2:NameID></saml2:Subject>
@@ -40,6 +42,12 @@ SECURITY_CPS = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004
         </saml2:AttributeStatement>
       </saml2:Assertion>
     </wsse:Security>"""
+
+
+def security_cps(nid: str) -> str:
+    """The prescriber's assertion as a CPS card signs it (enveloped XML-DSig, tests/saml_signing.py): the
+    simulators require the signature."""
+    return sign_assertion(SECURITY_CPS_UNSIGNED.format(nid=nid))
 
 SECURITY_PSC_NO_SPECIALITE = """<wsse:Security xmlns:wsse="http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd">
       <Assertion xmlns="urn:oasis:names:tc:SAML:2.0:assertion" ID="_psc1" Version="2.0">
@@ -141,7 +149,7 @@ def envelope(body: str, *, action: str | None = ACTION_CREER, security: str | No
         f"<wsa:MessageID>{message_id}</wsa:MessageID>")
     return ENVELOPE.format(
         addressing=addressing,
-        security=SECURITY_CPS.format(nid=nid) if security is None else security,
+        security=security_cps(nid) if security is None else security,
         lps=LPS.format(idam=IDAM) if lps is None else lps,
         body=body,
     )
