@@ -473,8 +473,10 @@ def fault_error(service: str, fault: etree._Element, status: int) -> ServiceRefu
     reason = (fault.findtext("soap:Reason/soap:Text", default="", namespaces=NS) or "").strip()
     erreur = fault.find("soap:Detail/siram:Erreur", NS)
     detail = erreur.get("code") if erreur is not None else None
+    precise = (erreur.text or "").strip() if erreur is not None else ""
     ref = "/".join(x for x in (subcode, detail) if x)
-    suffix = f" [{ref}]" if ref else ""
+    # Reason is the platform's message for the user; Detail's text says precisely what was wrong.
+    suffix = (f" (détail : {precise})" if precise and precise != reason else "") + (f" [{ref}]" if ref else "")
     if code == "Receiver":
         return ServiceUnavailable(f"Le service {service} est indisponible : {reason or 'erreur du serveur'}{suffix} ; "
                                   "réessayez plus tard", code=subcode or f"http_{status}", detail=detail)

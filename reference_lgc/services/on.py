@@ -323,9 +323,11 @@ def _raise_fault(fault: etree._Element, status: int) -> None:
     reason = fault.findtext("s:Reason/s:Text", "", _NS).strip() or "erreur sans libellé"
     erreur = fault.find("s:Detail/siram:Erreur", _NS)
     detail = erreur.get("code") if erreur is not None else None
-    text = f"{SERVICE} : {reason}"
-    # Receiver fault or HTTP 5xx = the service's own trouble: worth retrying later.
-    if code.endswith("Receiver") or status >= 500:
+    precise = (erreur.text or "").strip() if erreur is not None else ""
+    text = f"{SERVICE} : {reason}" + (f" (détail : {precise})" if precise else "")
+    # Receiver fault = the service's own trouble, worth retrying later. The fault code decides, not the HTTP
+    # status: the CNAM teleservices send every fault, Sender ones included, with HTTP 500.
+    if code.endswith("Receiver") or (status >= 500 and not code):
         raise ServiceUnavailable(text, code=subcode or str(status), detail=detail)
     raise ServiceRefused(text, code=subcode or str(status), detail=detail)
 

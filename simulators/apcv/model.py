@@ -42,10 +42,14 @@ MAX_DONNEES = 2048
 MODE_QRCODE = "QRCODE"
 
 OUTCOMES = {
-    "apcv.qr-expire": "authentifierUtilisateurProximite : faute « QR code ApCV expiré » (apcv_011)",
-    "apcv.contexte-inconnu": "restituer/detruireContexteApCV : faute « contexte ApCV inconnu » (apcv_020)",
-    "apcv.contexte-expire": "restituer/detruireContexteApCV : faute « contexte ApCV expiré » (apcv_021)",
-    "apcv.service-indisponible": "toute opération : faute SOAP Receiver siram_40 / apcv_102, service indisponible",
+    "apcv.qr-expire": "authentifierUtilisateurProximite : faute « QR code ApCV expiré » (siram_60 / apcv_011, "
+    "codes inventés par le banc)",
+    "apcv.contexte-inconnu": "restituer/detruireContexteApCV : faute « contexte ApCV inconnu » (siram_61 / "
+    "apcv_020, codes inventés par le banc)",
+    "apcv.contexte-expire": "restituer/detruireContexteApCV : faute « contexte ApCV expiré » (siram_61 / apcv_021, "
+    "codes inventés par le banc)",
+    "apcv.service-indisponible": "toute opération : faute SOAP Receiver siram_40 / apcv_102, service indisponible "
+    "(forme de la faute INSi capturée ; code apcv_102 inventé par le banc)",
 }
 
 

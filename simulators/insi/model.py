@@ -34,9 +34,10 @@ LIBELLES = {"00": "OK", "01": "Aucune identite trouvee", "02": "Plusieurs identi
 
 
 OUTCOMES = {
-    "insi.cr01": "réponse CR 01 : aucune identité trouvée",
-    "insi.cr02": "réponse CR 02 : plusieurs identités trouvées",
-    "insi.service-indisponible": "faute SOAP siram_40 / insi_102 : service temporairement indisponible",
+    "insi.cr01": "réponse CR 01 : aucune identité trouvée (code réel, XSD et réponses CNDA)",
+    "insi.cr02": "réponse CR 02 : plusieurs identités trouvées (code réel, XSD et réponses CNDA)",
+    "insi.service-indisponible": "faute SOAP Receiver siram_40 / insi_102 : service temporairement "
+    "inaccessible (octets de la réponse réelle capturée, cas CNDA D'AEION)",
 }
 
 

@@ -66,8 +66,10 @@ TYPES_PRESCRIPTION = ("57833-6", "57828-6", "57832-8", "PRESC-BIO", "PRESC-KINE"
 DEFAULT_TYPE = "57833-6"
 
 OUTCOMES = {
-    "on.ko": "réponse KO (CR 10) : la prescription n'est pas enregistrée, aucun numéro ni code 2D",
-    "on.indisponible": "faute SOAP siram_40 / epresc_102 : service e-prescription temporairement indisponible",
+    "on.ko": "réponse KO (CR 10, code inventé par le banc) : la prescription n'est pas enregistrée, aucun "
+    "numéro ni code 2D",
+    "on.indisponible": "faute SOAP Receiver siram_40 / epresc_102 : service e-prescription temporairement "
+    "indisponible (forme de la faute INSi capturée ; code epresc_102 inventé par le banc)",
     "on.sans-reponse": "aucune réponse : la requête reste sans réponse jusqu'à l'expiration du client "
     "(120 s au plus, puis connexion coupée)",
     "on.lent": "réponse normale après 5 s",

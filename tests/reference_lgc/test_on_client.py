@@ -134,7 +134,7 @@ def test_unknown_software_is_refused(sim: Sim) -> None:
     c = CallContext(Software(idam="INCONNU-0001"), c.professional, c.endpoint)
     with pytest.raises(ServiceRefused) as err:
         on.create_prescription(c, patient=CLERICO, lines=LINES, prescription_date=DAY)
-    assert err.value.code == "siram_100" and "IDAM" in err.value.reason
+    assert err.value.code == "siram_100" and "autorisation du logiciel inconnu" in err.value.reason
 
 
 def test_bearer_mode_with_a_psc_token(sim: Sim, psc: Sim) -> None:
