@@ -18,7 +18,7 @@ from simulators.core.har import to_har
 from simulators.core.incidents import IncidentCatalog, IncidentError
 from simulators.core.journal import Exchange, to_jsonl
 
-from .config import TOKEN_ENV, BenchConfig, ConfigError
+from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
 from .supervisor import StartError, Supervisor, port_free
 
 PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
@@ -30,6 +30,21 @@ def _config(ctx: click.Context) -> BenchConfig:
 
 def _fail(message: str) -> None:
     raise click.ClickException(message)
+
+
+def _idam_lines(config: BenchConfig, services: list) -> list[str]:
+    """Which software authorisation numbers (IDAM) the started teleservices accept: a vendor's LGC sends its own
+    CNDA number, refused (siram_100/desir_550) until it is added."""
+    accepted = {svc.name: config.accepted_idam(svc.name) for svc in services if svc.name in TELESERVICES}
+    if not accepted:
+        return []
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for name, idams in accepted.items():
+        groups.setdefault(tuple(idams), []).append(name)
+    lines = [f"Software authorisation numbers (IDAM) accepted by {', '.join(names)}: {', '.join(idams)}."
+             for idams, names in groups.items()]
+    lines.append("Add your CNDA number with authorised_idam = [...] in segur-bench.toml (docs/vendor-guide.md).")
+    return lines
 
 
 def _table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
@@ -111,6 +126,7 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
             where = config.data_dir / "control-token"
             lines.append(f"Listening beyond loopback: the control API wants 'Authorization: Bearer <token>' "
                          f"(in {where}; the CLI reads it there)." + (f"\nControl token: {token}" if new_token else ""))
+        lines.extend(_idam_lines(config, services))
         lines.append("`segur-bench endpoints --json` lists all of this for scripts. Press Ctrl-C to stop.")
         click.echo("\n".join(lines))
         while True:
@@ -239,7 +255,7 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
         if number is not None and not port_free(host, number):
             _fail(f"{label}port {number} is already in use on {host}; choose another with --{label.lower()}port"
                   .replace("--tls port", "--tls-port"))
-    settings = dict(config.settings.get(name, {}))
+    settings = config.service_settings(name)
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():

@@ -11,6 +11,7 @@ overrides them:
     tls = true        # each HTTP simulator also serves TLS on its TLS port (HTTP port + 300)
     tls_names = ["bench.example.lan"]   # more names for the server certificates (a LAN name of this machine)
     front_port = 443  # the HTTPS front door (routes by SNI; see `segur-bench hosts`); 0: none
+    authorised_idam = ["BENCH-LGC-0001", "<your CNDA number>"]  # IDAMs INSi, ApCV and ON accept
     [ports]
     insi = 9101
     [tls_ports]
@@ -30,7 +31,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from simulators.core.teleservice import DEFAULT_AUTHORISED_IDAM
 from simulators.registry import REFERENCE_LGC_PORT, SERVICES
+
+TELESERVICES = ("insi", "apcv", "on")  # the SOAP teleservices that check the software's IDAM
 
 DEFAULT_CONFIG_FILE = "segur-bench.toml"
 DEFAULT_FRONT_PORT = 443
@@ -52,6 +56,8 @@ class BenchConfig:
     ports: dict[str, int] = field(default_factory=lambda: {name: s.port for name, s in SERVICES.items()})
     urls: dict[str, str] = field(default_factory=dict)
     settings: dict[str, dict] = field(default_factory=dict)
+    # Software authorisation numbers (CNDA IDAM) the teleservices accept, bench-wide; None = their defaults
+    authorised_idam: list[str] | None = None
     lgc_port: int = REFERENCE_LGC_PORT  # the reference LGC started by `up`
     tls: bool = True
     tls_ports: dict[str, int] = field(default_factory=lambda: {name: s.tls_port for name, s in SERVICES.items()})
@@ -66,6 +72,18 @@ class BenchConfig:
     def tls_url(self, service: str) -> str:
         """Where the service's TLS port is reached on this machine (None-safe: only for services with TLS)."""
         return f"https://{self.client_host}:{self.tls_ports[service]}"
+
+    def service_settings(self, name: str) -> dict:
+        """The settings a simulator starts with: its [settings.<name>] table, plus the bench-wide
+        authorised_idam for the teleservices (unless their table sets their own)."""
+        settings = dict(self.settings.get(name, {}))
+        if self.authorised_idam and name in TELESERVICES:
+            settings.setdefault("authorised_idam", list(self.authorised_idam))
+        return settings
+
+    def accepted_idam(self, name: str) -> list[str]:
+        """The software authorisation numbers a teleservice accepts with these settings."""
+        return list(self.service_settings(name).get("authorised_idam") or DEFAULT_AUTHORISED_IDAM)
 
     def psc_issuer(self) -> str:
         """Pro Santé Connect's issuer as clients and tokens know it: its public URL when set, else its HTTPS port
@@ -116,7 +134,7 @@ class BenchConfig:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         cfg.path = path.resolve()
         unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port",
-                               "tls", "tls_ports", "tls_names", "front_port", "pki_dir"}
+                               "tls", "tls_ports", "tls_names", "front_port", "pki_dir", "authorised_idam"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -142,6 +160,12 @@ class BenchConfig:
             raise ConfigError(f"{path}: [settings.<service>] tables must name known services, got {sorted(settings)}")
         cfg.settings = {name: dict(values) for name, values in settings.items()}
         cfg.lgc_port = data.get("lgc_port", cfg.lgc_port)
+        if "authorised_idam" in data:
+            idam = data["authorised_idam"]
+            if not isinstance(idam, list) or not idam or not all(isinstance(i, str) and i.strip() for i in idam):
+                raise ConfigError(f"{path}: authorised_idam must be a non-empty list of software authorisation "
+                                  "numbers (IDAM), e.g. [\"BENCH-LGC-0001\", \"<your CNDA number>\"]")
+            cfg.authorised_idam = [i.strip() for i in idam]
         if not isinstance(data.get("tls", True), bool):
             raise ConfigError(f"{path}: tls must be true or false")
         cfg.tls = data.get("tls", True)

@@ -369,3 +369,27 @@ def test_identity_change_moves_old_ins_to_inshisto(insi):
 def test_bad_state_changes_rejected(insi, body):
     resp = insi.http.post("/_bench/state", json=body)
     assert resp.status_code == 400, resp.text
+
+
+def test_vendor_idam_from_the_bench_configuration(tmp_path):
+    """A vendor registers their CNDA number once, bench-wide (authorised_idam in segur-bench.toml): INSi, ApCV
+    and ON accept it; a [settings.<service>] list of its own still wins; a malformed value is refused."""
+    from segur_bench.config import BenchConfig, ConfigError
+    from simulators.core.server import serve_in_thread
+    from simulators.core.service import SimConfig, build_simulator
+    from simulators.insi.app import SPEC
+
+    toml = tmp_path / "segur-bench.toml"
+    toml.write_text('authorised_idam = ["EDITEUR-CNDA-42"]\n[settings.on]\nauthorised_idam = ["AUTRE"]\n')
+    config = BenchConfig.load(toml)
+    assert config.accepted_idam("insi") == config.accepted_idam("apcv") == ["EDITEUR-CNDA-42"]
+    assert config.accepted_idam("on") == ["AUTRE"]
+    assert "authorised_idam" not in config.service_settings("mss")
+    with serve_in_thread(build_simulator(SPEC, SimConfig(settings=config.service_settings("insi")))) as server:
+        client = Client(server.url)
+        assert code_of(client.result(envelope(CLERICO, lps=lps_block(idam="EDITEUR-CNDA-42")))) == "00"
+        assert_sender(client.fault(envelope(CLERICO)), "siram_100", "desir_550")  # the default list is replaced
+        client.http.close()
+    toml.write_text('authorised_idam = "EDITEUR-CNDA-42"\n')
+    with pytest.raises(ConfigError, match="authorised_idam"):
+        BenchConfig.load(toml)
