@@ -228,7 +228,7 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
             try:
                 client = server.authenticate_client(req, AUTH_METHODS_LIST, "end_session")
                 tok = model.token(request.form["refresh_token"], "refresh_token")
-                if tok is None or not tok.check_client(client):
+                if tok is None or not tok.as_refresh or not tok.check_client(client):
                     raise InvalidGrantError("Invalid refresh token")
             except OAuth2Error as error:
                 return server.handle_error_response(req, error)

@@ -432,7 +432,8 @@ class PscModel:
 
     def token(self, value: str, hint: str | None = None) -> Token | None:
         """Look a token up; the hint only orders the search (RFC 7009 §2.1, RFC 7662 §2.1: a server that cannot
-        find the token with the hint MUST extend its search to its other token types)."""
+        find the token with the hint MUST extend its search to its other token types). Callers that need one kind
+        (refresh grant, userinfo, logout) check `as_refresh`."""
         kinds = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
         for kind in kinds:
             row = self.store.execute(f"SELECT * FROM psc_tokens WHERE {kind} = ?", (value,)).fetchone()

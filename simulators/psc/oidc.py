@@ -192,7 +192,7 @@ class PscServer(AuthorizationServer):
         except Exception:
             raise InvalidToken("Token signature or format invalid") from None
         token = self.model.token(value, "access_token")
-        if token is None or token.row["kind"] != "psc":
+        if token is None or token.as_refresh or token.row["kind"] != "psc":
             raise InvalidToken("Token unknown to this server")
         if token.is_revoked():
             raise InvalidToken("Session not active")
@@ -329,7 +329,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
         _forced_token_error()
         token = self.server.model.token(refresh_token, "refresh_token")
-        if token and not token.is_revoked() and not token.is_refresh_expired():
+        if token and token.as_refresh and not token.is_revoked() and not token.is_refresh_expired():
             return token
         return None
 

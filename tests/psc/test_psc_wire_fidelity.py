@@ -436,3 +436,14 @@ def test_token_type_is_bearer_in_every_token_response(psc: Psc):
         assert body["token_type"] == "Bearer", body
     assert exchanged["issued_token_type"] == ACCESS
     assert introspect(psc, exchanged["access_token"])["token_type"] == "Bearer"
+
+
+def test_the_lookup_across_token_types_does_not_let_one_type_stand_for_the_other(psc: Psc):
+    tokens = code_flow_tokens(psc)
+    # an access token is no refresh token, even though revocation/introspection search both kinds
+    assert error_of(refresh(psc, tokens["access_token"])) == "invalid_grant"
+    logout = httpx.post(psc.endpoint("logout"), auth=AUTH, data={"refresh_token": tokens["access_token"]})
+    assert logout.status_code == 400 and logout.json()["error"] == "invalid_grant"
+    assert httpx.get(psc.endpoint("userinfo"), headers=bearer(tokens["access_token"])).status_code == 200
+    assert error_of(httpx.get(psc.endpoint("userinfo"), headers=bearer(tokens["refresh_token"])), 401) == \
+        "invalid_token"
