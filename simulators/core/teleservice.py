@@ -271,13 +271,11 @@ def check_client_certificate(tls: Mapping[str, Any] | None,
     """Mutual-TLS mode: the connection's client certificate (already verified against the bench CA and its CRL by
     the TLS layer) must carry one of `names` as its common name. Returns the certificate's facts."""
     cert = (tls or {}).get("client_cert")
-    refused = "Vous ne disposez pas des droits suffisants pour acceder a ce service"
-    if cert is None:
-        why = "connexion TLS sans certificat client" if tls else "connexion sans TLS"
-        raise sender(F_CERT, f"{refused} ({why} : le mode TLS mutuel exige un certificat logiciel "
-                             f"{' ou '.join(names)})")
+    if cert is None:  # the Reason says "droits suffisants" (USER_MESSAGES); Detail says why
+        why = "Connexion TLS sans certificat client" if tls else "Connexion sans TLS"
+        raise sender(F_CERT, f"{why} : le mode TLS mutuel exige un certificat logiciel {' ou '.join(names)}")
     if cert.get("cn") not in names:
-        raise sender(F_CERT, f"{refused} (certificat client CN={cert.get('cn')!r} : {' ou '.join(names)} attendu)")
+        raise sender(F_CERT, f"Certificat client CN={cert.get('cn')!r} : {' ou '.join(names)} attendu")
     return dict(cert)
 
 

@@ -173,8 +173,10 @@ def test_mtls_mode_refuses_a_connection_without_a_client_certificate(insi_mtls_s
 def test_mtls_mode_wants_the_insi_auto_or_manu_common_name(insi_mtls_server, test_pki):
     # A valid certificate of the structure, but not named INSI-AUTO/INSI-MANU: DESIR_560, as the real service.
     client = Client(insi_mtls_server.tls_url, verify=test_pki.context("structure"))
-    assert_sender(client.fault(envelope(CLERICO, security="")), "siram_100", "desir_560", "droits suffisants",
-                  "CN='cabinet'")
+    fault = client.fault(envelope(CLERICO, security=""))
+    assert_sender(fault, "siram_100", "desir_560", "CN='cabinet'")
+    # The message the PADOA README reports for DESIR_560, as the Reason for the user
+    assert fault.reason == "Vous ne disposez pas des droits suffisants pour accéder à ce service."
     client.http.close()
 
 
