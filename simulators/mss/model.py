@@ -329,15 +329,17 @@ class MssModel:
         uids: list[int] = []
         if strict and errors:
             lines = [f"5.6.0 {f['code']} : {f['message']}" for f in errors]
-            lines.insert(0, "5.6.0 Message refusé par le banc MSSanté (mode strict) :")
+            lines.insert(0, wire.SMTP_STRICT_HEAD)
             reply = "\r\n".join(f"554{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
+            # The reply is recorded as sent: ASCII (the findings keep their accents).
+            reply = b"\r\n".join(wire.smtp_reply_lines(reply)).decode("ascii")
             accepted = False
         else:
             uids = self._deliver(raw, wire.normalise_address(mail_from), rcpts, sub_id, origin)
             if result.closes_channel:
                 for patient in result.patient_recipients:
                     self.close_channel(patient, wire.normalise_address(mail_from), result.message_id)
-            reply = f"250 2.0.0 Message accepté (id {sub_id}, {len(result.findings)} constat(s))"
+            reply = f"250 2.0.0 Message accepted (id {sub_id}, {len(result.findings)} finding(s))"
             accepted = True
         self._record_submission(sub_id, origin, mail_from, rcpts, result.subject, accepted, reply, result.findings,
                                 result.summary())

@@ -153,9 +153,44 @@ def parse_message(raw: bytes) -> EmailMessage:
 
 
 def ascii_text(text: str) -> bytes:
-    """Accents removed, for protocol lines that must stay ASCII (IMAP response text)."""
+    """Accents removed, for protocol lines that must stay ASCII (IMAP response text, SMTP replies)."""
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).encode("ascii", "replace")
+
+
+# ----------------------------------------------------------------------------------------------------
+# SMTP reply lines
+# ----------------------------------------------------------------------------------------------------
+
+# The bench's own reply texts (operators' texts are not public). ASCII only: RFC 5321 §4.2 textstring.
+SMTP_TEMPFAIL = "451 4.3.0 Temporary failure simulated by the MSSante bench, try again later"
+SMTP_REFUSED = "554 5.3.0 Refusal simulated by the MSSante bench"
+SMTP_TOKEN_EXPIRED = ("530 5.7.0 Authentication required: Pro Sante Connect token expired, authenticate again "
+                      "(AUTH)")
+SMTP_STRICT_HEAD = "5.6.0 Message refuse par le banc MSSante (mode strict) :"
+
+# Enhanced status code (RFC 3463) for replies whose text has none, by reply code; else "<class>.0.0".
+# X.5.1 invalid command, X.5.2 syntax error, X.5.4 invalid arguments, X.7.0 security, X.3.4 message too big.
+_ENHANCED_BY_CODE = {500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504: "5.5.4", 530: "5.7.0",
+                     538: "5.7.11", 552: "5.3.4", 553: "5.1.3", 555: "5.5.4", 454: "4.7.0"}
+_HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
+def smtp_reply_lines(status: str | bytes, *, enhanced: bool = True) -> list[bytes]:
+    """One reply as sent: each line folded to printable ASCII and, with ``enhanced``, given an RFC 3463 code
+    when its text has none (RFC 2034: every 2xx/4xx/5xx reply but the greeting and the answers to EHLO/HELO;
+    3xx replies such as 334 and 354 carry none)."""
+    text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+    out = []
+    for line in text.split("\r\n"):
+        line = re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "?", line)
+        code, sep, rest = line[:3], line[3:4], line[4:]
+        if (enhanced and code.isdigit() and code[0] in "245" and sep in (" ", "-", "")
+                and not _HAS_ENHANCED.match(rest)):
+            extra = _ENHANCED_BY_CODE.get(int(code), f"{code[0]}.0.0")
+            line = f"{code}{sep or ' '}{extra}" + (f" {rest}" if rest else "")
+        out.append(ascii_text(line))
+    return out
 
 
 def _fold(text: str) -> str:
