@@ -28,8 +28,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import Message
 from email.utils import format_datetime
 from typing import Any
 
@@ -46,6 +44,9 @@ from twisted.mail.interfaces import (
     IMessageIMAP,
     IMessageIMAPPart,
     INamespacePresenter,
+)
+from twisted.mail.interfaces import (
+    IMessageIMAPFile as IMessageFile,
 )
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -83,21 +84,17 @@ def _text(value: Any) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _split(raw: bytes) -> bytes:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        _head, found, body = raw.partition(sep)
-        if found:
-            return body
-    return b""
-
-
 @implementer(IMessageIMAPPart)
 class Part:
-    def __init__(self, msg: Message, raw: bytes) -> None:
-        self.msg = msg
+    """A MIME entity served from its stored bytes (never re-serialised: wire.imap_section)."""
+
+    def __init__(self, raw: bytes) -> None:
         self.raw = raw
+        self.header, self.body = wire.split_entity(raw)
+        self.msg = wire.entity_headers(self.header)
 
     def getHeaders(self, negate: bool, *names: Any) -> dict[str, str]:
+        # Parsed values, for BODYSTRUCTURE, ENVELOPE and SEARCH; FETCH of header bytes uses wire.imap_section.
         wanted = {_text(n).lower() for n in names}
         out: dict[str, str] = {}
         for key, value in self.msg.items():
@@ -106,30 +103,33 @@ class Part:
         return out
 
     def getBodyFile(self) -> io.BytesIO:
-        return io.BytesIO(_split(self.raw))
+        return io.BytesIO(self.body)
 
     def getSize(self) -> int:
-        return len(self.raw)
+        return len(self.body)  # BODYSTRUCTURE body-fld-octets: the body only (RFC822.SIZE: see spew_rfc822size)
 
     def isMultipart(self) -> bool:
-        return self.msg.is_multipart()
+        return self.msg.get_content_maintype() == "multipart"
 
     def getSubPart(self, part: int) -> Part:
-        parts = self.msg.get_payload()
-        if not isinstance(parts, list) or not 0 <= part < len(parts):
+        if self.msg.get_content_type() == "message/rfc822" and part == 0:
+            return Part(self.body)  # Twisted's BODYSTRUCTURE asks for the encapsulated message this way
+        parts = wire.mime_parts(self.header, self.body)
+        if not 0 <= part < len(parts):
             raise IndexError(part)
-        sub = parts[part]
-        return Part(sub, sub.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        return Part(parts[part])
 
 
-@implementer(IMessageIMAP)
+@implementer(IMessageIMAP, IMessageFile)
 class StoredMessage(Part):
     def __init__(self, model: MssModel, row: dict) -> None:
-        raw = model.raw(row["uid"])
-        super().__init__(message_from_bytes(raw), raw)
+        super().__init__(model.raw(row["uid"]))
         self.uid = row["uid"]
         self.flags = json.loads(row["flags"])
         self.internal = row["internal_date"]
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.raw)  # RFC822 / BODY[]: the stored bytes
 
     def getUID(self) -> int:
         return self.uid
@@ -529,6 +529,51 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # ------------------------------------------------------------------------------------ FETCH from the stored bytes
+    # Twisted rebuilds headers from a parsed dict (re-cased names, lost folding) and serves parts re-serialised;
+    # here every section is a slice of the stored bytes (RFC 3501 §6.4.5), so signatures over parts verify.
+    def _literal_or_nil(self, data: bytes | None) -> bytes:
+        return b"NIL" if data is None else b"{%d}\r\n%b" % (len(data), data)
+
+    def spew_body(self, part: Any, id: int, msg: Any, _w: Any = None, _f: Any = None) -> Any:
+        if not (part.header or part.text or part.mime or part.empty):
+            return super().spew_body(part, id, msg, _w, _f)  # BODY: the non-extended structure
+        _w = _w or self.transport.write
+        path = [p + 1 for p in part.part]
+        section = b".".join(b"%d" % p for p in path)
+        fields = None
+        if part.header:
+            kind = "HEADER"
+            spec = b"HEADER"
+            if part.header.fields:
+                fields = [_text(f) for f in part.header.fields]
+                spec += b".FIELDS.NOT" if part.header.negate else b".FIELDS"
+                spec += b" (" + b" ".join(f.encode("ascii", "replace") for f in fields) + b")"
+            negate = bool(part.header.negate)
+        else:
+            kind = "TEXT" if part.text else "MIME" if part.mime else ""
+            spec, negate = kind.encode(), False
+        section = section + b"." + spec if section and spec else section or spec
+        data = wire.imap_section(msg.raw, path, kind, fields, negate)
+        origin = b""
+        if part.partialBegin is not None and data is not None:
+            data = data[part.partialBegin:part.partialBegin + part.partialLength]
+            origin = b"<%d>" % part.partialBegin  # RFC 3501 §7.4.2: the response gives the origin octet only
+        _w(b"BODY[" + section + b"]" + origin + b" " + self._literal_or_nil(data))
+        return None
+
+    def spew_rfc822(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822 " + self._literal_or_nil(msg.raw))
+
+    def spew_rfc822header(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.HEADER " + self._literal_or_nil(msg.header))
+
+    def spew_rfc822text(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.TEXT " + self._literal_or_nil(msg.body))
+
+    def spew_rfc822size(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.SIZE %d" % len(msg.raw))  # the length of BODY[]
 
     # ------------------------------------------------------------------------------------ faults, journal
     def lineReceived(self, line: bytes) -> None:

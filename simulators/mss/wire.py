@@ -19,7 +19,7 @@ from datetime import date, datetime
 from email import policy
 from email.header import Header
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 
 from simulators.core.xmlsafe import XmlRejected, parse_xml
@@ -156,6 +156,97 @@ def ascii_text(text: str) -> bytes:
     """Accents removed, for protocol lines that must stay ASCII (IMAP response text, SMTP replies)."""
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).encode("ascii", "replace")
+
+
+# ----------------------------------------------------------------------------------------------------
+# MIME entities cut from the stored bytes (IMAP FETCH sections, RFC 3501 §6.4.5; boundaries, RFC 2046 §5.1.1)
+# ----------------------------------------------------------------------------------------------------
+# Sections are slices of the bytes as received, never a re-serialisation: header case, folding, preambles and
+# blank lines are the sender's, so a signature over a part (S/MIME multipart/signed) still verifies.
+
+
+def split_entity(raw: bytes) -> tuple[bytes, bytes]:
+    """(header including the blank line that ends it, body). No blank line: all header, no body."""
+    if raw.startswith(b"\r\n"):
+        return b"\r\n", raw[2:]
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        return raw, b""
+    return raw[:end + 4], raw[end + 4:]
+
+
+def entity_headers(header: bytes) -> Message:
+    """The header fields parsed (compat32: values as written, encoded words included)."""
+    return BytesHeaderParser().parsebytes(header)
+
+
+def header_subset(header: bytes, names: list[str], *, negate: bool = False) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching fields as written (continuation lines included), then the
+    blank line (RFC 3501: the delimiting blank line is part of every header fetch)."""
+    wanted = {n.lower() for n in names}
+    fields: list[bytes] = []
+    for line in header.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif line:
+            fields.append(line)
+    kept = [f for f in fields if (f.split(b":", 1)[0].strip().decode("ascii", "replace").lower() in wanted) != negate]
+    return b"".join(f + b"\r\n" for f in kept) + b"\r\n"
+
+
+def mime_parts(header: bytes, body: bytes) -> list[bytes]:
+    """The body parts of a multipart entity, each as the bytes between its delimiter lines ([] if not multipart).
+    The CRLF before a delimiter belongs to the delimiter (RFC 2046 §5.1.1)."""
+    msg = entity_headers(header)
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if not boundary:
+        return []
+    delimiter = re.compile(rb"(?:\A|\r\n)--" + re.escape(boundary.encode("ascii", "replace"))
+                           + rb"(--)?[ \t]*(?=\r\n|\Z)")
+    parts: list[bytes] = []
+    start: int | None = None
+    for m in delimiter.finditer(body):
+        if start is not None:
+            parts.append(body[start:m.start()])
+        if m.group(1):  # close delimiter: the epilogue is not a part
+            return parts
+        start = m.end() + 2
+    if start is not None:  # no close delimiter: the last part runs to the end
+        parts.append(body[start:])
+    return parts
+
+
+def _is_rfc822(header: bytes) -> bool:
+    return entity_headers(header).get_content_type() == "message/rfc822"
+
+
+def imap_section(raw: bytes, path: list[int], kind: str = "", fields: list[str] | None = None,
+                 negate: bool = False) -> bytes | None:
+    """The bytes of a FETCH BODY[<section>] (RFC 3501 §6.4.5). ``path``: 1-based part numbers; ``kind``: "" (the
+    whole entity at the top, the body of a part), ``HEADER``, ``TEXT``, ``MIME``; ``fields`` for HEADER.FIELDS.
+    None when the part does not exist."""
+    header, body = split_entity(raw)
+    for depth, number in enumerate(path):
+        if depth and _is_rfc822(header):  # a part that is a message: its parts are the encapsulated message's
+            header, body = split_entity(body)
+        parts = mime_parts(header, body)
+        if parts:
+            if not 1 <= number <= len(parts):
+                return None
+            header, body = split_entity(parts[number - 1])
+        elif number != 1:  # a single-part entity has only part 1: its body
+            return None
+    if kind == "MIME":
+        return header if path else None
+    if path and kind in ("HEADER", "TEXT"):
+        if not _is_rfc822(header):
+            return None
+        header, body = split_entity(body)
+    if kind == "HEADER":
+        return header_subset(header, fields, negate=negate) if fields is not None else header
+    if kind == "TEXT":
+        return body
+    return body if path else raw
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_xoauth2_then_select_search_fetch(mss):
         assert fetched["X-MSS-NIL"] == "LGC-TEST-0001"
         typ, data = client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT X-MSS-CODECDA X-MSS-INS)])")
         headers = data[0][1].decode()
-        assert SUBJECT in headers and "X-Mss-Codecda: 11488-4" in headers and "X-Mss-Ins: O" in headers
+        assert SUBJECT in headers and "X-MSS-CODECDA: 11488-4" in headers and "X-MSS-INS: O" in headers
         typ, data = client.fetch("2", "(BODYSTRUCTURE)")
         assert b'"IHE_XDM.zip"' in data[0] and b"MIXED" in data[0].upper()
         typ, data = client.uid("FETCH", uids[1].decode(), "(FLAGS)")
