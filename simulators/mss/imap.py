@@ -72,7 +72,8 @@ def _unquoted_disposition(self: Any, disp: Any) -> Any:
 
 
 imap4._MessageStructure._disposition = _unquoted_disposition
-FLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]
+FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+SPECIAL_USE = {"Sent": ["\\Sent"]}  # RFC 6154 attribute of each folder that has one
 
 
 def _text(value: Any) -> str:
@@ -122,10 +123,10 @@ class Part:
 
 @implementer(IMessageIMAP, IMessageFile)
 class StoredMessage(Part):
-    def __init__(self, model: MssModel, row: dict) -> None:
+    def __init__(self, model: MssModel, row: dict, *, recent: bool = False) -> None:
         super().__init__(model.raw(row["uid"]))
         self.uid = row["uid"]
-        self.flags = json.loads(row["flags"])
+        self.flags = json.loads(row["flags"]) + (["\\Recent"] if recent else [])
         self.internal = row["internal_date"]
 
     def open(self) -> io.BytesIO:
@@ -141,19 +142,73 @@ class StoredMessage(Part):
         return format_datetime(datetime.fromtimestamp(self.internal, UTC))
 
 
+@dataclass
+class Changes:
+    """What a session must be told of its selected folder (RFC 3501 §7.3.1, §7.4.1)."""
+
+    expunged: list[int]  # sequence numbers, in the order the EXPUNGE responses are sent
+    exists: int | None  # new message count, when messages were added
+    recent: int | None
+
+
 @implementer(IMailboxIMAP, ICloseableMailboxIMAP)
 class Folder:
-    def __init__(self, model: MssModel, address: str, name: str) -> None:
+    """A folder as one session sees it. Once selected (``open``), sequence numbers are those of the session's view
+    (``uids``): messages delivered or expunged by others enter or leave it only when the session is told
+    (``changes``), so the numbers the client knows stay right."""
+
+    def __init__(self, model: MssModel, address: str, name: str, *, readonly: bool = False) -> None:
         self.model = model
         self.address = address
         self.name = name
+        self.readonly = readonly
         self.listeners: list[Any] = []
+        self.uids: list[int] | None = None  # None: not selected (STATUS, APPEND, COPY target)
+        self.recent: set[int] = set()
+        self.highest = 0
 
-    def _rows(self) -> list[dict]:
-        return self.model.folder_rows(self.address, self.name)
+    def open(self) -> None:
+        self.uids = self.model.folder_uids(self.address, self.name)
+        self.highest = max(self.uids, default=0)
+        self.recent = self._take_recent(self.uids)
+
+    def _take_recent(self, uids: list[int]) -> set[int]:
+        # A read-only session reports \Recent without taking it from the next read-write one (RFC 3501 §6.3.2).
+        return self.model.still_recent(uids) if self.readonly else self.model.claim_recent(uids)
+
+    def _view(self) -> list[int]:
+        return self.uids if self.uids is not None else self.model.folder_uids(self.address, self.name)
+
+    def changes(self, *, allow_expunge: bool) -> Changes:
+        """Bring the view up to date with the store: EXPUNGEs only where allowed, new messages always."""
+        current = self.model.folder_uids(self.address, self.name)
+        if self.uids is None:
+            return Changes([], None, None)
+        expunged: list[int] = []
+        if allow_expunge:
+            present = set(current)
+            kept = []
+            for seq, uid in enumerate(self.uids, start=1):
+                if uid in present:
+                    kept.append(uid)
+                else:  # each EXPUNGE renumbers the messages after it at once
+                    expunged.append(seq - len(expunged))
+            self.uids = kept
+            self.recent &= present
+        new = [u for u in current if u > self.highest]
+        if not new:
+            return Changes(expunged, None, None)
+        self.uids.extend(new)
+        self.highest = new[-1]
+        self.recent |= self._take_recent(new)
+        return Changes(expunged, len(self.uids), len(self.recent))
 
     def getFlags(self) -> list[str]:
         return list(FLAGS)
+
+    def getMailboxAttributes(self) -> list[str]:
+        # LIST attributes: no hierarchy under the two fixed folders (RFC 3348), special use (RFC 6154).
+        return ["\\HasNoChildren", *SPECIAL_USE.get(self.name, [])]
 
     def getHierarchicalDelimiter(self) -> str:
         return "/"
@@ -163,25 +218,34 @@ class Folder:
         return int(box["uidvalidity"]) if box else 1
 
     def getUIDNext(self) -> int:
-        return self.model.next_uid()
+        return self.model.uidnext(self.address, self.name)
 
     def getUID(self, message: int) -> int:
-        return self._rows()[message - 1]["uid"]
+        return self._view()[message - 1]
 
     def getMessageCount(self) -> int:
-        return len(self._rows())
+        return len(self._view())
 
     def getRecentCount(self) -> int:
-        return 0
+        if self.uids is None:  # STATUS: messages no session has been told of
+            return len(self.model.still_recent(self._view()))
+        return len(self.recent)
 
     def getUnseenCount(self) -> int:
-        return sum(1 for r in self._rows() if "\\Seen" not in json.loads(r["flags"]))
+        return sum(1 for r in self._rows().values() if "\\Seen" not in json.loads(r["flags"]))
+
+    def first_unseen(self) -> int | None:
+        rows = self._rows()
+        for seq, uid in enumerate(self._view(), start=1):
+            if uid in rows and "\\Seen" not in json.loads(rows[uid]["flags"]):
+                return seq
+        return None
 
     def isWriteable(self) -> bool:
-        return True
+        return not self.readonly
 
     def destroy(self) -> None:
-        raise imap4.MailboxException("les dossiers du banc ne peuvent pas être supprimés")
+        raise imap4.MailboxException("les dossiers du banc ne peuvent pas etre supprimes")
 
     def requestStatus(self, names: list[Any]) -> dict:
         return imap4.statusRequestHelper(self, [_text(n).upper() for n in names])
@@ -196,47 +260,68 @@ class Folder:
     def addMessage(self, message: Any, flags: Any = (), date: Any = None) -> defer.Deferred:
         data = message.read() if hasattr(message, "read") else bytes(message)
         uid = self.model.store_message(self.address, self.name, data, origin="imap-append",
-                                       flags=[_text(f) for f in flags or ()])
+                                       flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"])
         return defer.succeed(uid)
 
     def expunge(self) -> list[int]:
-        rows = self._rows()
+        """EXPUNGE/CLOSE by this session: the sequence numbers of its view, each as the EXPUNGE response gives it."""
         gone = set(self.model.expunge(self.address, self.name))
-        # Sequence numbers shift as messages go: report them the way EXPUNGE responses expect.
-        out, shift = [], 0
-        for seq, row in enumerate(rows, start=1):
-            if row["uid"] in gone:
-                out.append(seq - shift)
-                shift += 1
+        view = self._view()
+        out = []
+        for seq, uid in enumerate(view, start=1):
+            if uid in gone:
+                out.append(seq - len(out))
+        if self.uids is not None:
+            self.uids = [u for u in view if u not in gone]
+            self.recent -= gone
         return out
 
+    def _rows(self) -> dict[int, dict]:
+        return {r["uid"]: r for r in self.model.folder_rows(self.address, self.name)}
+
     def _select(self, messages: Any, uid: bool) -> list[tuple[int, dict]]:
-        rows = self._rows()
-        if not rows:
+        view = self._view()
+        if not view:
             return []
+        rows = self._rows()  # messages expunged by another session, not yet announced, are left out
         if uid:
-            messages.last = rows[-1]["uid"]
-            return [(seq, r) for seq, r in enumerate(rows, start=1) if r["uid"] in messages]
-        messages.last = len(rows)
-        return [(seq, r) for seq, r in enumerate(rows, start=1) if seq in messages]
+            messages.last = view[-1]
+            return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if u in messages and u in rows]
+        messages.last = len(view)
+        return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if seq in messages and u in rows]
 
     def fetch(self, messages: Any, uid: bool) -> list[tuple[int, StoredMessage]]:
-        return [(seq, StoredMessage(self.model, r)) for seq, r in self._select(messages, uid)]
+        return [(seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
+                for seq, r in self._select(messages, uid)]
 
     def store(self, messages: Any, flags: Any, mode: int, uid: bool) -> dict[int, list[str]]:
-        flags = [_text(f) for f in flags]
+        if self.readonly:
+            raise imap4.ReadOnlyMailbox()
+        flags = {_text(f) for f in flags} - {"\\Recent"}  # \Recent is the server's (RFC 3501 §2.3.2)
         out = {}
         for seq, row in self._select(messages, uid):
             current = set(json.loads(row["flags"]))
             if mode == -1:
-                current -= set(flags)
+                current -= flags
             elif mode == 0:
                 current = set(flags)
             else:
-                current |= set(flags)
+                current |= flags
             self.model.set_flags(row["uid"], sorted(current))
-            out[seq] = sorted(current)
+            out[seq] = sorted(current) + (["\\Recent"] if row["uid"] in self.recent else [])
         return out
+
+    def mark_seen(self, messages: Any, uid: bool) -> bool:
+        """Implicit \\Seen of FETCH BODY[…]/RFC822/RFC822.TEXT (RFC 3501 §6.4.5); True if a flag changed."""
+        changed = False
+        unresolved = imap4.MessageSet()  # a copy: "*" can be resolved once per set, and FETCH resolves the original
+        unresolved.ranges = list(messages.ranges)
+        for _seq, row in self._select(unresolved, uid):
+            current = set(json.loads(row["flags"]))
+            if "\\Seen" not in current:
+                self.model.set_flags(row["uid"], sorted(current | {"\\Seen"}))
+                changed = True
+        return changed
 
     def close(self) -> None:
         pass
@@ -262,7 +347,10 @@ class Account:
         return False
 
     def select(self, name: Any, rw: bool = True) -> Folder | None:
-        return self._folder(name)
+        folder = self._folder(name)
+        if folder is not None:
+            folder.readonly = not rw
+        return folder
 
     def delete(self, name: Any) -> None:
         raise imap4.MailboxException("suppression de dossier non prise en charge par le banc")
@@ -395,6 +483,11 @@ def _text_search_args(query: list) -> list:
 
 
 
+def _sets_seen(item: Any) -> bool:
+    return (item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)) \
+        or item.type in ("rfc822", "rfc822text")
+
+
 class _Timer:
     def __init__(self, loop: asyncio.AbstractEventLoop, period: float, func: Callable[[], Any]) -> None:
         self.loop = loop
@@ -467,6 +560,9 @@ class MssIMAP(imap4.IMAP4Server):
 
     def capabilities(self) -> dict:
         cap = super().capabilities()
+        cap[b"UNSELECT"] = None
+        cap[b"CHILDREN"] = None  # \HasNoChildren in LIST (RFC 3348)
+        cap[b"SPECIAL-USE"] = None  # \Sent in LIST (RFC 6154)
         if not self.front.legacy:
             cap[b"LOGINDISABLED"] = None
         if self.front.implicit:
@@ -529,6 +625,74 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # ------------------------------------------------------------------------------------ responses, SELECT, LIST
+    def sendContinuationRequest(self, msg: bytes | None = b"Ready for additional command text") -> None:
+        # RFC 3501 continue-req is "+" SP (resp-text / base64): the space is there even for an empty challenge.
+        self.sendLine(b"+ " + (msg or b""))
+
+    def _cbSelectWork(self, mbox: Folder | None, cmdName: bytes, tag: bytes) -> None:
+        # RFC 3501 §6.3.1: FLAGS, EXISTS, RECENT, OK [UNSEEN] (if any), OK [PERMANENTFLAGS], OK [UIDNEXT],
+        # OK [UIDVALIDITY], then the tagged OK [READ-WRITE] / [READ-ONLY] (§6.3.2).
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"No such mailbox")
+            return
+        mbox.open()
+        self.sendUntaggedResponse(b"FLAGS (" + " ".join(FLAGS).encode() + b")")
+        if mbox.readonly:
+            self.sendPositiveResponse(None, b"[PERMANENTFLAGS ()] No permanent flags permitted")
+        else:
+            self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + " ".join(FLAGS).encode() + b" \\*)] Limited")
+        self.sendUntaggedResponse(b"%d EXISTS" % mbox.getMessageCount())
+        self.sendUntaggedResponse(b"%d RECENT" % mbox.getRecentCount())
+        unseen = mbox.first_unseen()
+        if unseen is not None:
+            self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen message" % unseen)
+        self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
+        self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        mbox.addListener(self)
+        mode = b"[READ-ONLY] " if mbox.readonly else b"[READ-WRITE] "
+        self.sendPositiveResponse(tag, mode + cmdName + b" completed")
+        self.state = "select"
+        self.mbox = mbox
+
+    def _cbListWork(self, mailboxes: list, tag: bytes, sub: int, cmdName: bytes) -> None:
+        # Mailbox name attributes (RFC 3501 §7.2.2), not the message flags Twisted put there.
+        for name, box in mailboxes:
+            if not sub or self.account.isSubscribed(name):
+                attrs = " ".join(box.getMailboxAttributes()).encode()
+                quoted = imap4._quote(name.encode("imap4-utf-7"))
+                self.sendUntaggedResponse(cmdName + b" (" + attrs + b') "/" ' + quoted)
+        self.sendPositiveResponse(tag, cmdName + b" completed")
+
+    def do_UNSELECT(self, tag: bytes) -> None:
+        # RFC 3691 (in IMAP4rev2's base, RFC 9051 §6.4.2): leave the folder without expunging.
+        if self.mbox is not None:
+            self.mbox.removeListener(self)
+        self.mbox = None
+        self.state = "auth"
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_UNSELECT = (do_UNSELECT,)
+
+    def do_STORE(self, tag: bytes, messages: Any, mode: bytes, flags: Any, uid: int = 0) -> None:
+        if self.mbox is not None and self.mbox.readonly:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox opened with EXAMINE: flags cannot be changed")
+            return
+        super().do_STORE(tag, messages, mode, flags, uid)
+
+    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom,
+                    imap4.IMAP4Server.arg_flaglist)
+
+    def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
+        # BODY[…] (not PEEK), RFC822 and RFC822.TEXT set \Seen in a read-write session; the new flags go with the
+        # FETCH responses (RFC 3501 §6.4.5). Never in a read-only one (EXAMINE).
+        if (query and self.mbox is not None and not self.mbox.readonly and any(map(_sets_seen, query))
+                and self.mbox.mark_seen(messages, uid) and not any(p.type == "flags" for p in query)):
+            query = [*query, imap4._FetchParser.Flags()]
+        super().do_FETCH(tag, messages, query, uid)
+
+    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
 
     # ------------------------------------------------------------------------------------ FETCH from the stored bytes
     # Twisted rebuilds headers from a parsed dict (re-cased names, lost folding) and serves parts re-serialised;

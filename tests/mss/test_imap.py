@@ -77,8 +77,11 @@ def test_xoauth2_then_select_search_fetch(mss):
         typ, data = client.fetch("2", "(BODYSTRUCTURE)")
         assert b'"IHE_XDM.zip"' in data[0] and b"MIXED" in data[0].upper()
         typ, data = client.uid("FETCH", uids[1].decode(), "(FLAGS)")
-        assert b"FLAGS ()" in data[0]
+        assert b"FLAGS (\\Recent)" in data[0]  # this session was the first told of the message
         client.store("2", "+FLAGS", "\\Seen")
+        typ, data = client.search(None, "UNSEEN")
+        assert data == [b""]  # FETCH RFC822 set \Seen on message 1 (RFC 3501 §6.4.5)
+        client.store("1", "-FLAGS", "\\Seen")
         typ, data = client.search(None, "UNSEEN")
         assert data == [b"1"]
         typ, data = client.list()
