@@ -521,6 +521,10 @@ class _Pending:
     out: list[bytes] = field(default_factory=list)
 
 
+_NO_EXPUNGE = {"IMAP FETCH", "IMAP STORE", "IMAP SEARCH"}  # MSN commands (UID ones may, RFC 3501 §7.4.1)
+_NO_ANNOUNCE = {"IMAP SELECT", "IMAP EXAMINE", "IMAP CLOSE", "IMAP UNSELECT", "IMAP LOGOUT"}
+
+
 class MssIMAP(imap4.IMAP4Server):
     IDENT = b"segur-bench MSSante IMAP4rev1 (simulateur)"
 
@@ -539,6 +543,7 @@ class MssIMAP(imap4.IMAP4Server):
         self.auth_outcome: str | None = None
         self.auth_failure: str | None = None
         self.pending: dict[bytes, _Pending] = {}
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
 
     # Twisted's timers on the asyncio loop
@@ -625,6 +630,64 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # ------------------------------------------------------------------------------------ new mail, IDLE
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        # Before a tagged completion, tell the session what changed in its folder (RFC 3501 §7: untagged updates
+        # may come with any command; EXISTS anywhere, EXPUNGE not during FETCH/STORE/SEARCH, §7.4.1).
+        if tag and tag != b"*" and state in (b"OK", b"NO", b"BAD") and self.mbox is not None:
+            pending = self.pending.get(tag)
+            operation = pending.operation if pending else ""
+            if operation not in _NO_ANNOUNCE:
+                self.announce(allow_expunge=bool(pending) and operation not in _NO_EXPUNGE)
+        super()._respond(state, tag, message)
+
+    def announce(self, *, allow_expunge: bool) -> None:
+        mbox = self.mbox
+        if mbox is None or self.bridge.closed:
+            return
+        changes = mbox.changes(allow_expunge=allow_expunge)
+        for seq in changes.expunged:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        if changes.exists is not None:
+            self.sendUntaggedResponse(b"%d EXISTS" % changes.exists)
+            self.sendUntaggedResponse(b"%d RECENT" % (changes.recent or 0))
+
+    def do_IDLE(self, tag: bytes) -> None:
+        # RFC 2177: "+ idling", then untagged updates as they happen, until the client's DONE. Deliveries in this
+        # process wake the session at once (ImapFront.stored); a short poll catches other workers'.
+        self.sendContinuationRequest(b"idling")
+        self.parseTag = tag
+        self.lastState = self.parseState
+        self.parseState = "idle"
+        self.front.idling.add(self)
+        self.announce(allow_expunge=True)
+        self._poll_idle()
+
+    def _poll_idle(self) -> None:
+        if self.parseState != "idle" or self.bridge.closed:
+            return
+        self.announce(allow_expunge=True)
+        self._idle_timer = self.bridge.loop.call_later(self.front.idle_poll_s, self._poll_idle)
+
+    def _stop_idle(self) -> None:
+        self.front.idling.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def parse_idle(self, line: bytes) -> None:
+        self._stop_idle()
+        self.parseState = self.lastState
+        tag = self.parseTag
+        del self.lastState, self.parseTag
+        if line.strip().upper() == b"DONE":
+            self.sendPositiveResponse(tag, b"IDLE terminated")
+        else:
+            self.sendBadResponse(tag, b"IDLE terminated: DONE expected")
+
+    select_IDLE = (do_IDLE,)
+    auth_IDLE = select_IDLE
 
     # ------------------------------------------------------------------------------------ responses, SELECT, LIST
     def sendContinuationRequest(self, msg: bytes | None = b"Ready for additional command text") -> None:
@@ -830,6 +893,7 @@ class MssIMAP(imap4.IMAP4Server):
                      waited_s=pending.decision.latency_s or None, tls=tls)
 
     def connectionLost(self, reason: Any) -> None:
+        self._stop_idle()
         for tag in list(self.pending):
             self._finish(tag, None, "connexion fermée avant la réponse")
         super().connectionLost(reason)
@@ -1014,21 +1078,42 @@ class ImapFront:
     def require_tls(self) -> bool:
         return bool(self.ctx.config.settings.get("require_tls", True))
 
+    @property
+    def idle_poll_s(self) -> float:
+        return float(self.ctx.config.settings.get("imap_idle_poll_s", 1.0))
+
     def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any, *, implicit: bool = False) -> None:
         self.ctx = ctx
         self.model = model
         self.tls = tls
         self.implicit = implicit
         self.server: asyncio.AbstractServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.idling: set[MssIMAP] = set()
+
+    def stored(self, mailbox: str, folder: str) -> None:
+        """model.listeners hook, called from any thread: wake the IDLE sessions on that folder."""
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+                self.loop.call_soon_threadsafe(self._wake, mailbox, folder)
+
+    def _wake(self, mailbox: str, folder: str) -> None:
+        for server in list(self.idling):
+            if (server.mss_session is not None and server.mss_session.mailbox == mailbox
+                    and server.mbox is not None and server.mbox.name == folder):
+                server.announce(allow_expunge=True)
 
     async def start(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        self.model.listeners.append(self.stored)
         tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
         self.server = await loop.create_server(lambda: Bridge(self), host, port, reuse_port=True,
                                                reuse_address=True, **tls)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.model.listeners.remove(self.stored)
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):
