@@ -19,6 +19,8 @@ the LOGIN command only in legacy mode. A session whose token expires gets ``* BY
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import io
@@ -417,6 +419,10 @@ class OAuthBearerChallenge(_BearerChallenge):
     parse = staticmethod(wire.parse_oauthbearer)
 
 
+class _TokenRefused(AuthError):
+    """A well-formed bearer response whose token is refused (as opposed to a malformed SASL message)."""
+
+
 class Portal:
     """What Twisted's IMAP4Server calls `portal.login(credentials, mind, IAccount)`."""
 
@@ -434,7 +440,10 @@ class Portal:
                     parsed = creds.parse(creds.response or b"")
                 except wire.SaslError as exc:
                     raise AuthError(str(exc)) from None
-                return model.authenticate_bearer(parsed, outcome=outcome)
+                try:
+                    return model.authenticate_bearer(parsed, outcome=outcome)
+                except AuthError as exc:  # the token itself: RFC 7628 error challenge before the NO
+                    raise _TokenRefused(exc.reason, expired=exc.expired) from None
             user = _text(getattr(creds, "username", b""))
             password = _text(getattr(creds, "password", b""))
             mechanism = _text(getattr(creds, "mechanism", None) or "LOGIN")
@@ -450,6 +459,8 @@ class Portal:
         def failed(failure: Failure) -> Failure:
             if failure.check(AuthError):
                 server.auth_failure = failure.value.reason
+                server.oauth_error = (wire.oauth_error_json(failure.value.reason)
+                                      if failure.check(_TokenRefused) else None)
                 return Failure(UnauthorizedLogin(failure.value.reason))
             return failure
 
@@ -542,6 +553,7 @@ class MssIMAP(imap4.IMAP4Server):
         self.mss_session: Session | None = None
         self.auth_outcome: str | None = None
         self.auth_failure: str | None = None
+        self.oauth_error: bytes | None = None  # RFC 7628 error JSON of the last refused token
         self.pending: dict[bytes, _Pending] = {}
         self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
@@ -574,6 +586,8 @@ class MssIMAP(imap4.IMAP4Server):
             cap.pop(b"STARTTLS", None)  # encrypted from the first byte
         elif self.front.require_tls and not self.startedTLS:
             cap.pop(b"AUTH", None)  # no mechanism is usable before STARTTLS: none is advertised (RFC 9051 §6.2.1)
+        if b"AUTH" in cap:
+            cap[b"SASL-IR"] = None  # AUTHENTICATE <mechanism> <initial response> (RFC 4959)
         return cap
 
     def connectionMade(self) -> None:
@@ -582,15 +596,43 @@ class MssIMAP(imap4.IMAP4Server):
             self.startedTLS = True  # IMAP over TLS (port 993 style): as if STARTTLS had been done
             self.canStartTLS = False
 
-    def do_AUTHENTICATE(self, tag: bytes, args: bytes) -> None:
+    def do_AUTHENTICATE(self, tag: bytes, args: bytes | None) -> None:
         if self.front.require_tls and not self.startedTLS:
             # A bearer token must never cross the network in clear: the same rule as SMTP's AUTH before STARTTLS.
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : "
                                            b"chiffrez la connexion d'abord")
             return
-        super().do_AUTHENTICATE(tag, args)
+        mechanism, _, initial = (args or b"").strip().partition(b" ")
+        mechanism, initial = mechanism.upper(), initial.strip()
+        if not mechanism:
+            self.sendBadResponse(tag, b"AUTHENTICATE: mechanism expected")
+        elif mechanism not in self.challengers:
+            self.sendNegativeResponse(tag, b"AUTHENTICATE method unsupported")
+        elif not initial:
+            self.authenticate(self.challengers[mechanism](), tag)  # "+ " continuation, then the response
+        else:
+            # SASL-IR (RFC 4959): the first response on the command line, "=" for an empty one.
+            self._IMAP4Server__cbAuthChunk(b"" if initial == b"=" else initial, self.challengers[mechanism](), tag)
 
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_line)
+
+    def _IMAP4Server__cbAuthChunk(self, result: bytes, chal: Any, tag: bytes) -> None:
+        # Twisted's decoding is lenient and takes "*" as data: RFC 3501 §6.2.2 wants BAD for both.
+        line = result.strip()
+        if line == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+            return
+        try:
+            response = base64.b64decode(line, validate=True)
+        except binascii.Error:
+            self.sendBadResponse(tag, b"AUTHENTICATE: the response is not base64")
+            return
+        chal.setResponse(response)
+        if chal.moreChallenges():
+            self._setupChallenge(chal, tag)
+        else:
+            self.portal.login(chal, None, IAccountIMAP).addCallbacks(
+                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None)
 
     def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         creds = imap4.credentials.UsernamePassword(user, passwd)
@@ -614,10 +656,25 @@ class MssIMAP(imap4.IMAP4Server):
     def _auth_failed(self, failure: Failure, tag: bytes) -> None:
         if failure.check(UnauthorizedLogin):
             reason = wire.ascii_text(self.auth_failure or "authentification refusée")
+            challenge, self.oauth_error = self.oauth_error, None
+            if challenge is not None:
+                # RFC 7628 §3.2.2 (as on SMTP): error challenge, the client's answer (%x01, or empty for
+                # XOAUTH2), then the tagged NO; "*" cancels (BAD).
+                self.parseState = "pending"
+                self._pendingLiteral = defer.Deferred()
+                self._pendingLiteral.addCallback(self._oauth_error_answered, tag, reason)
+                self.sendContinuationRequest(base64.b64encode(challenge))
+                return
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
         else:
             self.sim.logger.error("IMAP authentication error: %s", failure.getErrorMessage())
             self.sendBadResponse(tag, b"Server error: login failed unexpectedly")
+
+    def _oauth_error_answered(self, line: bytes, tag: bytes, reason: bytes) -> None:
+        if line.strip() == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+        else:
+            self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
 
     def _IMAP4Server__cbManualSearch(self, result: list, tag: bytes, mbox: Any, query: Any, uid: int,
                                      searchResults: Any = None) -> None:
