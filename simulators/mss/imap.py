@@ -12,8 +12,14 @@ worker's asyncio loop through a small adapter:
 * SEARCH is evaluated in one pass (Twisted's manual search reschedules itself on the global reactor).
 
 Mailboxes live in the shared SQLite store (model.py), so SMTP deliveries and control-API injections from any
-worker are seen at once. Authentication: AUTHENTICATE XOAUTH2 / OAUTHBEARER (PSC token), PLAIN / LOGIN and
-the LOGIN command only in legacy mode. A session whose token expires gets ``* BYE`` on its next command.
+worker are seen at once. Authentication: AUTHENTICATE XOAUTH2 / OAUTHBEARER (PSC token, SASL-IR, RFC 7628
+error challenge), PLAIN / LOGIN and the LOGIN command only in legacy mode. A session whose token expires gets
+``* BYE`` on its next command.
+
+Where Twisted strays from RFC 3501 it is overridden: FETCH sections are slices of the stored bytes, SELECT and
+EXAMINE send every required response (EXAMINE read-only), LIST gives mailbox attributes, continuation requests
+keep their space, and a selected session is told of new and expunged messages (before tagged replies, at once
+during IDLE) against its own view of sequence numbers.
 """
 
 from __future__ import annotations

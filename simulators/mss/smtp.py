@@ -6,6 +6,7 @@
   challenge carrying the JSON error, the client's empty answer, then ``535 5.7.8``.
 * Token expiry during the session: the next MAIL/RCPT/DATA gets ``530 5.7.0`` and the session is
   unauthenticated, so the client can AUTH again with a fresh token on the same connection.
+* Every reply line is ASCII and, ENHANCEDSTATUSCODES being advertised, carries an RFC 3463 code (``push``).
 * Every command goes through the fault engine (operation ``SMTP <VERB>``) and is journalled; the faults of
   ``SMTP DATA`` apply once the content has been received (delay of the final reply, drop, 4xx/5xx).
 """

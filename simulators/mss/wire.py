@@ -269,7 +269,7 @@ _HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
 
 def smtp_reply_lines(status: str | bytes, *, enhanced: bool = True) -> list[bytes]:
     """One reply as sent: each line folded to printable ASCII and, with ``enhanced``, given an RFC 3463 code
-    when its text has none (RFC 2034: every 2xx/4xx/5xx reply but the greeting and the answers to EHLO/HELO;
+    when its text has none (RFC 2034 §4: every 2xx/4xx/5xx reply but the greeting and the answers to EHLO/HELO;
     3xx replies such as 334 and 354 carry none)."""
     text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
     out = []
