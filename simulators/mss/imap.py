@@ -709,7 +709,11 @@ class MssIMAP(imap4.IMAP4Server):
         mbox = self.mbox
         if mbox is None or self.bridge.closed:
             return
-        changes = mbox.changes(allow_expunge=allow_expunge)
+        try:
+            changes = mbox.changes(allow_expunge=allow_expunge)
+        except Exception:  # e.g. the store busy: tell next time rather than lose the command's reply
+            self.sim.logger.exception("IMAP: new-mail check failed")
+            return
         for seq in changes.expunged:
             self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
         if changes.exists is not None:
@@ -790,6 +794,27 @@ class MssIMAP(imap4.IMAP4Server):
                 quoted = imap4._quote(name.encode("imap4-utf-7"))
                 self.sendUntaggedResponse(cmdName + b" (" + attrs + b') "/" ' + quoted)
         self.sendPositiveResponse(tag, cmdName + b" completed")
+
+    def _cbAppendGotMailbox(self, mbox: Folder | None, tag: bytes, flags: Any, date: Any, message: Any) -> None:
+        # Twisted's version answers a missing folder with a str (and breaks), fails on APPEND without a flag
+        # list, and sends the *target* folder's count as EXISTS even when another folder is selected: the
+        # selected folder's EXISTS comes from the announcement before the tagged reply.
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+            return
+
+        def failed(failure: Failure) -> None:
+            self.sim.logger.error("IMAP APPEND failed: %s", failure.getErrorMessage())
+            self.sendNegativeResponse(tag, b"APPEND failed")
+
+        d = mbox.addMessage(message, [_text(f) for f in flags or ()], date)
+        d.addCallbacks(lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), failed)
+
+    def _cbCopySelectedMailbox(self, mbox: Folder | None, tag: bytes, messages: Any, mailbox: Any, uid: int) -> None:
+        if mbox is None:  # same str bug as APPEND
+            self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+            return
+        super()._cbCopySelectedMailbox(mbox, tag, messages, mailbox, uid)
 
     def do_UNSELECT(self, tag: bytes) -> None:
         # RFC 3691 (in IMAP4rev2's base, RFC 9051 §6.4.2): leave the folder without expunging.

@@ -101,3 +101,27 @@ def test_idle_continuation_and_done_on_the_wire(mss):
     assert raw.until_tagged(b"i2")[-1].startswith(b"i2 BAD")
     assert raw.command(b"n1 NOOP")[-1].startswith(b"n1 OK")
     raw.close()
+
+
+def test_append_announces_only_the_selected_folder(mss):
+    message_for_kit(mss)
+    raw = RawImap(mss)
+    raw.login()
+    raw.command(b"s1 SELECT INBOX")
+    draft = b"Subject: brouillon\r\n\r\ncorps\r\n"
+    raw.send(b"a1 APPEND Sent (\\Seen) {%d}" % len(draft))
+    assert raw.line().startswith(b"+ ")
+    raw.send(draft)
+    assert raw.until_tagged(b"a1") == [b"a1 OK APPEND completed"]  # Sent's count is not INBOX's EXISTS
+    raw.send(b"a2 APPEND INBOX {%d}" % len(draft))
+    assert raw.line().startswith(b"+ ")
+    raw.send(draft)
+    assert raw.until_tagged(b"a2") == [b"* 2 EXISTS", b"* 2 RECENT", b"a2 OK APPEND completed"]
+    raw.send(b"a3 APPEND Nope {%d}" % len(draft))
+    assert raw.line().startswith(b"+ ")
+    raw.send(draft)
+    assert raw.until_tagged(b"a3") == [b"a3 NO [TRYCREATE] No such mailbox"]
+    assert raw.command(b"c1 COPY 1 Nope") == [b"c1 NO [TRYCREATE] No such mailbox"]
+    assert raw.command(b"c2 COPY 1 Sent")[-1].startswith(b"c2 OK")
+    assert raw.command(b"n1 NOOP") == [b"n1 OK NOOP No operation performed"]
+    raw.close()
