@@ -349,7 +349,7 @@ class Account:
         return None
 
     def addMailbox(self, name: Any, mbox: Any = None) -> None:
-        raise imap4.MailboxException("création de dossier non prise en charge par le banc")
+        raise imap4.MailboxException("creation de dossier non prise en charge par le banc")  # IMAP text is ASCII
 
     def create(self, pathspec: Any) -> bool:
         return False

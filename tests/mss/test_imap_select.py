@@ -97,3 +97,16 @@ def test_continuation_requests_have_a_space(mss):
     raw.send(b"INBOX")
     assert raw.until_tagged(b"s1")[-1].startswith(b"s1 OK")
     raw.close()
+
+
+def test_fixed_folders_refuse_changes_in_ascii(mss):
+    raw = RawImap(mss)
+    raw.login()
+    for tag, command in ((b"m1", b"CREATE Projets"), (b"m2", b"DELETE Sent"), (b"m3", b"RENAME Sent Archives"),
+                         (b"m4", b"DELETE INBOX")):
+        lines = raw.command(tag + b" " + command)
+        assert lines[-1].startswith(tag + b" NO "), lines
+        assert all(line.isascii() for line in lines), lines
+    status = raw.command(b"st1 STATUS Sent (MESSAGES RECENT UIDNEXT UNSEEN)")
+    assert re.fullmatch(rb"\* STATUS Sent \(MESSAGES 0 RECENT 0 UIDNEXT \d+ UNSEEN 0\)", status[0]), status
+    raw.close()
