@@ -123,9 +123,9 @@ def test_service_settings_reach_the_simulator_from_the_file_and_from_set(tmp_pat
     finally:
         proc.terminate()
         proc.wait(10)
-    # The probe's IDAM is not FROM-SET: --set won over the file, and the refusal names the unknown IDAM.
-    assert resp.status_code == 400
-    assert "SIMUL-LGC-0001" in resp.text and "desir_550" in resp.text
+    # The probe's IDAM is in neither list: the platform's unknown-IDAM fault (HTTP 500, as the real service).
+    assert resp.status_code == 500
+    assert "desir_550" in resp.text and "siram_100" in resp.text
 
 
 def test_up_starts_the_reference_lgc_pointed_at_the_simulators(tmp_path: Path) -> None:
