@@ -3,8 +3,10 @@ Chromium page, video), a screenshot per step, journals and HAR collected, the pr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -262,11 +264,19 @@ def pytest_bdd_before_step(request: Any, feature: Any, scenario: Any, step: Any,
 def _shot(r: Run, n: int, text: str) -> Path | None:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower())[:50].strip("-")
     path = r.rec.dir / "screenshots" / f"{n:02d}-{slug}.png"
-    try:
-        r.page.screenshot(path=str(path), full_page=False)
-    except Exception:
-        return None
-    return path
+    # A step that ends while the page navigates (a form post, a redirect) can make the capture fail once: wait
+    # for the page to settle and try again, so the bundle keeps one screenshot per step.
+    for attempt in range(3):
+        try:
+            r.page.screenshot(path=str(path), full_page=False)
+            return path
+        except Exception as exc:
+            if attempt == 2:
+                print(f"capture d'écran impossible à l'étape {n} : {exc}", file=sys.stderr)
+                return None
+            with contextlib.suppress(Exception):
+                r.page.wait_for_load_state("load", timeout=5_000)
+    return None
 
 
 def pytest_bdd_after_step(request: Any, feature: Any, scenario: Any, step: Any, step_func: Any,
