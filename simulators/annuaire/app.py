@@ -18,6 +18,7 @@ from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.personas import load_personas
 
 from .model import PARAMS, Directory, Query, SearchError, parse_query
+from .wire import search_outcome
 
 BASE = "/fhir/v2"
 FHIR_JSON = "application/fhir+json; charset=utf-8"
@@ -82,30 +83,51 @@ def _link(base: str, rtype: str, args: list[tuple[str, str]], offset: int, count
     return f"{base}/{rtype}?" + urlencode([*kept, ("_count", str(count)), ("_offset", str(offset))])
 
 
+def handling_preference() -> str | None:
+    """The `handling` preference of the request's `Prefer` header(s) (RFC 7240 syntax: comma-separated
+    preferences, `;` parameters), "strict" or "lenient"; None when absent or unknown (then strict applies)."""
+    for header in request.headers.getlist("Prefer"):
+        for pref in header.split(","):
+            name, _, value = pref.split(";", 1)[0].partition("=")
+            value = value.strip().strip('"').lower()
+            if name.strip().lower() == "handling" and value in ("strict", "lenient"):
+                return value
+    return None
+
+
 def search_bundle(ctx: ServiceContext, rtype: str, args: list[tuple[str, str]], empty: bool = False) -> Response:
     directory = _directory(ctx)
+    handling = handling_preference()
     try:
-        q: Query = parse_query(rtype, args)
+        q: Query = parse_query(rtype, args, lenient=handling == "lenient")
     except SearchError as exc:
         return operation_outcome(400, exc.code, str(exc))
     found = [] if empty else directory.search(q)
     page = found[q.offset:q.offset + q.count]
     base = _base_url(ctx)
-    links = [{"relation": "self", "url": _link(base, rtype, args, q.offset, q.count)}]
-    if q.offset + q.count < len(found):
-        links.append({"relation": "next", "url": _link(base, rtype, args, q.offset + q.count, q.count)})
-    if q.offset > 0:
-        links.append({"relation": "previous", "url": _link(base, rtype, args, max(0, q.offset - q.count), q.count)})
+    used = q.used  # the links repeat the search actually performed, without the parameters ignored
+    links = [{"relation": "self", "url": _link(base, rtype, used, q.offset, q.count)}]
+    if q.count and q.offset + q.count < len(found):
+        links.append({"relation": "next", "url": _link(base, rtype, used, q.offset + q.count, q.count)})
+    if q.count and q.offset > 0:
+        links.append({"relation": "previous", "url": _link(base, rtype, used, max(0, q.offset - q.count), q.count)})
     entries = [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "match"}}
                for r in page]
     entries += [{"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r, "search": {"mode": "include"}}
                 for r in directory.includes(page, q)]
+    if q.ignored:
+        entries.append({"resource": search_outcome(q.ignored), "search": {"mode": "outcome"}})
     bundle = {
         "resourceType": "Bundle", "id": str(uuid.uuid4()),
         "meta": {"lastUpdated": ctx.clock.now().isoformat(timespec="milliseconds")},
-        "type": "searchset", "total": len(found), "link": links, "entry": entries,
+        "type": "searchset", "total": len(found), "link": links,
     }
-    return _json(bundle)
+    if entries:  # FHIR JSON has no empty arrays
+        bundle["entry"] = entries
+    resp = _json(bundle)
+    if handling:
+        resp.headers["Preference-Applied"] = f"handling={handling}"
+    return resp
 
 
 def capability_statement(ctx: ServiceContext) -> dict:

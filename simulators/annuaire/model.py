@@ -276,6 +276,14 @@ def _token_param(getter: Callable[[Mapping[str, Any]], list[tuple[str | None, st
     return "token", lambda res, v, m: _tokens_match(getter(res), v, m, aliases)
 
 
+def _reference_param(field_name: str) -> tuple[str, Matcher]:
+    """A FHIR `reference` parameter: `[type]/[id]` or the bare id (search.html §3.1.1.4.4 "Reference")."""
+    def match(res: Mapping[str, Any], value: str, modifier: str | None) -> bool:
+        ref = res.get(field_name, {}).get("reference", "")
+        return value in (ref, ref.split("/", 1)[-1])
+    return "reference", match
+
+
 COMMON: dict[str, tuple[str, Matcher]] = {
     "_id": _token_param(lambda r: [(None, r["id"])]),
     "identifier": _token_param(_identifiers),
@@ -296,10 +304,8 @@ PARAMS: dict[str, dict[str, tuple[str, Matcher]]] = {
         **COMMON,
         "role": _token_param(lambda r: _codings(r.get("code", []))),
         "specialty": _token_param(lambda r: _codings(r.get("specialty", []))),
-        "practitioner": _token_param(lambda r: [(None, r["practitioner"]["reference"]),
-                                                (None, r["practitioner"]["reference"].split("/", 1)[1])]),
-        "organization": _token_param(lambda r: [(None, r["organization"]["reference"]),
-                                                (None, r["organization"]["reference"].split("/", 1)[1])]),
+        "practitioner": _reference_param("practitioner"),
+        "organization": _reference_param("organization"),
     },
     "Organization": {
         **COMMON,
@@ -321,59 +327,74 @@ MAX_COUNT = 100
 class Query:
     resource_type: str
     criteria: list[tuple[str, str | None, str | None, list[str]]]  # (param, modifier, chain, values OR)
-    count: int = DEFAULT_COUNT
+    count: int = DEFAULT_COUNT  # 0: the total only (search.html "_count=0")
     offset: int = 0
     includes: tuple[str, ...] = ()
+    used: list[tuple[str, str]] = field(default_factory=list)  # the parameters applied (for the self link)
+    ignored: list[tuple[str, str]] = field(default_factory=list)  # handling=lenient: (parameter, why ignored)
 
 
-def parse_query(resource_type: str, args: Iterable[tuple[str, str]]) -> Query:
-    params = PARAMS[resource_type]
+def parse_query(resource_type: str, args: Iterable[tuple[str, str]], lenient: bool = False) -> Query:
+    """Parse the search parameters. Strict (the default): an unknown or unsupported parameter is a SearchError
+    (`not-supported`). Lenient (`Prefer: handling=lenient`): it is ignored and explained in `q.ignored`. A known
+    parameter with a bad value stays an error either way."""
     q = Query(resource_type, [])
     includes: list[str] = []
     for key, value in args:
-        if key in CONTROL_PARAMS:
-            if key in ("_count", "_offset"):
-                if not re.fullmatch(r"\d{1,6}", value):
-                    raise SearchError(f"{key} must be a non-negative integer, got {value!r}")
-                n = int(value)
-                if key == "_count":
-                    if n < 1:
-                        raise SearchError("_count must be at least 1")
-                    q.count = min(n, MAX_COUNT)
-                else:
-                    q.offset = n
-            elif key == "_include":
-                if resource_type != "PractitionerRole" or value not in INCLUDES:
-                    known = ", ".join(INCLUDES) if resource_type == "PractitionerRole" else "none"
-                    raise SearchError(f"_include={value!r} is not supported on {resource_type} (supported: {known})",
-                                      "not-supported")
-                includes.append(value)
-            elif key == "_format" and value not in ("json", "application/fhir+json", "application/json"):
-                raise SearchError(f"_format={value!r} is not supported: this server answers application/fhir+json")
+        try:
+            _parse_one(q, includes, key, value)
+        except SearchError as exc:
+            if not (lenient and exc.code == "not-supported"):
+                raise
+            q.ignored.append((key, str(exc)))
             continue
-        name, _, modifier = key.partition(":")
-        chain = None
-        target = params
-        if "." in name and resource_type == "PractitionerRole":
-            chain, _, name = name.partition(".")
-            if chain not in CHAINS:
-                raise SearchError(f"unknown chained parameter {key!r} on PractitionerRole", "not-supported")
-            target = PARAMS[CHAINS[chain]]
-        if name not in target:
-            where = CHAINS[chain] if chain else resource_type
-            raise SearchError(f"unknown search parameter {key!r} for {resource_type}; supported: "
-                              f"{', '.join(sorted(target)) if not chain else where + ' parameters'}"
-                              + (f", {', '.join(sorted(CONTROL_PARAMS))}" if not chain else ""), "not-supported")
-        kind = target[name][0]
-        if modifier and not (kind == "string" and modifier in ("exact", "contains")):
-            raise SearchError(f"modifier :{modifier} is not supported on parameter {name!r} ({kind})",
-                              "not-supported")
-        values = value.split(",")
-        if not any(values):
-            raise SearchError(f"parameter {key!r} has an empty value")
-        q.criteria.append((name, modifier or None, chain, values))
+        q.used.append((key, value))
     q.includes = tuple(dict.fromkeys(includes))
     return q
+
+
+def _parse_one(q: Query, includes: list[str], key: str, value: str) -> None:
+    resource_type = q.resource_type
+    params = PARAMS[resource_type]
+    if key in CONTROL_PARAMS:
+        if key in ("_count", "_offset"):
+            if not re.fullmatch(r"\d{1,6}", value):
+                raise SearchError(f"{key} must be a non-negative integer, got {value!r}")
+            n = int(value)
+            if key == "_count":
+                q.count = min(n, MAX_COUNT)
+            else:
+                q.offset = n
+        elif key == "_include":
+            if resource_type != "PractitionerRole" or value not in INCLUDES:
+                known = ", ".join(INCLUDES) if resource_type == "PractitionerRole" else "none"
+                raise SearchError(f"_include={value!r} is not supported on {resource_type} (supported: {known})",
+                                  "not-supported")
+            includes.append(value)
+        elif key == "_format" and value not in ("json", "application/fhir+json", "application/json"):
+            raise SearchError(f"_format={value!r} is not supported: this server answers application/fhir+json")
+        return
+    name, _, modifier = key.partition(":")
+    chain = None
+    target = params
+    if "." in name and resource_type == "PractitionerRole":
+        chain, _, name = name.partition(".")
+        if chain not in CHAINS:
+            raise SearchError(f"unknown chained parameter {key!r} on PractitionerRole", "not-supported")
+        target = PARAMS[CHAINS[chain]]
+    if name not in target:
+        where = CHAINS[chain] if chain else resource_type
+        raise SearchError(f"unknown search parameter {key!r} for {resource_type}; supported: "
+                          f"{', '.join(sorted(target)) if not chain else where + ' parameters'}"
+                          + (f", {', '.join(sorted(CONTROL_PARAMS))}" if not chain else ""), "not-supported")
+    kind = target[name][0]
+    if modifier and not (kind == "string" and modifier in ("exact", "contains")):
+        raise SearchError(f"modifier :{modifier} is not supported on parameter {name!r} ({kind})",
+                          "not-supported")
+    values = value.split(",")
+    if not any(values):
+        raise SearchError(f"parameter {key!r} has an empty value")
+    q.criteria.append((name, modifier or None, chain, values))
 
 
 class Directory:

@@ -109,3 +109,13 @@ def organization_resource(o: Org) -> dict:
 # ----------------------------------------------------------------------------------------------------
 
 
+
+
+def search_outcome(ignored: list[tuple[str, str]]) -> dict:
+    """The OperationOutcome of a lenient search (`Prefer: handling=lenient`), sent as a Bundle entry with
+    `search.mode = outcome` (FHIR R4 search.html "Handling Errors", Bundle.entry.search.mode): one warning per
+    parameter the server ignored."""
+    return {"resourceType": "OperationOutcome",
+            "issue": [{"severity": "warning", "code": "not-supported",
+                       "diagnostics": f"Parameter {name!r} ignored (Prefer: handling=lenient): {why}"}
+                      for name, why in ignored]}

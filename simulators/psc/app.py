@@ -54,6 +54,7 @@ _OPERATIONS = {
     "/protocol/openid-connect/auth": "authorize",
     "/protocol/openid-connect/token": "token",
     "/protocol/openid-connect/token/introspect": "introspect",
+    "/protocol/openid-connect/revoke": "revoke",
     "/protocol/openid-connect/userinfo": "userinfo",
     "/protocol/openid-connect/logout": "logout",
     "/protocol/openid-connect/ext/ciba/auth": "ciba",
@@ -84,6 +85,7 @@ def discovery(issuer: str) -> dict:
         "authorization_endpoint": oidc + "/auth",
         "token_endpoint": oidc + "/token",
         "introspection_endpoint": oidc + "/token/introspect",
+        "revocation_endpoint": oidc + "/revoke",
         "userinfo_endpoint": oidc + "/userinfo",
         "end_session_endpoint": oidc + "/logout",
         "jwks_uri": oidc + "/certs",
@@ -96,6 +98,7 @@ def discovery(issuer: str) -> dict:
         "token_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "introspection_endpoint_auth_methods_supported": list(AUTH_METHODS),
+        "revocation_endpoint_auth_methods_supported": list(AUTH_METHODS),
         "code_challenge_methods_supported": ["S256", "plain"],
         "scopes_supported": list(SCOPES),
         "acr_values_supported": [ACR],
@@ -109,6 +112,13 @@ def discovery(issuer: str) -> dict:
         "frontchannel_logout_supported": False,
         "tls_client_certificate_bound_access_tokens": False,
     }
+
+
+def _max_age(value: str | None) -> int | str | None:
+    """The max_age request parameter: seconds, None when absent, "invalid" when it is not a non-negative integer."""
+    if value is None or value == "":
+        return None
+    return int(value) if value.isascii() and value.isdigit() else "invalid"
 
 
 def _oauth_error(status: int, error: str, description: str) -> Response:
@@ -138,9 +148,14 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     @app.route(OIDC + "/auth", methods=["GET", "POST"])
     def authorize() -> Response:
         prompt = (request.values.get("prompt") or "").split()
-        sso = None if "login" in prompt else model.session_user(request.cookies.get(COOKIE))
+        max_age = _max_age(request.values.get("max_age"))
+        session = model.session_user(request.cookies.get(COOKIE))
+        sso = session if session is not None and not _needs_login(session, prompt, max_age) else None
         try:
             grant = server.get_consent_grant(end_user=sso)
+            if max_age == "invalid":
+                raise InvalidRequestError("Invalid 'max_age': a number of seconds (non-negative integer) is expected",
+                                          state=grant.request.payload.state, redirect_uri=grant.redirect_uri)
         except OAuth2Error as error:
             return server.handle_error_response(None, error)
         refused = current_outcome() == "psc.authentification-refusee"
@@ -156,10 +171,21 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
         if model.professional(national_id) is None:
             return _login_page(grant, f"Identifiant national inconnu : {national_id}.")
         means = request.form.get("moyen") if request.form.get("moyen") in MEANS else "CPS"
-        user = model.open_session(national_id, means)
+        user = None
+        if session is not None and session.professional.national_id == national_id:
+            user = model.reauthenticate(session.session_id, means)  # same session, new auth_time
+        user = user or model.open_session(national_id, means)
         resp = server.create_authorization_response(grant_user=user, grant=grant)
         resp.set_cookie(COOKIE, user.session_id, path=BASE_PATH, httponly=True, samesite="Lax")
         return resp
+
+    def _needs_login(session: Any, prompt: list[str], max_age: int | str | None) -> bool:
+        """prompt=login, or a session older than max_age (OIDC Core §3.1.2.1; max_age=0 is prompt=login)."""
+        if "login" in prompt:
+            return True
+        if isinstance(max_age, int):
+            return max_age == 0 or model.now() - session.auth_time > max_age
+        return False
 
     def _login_page(grant: Any, error: str | None = None) -> Response:
         client = grant.client
@@ -189,6 +215,10 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     def introspect() -> Response:
         return server.create_endpoint_response("introspection")
 
+    @app.post(OIDC + "/revoke")
+    def revoke() -> Response:
+        return server.create_endpoint_response("revocation")
+
     # ------------------------------------------------------------------------------ logout
     @app.route(OIDC + "/logout", methods=["GET", "POST"])
     def logout() -> Response:
@@ -198,7 +228,7 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
             try:
                 client = server.authenticate_client(req, AUTH_METHODS_LIST, "end_session")
                 tok = model.token(request.form["refresh_token"], "refresh_token")
-                if tok is None or not tok.check_client(client):
+                if tok is None or not tok.as_refresh or not tok.check_client(client):
                     raise InvalidGrantError("Invalid refresh token")
             except OAuth2Error as error:
                 return server.handle_error_response(req, error)

@@ -49,7 +49,10 @@ DEFAULTS: dict[str, Any] = {
     "id_token_lifetime_s": 300,
     "code_lifetime_s": 60,
     "api_token_lifetime_s": 4 * 3600,  # "4 h for the conformity-test API" (protocols.md §3.5)
-    "api_audience": "api-pro-sante-connectee",
+    "api_audience": "api-pro-sante-connectee",  # token exchange without `audience` / `resource`
+    # RFC 8693 targets this PSC accepts; anything else is `invalid_target`. The defaults are the audiences the
+    # bench's token-checking services are configured with (`psc_audience` of dmp / on, `token_audience` of mss).
+    "token_exchange_audiences": ["api-pro-sante-connectee", "api-dmp", "api-on"],
     "ciba_expires_in_s": 120,
     "ciba_interval_s": 5,
     "ciba_auto_approve_s": 3,  # the simulated phone says yes after 3 s; None: it never answers by itself
@@ -83,7 +86,16 @@ _MIGRATIONS = [
     );
     CREATE TABLE psc_overrides (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE psc_jti (jti TEXT PRIMARY KEY, seen_at REAL NOT NULL)
+    """,
+    # Issue 15: used codes are kept (a replayed code revokes what it gave, RFC 6749 §4.1.2), every token row knows
+    # the grant it comes from (code, CIBA request; refreshed and exchanged tokens inherit it), and an access token
+    # can be revoked alone (RFC 7009) while its refresh token lives on.
     """
+    ALTER TABLE psc_codes ADD COLUMN used_at REAL;
+    ALTER TABLE psc_tokens ADD COLUMN grant_id TEXT;
+    ALTER TABLE psc_tokens ADD COLUMN access_revoked INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX psc_tokens_grant ON psc_tokens (grant_id)
+    """,
 ]
 
 
@@ -164,6 +176,10 @@ class Client:
                 "auth_methods": [m for m in (*AUTH_METHODS, "none") if self.check_endpoint_auth_method(m, "token")]}
 
 
+def code_grant_id(code: str) -> str:
+    return "code:" + code
+
+
 def _origin(url: str) -> str:
     from urllib.parse import urlsplit
 
@@ -242,7 +258,9 @@ class Token:
         return exp is None or self.now >= exp
 
     def is_revoked(self) -> bool:
-        return bool(self.row["revoked"])
+        if self.as_refresh:
+            return bool(self.row["revoked"])
+        return bool(self.row["revoked"] or self.row["access_revoked"])
 
     def get_client(self) -> Any:
         return None
@@ -342,6 +360,12 @@ class PscModel:
                            (sid, national_id, means, auth_time))
         return User(self.professional(national_id), sid, auth_time, means)  # type: ignore[arg-type]
 
+    def reauthenticate(self, session_id: str, means: str) -> User | None:
+        """A new authentication inside an existing session (max_age, prompt=login): same sid, new auth_time."""
+        self.store.execute("UPDATE psc_sessions SET auth_time = ?, means = ? WHERE id = ? AND ended_at IS NULL",
+                           (int(self.now()), means, session_id))
+        return self.session_user(session_id)
+
     def session_user(self, session_id: str | None) -> User | None:
         if not session_id:
             return None
@@ -371,19 +395,24 @@ class PscModel:
         )
 
     def code(self, code: str, client_id: str) -> AuthCode | None:
+        """A live code; a code presented again after use revokes every token issued from it (RFC 6749 §4.1.2)."""
         row = self.store.execute("SELECT * FROM psc_codes WHERE code = ? AND client_id = ?",
                                  (code, client_id)).fetchone()
-        if row is None or self.now() >= row["expires_at"]:
+        if row is None:
+            return None
+        if row["used_at"] is not None:
+            self.revoke_grant(code_grant_id(code))
+            return None
+        if self.now() >= row["expires_at"]:
             return None
         return AuthCode(row)
 
-    def delete_code(self, code: str) -> None:
-        self.store.execute("DELETE FROM psc_codes WHERE code = ?", (code,))
-
-    def nonce_used(self, client_id: str, nonce: str) -> bool:
-        row = self.store.execute("SELECT 1 FROM psc_codes WHERE client_id = ? AND nonce = ?",
-                                 (client_id, nonce)).fetchone()
-        return row is not None
+    def claim_code(self, code: str) -> bool:
+        """Mark a code used, once (False if another request did first). The row is kept, not deleted, so that a
+        replay can be recognised; reset() forgets it."""
+        cur = self.store.execute("UPDATE psc_codes SET used_at = ? WHERE code = ? AND used_at IS NULL",
+                                 (self.now(), code))
+        return cur.rowcount == 1
 
     def code_user(self, code: AuthCode) -> User | None:
         pro = self.professional(code.row["national_id"])
@@ -392,26 +421,45 @@ class PscModel:
     # ---------------------------------------------------------------------------------- tokens
     def save_token(self, *, access_token: str, refresh_token: str | None, kind: str, client_id: str, user: User,
                    scope: str, audience: str | None, issued_at: float, expires_at: float,
-                   refresh_expires_at: float | None) -> None:
+                   refresh_expires_at: float | None, grant_id: str | None) -> None:
         self.store.execute(
             "INSERT INTO psc_tokens (access_token, refresh_token, kind, client_id, national_id, session_id, scope,"
-            " audience, issued_at, expires_at, refresh_expires_at, auth_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " audience, issued_at, expires_at, refresh_expires_at, auth_time, grant_id)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (access_token, refresh_token, kind, client_id, user.professional.national_id, user.session_id, scope,
-             audience, issued_at, expires_at, refresh_expires_at, user.auth_time),
+             audience, issued_at, expires_at, refresh_expires_at, user.auth_time, grant_id),
         )
 
     def token(self, value: str, hint: str | None = None) -> Token | None:
-        row, as_refresh = None, False
-        if hint != "refresh_token":
-            row = self.store.execute("SELECT * FROM psc_tokens WHERE access_token = ?", (value,)).fetchone()
-        if row is None and hint != "access_token":
-            row = self.store.execute("SELECT * FROM psc_tokens WHERE refresh_token = ?", (value,)).fetchone()
-            as_refresh = row is not None
-        return Token(row, self.now(), as_refresh) if row else None
+        """Look a token up; the hint only orders the search (RFC 7009 §2.1, RFC 7662 §2.1: a server that cannot
+        find the token with the hint MUST extend its search to its other token types). Callers that need one kind
+        (refresh grant, userinfo, logout) check `as_refresh`."""
+        kinds = ("refresh_token", "access_token") if hint == "refresh_token" else ("access_token", "refresh_token")
+        for kind in kinds:
+            row = self.store.execute(f"SELECT * FROM psc_tokens WHERE {kind} = ?", (value,)).fetchone()
+            if row is not None:
+                return Token(row, self.now(), kind == "refresh_token")
+        return None
 
     def token_user(self, token: Token) -> User | None:
         pro = self.professional(token.row["national_id"])
         return User(pro, token.row["session_id"], int(token.row["auth_time"])) if pro else None
+
+    def revoke_grant(self, grant_id: str) -> int:
+        """Revoke every token issued from one grant (code, CIBA request), refreshed and exchanged ones included."""
+        cur = self.store.execute("UPDATE psc_tokens SET revoked = 1 WHERE grant_id = ? AND revoked = 0", (grant_id,))
+        return cur.rowcount
+
+    def revoke(self, token: Token) -> None:
+        """RFC 7009: a refresh token takes the access tokens of its grant with it (§2.1 SHOULD); an access token
+        goes alone, its refresh token still works (like Keycloak's revocation of an access token)."""
+        if token.as_refresh:
+            if token.row["grant_id"]:
+                self.revoke_grant(token.row["grant_id"])
+            self.store.execute("UPDATE psc_tokens SET revoked = 1 WHERE access_token = ?", (token.row["access_token"],))
+        else:
+            self.store.execute("UPDATE psc_tokens SET access_revoked = 1 WHERE access_token = ?",
+                               (token.row["access_token"],))
 
     def revoke_refresh(self, refresh_token: str) -> None:
         self.store.execute("UPDATE psc_tokens SET refresh_token = NULL, refresh_expires_at = NULL"
@@ -444,16 +492,19 @@ class PscModel:
 
     @staticmethod
     def ciba_status(row: sqlite3.Row, now: float) -> tuple[str, float | None]:
-        """(status, decided_at): status among pending, approve, refuse, expired, consumed."""
+        """(status, decided_at): status among pending, approve, refuse, expired, consumed.
+
+        Past its expiry an auth_req_id is dead whatever the user answered (CIBA Core §11 `expired_token`: "The
+        auth_req_id has expired. The Client will need to make a new Authentication Request.")."""
         if row["consumed"]:
             return "consumed", row["decided_at"]
+        if now >= row["expires_at"]:
+            return "expired", None
         if row["decision"]:
             return row["decision"], row["decided_at"]
         auto_at = row["auto_at"]
-        if auto_at is not None and auto_at <= now and auto_at < row["expires_at"]:
+        if auto_at is not None and auto_at <= now:
             return row["auto_decision"], auto_at
-        if now >= row["expires_at"]:
-            return "expired", None
         return "pending", None
 
     def decide_ciba(self, auth_req_id: str, decision: str) -> dict:
@@ -499,7 +550,8 @@ class PscModel:
             "clients": [c.public_view() for c in self.clients()],
             "sessions_active": self.store.execute("SELECT COUNT(*) FROM psc_sessions WHERE ended_at IS NULL")
             .fetchone()[0],
-            "tokens_active": count("SELECT COUNT(*) FROM psc_tokens WHERE revoked = 0 AND expires_at > ?"),
+            "tokens_active": count("SELECT COUNT(*) FROM psc_tokens WHERE revoked = 0 AND access_revoked = 0"
+                                   " AND expires_at > ?"),
             "ciba": self.ciba_requests(),
             "ciba_auto_approve_s": self.setting("ciba_auto_approve_s"),
             "kid": self.key.kid,

@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6749.errors import (
     UnauthorizedClientError,
 )
 from authlib.oauth2.rfc6749.hooks import hooked
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
@@ -45,6 +46,7 @@ from .model import (
     Client,
     PscModel,
     User,
+    code_grant_id,
 )
 
 AUTH_METHODS_LIST = list(AUTH_METHODS)
@@ -86,6 +88,12 @@ class InvalidToken(_Error):
     status_code = 401
 
 
+class InvalidTarget(_Error):
+    """RFC 8693 §2.2.2 / RFC 8707 §2: the requested audience or resource is not one this server issues for."""
+
+    error = "invalid_target"
+
+
 # ---------------------------------------------------------------------------------------------- server
 
 
@@ -112,6 +120,10 @@ class PscServer(AuthorizationServer):
     @property
     def token_url(self) -> str:
         return self.issuer + "/protocol/openid-connect/token"
+
+    @property
+    def revocation_url(self) -> str:
+        return self.issuer + "/protocol/openid-connect/revoke"
 
     # -- tokens
     def sign(self, claims: dict) -> str:
@@ -152,16 +164,23 @@ class PscServer(AuthorizationServer):
     def _save(self, token: dict, request: Any) -> None:
         c = json.loads(jws.extract_compact(token["access_token"].encode()).payload)
         refresh_in = token.get("refresh_expires_in")
+        aud = c["aud"]
         self.model.save_token(
             access_token=token["access_token"], refresh_token=token.get("refresh_token"),
             kind="api" if "issued_token_type" in token else "psc", client_id=request.client.client_id,
-            user=request.user, scope=token.get("scope", ""), audience=c["aud"] if isinstance(c["aud"], str) else None,
+            user=request.user, scope=token.get("scope", ""), audience=aud if isinstance(aud, str) else " ".join(aud),
             issued_at=c["iat"], expires_at=c["exp"],
             refresh_expires_at=c["iat"] + refresh_in if refresh_in else None,
+            grant_id=getattr(request, "psc_grant_id", None),
         )
 
     def bearer_user(self, header: str | None, form_token: str | None = None) -> tuple[User, dict]:
         """Check a PSC access token sent to userinfo; raise InvalidToken otherwise."""
+        user, claims, _ = self.bearer_token(header, form_token)
+        return user, claims
+
+    def bearer_token(self, header: str | None, form_token: str | None = None) -> tuple[User, dict, Any]:
+        """Like bearer_user, with the token row too (its grant, for token exchange)."""
         value = None
         if header and header.lower().startswith("bearer "):
             value = header[7:].strip()
@@ -173,7 +192,7 @@ class PscServer(AuthorizationServer):
         except Exception:
             raise InvalidToken("Token signature or format invalid") from None
         token = self.model.token(value, "access_token")
-        if token is None or token.row["kind"] != "psc":
+        if token is None or token.as_refresh or token.row["kind"] != "psc":
             raise InvalidToken("Token unknown to this server")
         if token.is_revoked():
             raise InvalidToken("Session not active")
@@ -182,7 +201,7 @@ class PscServer(AuthorizationServer):
         user = self.model.token_user(token)
         if user is None:
             raise InvalidToken("Unknown user")
-        return user, claims
+        return user, claims, token
 
 
 class PrivateKeyJWT(JWTBearerClientAssertion):
@@ -195,7 +214,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def get_audiences(self) -> list[str]:
         return [self.server.token_url, self.server.issuer,
                 self.server.issuer + "/protocol/openid-connect/ext/ciba/auth",
-                self.server.issuer + "/protocol/openid-connect/token/introspect"]
+                self.server.issuer + "/protocol/openid-connect/token/introspect", self.server.revocation_url]
 
     def validate_jti(self, claims: Any, jti: str) -> bool:
         return self.server.model.remember_jti(f"{claims['sub']}:{jti}")
@@ -251,7 +270,9 @@ class PscOpenIDCode(_IdToken, OpenIDCode):
         self.server = server
 
     def exists_nonce(self, nonce: str, request: Any) -> bool:
-        return self.server.model.nonce_used(request.payload.client_id, nonce)
+        # The nonce protects the RP against a replayed *ID token* (OIDC Core §3.1.2.1, §15.5.2); nothing forbids an
+        # RP to send a nonce again in a new authorization request, and Keycloak accepts it.
+        return False
 
 
 class PscOpenIDToken(_IdToken, OpenIDToken):
@@ -290,9 +311,14 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return self.server.model.code(code, client.client_id)
 
     def delete_authorization_code(self, authorization_code: Any) -> None:
-        self.server.model.delete_code(authorization_code.row["code"])
+        pass  # already marked used in authenticate_user (kept to recognise a replay)
 
     def authenticate_user(self, authorization_code: Any) -> User | None:
+        code = authorization_code.row["code"]
+        if not self.server.model.claim_code(code):  # redeemed meanwhile by a concurrent request: a replay too
+            self.server.model.revoke_grant(code_grant_id(code))
+            return None  # invalid_grant
+        self.request.psc_grant_id = code_grant_id(code)
         return self.server.model.code_user(authorization_code)
 
 
@@ -303,11 +329,12 @@ class RefreshGrant(grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> Any:
         _forced_token_error()
         token = self.server.model.token(refresh_token, "refresh_token")
-        if token and not token.is_revoked() and not token.is_refresh_expired():
+        if token and token.as_refresh and not token.is_revoked() and not token.is_refresh_expired():
             return token
         return None
 
     def authenticate_user(self, refresh_token: Any) -> User | None:
+        self.request.psc_grant_id = refresh_token.row["grant_id"]  # refreshed tokens belong to the same grant
         user = self.server.model.token_user(refresh_token)
         return user if user and self.server.model.session_user(user.session_id) else None
 
@@ -353,6 +380,7 @@ class CibaGrant(grants.BaseGrant, grants.TokenEndpointMixin):
         self.request.client = client
         self.request.user = m.open_session(row["national_id"], "e-CPS" if row["channel"] != "CARD" else "CPS")
         self.request.ciba_scope = row["scope"]
+        self.request.psc_grant_id = "ciba:" + auth_req_id
 
     @hooked
     def create_token_response(self) -> tuple[int, dict, list]:
@@ -363,37 +391,66 @@ class CibaGrant(grants.BaseGrant, grants.TokenEndpointMixin):
 
 
 class TokenExchangeGrant(grants.BaseGrant, grants.TokenEndpointMixin):
-    """RFC 8693: a PSC access token (subject_issuer=psc) becomes an "API Pro Santé Connectée" token."""
+    """RFC 8693: a PSC access token (subject_issuer=psc) becomes an "API Pro Santé Connectée" token.
+
+    Error codes (RFC 8693 §2.2.2 on top of RFC 6749 §5.2): a missing, repeated or unsupported parameter is
+    `invalid_request`, and so is a subject token that is not a live PSC access token of this client ("if either the
+    subject_token or actor_token are invalid for any reason, or are unacceptable based on policy [...] The value of
+    the error parameter MUST be the invalid_request error code"); an `audience` or `resource` outside
+    `settings["token_exchange_audiences"]` is `invalid_target`.
+    """
 
     GRANT_TYPE = GRANT_TOKEN_EXCHANGE
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS_LIST
+    SINGLE = ("subject_token", "subject_token_type", "subject_issuer", "requested_token_type", "actor_token",
+              "actor_token_type", "scope")
 
     def validate_token_request(self) -> None:
         client = self.authenticate_token_endpoint_client()
         _forced_token_error()
         form = self.request.form
+        for name in self.SINGLE:  # RFC 6749 §3.2: parameters MUST NOT be included more than once
+            if len(form.getlist(name)) > 1:
+                raise InvalidRequestError(f"Parameter '{name}' is repeated")
         subject_token = form.get("subject_token")
         if not subject_token:
             raise InvalidRequestError("Missing 'subject_token' in request.")
-        if form.get("subject_token_type") != TOKEN_TYPE_ACCESS:
-            raise InvalidRequestError(f"'subject_token_type' must be '{TOKEN_TYPE_ACCESS}'")
+        subject_token_type = form.get("subject_token_type")
+        if not subject_token_type:
+            raise InvalidRequestError("Missing 'subject_token_type' in request.")
+        if subject_token_type != TOKEN_TYPE_ACCESS:
+            raise InvalidRequestError(f"Unsupported 'subject_token_type': only '{TOKEN_TYPE_ACCESS}'")
         if form.get("subject_issuer", "psc") != "psc":
             raise InvalidRequestError("'subject_issuer' must be 'psc'")
         requested = form.get("requested_token_type")
         if requested and requested != TOKEN_TYPE_ACCESS:
-            raise InvalidRequestError(f"'requested_token_type' must be '{TOKEN_TYPE_ACCESS}'")
-        if form.get("actor_token"):
+            raise InvalidRequestError(f"Unsupported 'requested_token_type': only '{TOKEN_TYPE_ACCESS}'")
+        if form.get("actor_token") or form.get("actor_token_type"):
             raise InvalidRequestError("'actor_token' (delegation) is not supported")
+        audience = self._targets(form.getlist("audience"), form.getlist("resource"))
         try:
-            user, claims = self.server.bearer_user("Bearer " + subject_token)
+            user, claims, subject = self.server.bearer_token("Bearer " + subject_token)
         except OAuth2Error as exc:
-            raise InvalidGrantError(f"Invalid subject_token: {exc.description}") from None
+            raise InvalidRequestError(f"Invalid subject_token: {exc.description}") from None
         if claims.get("azp") != client.client_id:
-            raise InvalidGrantError("The subject_token was issued to another client")
+            raise InvalidRequestError("The subject_token was issued to another client")
         self.request.client = client
         self.request.user = user
-        g.psc_exchange_audience = form.get("audience") or self.server.model.setting("api_audience")
+        self.request.psc_grant_id = subject.row["grant_id"]  # revoking the subject's grant revokes this token too
+        g.psc_exchange_audience = audience
         self.request.exchange_scope = claims.get("scope", "")
+
+    def _targets(self, audiences: list[str], resources: list[str]) -> str | list[str]:
+        model: PscModel = self.server.model
+        allowed = set(model.setting("token_exchange_audiences") or []) | {model.setting("api_audience")}
+        # RFC 6749 §3.2: a parameter sent without a value is treated as omitted
+        wanted = list(dict.fromkeys(t for t in [*audiences, *resources] if t))
+        refused = [t for t in wanted if t not in allowed]
+        if refused:
+            raise InvalidTarget(f"Target(s) not served by this server: {', '.join(refused)}")
+        if not wanted:
+            return model.setting("api_audience")
+        return wanted[0] if len(wanted) == 1 else wanted
 
     def create_token_response(self) -> tuple[int, dict, list]:
         token = self.generate_token(user=self.request.user, scope=self.request.exchange_scope,
@@ -423,9 +480,27 @@ class Introspection(IntrospectionEndpoint):
             "preferred_username": r["national_id"], "scope": r["scope"], "token_type": "Bearer",
             "exp": int(r["refresh_expires_at"] if token.as_refresh else r["expires_at"]),
             "iat": int(r["issued_at"]), "auth_time": int(r["auth_time"]),
-            "aud": r["audience"] or r["client_id"], "acr": ACR, "sid": r["session_id"],
+            "aud": _audience(r["audience"]) or r["client_id"], "acr": ACR, "sid": r["session_id"],
             "session_state": r["session_id"],
         }
+
+
+def _audience(stored: str | None) -> str | list[str] | None:
+    parts = (stored or "").split()
+    return parts[0] if len(parts) == 1 else (parts or None)
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009 at `…/protocol/openid-connect/revoke` (Keycloak's path); clients authenticate as on the token
+    endpoint. An unknown token answers 200 (§2.2); another client's token is refused (§2.1)."""
+
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [*AUTH_METHODS_LIST, "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> Any:
+        return self.server.model.token(token_string, token_type_hint)
+
+    def revoke_token(self, token: Any, request: Any) -> None:
+        self.server.model.revoke(token)
 
 
 class EndSession(EndSessionEndpoint):
@@ -448,5 +523,6 @@ def create_server(app: Flask, model: PscModel) -> PscServer:
     server.register_grant(CibaGrant, [PscOpenIDToken(server)])
     server.register_grant(TokenExchangeGrant)
     server.register_endpoint(Introspection)
+    server.register_endpoint(Revocation)
     server.register_endpoint(EndSession)
     return server

@@ -43,19 +43,19 @@ def bundle(resp: httpx.Response, rtype: str) -> dict:
     assert relations.count("self") == 1 and set(relations) <= {"self", "next", "previous"}
     for link in b["link"]:
         assert link["url"].startswith("http") and f"/fhir/v2/{rtype}?" in link["url"]
-    for e in b["entry"]:
+    for e in b.get("entry", []):  # FHIR JSON has no empty arrays: no match, no "entry"
         res = e["resource"]
         assert e["fullUrl"].endswith(f"/fhir/v2/{res['resourceType']}/{res['id']}")
         assert e["search"]["mode"] in ("match", "include")
         if e["search"]["mode"] == "match":
             assert res["resourceType"] == rtype
-    matches = [e for e in b["entry"] if e["search"]["mode"] == "match"]
+    matches = [e for e in b.get("entry", []) if e["search"]["mode"] == "match"]
     assert len(matches) <= b["total"]
     return b
 
 
 def matched(b: dict) -> list[dict]:
-    return [e["resource"] for e in b["entry"] if e["search"]["mode"] == "match"]
+    return [e["resource"] for e in b.get("entry", []) if e["search"]["mode"] == "match"]
 
 
 def outcome(resp: httpx.Response, status: int, code: str | None = None) -> dict:
@@ -249,7 +249,6 @@ def test_paging_links(client):
         ("/Practitioner?name:fuzzy=x", "not-supported", ":fuzzy"),
         ("/Practitioner?identifier:contains=8997", "not-supported", ":contains"),
         ("/Practitioner?_count=abc", "invalid", "_count"),
-        ("/Practitioner?_count=0", "invalid", "_count"),
         ("/Practitioner?name=", "invalid", "empty"),
         ("/Organization?family=MARTIN", "not-supported", "family"),
         ("/Practitioner?_include=PractitionerRole:organization", "not-supported", "_include"),

@@ -155,7 +155,7 @@ def test_token_exchange_gives_a_long_lived_api_token(psc: Psc):
         validator.validate(psc_token["access_token"])
 
     psc.advance("PT1H")  # the PSC token is dead, the API token lives on
-    assert error_of(exchange(psc, psc_token["access_token"])) == "invalid_grant"
+    assert error_of(exchange(psc, psc_token["access_token"])) == "invalid_request"  # RFC 8693 §2.2.2
     assert validator.validate(api["access_token"]).national_id == KIT
     intro = httpx.post(psc.endpoint("token/introspect"), auth=AUTH, data={"token": api["access_token"]}).json()
     assert intro["active"] is True and intro["aud"] == "api-dmp"
@@ -172,8 +172,9 @@ def test_token_exchange_default_audience_and_errors(psc: Psc):
     assert error_of(exchange(psc, token, subject_token_type="urn:ietf:params:oauth:token-type:id_token")) == \
         "invalid_request"
     assert error_of(exchange(psc, token, subject_issuer="other")) == "invalid_request"
-    assert error_of(exchange(psc, "garbage")) == "invalid_grant"
-    assert error_of(exchange(psc, api["access_token"])) == "invalid_grant"  # an API token is not a PSC token
+    # RFC 8693 §2.2.2: an invalid subject token is invalid_request (MUST), not invalid_grant
+    assert error_of(exchange(psc, "garbage")) == "invalid_request"
+    assert error_of(exchange(psc, api["access_token"])) == "invalid_request"  # an API token is not a PSC token
     no_subject = httpx.post(psc.endpoint("token"), auth=AUTH, data={"grant_type": EXCHANGE})
     assert error_of(no_subject) == "invalid_request"
 
