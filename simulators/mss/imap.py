@@ -12,13 +12,21 @@ worker's asyncio loop through a small adapter:
 * SEARCH is evaluated in one pass (Twisted's manual search reschedules itself on the global reactor).
 
 Mailboxes live in the shared SQLite store (model.py), so SMTP deliveries and control-API injections from any
-worker are seen at once. Authentication: AUTHENTICATE XOAUTH2 / OAUTHBEARER (PSC token), PLAIN / LOGIN and
-the LOGIN command only in legacy mode. A session whose token expires gets ``* BYE`` on its next command.
+worker are seen at once. Authentication: AUTHENTICATE XOAUTH2 / OAUTHBEARER (PSC token, SASL-IR, RFC 7628
+error challenge), PLAIN / LOGIN and the LOGIN command only in legacy mode. A session whose token expires gets
+``* BYE`` on its next command.
+
+Where Twisted strays from RFC 3501 it is overridden: FETCH sections are slices of the stored bytes, SELECT and
+EXAMINE send every required response (EXAMINE read-only), LIST gives mailbox attributes, continuation requests
+keep their space, and a selected session is told of new and expunged messages (before tagged replies, at once
+during IDLE) against its own view of sequence numbers.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import io
@@ -28,8 +36,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email import message_from_bytes
-from email.message import Message
 from email.utils import format_datetime
 from typing import Any
 
@@ -46,6 +52,9 @@ from twisted.mail.interfaces import (
     IMessageIMAP,
     IMessageIMAPPart,
     INamespacePresenter,
+)
+from twisted.mail.interfaces import (
+    IMessageIMAPFile as IMessageFile,
 )
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -71,7 +80,8 @@ def _unquoted_disposition(self: Any, disp: Any) -> Any:
 
 
 imap4._MessageStructure._disposition = _unquoted_disposition
-FLAGS = ["\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"]
+FLAGS = ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"]
+SPECIAL_USE = {"Sent": ["\\Sent"]}  # RFC 6154 attribute of each folder that has one
 
 
 def _text(value: Any) -> str:
@@ -83,21 +93,17 @@ def _text(value: Any) -> str:
 # ----------------------------------------------------------------------------------------------------
 
 
-def _split(raw: bytes) -> bytes:
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        _head, found, body = raw.partition(sep)
-        if found:
-            return body
-    return b""
-
-
 @implementer(IMessageIMAPPart)
 class Part:
-    def __init__(self, msg: Message, raw: bytes) -> None:
-        self.msg = msg
+    """A MIME entity served from its stored bytes (never re-serialised: wire.imap_section)."""
+
+    def __init__(self, raw: bytes) -> None:
         self.raw = raw
+        self.header, self.body = wire.split_entity(raw)
+        self.msg = wire.entity_headers(self.header)
 
     def getHeaders(self, negate: bool, *names: Any) -> dict[str, str]:
+        # Parsed values, for BODYSTRUCTURE, ENVELOPE and SEARCH; FETCH of header bytes uses wire.imap_section.
         wanted = {_text(n).lower() for n in names}
         out: dict[str, str] = {}
         for key, value in self.msg.items():
@@ -106,30 +112,33 @@ class Part:
         return out
 
     def getBodyFile(self) -> io.BytesIO:
-        return io.BytesIO(_split(self.raw))
+        return io.BytesIO(self.body)
 
     def getSize(self) -> int:
-        return len(self.raw)
+        return len(self.body)  # BODYSTRUCTURE body-fld-octets: the body only (RFC822.SIZE: see spew_rfc822size)
 
     def isMultipart(self) -> bool:
-        return self.msg.is_multipart()
+        return self.msg.get_content_maintype() == "multipart"
 
     def getSubPart(self, part: int) -> Part:
-        parts = self.msg.get_payload()
-        if not isinstance(parts, list) or not 0 <= part < len(parts):
+        if self.msg.get_content_type() == "message/rfc822" and part == 0:
+            return Part(self.body)  # Twisted's BODYSTRUCTURE asks for the encapsulated message this way
+        parts = wire.mime_parts(self.header, self.body)
+        if not 0 <= part < len(parts):
             raise IndexError(part)
-        sub = parts[part]
-        return Part(sub, sub.as_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+        return Part(parts[part])
 
 
-@implementer(IMessageIMAP)
+@implementer(IMessageIMAP, IMessageFile)
 class StoredMessage(Part):
-    def __init__(self, model: MssModel, row: dict) -> None:
-        raw = model.raw(row["uid"])
-        super().__init__(message_from_bytes(raw), raw)
+    def __init__(self, model: MssModel, row: dict, *, recent: bool = False) -> None:
+        super().__init__(model.raw(row["uid"]))
         self.uid = row["uid"]
-        self.flags = json.loads(row["flags"])
+        self.flags = json.loads(row["flags"]) + (["\\Recent"] if recent else [])
         self.internal = row["internal_date"]
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.raw)  # RFC822 / BODY[]: the stored bytes
 
     def getUID(self) -> int:
         return self.uid
@@ -141,19 +150,73 @@ class StoredMessage(Part):
         return format_datetime(datetime.fromtimestamp(self.internal, UTC))
 
 
+@dataclass
+class Changes:
+    """What a session must be told of its selected folder (RFC 3501 §7.3.1, §7.4.1)."""
+
+    expunged: list[int]  # sequence numbers, in the order the EXPUNGE responses are sent
+    exists: int | None  # new message count, when messages were added
+    recent: int | None
+
+
 @implementer(IMailboxIMAP, ICloseableMailboxIMAP)
 class Folder:
-    def __init__(self, model: MssModel, address: str, name: str) -> None:
+    """A folder as one session sees it. Once selected (``open``), sequence numbers are those of the session's view
+    (``uids``): messages delivered or expunged by others enter or leave it only when the session is told
+    (``changes``), so the numbers the client knows stay right."""
+
+    def __init__(self, model: MssModel, address: str, name: str, *, readonly: bool = False) -> None:
         self.model = model
         self.address = address
         self.name = name
+        self.readonly = readonly
         self.listeners: list[Any] = []
+        self.uids: list[int] | None = None  # None: not selected (STATUS, APPEND, COPY target)
+        self.recent: set[int] = set()
+        self.highest = 0
 
-    def _rows(self) -> list[dict]:
-        return self.model.folder_rows(self.address, self.name)
+    def open(self) -> None:
+        self.uids = self.model.folder_uids(self.address, self.name)
+        self.highest = max(self.uids, default=0)
+        self.recent = self._take_recent(self.uids)
+
+    def _take_recent(self, uids: list[int]) -> set[int]:
+        # A read-only session reports \Recent without taking it from the next read-write one (RFC 3501 §6.3.2).
+        return self.model.still_recent(uids) if self.readonly else self.model.claim_recent(uids)
+
+    def _view(self) -> list[int]:
+        return self.uids if self.uids is not None else self.model.folder_uids(self.address, self.name)
+
+    def changes(self, *, allow_expunge: bool) -> Changes:
+        """Bring the view up to date with the store: EXPUNGEs only where allowed, new messages always."""
+        current = self.model.folder_uids(self.address, self.name)
+        if self.uids is None:
+            return Changes([], None, None)
+        expunged: list[int] = []
+        if allow_expunge:
+            present = set(current)
+            kept = []
+            for seq, uid in enumerate(self.uids, start=1):
+                if uid in present:
+                    kept.append(uid)
+                else:  # each EXPUNGE renumbers the messages after it at once
+                    expunged.append(seq - len(expunged))
+            self.uids = kept
+            self.recent &= present
+        new = [u for u in current if u > self.highest]
+        if not new:
+            return Changes(expunged, None, None)
+        self.uids.extend(new)
+        self.highest = new[-1]
+        self.recent |= self._take_recent(new)
+        return Changes(expunged, len(self.uids), len(self.recent))
 
     def getFlags(self) -> list[str]:
         return list(FLAGS)
+
+    def getMailboxAttributes(self) -> list[str]:
+        # LIST attributes: no hierarchy under the two fixed folders (RFC 3348), special use (RFC 6154).
+        return ["\\HasNoChildren", *SPECIAL_USE.get(self.name, [])]
 
     def getHierarchicalDelimiter(self) -> str:
         return "/"
@@ -163,25 +226,34 @@ class Folder:
         return int(box["uidvalidity"]) if box else 1
 
     def getUIDNext(self) -> int:
-        return self.model.next_uid()
+        return self.model.uidnext(self.address, self.name)
 
     def getUID(self, message: int) -> int:
-        return self._rows()[message - 1]["uid"]
+        return self._view()[message - 1]
 
     def getMessageCount(self) -> int:
-        return len(self._rows())
+        return len(self._view())
 
     def getRecentCount(self) -> int:
-        return 0
+        if self.uids is None:  # STATUS: messages no session has been told of
+            return len(self.model.still_recent(self._view()))
+        return len(self.recent)
 
     def getUnseenCount(self) -> int:
-        return sum(1 for r in self._rows() if "\\Seen" not in json.loads(r["flags"]))
+        return sum(1 for r in self._rows().values() if "\\Seen" not in json.loads(r["flags"]))
+
+    def first_unseen(self) -> int | None:
+        rows = self._rows()
+        for seq, uid in enumerate(self._view(), start=1):
+            if uid in rows and "\\Seen" not in json.loads(rows[uid]["flags"]):
+                return seq
+        return None
 
     def isWriteable(self) -> bool:
-        return True
+        return not self.readonly
 
     def destroy(self) -> None:
-        raise imap4.MailboxException("les dossiers du banc ne peuvent pas être supprimés")
+        raise imap4.MailboxException("les dossiers du banc ne peuvent pas etre supprimes")
 
     def requestStatus(self, names: list[Any]) -> dict:
         return imap4.statusRequestHelper(self, [_text(n).upper() for n in names])
@@ -196,47 +268,68 @@ class Folder:
     def addMessage(self, message: Any, flags: Any = (), date: Any = None) -> defer.Deferred:
         data = message.read() if hasattr(message, "read") else bytes(message)
         uid = self.model.store_message(self.address, self.name, data, origin="imap-append",
-                                       flags=[_text(f) for f in flags or ()])
+                                       flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"])
         return defer.succeed(uid)
 
     def expunge(self) -> list[int]:
-        rows = self._rows()
+        """EXPUNGE/CLOSE by this session: the sequence numbers of its view, each as the EXPUNGE response gives it."""
         gone = set(self.model.expunge(self.address, self.name))
-        # Sequence numbers shift as messages go: report them the way EXPUNGE responses expect.
-        out, shift = [], 0
-        for seq, row in enumerate(rows, start=1):
-            if row["uid"] in gone:
-                out.append(seq - shift)
-                shift += 1
+        view = self._view()
+        out = []
+        for seq, uid in enumerate(view, start=1):
+            if uid in gone:
+                out.append(seq - len(out))
+        if self.uids is not None:
+            self.uids = [u for u in view if u not in gone]
+            self.recent -= gone
         return out
 
+    def _rows(self) -> dict[int, dict]:
+        return {r["uid"]: r for r in self.model.folder_rows(self.address, self.name)}
+
     def _select(self, messages: Any, uid: bool) -> list[tuple[int, dict]]:
-        rows = self._rows()
-        if not rows:
+        view = self._view()
+        if not view:
             return []
+        rows = self._rows()  # messages expunged by another session, not yet announced, are left out
         if uid:
-            messages.last = rows[-1]["uid"]
-            return [(seq, r) for seq, r in enumerate(rows, start=1) if r["uid"] in messages]
-        messages.last = len(rows)
-        return [(seq, r) for seq, r in enumerate(rows, start=1) if seq in messages]
+            messages.last = view[-1]
+            return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if u in messages and u in rows]
+        messages.last = len(view)
+        return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if seq in messages and u in rows]
 
     def fetch(self, messages: Any, uid: bool) -> list[tuple[int, StoredMessage]]:
-        return [(seq, StoredMessage(self.model, r)) for seq, r in self._select(messages, uid)]
+        return [(seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
+                for seq, r in self._select(messages, uid)]
 
     def store(self, messages: Any, flags: Any, mode: int, uid: bool) -> dict[int, list[str]]:
-        flags = [_text(f) for f in flags]
+        if self.readonly:
+            raise imap4.ReadOnlyMailbox()
+        flags = {_text(f) for f in flags} - {"\\Recent"}  # \Recent is the server's (RFC 3501 §2.3.2)
         out = {}
         for seq, row in self._select(messages, uid):
             current = set(json.loads(row["flags"]))
             if mode == -1:
-                current -= set(flags)
+                current -= flags
             elif mode == 0:
                 current = set(flags)
             else:
-                current |= set(flags)
+                current |= flags
             self.model.set_flags(row["uid"], sorted(current))
-            out[seq] = sorted(current)
+            out[seq] = sorted(current) + (["\\Recent"] if row["uid"] in self.recent else [])
         return out
+
+    def mark_seen(self, messages: Any, uid: bool) -> bool:
+        """Implicit \\Seen of FETCH BODY[…]/RFC822/RFC822.TEXT (RFC 3501 §6.4.5); True if a flag changed."""
+        changed = False
+        unresolved = imap4.MessageSet()  # a copy: "*" can be resolved once per set, and FETCH resolves the original
+        unresolved.ranges = list(messages.ranges)
+        for _seq, row in self._select(unresolved, uid):
+            current = set(json.loads(row["flags"]))
+            if "\\Seen" not in current:
+                self.model.set_flags(row["uid"], sorted(current | {"\\Seen"}))
+                changed = True
+        return changed
 
     def close(self) -> None:
         pass
@@ -256,13 +349,16 @@ class Account:
         return None
 
     def addMailbox(self, name: Any, mbox: Any = None) -> None:
-        raise imap4.MailboxException("création de dossier non prise en charge par le banc")
+        raise imap4.MailboxException("creation de dossier non prise en charge par le banc")  # IMAP text is ASCII
 
     def create(self, pathspec: Any) -> bool:
         return False
 
     def select(self, name: Any, rw: bool = True) -> Folder | None:
-        return self._folder(name)
+        folder = self._folder(name)
+        if folder is not None:
+            folder.readonly = not rw
+        return folder
 
     def delete(self, name: Any) -> None:
         raise imap4.MailboxException("suppression de dossier non prise en charge par le banc")
@@ -329,6 +425,10 @@ class OAuthBearerChallenge(_BearerChallenge):
     parse = staticmethod(wire.parse_oauthbearer)
 
 
+class _TokenRefused(AuthError):
+    """A well-formed bearer response whose token is refused (as opposed to a malformed SASL message)."""
+
+
 class Portal:
     """What Twisted's IMAP4Server calls `portal.login(credentials, mind, IAccount)`."""
 
@@ -346,7 +446,10 @@ class Portal:
                     parsed = creds.parse(creds.response or b"")
                 except wire.SaslError as exc:
                     raise AuthError(str(exc)) from None
-                return model.authenticate_bearer(parsed, outcome=outcome)
+                try:
+                    return model.authenticate_bearer(parsed, outcome=outcome)
+                except AuthError as exc:  # the token itself: RFC 7628 error challenge before the NO
+                    raise _TokenRefused(exc.reason, expired=exc.expired) from None
             user = _text(getattr(creds, "username", b""))
             password = _text(getattr(creds, "password", b""))
             mechanism = _text(getattr(creds, "mechanism", None) or "LOGIN")
@@ -362,6 +465,8 @@ class Portal:
         def failed(failure: Failure) -> Failure:
             if failure.check(AuthError):
                 server.auth_failure = failure.value.reason
+                server.oauth_error = (wire.oauth_error_json(failure.value.reason)
+                                      if failure.check(_TokenRefused) else None)
                 return Failure(UnauthorizedLogin(failure.value.reason))
             return failure
 
@@ -393,6 +498,11 @@ def _text_search_args(query: list) -> list:
             pending = _TEXT_KEYS.get(key.upper(), 0)
     return out
 
+
+
+def _sets_seen(item: Any) -> bool:
+    return (item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)) \
+        or item.type in ("rfc822", "rfc822text")
 
 
 class _Timer:
@@ -428,6 +538,10 @@ class _Pending:
     out: list[bytes] = field(default_factory=list)
 
 
+_NO_EXPUNGE = {"IMAP FETCH", "IMAP STORE", "IMAP SEARCH"}  # MSN commands (UID ones may, RFC 3501 §7.4.1)
+_NO_ANNOUNCE = {"IMAP SELECT", "IMAP EXAMINE", "IMAP CLOSE", "IMAP UNSELECT", "IMAP LOGOUT"}
+
+
 class MssIMAP(imap4.IMAP4Server):
     IDENT = b"segur-bench MSSante IMAP4rev1 (simulateur)"
 
@@ -445,7 +559,9 @@ class MssIMAP(imap4.IMAP4Server):
         self.mss_session: Session | None = None
         self.auth_outcome: str | None = None
         self.auth_failure: str | None = None
+        self.oauth_error: bytes | None = None  # RFC 7628 error JSON of the last refused token
         self.pending: dict[bytes, _Pending] = {}
+        self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
 
     # Twisted's timers on the asyncio loop
@@ -467,12 +583,17 @@ class MssIMAP(imap4.IMAP4Server):
 
     def capabilities(self) -> dict:
         cap = super().capabilities()
+        cap[b"UNSELECT"] = None
+        cap[b"CHILDREN"] = None  # \HasNoChildren in LIST (RFC 3348)
+        cap[b"SPECIAL-USE"] = None  # \Sent in LIST (RFC 6154)
         if not self.front.legacy:
             cap[b"LOGINDISABLED"] = None
         if self.front.implicit:
             cap.pop(b"STARTTLS", None)  # encrypted from the first byte
         elif self.front.require_tls and not self.startedTLS:
             cap.pop(b"AUTH", None)  # no mechanism is usable before STARTTLS: none is advertised (RFC 9051 §6.2.1)
+        if b"AUTH" in cap:
+            cap[b"SASL-IR"] = None  # AUTHENTICATE <mechanism> <initial response> (RFC 4959)
         return cap
 
     def connectionMade(self) -> None:
@@ -481,15 +602,43 @@ class MssIMAP(imap4.IMAP4Server):
             self.startedTLS = True  # IMAP over TLS (port 993 style): as if STARTTLS had been done
             self.canStartTLS = False
 
-    def do_AUTHENTICATE(self, tag: bytes, args: bytes) -> None:
+    def do_AUTHENTICATE(self, tag: bytes, args: bytes | None) -> None:
         if self.front.require_tls and not self.startedTLS:
             # A bearer token must never cross the network in clear: the same rule as SMTP's AUTH before STARTTLS.
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : "
                                            b"chiffrez la connexion d'abord")
             return
-        super().do_AUTHENTICATE(tag, args)
+        mechanism, _, initial = (args or b"").strip().partition(b" ")
+        mechanism, initial = mechanism.upper(), initial.strip()
+        if not mechanism:
+            self.sendBadResponse(tag, b"AUTHENTICATE: mechanism expected")
+        elif mechanism not in self.challengers:
+            self.sendNegativeResponse(tag, b"AUTHENTICATE method unsupported")
+        elif not initial:
+            self.authenticate(self.challengers[mechanism](), tag)  # "+ " continuation, then the response
+        else:
+            # SASL-IR (RFC 4959): the first response on the command line, "=" for an empty one.
+            self._IMAP4Server__cbAuthChunk(b"" if initial == b"=" else initial, self.challengers[mechanism](), tag)
 
-    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
+    unauth_AUTHENTICATE = (do_AUTHENTICATE, imap4.IMAP4Server.arg_line)
+
+    def _IMAP4Server__cbAuthChunk(self, result: bytes, chal: Any, tag: bytes) -> None:
+        # Twisted's decoding is lenient and takes "*" as data: RFC 3501 §6.2.2 wants BAD for both.
+        line = result.strip()
+        if line == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+            return
+        try:
+            response = base64.b64decode(line, validate=True)
+        except binascii.Error:
+            self.sendBadResponse(tag, b"AUTHENTICATE: the response is not base64")
+            return
+        chal.setResponse(response)
+        if chal.moreChallenges():
+            self._setupChallenge(chal, tag)
+        else:
+            self.portal.login(chal, None, IAccountIMAP).addCallbacks(
+                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None)
 
     def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         creds = imap4.credentials.UsernamePassword(user, passwd)
@@ -513,10 +662,25 @@ class MssIMAP(imap4.IMAP4Server):
     def _auth_failed(self, failure: Failure, tag: bytes) -> None:
         if failure.check(UnauthorizedLogin):
             reason = wire.ascii_text(self.auth_failure or "authentification refusée")
+            challenge, self.oauth_error = self.oauth_error, None
+            if challenge is not None:
+                # RFC 7628 §3.2.2 (as on SMTP): error challenge, the client's answer (%x01, or empty for
+                # XOAUTH2), then the tagged NO; "*" cancels (BAD).
+                self.parseState = "pending"
+                self._pendingLiteral = defer.Deferred()
+                self._pendingLiteral.addCallback(self._oauth_error_answered, tag, reason)
+                self.sendContinuationRequest(base64.b64encode(challenge))
+                return
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
         else:
             self.sim.logger.error("IMAP authentication error: %s", failure.getErrorMessage())
             self.sendBadResponse(tag, b"Server error: login failed unexpectedly")
+
+    def _oauth_error_answered(self, line: bytes, tag: bytes, reason: bytes) -> None:
+        if line.strip() == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+        else:
+            self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
 
     def _IMAP4Server__cbManualSearch(self, result: list, tag: bytes, mbox: Any, query: Any, uid: int,
                                      searchResults: Any = None) -> None:
@@ -529,6 +693,202 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # ------------------------------------------------------------------------------------ new mail, IDLE
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        # Before a tagged completion, tell the session what changed in its folder (RFC 3501 §7: untagged updates
+        # may come with any command; EXISTS anywhere, EXPUNGE not during FETCH/STORE/SEARCH, §7.4.1).
+        if tag and tag != b"*" and state in (b"OK", b"NO", b"BAD") and self.mbox is not None:
+            pending = self.pending.get(tag)
+            operation = pending.operation if pending else ""
+            if operation not in _NO_ANNOUNCE:
+                self.announce(allow_expunge=bool(pending) and operation not in _NO_EXPUNGE)
+        super()._respond(state, tag, message)
+
+    def announce(self, *, allow_expunge: bool) -> None:
+        mbox = self.mbox
+        if mbox is None or self.bridge.closed:
+            return
+        try:
+            changes = mbox.changes(allow_expunge=allow_expunge)
+        except Exception:  # e.g. the store busy: tell next time rather than lose the command's reply
+            self.sim.logger.exception("IMAP: new-mail check failed")
+            return
+        for seq in changes.expunged:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        if changes.exists is not None:
+            self.sendUntaggedResponse(b"%d EXISTS" % changes.exists)
+            self.sendUntaggedResponse(b"%d RECENT" % (changes.recent or 0))
+
+    def do_IDLE(self, tag: bytes) -> None:
+        # RFC 2177: "+ idling", then untagged updates as they happen, until the client's DONE. Deliveries in this
+        # process wake the session at once (ImapFront.stored); a short poll catches other workers'.
+        self.sendContinuationRequest(b"idling")
+        self.parseTag = tag
+        self.lastState = self.parseState
+        self.parseState = "idle"
+        self.front.idling.add(self)
+        self.announce(allow_expunge=True)
+        self._poll_idle()
+
+    def _poll_idle(self) -> None:
+        if self.parseState != "idle" or self.bridge.closed:
+            return
+        self.announce(allow_expunge=True)
+        self._idle_timer = self.bridge.loop.call_later(self.front.idle_poll_s, self._poll_idle)
+
+    def _stop_idle(self) -> None:
+        self.front.idling.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def parse_idle(self, line: bytes) -> None:
+        self._stop_idle()
+        self.parseState = self.lastState
+        tag = self.parseTag
+        del self.lastState, self.parseTag
+        if line.strip().upper() == b"DONE":
+            self.sendPositiveResponse(tag, b"IDLE terminated")
+        else:
+            self.sendBadResponse(tag, b"IDLE terminated: DONE expected")
+
+    select_IDLE = (do_IDLE,)
+    auth_IDLE = select_IDLE
+
+    # ------------------------------------------------------------------------------------ responses, SELECT, LIST
+    def sendContinuationRequest(self, msg: bytes | None = b"Ready for additional command text") -> None:
+        # RFC 3501 continue-req is "+" SP (resp-text / base64): the space is there even for an empty challenge.
+        self.sendLine(b"+ " + (msg or b""))
+
+    def _cbSelectWork(self, mbox: Folder | None, cmdName: bytes, tag: bytes) -> None:
+        # RFC 3501 §6.3.1: FLAGS, EXISTS, RECENT, OK [UNSEEN] (if any), OK [PERMANENTFLAGS], OK [UIDNEXT],
+        # OK [UIDVALIDITY], then the tagged OK [READ-WRITE] / [READ-ONLY] (§6.3.2).
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"No such mailbox")
+            return
+        mbox.open()
+        self.sendUntaggedResponse(b"FLAGS (" + " ".join(FLAGS).encode() + b")")
+        if mbox.readonly:
+            self.sendPositiveResponse(None, b"[PERMANENTFLAGS ()] No permanent flags permitted")
+        else:
+            self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + " ".join(FLAGS).encode() + b" \\*)] Limited")
+        self.sendUntaggedResponse(b"%d EXISTS" % mbox.getMessageCount())
+        self.sendUntaggedResponse(b"%d RECENT" % mbox.getRecentCount())
+        unseen = mbox.first_unseen()
+        if unseen is not None:
+            self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen message" % unseen)
+        self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
+        self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        mbox.addListener(self)
+        mode = b"[READ-ONLY] " if mbox.readonly else b"[READ-WRITE] "
+        self.sendPositiveResponse(tag, mode + cmdName + b" completed")
+        self.state = "select"
+        self.mbox = mbox
+
+    def _cbListWork(self, mailboxes: list, tag: bytes, sub: int, cmdName: bytes) -> None:
+        # Mailbox name attributes (RFC 3501 §7.2.2), not the message flags Twisted put there.
+        for name, box in mailboxes:
+            if not sub or self.account.isSubscribed(name):
+                attrs = " ".join(box.getMailboxAttributes()).encode()
+                quoted = imap4._quote(name.encode("imap4-utf-7"))
+                self.sendUntaggedResponse(cmdName + b" (" + attrs + b') "/" ' + quoted)
+        self.sendPositiveResponse(tag, cmdName + b" completed")
+
+    def _cbAppendGotMailbox(self, mbox: Folder | None, tag: bytes, flags: Any, date: Any, message: Any) -> None:
+        # Twisted's version answers a missing folder with a str (and breaks), fails on APPEND without a flag
+        # list, and sends the *target* folder's count as EXISTS even when another folder is selected: the
+        # selected folder's EXISTS comes from the announcement before the tagged reply.
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+            return
+
+        def failed(failure: Failure) -> None:
+            self.sim.logger.error("IMAP APPEND failed: %s", failure.getErrorMessage())
+            self.sendNegativeResponse(tag, b"APPEND failed")
+
+        d = mbox.addMessage(message, [_text(f) for f in flags or ()], date)
+        d.addCallbacks(lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), failed)
+
+    def _cbCopySelectedMailbox(self, mbox: Folder | None, tag: bytes, messages: Any, mailbox: Any, uid: int) -> None:
+        if mbox is None:  # same str bug as APPEND
+            self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+            return
+        super()._cbCopySelectedMailbox(mbox, tag, messages, mailbox, uid)
+
+    def do_UNSELECT(self, tag: bytes) -> None:
+        # RFC 3691 (in IMAP4rev2's base, RFC 9051 §6.4.2): leave the folder without expunging.
+        if self.mbox is not None:
+            self.mbox.removeListener(self)
+        self.mbox = None
+        self.state = "auth"
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_UNSELECT = (do_UNSELECT,)
+
+    def do_STORE(self, tag: bytes, messages: Any, mode: bytes, flags: Any, uid: int = 0) -> None:
+        if self.mbox is not None and self.mbox.readonly:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox opened with EXAMINE: flags cannot be changed")
+            return
+        super().do_STORE(tag, messages, mode, flags, uid)
+
+    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom,
+                    imap4.IMAP4Server.arg_flaglist)
+
+    def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
+        # BODY[…] (not PEEK), RFC822 and RFC822.TEXT set \Seen in a read-write session; the new flags go with the
+        # FETCH responses (RFC 3501 §6.4.5). Never in a read-only one (EXAMINE).
+        if (query and self.mbox is not None and not self.mbox.readonly and any(map(_sets_seen, query))
+                and self.mbox.mark_seen(messages, uid) and not any(p.type == "flags" for p in query)):
+            query = [*query, imap4._FetchParser.Flags()]
+        super().do_FETCH(tag, messages, query, uid)
+
+    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
+
+    # ------------------------------------------------------------------------------------ FETCH from the stored bytes
+    # Twisted rebuilds headers from a parsed dict (re-cased names, lost folding) and serves parts re-serialised;
+    # here every section is a slice of the stored bytes (RFC 3501 §6.4.5), so signatures over parts verify.
+    def _literal_or_nil(self, data: bytes | None) -> bytes:
+        return b"NIL" if data is None else b"{%d}\r\n%b" % (len(data), data)
+
+    def spew_body(self, part: Any, id: int, msg: Any, _w: Any = None, _f: Any = None) -> Any:
+        if not (part.header or part.text or part.mime or part.empty):
+            return super().spew_body(part, id, msg, _w, _f)  # BODY: the non-extended structure
+        _w = _w or self.transport.write
+        path = [p + 1 for p in part.part]
+        section = b".".join(b"%d" % p for p in path)
+        fields = None
+        if part.header:
+            kind = "HEADER"
+            spec = b"HEADER"
+            if part.header.fields:
+                fields = [_text(f) for f in part.header.fields]
+                spec += b".FIELDS.NOT" if part.header.negate else b".FIELDS"
+                spec += b" (" + b" ".join(f.encode("ascii", "replace") for f in fields) + b")"
+            negate = bool(part.header.negate)
+        else:
+            kind = "TEXT" if part.text else "MIME" if part.mime else ""
+            spec, negate = kind.encode(), False
+        section = section + b"." + spec if section and spec else section or spec
+        data = wire.imap_section(msg.raw, path, kind, fields, negate)
+        origin = b""
+        if part.partialBegin is not None and data is not None:
+            data = data[part.partialBegin:part.partialBegin + part.partialLength]
+            origin = b"<%d>" % part.partialBegin  # RFC 3501 §7.4.2: the response gives the origin octet only
+        _w(b"BODY[" + section + b"]" + origin + b" " + self._literal_or_nil(data))
+        return None
+
+    def spew_rfc822(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822 " + self._literal_or_nil(msg.raw))
+
+    def spew_rfc822header(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.HEADER " + self._literal_or_nil(msg.header))
+
+    def spew_rfc822text(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.TEXT " + self._literal_or_nil(msg.body))
+
+    def spew_rfc822size(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        (_w or self.transport.write)(b"RFC822.SIZE %d" % len(msg.raw))  # the length of BODY[]
 
     # ------------------------------------------------------------------------------------ faults, journal
     def lineReceived(self, line: bytes) -> None:
@@ -621,6 +981,7 @@ class MssIMAP(imap4.IMAP4Server):
                      waited_s=pending.decision.latency_s or None, tls=tls)
 
     def connectionLost(self, reason: Any) -> None:
+        self._stop_idle()
         for tag in list(self.pending):
             self._finish(tag, None, "connexion fermée avant la réponse")
         super().connectionLost(reason)
@@ -805,21 +1166,42 @@ class ImapFront:
     def require_tls(self) -> bool:
         return bool(self.ctx.config.settings.get("require_tls", True))
 
+    @property
+    def idle_poll_s(self) -> float:
+        return float(self.ctx.config.settings.get("imap_idle_poll_s", 1.0))
+
     def __init__(self, ctx: ServiceContext, model: MssModel, tls: Any, *, implicit: bool = False) -> None:
         self.ctx = ctx
         self.model = model
         self.tls = tls
         self.implicit = implicit
         self.server: asyncio.AbstractServer | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.idling: set[MssIMAP] = set()
+
+    def stored(self, mailbox: str, folder: str) -> None:
+        """model.listeners hook, called from any thread: wake the IDLE sessions on that folder."""
+        if self.loop is not None:
+            with contextlib.suppress(RuntimeError):  # loop closed: shutting down
+                self.loop.call_soon_threadsafe(self._wake, mailbox, folder)
+
+    def _wake(self, mailbox: str, folder: str) -> None:
+        for server in list(self.idling):
+            if (server.mss_session is not None and server.mss_session.mailbox == mailbox
+                    and server.mbox is not None and server.mbox.name == folder):
+                server.announce(allow_expunge=True)
 
     async def start(self, host: str, port: int) -> int:
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        self.model.listeners.append(self.stored)
         tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
         self.server = await loop.create_server(lambda: Bridge(self), host, port, reuse_port=True,
                                                reuse_address=True, **tls)
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.model.listeners.remove(self.stored)
         if self.server is not None:
             self.server.close()
             with contextlib.suppress(Exception):

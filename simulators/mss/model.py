@@ -13,7 +13,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -68,7 +68,18 @@ _MIGRATIONS = [
         message_id TEXT,
         PRIMARY KEY (patient, professional)
     )
+    """,
+    # \Recent (RFC 3501 §2.3.2: set until a read-write session has been told of the message) and UIDNEXT per
+    # folder (§2.3.1.1: changes only when a message is added there; UIDs come from one store-wide sequence).
     """
+    ALTER TABLE mss_messages ADD COLUMN recent INTEGER NOT NULL DEFAULT 1;
+    CREATE TABLE mss_uidnext (
+        mailbox TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidnext INTEGER NOT NULL,
+        PRIMARY KEY (mailbox, folder)
+    )
+    """,
 ]
 
 FOLDERS = ("INBOX", "Sent")
@@ -123,6 +134,10 @@ class MssModel:
         self.settings = settings
         self.clock = clock
         self._validator: TokenValidator | None = None
+        # Called with (mailbox, folder) after each stored message, from whatever thread stored it (SMTP on the
+        # loop, injection from the HTTP thread): the IMAP front wakes its IDLE sessions at once. Other worker
+        # processes are not called; their IDLE sessions poll the store.
+        self.listeners: list[Callable[[str, str], None]] = []
 
     # ------------------------------------------------------------------------------------------ setup
     def migrate(self) -> None:
@@ -147,6 +162,7 @@ class MssModel:
                              " VALUES (?, ?, ?, ?, ?)", (address.lower(), kind, owner, label, uidvalidity))
 
     def reset(self) -> None:
+        # mss_uidnext is kept: a folder's UIDNEXT never goes down (UIDs are not reused either).
         with self.store.transaction() as conn:
             for table in ("mss_messages", "mss_submissions", "mss_channels", "mss_mailboxes"):
                 conn.execute(f"DELETE FROM {table}")
@@ -216,8 +232,35 @@ class MssModel:
     # IMAP access (Twisted mailbox objects call these)
     def folder_rows(self, address: str, folder: str) -> list[dict]:
         return [dict(r) for r in self.store.query(
-            "SELECT uid, flags, internal_date, length(raw) AS size FROM mss_messages WHERE mailbox = ? AND folder = ?"
-            " ORDER BY uid", (address, folder))]
+            "SELECT uid, flags, internal_date, recent, length(raw) AS size FROM mss_messages WHERE mailbox = ? AND"
+            " folder = ? ORDER BY uid", (address, folder))]
+
+    def folder_uids(self, address: str, folder: str) -> list[int]:
+        return [r["uid"] for r in self.store.query(
+            "SELECT uid FROM mss_messages WHERE mailbox = ? AND folder = ? ORDER BY uid", (address, folder))]
+
+    def claim_recent(self, uids: list[int]) -> set[int]:
+        """The messages among ``uids`` no session had been told of: they are \\Recent for the caller only."""
+        if not uids:
+            return set()
+        marks = ",".join("?" * len(uids))
+        with self.store.transaction() as conn:
+            rows = conn.execute(f"UPDATE mss_messages SET recent = 0 WHERE recent = 1 AND uid IN ({marks})"
+                                " RETURNING uid", uids).fetchall()
+        return {r["uid"] for r in rows}
+
+    def still_recent(self, uids: list[int]) -> set[int]:
+        """For a read-only session: \\Recent as it stands, without taking it from a later read-write session."""
+        if not uids:
+            return set()
+        marks = ",".join("?" * len(uids))
+        return {r["uid"] for r in self.store.query(
+            f"SELECT uid FROM mss_messages WHERE recent = 1 AND uid IN ({marks})", uids)}
+
+    def uidnext(self, address: str, folder: str) -> int:
+        row = self.store.execute("SELECT uidnext FROM mss_uidnext WHERE mailbox = ? AND folder = ?",
+                                 (wire.normalise_address(address), folder)).fetchone()
+        return int(row["uidnext"]) if row else 1
 
     def raw(self, uid: int) -> bytes:
         row = self.store.execute("SELECT raw FROM mss_messages WHERE uid = ?", (uid,)).fetchone()
@@ -242,14 +285,21 @@ class MssModel:
                       flags: list[str] | None = None) -> int:
         raw = re.sub(rb"(?<!\r)\n", b"\r\n", raw)  # IMAP serves CRLF lines
         msg = wire.parse_message(raw)
-        cur = self.store.execute(
-            "INSERT INTO mss_messages (mailbox, folder, raw, flags, internal_date, message_id, subject, sender,"
-            " origin, submission) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (wire.normalise_address(address), folder, raw, json.dumps(flags or []), self.clock.now().timestamp(),
-             msg.get("Message-ID"), str(msg.get("Subject", "")), wire.normalise_address(str(msg.get("From", ""))),
-             origin, submission),
-        )
-        return int(cur.lastrowid or 0)
+        address = wire.normalise_address(address)
+        with self.store.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO mss_messages (mailbox, folder, raw, flags, internal_date, message_id, subject, sender,"
+                " origin, submission) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (address, folder, raw, json.dumps(flags or []), self.clock.now().timestamp(), msg.get("Message-ID"),
+                 str(msg.get("Subject", "")), wire.normalise_address(str(msg.get("From", ""))), origin, submission),
+            )
+            uid = int(cur.lastrowid or 0)
+            conn.execute("INSERT INTO mss_uidnext (mailbox, folder, uidnext) VALUES (?, ?, ?)"
+                         " ON CONFLICT(mailbox, folder) DO UPDATE SET uidnext = max(uidnext, excluded.uidnext)",
+                         (address, folder, uid + 1))
+        for listener in list(self.listeners):
+            listener(address, folder)
+        return uid
 
     # ------------------------------------------------------------------------------------------ auth
     @property
@@ -329,15 +379,17 @@ class MssModel:
         uids: list[int] = []
         if strict and errors:
             lines = [f"5.6.0 {f['code']} : {f['message']}" for f in errors]
-            lines.insert(0, "5.6.0 Message refusé par le banc MSSanté (mode strict) :")
+            lines.insert(0, wire.SMTP_STRICT_HEAD)
             reply = "\r\n".join(f"554{'-' if i < len(lines) - 1 else ' '}{line}" for i, line in enumerate(lines))
+            # The reply is recorded as sent: ASCII (the findings keep their accents).
+            reply = b"\r\n".join(wire.smtp_reply_lines(reply)).decode("ascii")
             accepted = False
         else:
             uids = self._deliver(raw, wire.normalise_address(mail_from), rcpts, sub_id, origin)
             if result.closes_channel:
                 for patient in result.patient_recipients:
                     self.close_channel(patient, wire.normalise_address(mail_from), result.message_id)
-            reply = f"250 2.0.0 Message accepté (id {sub_id}, {len(result.findings)} constat(s))"
+            reply = f"250 2.0.0 Message accepted (id {sub_id}, {len(result.findings)} finding(s))"
             accepted = True
         self._record_submission(sub_id, origin, mail_from, rcpts, result.subject, accepted, reply, result.findings,
                                 result.summary())

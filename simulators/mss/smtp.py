@@ -6,6 +6,7 @@
   challenge carrying the JSON error, the client's empty answer, then ``535 5.7.8``.
 * Token expiry during the session: the next MAIL/RCPT/DATA gets ``530 5.7.0`` and the session is
   unauthenticated, so the client can AUTH again with a fresh token on the same connection.
+* Every reply line is ASCII and, ENHANCEDSTATUSCODES being advertised, carries an RFC 3463 code (``push``).
 * Every command goes through the fault engine (operation ``SMTP <VERB>``) and is journalled; the faults of
   ``SMTP DATA`` apply once the content has been received (delay of the final reply, drop, 4xx/5xx).
 """
@@ -41,9 +42,6 @@ class _QuietLoginData(logging.Filter):
 
 logging.getLogger("mail.log").addFilter(_QuietLoginData())
 
-REPLY_4XX = "451 4.3.0 Erreur temporaire simulée par le banc MSSanté, réessayez plus tard"
-REPLY_5XX = "554 5.3.0 Refus simulé par le banc MSSanté"
-REPLY_EXPIRED = "530 5.7.0 Authentication required: jeton Pro Santé Connect expiré, ré-authentifiez-vous (AUTH)"
 NEEDS_SESSION = ("MAIL", "RCPT", "DATA")
 AUTH_LINE_LIMIT = 64 * 1024
 
@@ -55,9 +53,15 @@ class Handler:
         self.ctx = ctx
         self.model = model
 
+    async def handle_EHLO(self, server: MssSMTP, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        # Every reply but the greeting and EHLO/HELO's carries an RFC 3463 code (MssSMTP.push): say so (RFC 2034).
+        session.host_name = hostname
+        return [*responses[:-1], "250-ENHANCEDSTATUSCODES", responses[-1]]
+
     async def handle_MAIL(self, server: MssSMTP, session: Any, envelope: Any, address: str, options: list) -> str:
         if server.mss_session and wire.normalise_address(address) != server.mss_session.mailbox:
-            return (f"553 5.7.1 <{address}> : l'expéditeur doit être la BAL authentifiée "
+            return (f"553 5.7.1 <{address}>: the sender must be the authenticated mailbox "
                     f"<{server.mss_session.mailbox}>")
         envelope.mail_from = address
         envelope.mail_options.extend(options)
@@ -79,9 +83,9 @@ class Handler:
         if not await server.apply_delay_and_terminal(decision):
             return MISSING  # type: ignore[return-value]  # connection gone: nothing is pushed
         if decision.outcome == "mss.smtp-4xx":
-            return REPLY_4XX
+            return wire.SMTP_TEMPFAIL
         if decision.outcome == "mss.smtp-5xx":
-            return REPLY_5XX
+            return wire.SMTP_REFUSED
         sub = self.model.submit(content, mail_from=envelope.mail_from, rcpts=list(envelope.rcpt_tos),
                                 session=server.mss_session)
         server.last_findings = sub.findings
@@ -109,11 +113,14 @@ class MssSMTP(SMTP):
 
     # ------------------------------------------------------------------------------------ plumbing
     async def push(self, status: Any) -> None:
-        self._replies.append(status.encode("utf-8") if isinstance(status, str) else status)
+        # Every line the server sends passes here (aiosmtpd's own replies too): ASCII, with an enhanced status
+        # code except on the greeting (the first push) and on the replies to EHLO/HELO (RFC 2034).
+        greeting, self._greeted = not self._greeted, True
+        lines = wire.smtp_reply_lines(status, enhanced=not greeting and self._command not in ("EHLO", "HELO"))
+        status = b"\r\n".join(lines)
+        self._replies.append(status)
         if self.transport is None or self._gone:
             return
-        if isinstance(status, str):
-            status = status.encode("utf-8")
         data = status + b"\r\n"
         dribble = self._dribble
         if dribble is None:
@@ -153,6 +160,7 @@ class MssSMTP(SMTP):
 
     def _wrap(self, name: str, method: Any) -> Any:
         async def run(arg: str | None) -> None:
+            self._command = name
             received = time.time()
             self._replies = []
             self.last_data = self.last_findings = None
@@ -169,9 +177,9 @@ class MssSMTP(SMTP):
                         await method(arg)
                 elif await self.apply_delay_and_terminal(decision):
                     if decision.outcome == "mss.smtp-4xx" and name not in ("QUIT",):
-                        await self.push(REPLY_4XX)
+                        await self.push(wire.SMTP_TEMPFAIL)
                     elif decision.outcome == "mss.smtp-5xx" and name not in ("QUIT",):
-                        await self.push(REPLY_5XX)
+                        await self.push(wire.SMTP_REFUSED)
                     elif name in NEEDS_SESSION and await self._check_expiry(decision):
                         pass
                     else:
@@ -182,6 +190,7 @@ class MssSMTP(SMTP):
                 error = "connexion perdue pendant la commande"
                 raise
             finally:
+                self._command = None
                 if self._gone and error is None:
                     error = "connexion coupée (faute injectée)"
                 self._journal(name, shown, received, decision, error)
@@ -192,7 +201,7 @@ class MssSMTP(SMTP):
         if self.mss_session and self.model.session_expired(self.mss_session, decision.outcome):
             self.mss_session = None
             self.session.authenticated = False
-            await self.push(REPLY_EXPIRED)
+            await self.push(wire.SMTP_TOKEN_EXPIRED)
             return True
         return False
 
@@ -254,7 +263,7 @@ class MssSMTP(SMTP):
             # RFC 7628 §3.2.2: error challenge, empty client response, then the failure reply.
             if await self.challenge_auth(wire.oauth_error_json(exc.reason)) is MISSING:
                 return AuthResult(success=False, handled=True)
-            detail = "jeton expiré" if exc.expired else exc.reason
+            detail = "token expired" if exc.expired else exc.reason
             return AuthResult(success=False, handled=False,
                               message=f"535 5.7.8 Authentication credentials invalid: {detail}")
         self.mss_session = session
@@ -287,6 +296,8 @@ class MssSMTP(SMTP):
 
     _current_outcome: str | None = None
     _dribble: Any = None
+    _greeted = False
+    _command: str | None = None
 
 
 class SmtpFront:
@@ -311,7 +322,7 @@ class SmtpFront:
             proto = MssSMTP(
                 self,
                 hostname=str(s.get("hostname", "mss.bench")),
-                ident="segur-bench MSSanté (simulateur)",
+                ident="segur-bench MSSante (simulateur)",
                 tls_context=None if self.implicit else self.tls,
                 require_starttls=require_tls,
                 auth_required=True,

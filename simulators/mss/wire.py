@@ -19,7 +19,7 @@ from datetime import date, datetime
 from email import policy
 from email.header import Header
 from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.parser import BytesHeaderParser, BytesParser
 from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 
 from simulators.core.xmlsafe import XmlRejected, parse_xml
@@ -153,9 +153,135 @@ def parse_message(raw: bytes) -> EmailMessage:
 
 
 def ascii_text(text: str) -> bytes:
-    """Accents removed, for protocol lines that must stay ASCII (IMAP response text)."""
+    """Accents removed, for protocol lines that must stay ASCII (IMAP response text, SMTP replies)."""
     text = unicodedata.normalize("NFKD", text)
     return "".join(c for c in text if not unicodedata.combining(c)).encode("ascii", "replace")
+
+
+# ----------------------------------------------------------------------------------------------------
+# MIME entities cut from the stored bytes (IMAP FETCH sections, RFC 3501 §6.4.5; boundaries, RFC 2046 §5.1.1)
+# ----------------------------------------------------------------------------------------------------
+# Sections are slices of the bytes as received, never a re-serialisation: header case, folding, preambles and
+# blank lines are the sender's, so a signature over a part (S/MIME multipart/signed) still verifies.
+
+
+def split_entity(raw: bytes) -> tuple[bytes, bytes]:
+    """(header including the blank line that ends it, body). No blank line: all header, no body."""
+    if raw.startswith(b"\r\n"):
+        return b"\r\n", raw[2:]
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        return raw, b""
+    return raw[:end + 4], raw[end + 4:]
+
+
+def entity_headers(header: bytes) -> Message:
+    """The header fields parsed (compat32: values as written, encoded words included)."""
+    return BytesHeaderParser().parsebytes(header)
+
+
+def header_subset(header: bytes, names: list[str], *, negate: bool = False) -> bytes:
+    """HEADER.FIELDS / HEADER.FIELDS.NOT: the matching fields as written (continuation lines included), then the
+    blank line (RFC 3501: the delimiting blank line is part of every header fetch)."""
+    wanted = {n.lower() for n in names}
+    fields: list[bytes] = []
+    for line in header.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += b"\r\n" + line
+        elif line:
+            fields.append(line)
+    kept = [f for f in fields if (f.split(b":", 1)[0].strip().decode("ascii", "replace").lower() in wanted) != negate]
+    return b"".join(f + b"\r\n" for f in kept) + b"\r\n"
+
+
+def mime_parts(header: bytes, body: bytes) -> list[bytes]:
+    """The body parts of a multipart entity, each as the bytes between its delimiter lines ([] if not multipart).
+    The CRLF before a delimiter belongs to the delimiter (RFC 2046 §5.1.1)."""
+    msg = entity_headers(header)
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if not boundary:
+        return []
+    delimiter = re.compile(rb"(?:\A|\r\n)--" + re.escape(boundary.encode("ascii", "replace"))
+                           + rb"(--)?[ \t]*(?=\r\n|\Z)")
+    parts: list[bytes] = []
+    start: int | None = None
+    for m in delimiter.finditer(body):
+        if start is not None:
+            parts.append(body[start:m.start()])
+        if m.group(1):  # close delimiter: the epilogue is not a part
+            return parts
+        start = m.end() + 2
+    if start is not None:  # no close delimiter: the last part runs to the end
+        parts.append(body[start:])
+    return parts
+
+
+def _is_rfc822(header: bytes) -> bool:
+    return entity_headers(header).get_content_type() == "message/rfc822"
+
+
+def imap_section(raw: bytes, path: list[int], kind: str = "", fields: list[str] | None = None,
+                 negate: bool = False) -> bytes | None:
+    """The bytes of a FETCH BODY[<section>] (RFC 3501 §6.4.5). ``path``: 1-based part numbers; ``kind``: "" (the
+    whole entity at the top, the body of a part), ``HEADER``, ``TEXT``, ``MIME``; ``fields`` for HEADER.FIELDS.
+    None when the part does not exist."""
+    header, body = split_entity(raw)
+    for depth, number in enumerate(path):
+        if depth and _is_rfc822(header):  # a part that is a message: its parts are the encapsulated message's
+            header, body = split_entity(body)
+        parts = mime_parts(header, body)
+        if parts:
+            if not 1 <= number <= len(parts):
+                return None
+            header, body = split_entity(parts[number - 1])
+        elif number != 1:  # a single-part entity has only part 1: its body
+            return None
+    if kind == "MIME":
+        return header if path else None
+    if path and kind in ("HEADER", "TEXT"):
+        if not _is_rfc822(header):
+            return None
+        header, body = split_entity(body)
+    if kind == "HEADER":
+        return header_subset(header, fields, negate=negate) if fields is not None else header
+    if kind == "TEXT":
+        return body
+    return body if path else raw
+
+
+# ----------------------------------------------------------------------------------------------------
+# SMTP reply lines
+# ----------------------------------------------------------------------------------------------------
+
+# The bench's own reply texts (operators' texts are not public). ASCII only: RFC 5321 §4.2 textstring.
+SMTP_TEMPFAIL = "451 4.3.0 Temporary failure simulated by the MSSante bench, try again later"
+SMTP_REFUSED = "554 5.3.0 Refusal simulated by the MSSante bench"
+SMTP_TOKEN_EXPIRED = ("530 5.7.0 Authentication required: Pro Sante Connect token expired, authenticate again "
+                      "(AUTH)")
+SMTP_STRICT_HEAD = "5.6.0 Message refuse par le banc MSSante (mode strict) :"
+
+# Enhanced status code (RFC 3463) for replies whose text has none, by reply code; else "<class>.0.0".
+# X.5.1 invalid command, X.5.2 syntax error, X.5.4 invalid arguments, X.7.0 security, X.3.4 message too big.
+_ENHANCED_BY_CODE = {500: "5.5.2", 501: "5.5.4", 502: "5.5.1", 503: "5.5.1", 504: "5.5.4", 530: "5.7.0",
+                     538: "5.7.11", 552: "5.3.4", 553: "5.1.3", 555: "5.5.4", 454: "4.7.0"}
+_HAS_ENHANCED = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}(?: |$)")
+
+
+def smtp_reply_lines(status: str | bytes, *, enhanced: bool = True) -> list[bytes]:
+    """One reply as sent: each line folded to printable ASCII and, with ``enhanced``, given an RFC 3463 code
+    when its text has none (RFC 2034 §4: every 2xx/4xx/5xx reply but the greeting and the answers to EHLO/HELO;
+    3xx replies such as 334 and 354 carry none)."""
+    text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+    out = []
+    for line in text.split("\r\n"):
+        line = re.sub(r"[\x00-\x08\x0a-\x1f\x7f]", "?", line)
+        code, sep, rest = line[:3], line[3:4], line[4:]
+        if (enhanced and code.isdigit() and code[0] in "245" and sep in (" ", "-", "")
+                and not _HAS_ENHANCED.match(rest)):
+            extra = _ENHANCED_BY_CODE.get(int(code), f"{code[0]}.0.0")
+            line = f"{code}{sep or ' '}{extra}" + (f" {rest}" if rest else "")
+        out.append(ascii_text(line))
+    return out
 
 
 def _fold(text: str) -> str:

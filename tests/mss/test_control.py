@@ -105,7 +105,7 @@ def _exchange(sock: socket.socket, line: bytes) -> bytes:
 def test_malformed_commands_on_raw_sockets(mss):
     with socket.create_connection(("127.0.0.1", mss.smtp_port), timeout=5) as raw:
         assert raw.recv(1024).startswith(b"220")
-        assert _exchange(raw, b"MAIL FROM:<x@y>").startswith(b"530 Must issue a STARTTLS")
+        assert _exchange(raw, b"MAIL FROM:<x@y>").startswith(b"530 5.7.0 Must issue a STARTTLS")
         assert _exchange(raw, b"BOGUS").startswith(b"530")
         assert _exchange(raw, b"EHLO lgc").startswith(b"250")
         assert _exchange(raw, b"AUTH XOAUTH2 dGVzdA==").startswith(b"530")  # STARTTLS first

@@ -73,12 +73,15 @@ def test_xoauth2_then_select_search_fetch(mss):
         assert fetched["X-MSS-NIL"] == "LGC-TEST-0001"
         typ, data = client.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT X-MSS-CODECDA X-MSS-INS)])")
         headers = data[0][1].decode()
-        assert SUBJECT in headers and "X-Mss-Codecda: 11488-4" in headers and "X-Mss-Ins: O" in headers
+        assert SUBJECT in headers and "X-MSS-CODECDA: 11488-4" in headers and "X-MSS-INS: O" in headers
         typ, data = client.fetch("2", "(BODYSTRUCTURE)")
         assert b'"IHE_XDM.zip"' in data[0] and b"MIXED" in data[0].upper()
         typ, data = client.uid("FETCH", uids[1].decode(), "(FLAGS)")
-        assert b"FLAGS ()" in data[0]
+        assert b"FLAGS (\\Recent)" in data[0]  # this session was the first told of the message
         client.store("2", "+FLAGS", "\\Seen")
+        typ, data = client.search(None, "UNSEEN")
+        assert data == [b""]  # FETCH RFC822 set \Seen on message 1 (RFC 3501 §6.4.5)
+        client.store("1", "-FLAGS", "\\Seen")
         typ, data = client.search(None, "UNSEEN")
         assert data == [b"1"]
         typ, data = client.list()
