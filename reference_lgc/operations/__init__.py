@@ -55,8 +55,10 @@ class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps):
                          links=links)
         feed_ok, feed_why = feeding_allowed(ins_qualified=p.qualified, consent=consent)
         consult_call = self.runner.latest(p.id, "dmp", "consultation")
+        # Counted once the consultation has answered: while it runs (3 s of latency in the flagship), the local
+        # copy of the DMP list is not filled yet and a "0 nouveau document" would be wrong.
         new_docs = dmp_view.new_since(self.db, p.id, self.records.previous_visit(p.id)) \
-            if consult_call is not None else None
+            if consult_call is not None and consult_call.status == REUSSI else None
         calls: list[CallView] = [c for c in (
             insi_call, self.runner.latest(p.id, "apcv"), self.runner.latest(p.id, "dmp", "acces"),
             self.runner.latest(p.id, "dmp", "autorisation")) if c is not None]
