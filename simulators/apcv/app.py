@@ -53,7 +53,7 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
     try:
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes)
         message_id = req.message_id
-        assertion = check_headers(req.headers, ctx.config.settings, ctx.clock.now)
+        assertion = check_headers(req.headers, ctx.config.settings, ctx.clock.recent_now)
         facturation = assertion.get("identifiantFacturation")
         if req.operation == OP_AUTH:
             auth = AuthRequest.validated(req.body, assertion)

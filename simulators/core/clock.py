@@ -8,6 +8,7 @@ service sees the same simulated time. Latency, TTLs and journal timestamps use r
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -87,8 +88,13 @@ class ClockState:
 
 
 class SimClock:
+    # How long `recent_now` may reuse the offset it read: changes made in this process are seen at once, those of
+    # another worker process within this delay.
+    RECENT_S = 0.5
+
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._recent: tuple[float, timedelta, datetime | None] | None = None  # (monotonic read time, offset, frozen)
         store.migrate("clock", _MIGRATIONS)
 
     def _row(self) -> tuple[timedelta, datetime | None]:
@@ -101,6 +107,17 @@ class SimClock:
     def now(self) -> datetime:
         return self.state().now
 
+    def recent_now(self) -> datetime:
+        """The simulated time without a store read on every call, for checks on the hot path of a service (a PS
+        assertion's validity window on each INSi request): the offset is re-read at most every RECENT_S seconds."""
+        mono = time.monotonic()
+        recent = self._recent
+        if recent is None or mono - recent[0] > self.RECENT_S:
+            offset, frozen = self._row()
+            self._recent = recent = (mono, offset, frozen)
+        _, offset, frozen = recent
+        return frozen if frozen is not None else datetime.now(UTC) + offset
+
     def state(self) -> ClockState:
         real = datetime.now(UTC)
         offset, frozen = self._row()
@@ -108,6 +125,7 @@ class SimClock:
         return ClockState(now=now, real=real, offset=now - real, frozen=frozen is not None)
 
     def _write(self, offset: timedelta, frozen_at: datetime | None) -> None:
+        self._recent = None
         self._store.execute(
             "INSERT INTO clock (id, offset_us, frozen_at, updated_at) VALUES (1, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET offset_us = excluded.offset_us, frozen_at = excluded.frozen_at,"
@@ -137,6 +155,7 @@ class SimClock:
         return self.set(self.state().now, freeze=frozen)
 
     def reset(self) -> ClockState:
+        self._recent = None
         self._store.execute("DELETE FROM clock")
         return self.state()
 

@@ -54,7 +54,7 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
             raise envelope_error
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope)
         message_id = req.message_id
-        check_headers(req.headers, req.operation, ctx.config.settings, tls, ctx.clock.now)
+        check_headers(req.headers, req.operation, ctx.config.settings, tls, ctx.clock.recent_now)
         if req.operation == OP_TRAITS:
             query: Any = TraitsQuery.validated(req.body)
         else:

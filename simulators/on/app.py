@@ -80,7 +80,7 @@ def _caller(ctx: ServiceContext, req: wire.Request, authorization: str | None) -
         if not caller.national_id:
             raise sender(F_SECURITY, "Jeton Bearer sans identifiant national du professionnel", http_status=401)
         return caller.national_id
-    return check_prescriber_assertion(req.headers, ctx.config.settings, ctx.clock.now)
+    return check_prescriber_assertion(req.headers, ctx.config.settings, ctx.clock.recent_now)
 
 
 def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,

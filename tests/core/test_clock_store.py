@@ -287,3 +287,13 @@ def test_write_while_another_thread_reads(tmp_path, memory):
         release.set()
         thread.join()
     assert store.query("SELECT count(*) FROM t")[0][0] == 4
+
+
+def test_recent_now_follows_changes_made_here_at_once(tmp_path):
+    """recent_now reuses the offset it read for a moment, but a change through this clock is seen immediately."""
+    clock = SimClock(Store(tmp_path / "state.sqlite"))
+    before = clock.recent_now()
+    clock.advance(parse_duration("P2D"))
+    assert clock.recent_now() - before > timedelta(days=1, hours=23)
+    clock.reset()
+    assert abs(clock.recent_now() - datetime.now(UTC)) < timedelta(seconds=5)
