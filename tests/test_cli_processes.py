@@ -68,6 +68,9 @@ def test_up_prints_the_table_serves_and_stops_its_children_on_ctrl_c(bench_confi
             proc.kill()
     assert proc.returncode == 0, err
     assert f"http://127.0.0.1:{port}/lps" in out
+    # The banner says which software authorisation numbers INSi accepts, and how to add one's own
+    assert "(IDAM) accepted by insi: SIMUL-LGC-0001, BENCH-LGC-0001, LGC-TEST-0001" in out
+    assert "authorised_idam" in out
     assert "all simulators stopped" in err
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)

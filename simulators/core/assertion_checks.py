@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import functools
 from datetime import datetime, timedelta
 
 from cryptography import x509
@@ -39,13 +40,22 @@ class AssertionRefused(Exception):
     """The assertion fails a check; the message says which, in French (it goes to the fault's Detail)."""
 
 
-def _instant(value: str | None, what: str) -> datetime | None:
-    if value is None:
-        return None
+@functools.lru_cache(maxsize=4096)
+def _parsed(value: str) -> datetime | None:
+    # Cached: a client sends the same assertion (same instants) with every request of a session.
     try:
         return parse_instant(value)
     except ValueError:
-        raise AssertionRefused(f"Assertion : {what} {value!r} n'est pas une date xs:dateTime valide") from None
+        return None
+
+
+def _instant(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    parsed = _parsed(value)
+    if parsed is None:
+        raise AssertionRefused(f"Assertion : {what} {value!r} n'est pas une date xs:dateTime valide")
+    return parsed
 
 
 def check_validity(assertion: etree._Element, now: datetime, skew: timedelta = DEFAULT_SKEW) -> None:

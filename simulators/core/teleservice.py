@@ -279,6 +279,11 @@ def check_client_certificate(tls: Mapping[str, Any] | None,
     return dict(cert)
 
 
+@functools.lru_cache(maxsize=16)
+def _skew(seconds: float | None) -> timedelta:
+    return DEFAULT_SKEW if seconds is None else timedelta(seconds=float(seconds))
+
+
 def check_assertion(headers: Headers, settings: Mapping[str, Any] | None = None,
                     clock: Callable[[], datetime] | None = None, *,
                     missing_security: str = "En-tete wsse:Security absent (mode d'authentification par assertion)"
@@ -307,7 +312,7 @@ def check_assertion(headers: Headers, settings: Mapping[str, Any] | None = None,
     settings = settings or {}
     element = headers.assertion_element
     if settings.get("verify_assertion", True) and element is not None:
-        skew = timedelta(seconds=float(settings.get("assertion_clock_skew_s", DEFAULT_SKEW.total_seconds())))
+        skew = _skew(settings.get("assertion_clock_skew_s"))
         try:
             check_validity(element, clock() if clock else datetime.now(UTC), skew)
             check_signature(element, required=qualifier == "CPS")
