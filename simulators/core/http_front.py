@@ -108,7 +108,7 @@ class BenchASGI:
             await _send_simple(send, status, ctype, err, close=True)
             return
         if control:
-            await self.wsgi(scope, _replay(body, receive), send)
+            await self.wsgi(*_buffered(scope, body, receive), send)
             return
         await self._exchange_with_faults(scope, receive, send, body, received_at)
 
@@ -377,7 +377,7 @@ class BenchASGI:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.wsgi(scope, _replay(body, receive), capture)
+        await self.wsgi(*_buffered(scope, body, receive), capture)
         if status is None:
             return
         payload = b"".join(chunks)
@@ -502,6 +502,15 @@ def _action_of(content_type: str) -> str | None:
         if len(_ACTIONS) < 1024:
             _ACTIONS[content_type] = action
         return action
+
+
+def _buffered(scope: Scope, body: bytes, receive: Receive) -> tuple[Scope, Receive]:
+    """The request as the WSGI app must see it. The front end has read the whole body, chunked or not; WSGI apps
+    read a body only as long as its Content-Length (Werkzeug reads none without one, so a chunked request arrived
+    empty): the app gets the body's length and no Transfer-Encoding."""
+    headers = [(k, v) for k, v in scope["headers"] if k.lower() not in (b"content-length", b"transfer-encoding")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    return dict(scope, headers=headers), _replay(body, receive)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -307,3 +307,13 @@ def test_concurrent_calls_with_latency_are_not_serialised(any_store):
     assert statuses == [200] * 20
     assert 0.5 <= elapsed < 1.5, elapsed
     assert len(apcv.control("GET", "/state").json()["state"]["contexts"]) == 20
+
+
+def test_a_chunked_request_is_read_whole(apcv, payload):
+    """Transfer-Encoding: chunked, as streaming SOAP stacks send it (issue 16: the body arrived empty)."""
+    data = envelope(auth_body(payload)).encode()
+    resp = apcv.http.post("/apcv", content=iter([data[i:i + 512] for i in range(0, len(data), 512)]),
+                          headers={"Content-Type": SOAP_CT})
+    assert resp.request.headers.get("transfer-encoding") == "chunked"
+    assert resp.status_code == 200, resp.text
+    assert b"AuthentifierUtilisateurProximiteResp" in resp.content

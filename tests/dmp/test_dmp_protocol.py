@@ -13,7 +13,7 @@ from simulators.core.server import serve_in_thread
 from simulators.core.service import SimConfig, build_simulator
 from simulators.dmp.app import SPEC
 
-from .conftest import FAILURE, SUCCESS, Client, errors, split_multipart, xp
+from .conftest import BASE, FAILURE, SUCCESS, Client, errors, split_multipart, xp
 from .messages import (
     A_ITI18,
     A_ITI41,
@@ -553,3 +553,21 @@ def test_mtom_action_from_content_type_only(dmp):
 
 def test_unknown_service(dmp):
     assert dmp.post("patientCertif", envelope(A_TD02, "patients", td02())).status_code == 404
+
+
+def test_chunked_mtom_provide_and_register_is_stored_whole(dmp):
+    """A Java SOAP conduit streams an MTOM request with Transfer-Encoding: chunked: the repository must read all of
+    it (issue 16: the Flask-routed services read an empty body), and the document retrieved is the one sent."""
+    uid = "1.2.250.1.999.21.9"
+    document = cda(uid)
+    body, ctype = mtom(envelope(A_ITI41, "repository", pnr(uid, mtom=True)), document)
+    resp = dmp.http.post(f"{BASE}/repository", content=iter([body[i:i + 1024] for i in range(0, len(body), 1024)]),
+                         headers={"Content-Type": ctype})
+    assert resp.request.headers.get("transfer-encoding") == "chunked"
+    assert resp.status_code == 200, resp.text
+    assert xp(etree.fromstring(resp.content), "//rs:RegistryResponse/@status") == SUCCESS
+    authorise(dmp)
+    resp = dmp.post("repository", envelope(A_ITI43, "repository", retrieve(uid)))
+    soap_part, attachments = split_multipart(resp.content, resp.headers["content-type"])
+    cid = xp(etree.fromstring(soap_part), "//xds:Document/xop:Include/@href").removeprefix("cid:")
+    assert attachments[cid] == document

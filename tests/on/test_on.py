@@ -23,6 +23,7 @@ from .messages import (
     LPS,
     PHARMACIEN,
     SECURITY_PSC_NO_SPECIALITE,
+    SOAP_CT,
     consulter_body,
     creer_body,
     envelope,
@@ -350,3 +351,15 @@ def test_bearer_token_of_another_professional(on_bearer):
     fault = on_bearer.fault(envelope(creer_body(), security=""),
                             headers={"Authorization": f"Bearer {token('899700218896')}"})
     assert_fault(fault, "siram_52", "epresc_020", "authentifie")
+
+
+def test_a_chunked_request_is_read_whole(on):
+    """A SOAP stack that streams its request (Transfer-Encoding: chunked, as Java HTTP conduits do above a few KB)
+    gets the same answer as with a Content-Length (issue 16: the Flask-routed services read an empty body)."""
+    data = envelope(creer_body()).encode()
+    pieces = [data[i:i + 700] for i in range(0, len(data), 700)]
+    resp = on.http.post("/eprescription", content=iter(pieces), headers={"Content-Type": SOAP_CT})
+    assert resp.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in resp.request.headers
+    assert resp.status_code == 200, resp.text
+    root = etree.fromstring(resp.content)
+    assert root.xpath("string(//ep:CR/ep:CodeCR)", namespaces=NSMAP) == "00"
