@@ -23,6 +23,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import re2
+
 from .store import Store
 
 _MIGRATIONS = [
@@ -433,13 +435,27 @@ class Rule:
         return True
 
 
-_REGEX_CACHE: dict[str, re.Pattern] = {}
+# body_regex runs on every request a rule sees, on the event loop: RE2 matches in time linear in the body, so a
+# pattern such as (a+)+$ cannot freeze a worker as Python's backtracking engine did (issue 16). RE2 has no
+# backreferences or lookaround; such patterns are refused when the rule is stored.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False
+_REGEX_CACHE: dict[str, Any] = {}
 
 
-def _regex(pattern: str) -> re.Pattern:
+def _compile_body_regex(pattern: str) -> Any:
+    try:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        why = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise RuleError(f"match.body_regex is not a regular expression RE2 accepts ({why}); the syntax is Python's "
+                        "without backreferences or lookaround, matched in linear time") from None
+
+
+def _regex(pattern: str) -> Any:
     compiled = _REGEX_CACHE.get(pattern)
     if compiled is None:
-        compiled = _REGEX_CACHE[pattern] = re.compile(pattern)
+        compiled = _REGEX_CACHE[pattern] = _compile_body_regex(pattern)
     return compiled
 
 
@@ -476,10 +492,7 @@ def parse_rule(spec: Any, ctx: EffectContext, *, rule_id: str | None = None) -> 
     if "body_regex" in match:
         if len(match["body_regex"]) > 500:
             raise RuleError("match.body_regex is limited to 500 characters")
-        try:
-            re.compile(match["body_regex"])
-        except re.error as exc:
-            raise RuleError(f"match.body_regex is not a valid regular expression: {exc}") from None
+        _regex(match["body_regex"])
     for key in ("header", "query", "attrs"):
         value = match.get(key, {})
         if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):

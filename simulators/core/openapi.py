@@ -130,7 +130,10 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                             "method": {"type": "string"}, "path": {"type": "string"},
                             "header": {"type": "object", "additionalProperties": {"type": "string"}},
                             "query": {"type": "object", "additionalProperties": {"type": "string"}},
-                            "body_contains": {"type": "string"}, "body_regex": {"type": "string"},
+                            "body_contains": {"type": "string"},
+                            "body_regex": {"type": "string", "maxLength": 500, "description":
+                                           "RE2 syntax (Python's without backreferences or lookaround), searched "
+                                           "in the body in linear time"},
                             "attrs": {"type": "object", "additionalProperties": {"type": "string"}}}},
                         "effect": {"type": "object", "required": ["type"], "properties": {
                             "type": {"type": "string", "enum": sorted(EFFECTS)}}},

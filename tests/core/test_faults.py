@@ -183,7 +183,10 @@ DROP = {"type": "drop"}
         ({"effect": DROP, "match": {"method": 1}}, "match.method must be a string"),
         ({"effect": DROP, "match": {"path": ["/a"]}}, "match.path must be a string"),
         ({"effect": DROP, "match": {"body_contains": 1}}, "match.body_contains must be a string"),
-        ({"effect": DROP, "match": {"body_regex": "("}}, "match.body_regex is not a valid regular expression"),
+        ({"effect": DROP, "match": {"body_regex": "("}}, "match.body_regex is not a regular expression RE2 accepts"),
+        # Backreferences and lookaround cannot be matched in linear time: refused when the rule is stored
+        ({"effect": DROP, "match": {"body_regex": r"(a)\1"}}, "match.body_regex is not a regular expression RE2"),
+        ({"effect": DROP, "match": {"body_regex": r"a(?=b)"}}, "without backreferences or lookaround"),
         ({"effect": DROP, "match": {"body_regex": "a" * 501}}, "match.body_regex is limited to 500"),
         ({"effect": DROP, "match": {"header": {"x": 1}}}, "match.header must be an object of string patterns"),
         ({"effect": DROP, "match": {"query": "a=b"}}, "match.query must be an object of string patterns"),
@@ -629,3 +632,4 @@ def test_concurrent_decisions_are_counted_exactly(tmp_path):
     assert counters(engines[1], rule.id) == (100, 100)
     engines[3].clear()
     assert engines[0].list() == []
+
