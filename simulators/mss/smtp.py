@@ -86,8 +86,9 @@ class Handler:
             return wire.SMTP_TEMPFAIL
         if decision.outcome == "mss.smtp-5xx":
             return wire.SMTP_REFUSED
-        sub = self.model.submit(content, mail_from=envelope.mail_from, rcpts=list(envelope.rcpt_tos),
-                                session=server.mss_session)
+        # Off the event loop: checking a message inflates its IHE_XDM.zip and parses its CDA documents.
+        sub = await asyncio.to_thread(self.model.submit, content, mail_from=envelope.mail_from,
+                                      rcpts=list(envelope.rcpt_tos), session=server.mss_session)
         server.last_findings = sub.findings
         return sub.reply
 

@@ -14,6 +14,7 @@ import json
 import re
 import unicodedata
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from email import policy
@@ -369,13 +370,54 @@ def _finding(code: str, severity: str, message: str) -> dict:
     return {"code": code, "severity": severity, "message": message}
 
 
+# Bounds on what an IHE_XDM.zip may inflate to (a zip bomb would otherwise be inflated whole, issue 16). Real XDM
+# archives hold a few CDA documents (PDFs embedded in base64 included): tens of MB at most, and XML or base64
+# compresses 2 to 50 times, not hundreds. Both bounds are the bench's choice.
+XDM_MAX_INFLATED = 64 * 1024 * 1024  # bytes, all members together
+XDM_MAX_RATIO = 200  # inflated / compressed, for a member above 1 MB
+_RATIO_FLOOR = 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _zip_bounds(zf: zipfile.ZipFile) -> None:
+    """Refuse an archive whose declared sizes go beyond the bounds. zipfile never inflates a member past its
+    declared size (the CRC check fails instead), so checking the declarations bounds the work."""
+    total = 0
+    for info in zf.infolist():
+        total += info.file_size
+        if total > XDM_MAX_INFLATED:
+            raise _TooLarge(f"IHE_XDM.zip se décompresse en plus de {XDM_MAX_INFLATED // (1024 * 1024)} Mo : "
+                            "archive refusée sans être décompressée")
+        if info.file_size > _RATIO_FLOOR and info.file_size > XDM_MAX_RATIO * max(info.compress_size, 1):
+            raise _TooLarge(f"{info.filename} : taux de compression {info.file_size // max(info.compress_size, 1)}:1 "
+                            f"au-delà de {XDM_MAX_RATIO}:1 (bombe zip ?) : archive refusée sans être décompressée")
+
+
 def parse_xdm(data: bytes) -> XdmInfo:
+    """What an IHE_XDM.zip holds, with findings; a broken or hostile archive is a finding, never an exception."""
+    try:
+        return _parse_xdm(data)
+    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError, OSError) as exc:
+        # a member whose CRC, compression method or encryption zipfile refuses while inflating it
+        return XdmInfo([], {}, [], [_finding("XDM-ZIP-ILLISIBLE", "erreur",
+                                             f"un membre de IHE_XDM.zip est illisible : {exc}")])
+
+
+def _parse_xdm(data: bytes) -> XdmInfo:
     out = XdmInfo([], {}, [], [])
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         names = zf.namelist()
+        _zip_bounds(zf)
     except (zipfile.BadZipFile, ValueError) as exc:
         out.findings.append(_finding("XDM-ZIP-ILLISIBLE", "erreur", f"IHE_XDM.zip n'est pas une archive zip : {exc}"))
+        return out
+    except _TooLarge as exc:
+        out.members = names
+        out.findings.append(_finding("XDM-ZIP-VOLUMINEUX", "erreur", str(exc)))
         return out
     out.members = names
     upper = {n.upper(): n for n in names}
