@@ -127,11 +127,35 @@ def _cid(value: str) -> str:
     return value.strip().removeprefix("<").removesuffix(">").strip()
 
 
+_TRANSFER_ENCODINGS = frozenset({"", "binary", "8bit", "7bit", "base64"})
+
+
+def _part_payload(part: Any, index: int, cid: str) -> bytes:
+    """A part's bytes. base64 is decoded strictly: the email package decodes invalid base64 leniently, and the
+    repository would then store (and ITI-43 return) what the LGC never sent."""
+    cte = (part.get("Content-Transfer-Encoding") or "").strip().lower()
+    if cte not in _TRANSFER_ENCODINGS:
+        raise sender_fault(f"Partie MIME {index} : Content-Transfer-Encoding {cte!r} non pris en charge (binary, "
+                           "8bit, 7bit ou base64)")
+    if cte == "base64":
+        raw = part.get_payload(decode=False)
+        text = raw if isinstance(raw, str) else ""
+        try:
+            return base64.b64decode("".join(text.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise sender_fault(f"Partie MIME {index} ({'<' + cid + '>' if cid else 'sans Content-ID'}) : contenu "
+                               "base64 invalide") from None
+    return part.get_payload(decode=True) or b""
+
+
 def read_message(data: bytes, content_type: str | None, max_bytes: int) -> Message:
     """Split a MTOM/XOP multipart/related body into its SOAP root part and attachments (by Content-ID)."""
     ctype = (content_type or "").strip()
     if not ctype.lower().startswith("multipart/"):
         return Message(data, {}, False)
+    subtype = ctype.split(";", 1)[0].strip().lower()
+    if subtype != "multipart/related":
+        raise sender_fault(f"Content-Type {subtype} : un message MTOM est multipart/related (XOP)")
     if len(data) > max_bytes:
         raise sender_fault(f"Message de {len(data)} octets superieur au maximum de {max_bytes}")
     if not re.search(r"boundary\s*=", ctype, re.IGNORECASE):
@@ -148,16 +172,28 @@ def read_message(data: bytes, content_type: str | None, max_bytes: int) -> Messa
     start = _cid(msg.get_param("start") or "") if msg.get_param("start") else ""
     root = None
     attachments: dict[str, bytes] = {}
-    for i, part in enumerate(parts):
+    seen: set[str] = set()
+    for i, part in enumerate(parts, start=1):
         if part.is_multipart():
             raise sender_fault("Parties multipart imbriquees non acceptees")
-        payload = part.get_payload(decode=True) or b""
         cid = _cid(part.get("Content-ID", "") or "")
-        if root is None and ((start and cid == start) or (not start and i == 0)):
+        payload = _part_payload(part, i, cid)
+        if cid in seen:
+            raise sender_fault(f"Content-ID <{cid}> en double (partie MIME {i}) : chaque partie XOP a le sien")
+        if cid:
+            seen.add(cid)
+        if root is None and ((start and cid == start) or (not start and i == 1)):
+            if part.get_content_type() != "application/xop+xml":
+                raise sender_fault(f"Partie racine de type {part.get_content_type()} : application/xop+xml attendu "
+                                   "(XOP, MTOM)")
             root = payload
             continue
-        if cid:
-            attachments[cid] = payload
+        if not cid:
+            # Also what a boundary string inside a part leaves: the part is cut and its end becomes a part of its
+            # own, without headers. Refused rather than stored truncated.
+            raise sender_fault(f"Partie MIME {i} sans Content-ID : une piece jointe XOP est designee par son "
+                               "Content-ID (chaine de delimitation presente dans une partie ?)")
+        attachments[cid] = payload
     if root is None:
         raise sender_fault(f"Partie racine (start={start!r}) introuvable dans le message MTOM")
     return Message(root, attachments, True)

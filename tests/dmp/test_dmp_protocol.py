@@ -571,3 +571,43 @@ def test_chunked_mtom_provide_and_register_is_stored_whole(dmp):
     soap_part, attachments = split_multipart(resp.content, resp.headers["content-type"])
     cid = xp(etree.fromstring(soap_part), "//xds:Document/xop:Include/@href").removeprefix("cid:")
     assert attachments[cid] == document
+
+
+def _bad_mtom(uid: str) -> tuple[bytes, str]:
+    return mtom(envelope(A_ITI41, "repository", pnr(uid, mtom=True)), cda(uid))
+
+
+@pytest.mark.parametrize(("case", "words"), [
+    ("invalid-base64", "base64 invalide"),
+    ("duplicate-content-id", "en double"),
+    ("root-not-xop", "application/xop+xml attendu"),
+    ("unknown-transfer-encoding", "x-uuencode"),
+    ("not-related", "multipart/related"),
+    ("boundary-inside-a-part", "sans Content-ID"),
+])
+def test_malformed_mtom_is_refused_and_nothing_is_stored(dmp, case, words):
+    """Hand-edited MTOM bodies (issue 16): each used to be stored as it came, or cut short, with a Success."""
+    uid = f"1.2.250.1.999.22.{abs(hash(case)) % 10_000}"
+    body, ctype = _bad_mtom(uid)
+    boundary = "MIMEBoundary_lgc_test_42"
+    if case == "invalid-base64":  # the signature part is base64: put characters outside the alphabet in it
+        head, _, tail = body.partition(b"Content-ID: <sig1@lgc.test>\r\n\r\n")
+        body = head + b"Content-ID: <sig1@lgc.test>\r\n\r\n" + b"!!pas du base64!!" + tail[tail.index(b"\r\n--"):]
+    elif case == "duplicate-content-id":
+        body = body.replace(b"Content-ID: <sig1@lgc.test>", b"Content-ID: <doc1@lgc.test>")
+    elif case == "root-not-xop":
+        body = body.replace(b'Content-Type: application/xop+xml; charset=UTF-8; type="application/soap+xml"',
+                            b"Content-Type: text/xml; charset=UTF-8", 1)
+    elif case == "unknown-transfer-encoding":
+        body = body.replace(b"Content-Transfer-Encoding: binary\r\nContent-ID: <doc1@lgc.test>",
+                            b"Content-Transfer-Encoding: x-uuencode\r\nContent-ID: <doc1@lgc.test>")
+    elif case == "not-related":
+        ctype = ctype.replace("multipart/related", "multipart/mixed")
+    else:  # the CDA carries a line equal to the delimiter: the parser cuts the document there
+        marker = b"<ClinicalDocument"
+        at = body.index(marker)
+        body = body[:at] + f"\r\n--{boundary}\r\n".encode() + body[at:]
+    before = len(dmp.state(CLERICO)["documents"])
+    fault = dmp.fault("repository", body, ctype)
+    assert fault.code.endswith("Sender") and words in fault.reason, fault
+    assert len(dmp.state(CLERICO)["documents"]) == before
