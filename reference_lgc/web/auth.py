@@ -11,7 +11,7 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from authlib.integrations.flask_client import OAuth
@@ -98,11 +98,24 @@ def login() -> Any:
     return render_template("login.html", next=request.args.get("next") or "")
 
 
+def local_path(value: str | None) -> str:
+    """`value` if it is a path of this site, else "". Browsers drop tabs and newlines from a URL and read a
+    backslash as a slash, so a slash, a tab and '/evil.example', or a slash, a backslash and 'evil.example', would
+    leave the site (an open redirect after login): any control character, space or backslash refuses the value,
+    and what is left must have neither scheme nor host."""
+    if not value or any(ch <= " " or ch in "\\\x7f" for ch in value):
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or not parts.path.startswith("/") or parts.path.startswith("//"):
+        return ""
+    return value
+
+
 @bp.post("/connexion")
 def start() -> Any:
     cfg = current_app.config["LGC"]
-    nxt = request.form.get("next") or ""
-    session["next"] = nxt if nxt.startswith("/") and not nxt.startswith("//") else ""
+    nxt = local_path(request.form.get("next"))
+    session["next"] = nxt
     try:
         return oauth.psc.authorize_redirect(cfg.base_url + url_for("auth.callback"), acr_values=cfg.psc.acr_values)
     except (httpx.HTTPError, OSError, ValueError) as exc:
@@ -227,7 +240,7 @@ def information() -> Any:
             flash("Cochez « J'ai compris » pour continuer", "error")
             return render_template("information.html", message=INFO_MESSAGE, next=nxt), 400
         _db().execute("UPDATE users SET info_ack_at=? WHERE id=?", (now_iso(), g.user["id"]))
-        return redirect(nxt if nxt.startswith("/") and not nxt.startswith("//") else url_for("patients.index"))
+        return redirect(local_path(nxt) or url_for("patients.index"))
     return render_template("information.html", message=INFO_MESSAGE, next=nxt,
                            days=current_app.config["LGC"].info_message_days)
 

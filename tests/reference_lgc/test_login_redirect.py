@@ -1,0 +1,34 @@
+"""The page after login is a path of the LGC, never another site (issue 16: next='/\\t/evil.example' was answered
+Location: //evil.example, browsers dropping the tab)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_lgc.app import create_app
+from reference_lgc.config import LgcConfig
+from reference_lgc.web.auth import local_path
+
+
+@pytest.mark.parametrize("value", [
+    "/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "//evil.example", "/\\evil.example",
+    "\\\\evil.example", "https://evil.example/", "http:/evil.example", "javascript:alert(1)", " /patients",
+    "/%09/x\x7f", "evil.example", "",
+])
+def test_what_would_leave_the_site_is_refused(value):
+    assert local_path(value) == ""
+
+
+@pytest.mark.parametrize("value", ["/patients", "/patients/3?onglet=dmp#dmp", "/patients/%2F%2Fevil"])
+def test_paths_of_the_site_are_kept(value):
+    assert local_path(value) == value
+
+
+def test_login_keeps_no_hostile_next_in_the_session(tmp_path):
+    # PSC is unreachable here (nothing listens): the login fails with 503, after `next` was kept or dropped.
+    app = create_app(LgcConfig(data_dir=tmp_path))
+    client = app.test_client()
+    for value, kept in (("/\t/evil.example", ""), ("/patients/1", "/patients/1")):
+        client.post("/connexion", data={"next": value})
+        with client.session_transaction() as session:
+            assert session.get("next") == kept
