@@ -7,6 +7,7 @@ import secrets
 from typing import Any
 
 from flask import Flask, g, render_template, request, url_for
+from werkzeug.routing import IntegerConverter
 
 from . import __version__
 from .calls import CallRunner
@@ -21,9 +22,19 @@ from .web import auth, calls, dmp, documents, messaging, patients, prescriptions
 log = logging.getLogger("reference_lgc")
 
 
+class RowId(IntegerConverter):
+    """<int:…> in a URL, bounded to what a SQLite row id can hold: a longer number is a 404 (no such page), not an
+    OverflowError inside a query (the internal-error page, issue 16)."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max", 2**63 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
 def create_app(config: LgcConfig | None = None) -> Flask:
     config = config or LgcConfig()
     app = Flask(__name__)
+    app.url_map.converters["int"] = RowId  # before any route is added: every <int:…> is bounded
     db = Database(config.data_dir / "lgc.sqlite3")
     app.config.update(LGC=config, DB=db, SESSION_COOKIE_NAME="lgc_session", SESSION_COOKIE_SAMESITE="Lax",
                       MAX_CONTENT_LENGTH=5 * 1024 * 1024, SECRET_KEY=_secret_key(db))

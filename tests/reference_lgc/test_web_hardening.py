@@ -1,5 +1,6 @@
-"""The page after login is a path of the LGC, never another site (issue 16: next='/\\t/evil.example' was answered
-Location: //evil.example, browsers dropping the tab)."""
+"""Reference LGC web hardening (issue 16): the page after login is a path of the LGC, never another site
+(next='/<tab>/evil.example' was answered Location: //evil.example, browsers dropping the tab); an id no row can
+have is a 404, not the internal-error page."""
 
 from __future__ import annotations
 
@@ -32,3 +33,12 @@ def test_login_keeps_no_hostile_next_in_the_session(tmp_path):
         client.post("/connexion", data={"next": value})
         with client.session_transaction() as session:
             assert session.get("next") == kept
+
+
+def test_an_id_beyond_what_the_database_holds_is_not_found(tmp_path):
+    """A 20-digit id in a URL is a page that does not exist (404), not an internal error (issue 16)."""
+    client = create_app(LgcConfig(data_dir=tmp_path)).test_client()
+    for path in ("/patients/99999999999999999999", "/patients/99999999999999999999/dmp",
+                 "/appels/18446744073709551616"):
+        assert client.get(path).status_code == 404, path
+    assert client.get("/patients/9223372036854775807/dmp").status_code == 302  # in range: the login comes first
