@@ -147,6 +147,12 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     # ------------------------------------------------------------------------------ authorization + login page
     @app.route(OIDC + "/auth", methods=["GET", "POST"])
     def authorize() -> Response:
+        # A parameter with control characters (a CR/LF in redirect_uri) is refused here, without redirecting
+        # (RFC 6749 §4.1.2.1): authlib would raise a ValueError quoting it in its own error (issue 16: a 500).
+        tainted = sorted(k for k, v in request.values.items(multi=True) if any(c < " " or c == "\x7f" for c in v))
+        if tainted:
+            return server.handle_error_response(None, InvalidRequestError(
+                f"Parameter(s) {', '.join(tainted)} contain control characters"))
         prompt = (request.values.get("prompt") or "").split()
         max_age = _max_age(request.values.get("max_age"))
         session = model.session_user(request.cookies.get(COOKIE))

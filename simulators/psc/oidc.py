@@ -219,9 +219,13 @@ class PrivateKeyJWT(JWTBearerClientAssertion):
     def validate_jti(self, claims: Any, jti: str) -> bool:
         return self.server.model.remember_jti(f"{claims['sub']}:{jti}")
 
-    def resolve_client_public_key(self, client: Client) -> Any:
+    def resolve_client_public_key(self, client: Client, headers: Any = None) -> Any:
+        # authlib passes the JWT headers too in its joserfc path; a client registered without keys cannot use
+        # private_key_jwt: the OAuth error, not a 500 (issue 16)
         from joserfc.jwk import KeySet
 
+        if not client.jwks:
+            raise InvalidClientError(description="The client has no registered public keys (jwks) for private_key_jwt")
         return KeySet.import_key_set(client.jwks)
 
     def authenticate_client(self, client: Client) -> Client:
