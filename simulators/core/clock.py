@@ -87,6 +87,14 @@ class ClockState:
         }
 
 
+# The range every service's date arithmetic supports, with room to spare (a DMP authorisation or an ApCV context
+# adds years or hours to "now"; 9999 overflowed them, year 1 broke the DMP's dates: issue 16). Invented bounds.
+CLOCK_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+CLOCK_MAX = datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC)
+_OUT_OF_RANGE = (f"the simulated clock stays between {CLOCK_MIN:%Y-%m-%d} and {CLOCK_MAX:%Y-%m-%d} (the range every "
+                 "service's date arithmetic supports)")
+
+
 class SimClock:
     # How long `recent_now` may reuse the offset it read: changes made in this process are seen at once, those of
     # another worker process within this delay.
@@ -138,6 +146,8 @@ class SimClock:
         )
 
     def set(self, instant: datetime, *, freeze: bool | None = None) -> ClockState:
+        if not CLOCK_MIN <= instant <= CLOCK_MAX:
+            raise ClockError(_OUT_OF_RANGE)
         state = self.state()
         keep_frozen = state.frozen if freeze is None else freeze
         self._write(instant - state.real, instant if keep_frozen else None)
@@ -148,7 +158,7 @@ class SimClock:
         try:
             target = state.now + delta
         except (ValueError, OverflowError):
-            raise ClockError("the simulated clock cannot go beyond the years 1 to 9999") from None
+            raise ClockError(_OUT_OF_RANGE) from None
         return self.set(target)
 
     def freeze(self, frozen: bool) -> ClockState:

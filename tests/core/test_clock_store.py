@@ -297,3 +297,17 @@ def test_recent_now_follows_changes_made_here_at_once(tmp_path):
     assert clock.recent_now() - before > timedelta(days=1, hours=23)
     clock.reset()
     assert abs(clock.recent_now() - datetime.now(UTC)) < timedelta(seconds=5)
+
+
+@pytest.mark.parametrize("instruction", [
+    {"set": "0001-01-01T00:00:00Z"}, {"set": "9999-12-31T00:00:00Z"}, {"set": "1969-12-31T23:59:59Z"},
+    {"set": "2200-01-01T00:00:00Z"}, {"advance": "P200Y"}, {"advance": "-P100Y"}, {"advance": "P8000Y"},
+])
+def test_the_clock_stays_in_the_range_every_service_supports(tmp_path, instruction):
+    """Years 1 and 9999 broke the DMP, ApCV and MSSanté's date arithmetic (issue 16): refused, clock unchanged."""
+    clock = SimClock(Store(tmp_path / "state.sqlite"))
+    before = clock.state().offset
+    with pytest.raises(ClockError, match="stays between 1970-01-01 and 2199-12-31"):
+        clock.apply(instruction)
+    assert abs(clock.state().offset - before) < timedelta(seconds=1)
+    assert clock.apply({"set": "2199-12-31T00:00:00Z"}).now.year == 2199  # the bounds themselves are fine
