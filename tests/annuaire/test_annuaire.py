@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -13,22 +12,12 @@ from simulators.annuaire.wire import URL_MSS_METADATA
 from simulators.core.server import serve_in_thread
 from simulators.core.service import SimConfig, build_simulator
 
-KEY = "segur-bench-annuaire"
+from .conftest import KEY
+
 RPPS_SYSTEM = "urn:oid:1.2.250.1.71.4.2.1"
 FINESS_SYSTEM = "https://finess.esante.gouv.fr"
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve_in_thread(build_simulator(SPEC)) as server:
-        yield server.url + "/fhir/v2"
-
-
-@pytest.fixture
-def client(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, headers={"ESANTE-API-KEY": KEY}, timeout=10) as c:
-        c.post(base.replace("/fhir/v2", "/_bench/reset"))
-        yield c
 
 
 def bundle(resp: httpx.Response, rtype: str) -> dict:

@@ -6,7 +6,6 @@ search parameter types written out here by hand.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -15,11 +14,6 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 from fhir.resources.R4B.operationoutcome import OperationOutcome
 
-from simulators.annuaire.app import SPEC
-from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
-
-KEY = "segur-bench-annuaire"
 LENIENT = {"Prefer": "handling=lenient"}
 
 # Types of the FHIR R4 base SearchParameters (hl7.org/fhir/R4/searchparameter-registry.html) the server declares.
@@ -35,16 +29,6 @@ R4_TYPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def base() -> Iterator[str]:
-    with serve_in_thread(build_simulator(SPEC)) as server:
-        yield server.url + "/fhir/v2"
-
-
-@pytest.fixture
-def client(base: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=base, headers={"ESANTE-API-KEY": KEY}, timeout=10) as c:
-        yield c
 
 
 def searchset(resp: httpx.Response) -> Bundle:
