@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -217,6 +218,11 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 @click.option("--incidents-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Directory of incident profiles (default: scenarios/incidents).")
 @click.option("--max-request-bytes", type=click.IntRange(1024), default=None, help="Request size limit.")
+@click.option("--max-connections", type=click.IntRange(1), default=None,
+              help="Open connections per worker process above which a new one gets 503 (default 1000).")
+@click.option("--read-timeout", type=click.FloatRange(0.1, 3600), default=None, metavar="SECONDS",
+              help="Time allowed for a request's headers, then for its body (extended by 1 s per 500 bytes "
+                   "received); a late request gets 408 (default 20).")
 @click.option("--public-url", default=None,
               help="How clients reach this simulator when it differs from host:port (container, proxy); "
                    "PSC's issuer is built from it.")
@@ -227,7 +233,8 @@ def _select(only: str | None) -> list[registry.ServiceInfo]:
 def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_port: int | None, no_tls: bool,
         tls_names: tuple[str, ...], pki_dir: Path | None, data_dir: Path | None, workers: int,
         incidents_dir: Path | None,
-        max_request_bytes: int | None, public_url: str | None, overrides: tuple[str, ...]) -> None:
+        max_request_bytes: int | None, max_connections: int | None, read_timeout: float | None,
+        public_url: str | None, overrides: tuple[str, ...]) -> None:
     """Run one simulator in the foreground (NAME: insi, dmp, on, psc, apcv, annuaire, mss)."""
     from simulators.core.server import serve
     from simulators.core.service import SimConfig
@@ -287,6 +294,12 @@ def sim(ctx: click.Context, name: str, host: str | None, port: int | None, tls_p
                            tls_names=[*service_names(config, name), *tls_names], control_token=token)
     if max_request_bytes:
         sim_config.max_request_bytes = max_request_bytes
+    if max_connections or read_timeout:
+        limits = sim_config.limits
+        sim_config.limits = dataclasses.replace(
+            limits, max_connections=max_connections or limits.max_connections,
+            header_timeout_s=read_timeout or limits.header_timeout_s,
+            body_timeout_s=read_timeout or limits.body_timeout_s)
     try:
         client_cert = registry.load_spec(name).client_cert_mode(settings)
     except ValueError as exc:

@@ -52,6 +52,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The client left (or was timed out) before its request body was complete."""
+
+
 def short_action(action: str) -> str:
     """`urn:ServiceIdentiteCertifiee:1.0.0:rechercherInsAvecTraitsIdentite` → `rechercherInsAvecTraitsIdentite`."""
     action = action.strip().strip('"')
@@ -95,6 +99,8 @@ class BenchASGI:
                 return
         try:
             body = await self._read_body(scope, receive)
+        except ClientGone:
+            return
         except BodyTooLarge:
             fmt = "problem" if control else self.ctx.spec.error_format
             limit = self.ctx.config.max_request_bytes
@@ -149,8 +155,8 @@ class BenchASGI:
         chunks, size = [], 0
         while True:
             message = await receive()
-            if message["type"] == "http.disconnect":
-                break
+            if message["type"] == "http.disconnect":  # a partial body is not a request: serve nothing of it
+                raise ClientGone
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:

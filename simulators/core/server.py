@@ -33,6 +33,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .http_front import CYCLE_KEY, TLS_KEY, TRANSPORT_KEY, BenchASGI, answer_bytes, lean_cycle_supported
+from .read_limits import REQUEST_TIMEOUT, TOO_MANY_CONNECTIONS, ReadDeadline, ReadLimits
 from .service import SimConfig, Simulator
 from .tls import tls_info
 
@@ -54,9 +55,23 @@ class TransportAwareProtocol(HttpToolsProtocol):
     _bench: BenchASGI | None = None
     _inline: _InlineCycle | None = None
     _tls: dict | None = None
+    _read: ReadDeadline | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._bench = bench = _bench_front(self.app)
+        limits = bench.ctx.config.limits if bench is not None else ReadLimits()
+        if len(self.connections) > limits.max_connections:
+            log.warning("%d connections open: refusing one from %s (max_connections)", len(self.connections) - 1,
+                        self.client)
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
+        self._read = read = ReadDeadline(limits, self.loop, self._request_timed_out)
+        read.paused = lambda: self.flow.read_paused
+        # uvicorn arms its keep-alive timer only between requests: a connection that never sends a byte
+        # would stay open for ever.
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
         ssl_object = transport.get_extra_info("ssl_object")
         if ssl_object is not None:  # asyncio calls connection_made once the handshake is complete
             self._tls = tls_info(ssl_object)
@@ -66,12 +81,41 @@ class TransportAwareProtocol(HttpToolsProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._bench = _bench_front(self.app)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._read is not None:
+            self._read.cancel()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._read is None:  # refused (max_connections): read nothing
+            return
+        super().data_received(data)
+        if not self.transport.is_closing():
+            self._read.after_read()  # arms the deadline only when the read ended inside a request
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        assert self._read is not None
+        self._read.head_started()
+
+    def _request_timed_out(self, phase: str) -> None:
+        """The request missed its read deadline (read_limits.py): 408, then close."""
+        log.info("request from %s not received in time (%s): 408 and close", self.client, phase)
+        if self.transport.is_closing():
+            return
+        cycle = self.cycle
+        if cycle is None or not getattr(cycle, "response_started", False):
+            self.transport.write(REQUEST_TIMEOUT)
+        if cycle is not None:
+            cycle.keep_alive = False
+        self.transport.close()
 
     def on_headers_complete(self) -> None:
         # An inline answer may arm the keep-alive timer while the parser still holds a pipelined request
         # (data_received only disarms it before feeding): disarm it for every request that starts.
         self._unset_keepalive_if_required()
+        self._read.body_started()  # type: ignore[union-attr]
         if self._start_inline():
             return
         super().on_headers_complete()
@@ -87,6 +131,7 @@ class TransportAwareProtocol(HttpToolsProtocol):
             extensions[CYCLE_KEY] = cycle
 
     def on_body(self, body: bytes) -> None:
+        self._read.body_received(len(body))  # type: ignore[union-attr]
         inline = self._inline
         if inline is not None and inline is self.cycle:
             inline.body.append(body)
@@ -94,6 +139,7 @@ class TransportAwareProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._read.complete()  # type: ignore[union-attr]
         inline = self._inline
         if inline is None or inline is not self.cycle:
             super().on_message_complete()
@@ -211,7 +257,7 @@ def server_options(config: SimConfig) -> dict[str, Any]:
         lifespan="on",
         log_level="warning",
         access_log=False,
-        timeout_keep_alive=30,
+        timeout_keep_alive=config.limits.idle_timeout_s,
         timeout_graceful_shutdown=3,  # hung requests must not hold Ctrl-C
         backlog=2048,
     )

@@ -10,6 +10,7 @@ isolated simulators side by side.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ from flask import Flask
 from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
 from .journal import Journal
+from .read_limits import ReadLimits
 from .store import MEMORY, Store
 from .tls import ServerTls
 
@@ -47,6 +49,7 @@ class SimConfig:
     tls_names: list[str] = field(default_factory=list)  # host names and addresses the server certificate covers
     control_token: str | None = None  # when set, the control API (/_bench/*) wants it as a bearer token
     control_origins: list[str] = field(default_factory=list)  # browser origins allowed to call the control API
+    limits: ReadLimits = field(default_factory=ReadLimits)  # slow clients: read deadlines, connection cap
 
     def to_json(self) -> dict:
         return {
@@ -57,7 +60,7 @@ class SimConfig:
             "public_url": self.public_url, "settings": self.settings,
             "tls_port": self.tls_port, "pki_dir": str(self.pki_dir) if self.pki_dir else None,
             "tls_names": self.tls_names, "control_token": self.control_token,
-            "control_origins": self.control_origins,
+            "control_origins": self.control_origins, "limits": dataclasses.asdict(self.limits),
         }
 
     @classmethod
@@ -65,6 +68,7 @@ class SimConfig:
         d = dict(d)
         for key in ("data_dir", "incidents_dir", "pki_dir"):
             d[key] = Path(d[key]) if d.get(key) else None
+        d["limits"] = ReadLimits(**d.get("limits", {}))
         return cls(**d)
 
     @property
