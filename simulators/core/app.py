@@ -7,8 +7,9 @@ import json
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
+from .bounded_input import BoundedIntConverter
 from .control import create_control_blueprint
-from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
+from .problems import PROBLEM_CONTENT_TYPE, error_response, internal_error, problem_bytes
 from .service import ServiceContext
 
 OUTCOME_HEADER = "X-Segur-Bench-Outcome"
@@ -40,6 +41,7 @@ def current_tls() -> dict | None:
 
 def create_flask(ctx: ServiceContext) -> Flask:
     app = Flask(f"segur_bench.{ctx.name}")
+    app.url_map.converters["int"] = BoundedIntConverter  # a 20-digit id is a 404, not an OverflowError
     app.config.update(
         MAX_CONTENT_LENGTH=ctx.config.max_request_bytes,
         JSON_SORT_KEYS=False,
@@ -69,11 +71,9 @@ def create_flask(ctx: ServiceContext) -> Flask:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> Response:
         # The traceback goes to our log, never to the client.
-        ctx.logger.exception("unhandled error on %s %s", request.method, request.path)
+        text = internal_error(ctx.logger, ctx.name, f"{request.method} {request.path}")
         fmt = "problem" if is_control() else ctx.spec.error_format
-        status, ctype, body = error_response(
-            fmt, 500, f"internal error of the {ctx.name} simulator ({type(exc).__name__}); see its log"
-        )
+        status, ctype, body = error_response(fmt, 500, text)
         return Response(body, status=status, content_type=ctype)
 
     ctx.spec.register(app, ctx)

@@ -6,13 +6,13 @@ Every error is an RFC 9457 problem JSON with a message that says what to fix.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from .bounded_input import INT_MAX, InputError, parse_json, query_int
 from .clock import ClockError
 from .faults import EFFECTS, RuleError
 from .har import to_har
@@ -33,16 +33,29 @@ class BadRequest(Exception):
         self.status = status
 
 
-def _json_body(*, required: bool = True) -> Any:
+def json_body(*, required: bool = True) -> Any:
+    """The request's JSON body, read with the bounds of bounded_input.py (every control route uses it)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         if required:
             raise BadRequest("a JSON body is required")
         return None
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"the body is not valid JSON: {exc}") from None
+        return parse_json(raw)
+    except InputError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+SHAPE_ERRORS = (TypeError, KeyError, AttributeError, IndexError)
+"""What a service's reader raises on a JSON value of the wrong type: the body's fault, not the simulator's."""
+
+
+def shape_error(ctx: ServiceContext, exc: Exception, what: str) -> BadRequest:
+    """A 400 for a body of the wrong shape, in words the client can act on (no Python message: issue 16)."""
+    ctx.logger.info("%s refused: %r", what, exc)
+    missing = f" (missing field {exc.args[0]!r})" if isinstance(exc, KeyError) and exc.args else ""
+    return BadRequest(f"{what} does not have the shape the {ctx.name} simulator expects{missing}; "
+                      "see its README (control API) for the fields and their types")
 
 
 def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
@@ -55,7 +68,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
     def bad_request(exc: BadRequest) -> Response:
         return Response(problem_bytes(exc.status, exc.detail), status=exc.status, content_type=PROBLEM_CONTENT_TYPE)
 
-    for error_type in (RuleError, ClockError, JournalQueryError, IncidentError):
+    for error_type in (RuleError, ClockError, JournalQueryError, IncidentError, InputError):
         bp.register_error_handler(error_type, lambda exc: bad_request(BadRequest(str(exc))))
 
     @bp.get("/health")
@@ -99,7 +112,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.post("/faults")
     def add_faults():
-        body = _json_body()
+        body = json_body()
         specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
         specs = specs if isinstance(specs, list) else [specs]
         if not specs:
@@ -150,12 +163,9 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
     @bp.get("/journal")
     def journal():
         args = request.args
-        limit = args.get("limit")
-        if limit is not None and not (limit.isascii() and limit.isdigit() and int(limit) > 0):
-            raise BadRequest("limit must be a positive integer")
         entries = ctx.journal.query(
             since=args.get("since"), until=args.get("until"), run=args.get("run"),
-            operation=args.get("operation"), limit=int(limit) if limit else None,
+            operation=args.get("operation"), limit=query_int(args, "limit", maximum=INT_MAX),
         )
         fmt = args.get("format", "json")
         if fmt == "json":
@@ -168,7 +178,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.post("/reset")
     def reset():
-        body = _json_body(required=False)
+        body = json_body(required=False)
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise BadRequest("the body, when given, must be a JSON object")
@@ -198,7 +208,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.post("/clock")
     def set_clock():
-        return jsonify(ctx.clock.apply(_json_body()).as_dict())
+        return jsonify(ctx.clock.apply(json_body()).as_dict())
 
     @bp.get("/state")
     def get_state():
@@ -209,10 +219,13 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
     def post_state():
         if ctx.spec.state_post is None:
             raise BadRequest(f"the {ctx.name} simulator has no state to seed", 501)
+        body = json_body()
         try:
-            result = ctx.spec.state_post(ctx, _json_body())
+            result = ctx.spec.state_post(ctx, body)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
+        except SHAPE_ERRORS as exc:
+            raise shape_error(ctx, exc, "the state body") from None
         return jsonify({"service": ctx.name, "state": result})
 
     @bp.get("/run")
@@ -221,7 +234,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.post("/run")
     def set_run():
-        body = _json_body()
+        body = json_body()
         if not isinstance(body, dict) or "run" not in body:
             raise BadRequest('expected {"run": "<id>", "label": "…"} (run null ends the current run)')
         run, label = body["run"], body.get("label")

@@ -161,6 +161,18 @@ class Latency(Effect):
         return f"latence lognormale médiane {self.median_ms:g} ms σ={self.sigma:g}"
 
 
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}")
+_FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+
+
+def _header_value_ok(value: str) -> bool:
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return len(raw) <= 8192 and not any((b < 0x20 and b != 0x09) or b == 0x7F for b in raw)
+
+
 @effect
 @dataclass(frozen=True)
 class HttpStatus(Effect):
@@ -187,14 +199,21 @@ class HttpStatus(Effect):
         if body is not None and not isinstance(body, str):
             raise RuleError("effect.body must be a string")
         ctype = spec.get("content_type")
-        if ctype is not None and not isinstance(ctype, str):
-            raise RuleError("effect.content_type must be a string")
+        if ctype is not None and not (isinstance(ctype, str) and _header_value_ok(ctype)):
+            raise RuleError("effect.content_type must be a header value: Latin-1 text without control characters")
         headers = spec.get("headers") or {}
-        if not isinstance(headers, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and "\r" not in k + v
-            for k, v in headers.items()
-        ):
-            raise RuleError("effect.headers must be an object of single-line strings")
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in headers.items()):
+            raise RuleError("effect.headers must be an object of strings")
+        for name, value in headers.items():
+            # Checked here, once: at answer time a bad header would be a 500 on every matching request.
+            if not _HEADER_NAME.fullmatch(name):
+                raise RuleError(f"effect.headers: {name[:40]!r} is not a header name (RFC 9110 token)")
+            if name.lower() in _FRAMING_HEADERS:
+                raise RuleError(f"effect.headers: {name} is set by the simulator (it frames the answer)")
+            if not _header_value_ok(value):
+                raise RuleError(f"effect.headers: the value of {name} must be Latin-1 text without control "
+                                "characters (RFC 9110 §5.5)")
         return cls(status, body, ctype, tuple(sorted(headers.items())))
 
     def describe(self) -> str:

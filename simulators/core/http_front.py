@@ -25,7 +25,7 @@ from . import control_guard
 from .app import OUTCOME_HEADER, TLS_HEADER
 from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
 from .journal import Exchange, Message, new_exchange_id
-from .problems import PROBLEM_CONTENT_TYPE, error_response, problem_bytes
+from .problems import PROBLEM_CONTENT_TYPE, error_response, internal_error, problem_bytes
 from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
 from .xmlsafe import parse_xml
@@ -321,11 +321,9 @@ class BenchASGI:
                               facts.envelope, facts.envelope_error, tls)
         try:
             return handler(self.ctx, request)
-        except Exception as exc:
-            self.ctx.logger.exception("unhandled error on %s %s", facts.method, facts.path)
-            status, ctype, err = error_response(
-                self.ctx.spec.error_format, 500,
-                f"internal error of the {self.ctx.name} simulator ({type(exc).__name__}); see its log")
+        except Exception:
+            text = internal_error(self.ctx.logger, self.ctx.name, f"{facts.method} {facts.path}")
+            status, ctype, err = error_response(self.ctx.spec.error_format, 500, text)
             return FastResponse(status, ctype, err)
 
     async def _call_fast(self, facts: RequestFacts, decision: Decision, ex: Exchange, send: Send,

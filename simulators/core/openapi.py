@@ -114,6 +114,8 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
             "title": f"segur-bench control API — {ctx.spec.title}",
             "version": "1",
             "description": "Steer the simulator: fault rules, incidents, journal, simulated clock, state. "
+                           "JSON bodies are RFC 8259 JSON nested at most 32 levels, with 64-bit integers and finite "
+                           "numbers (NaN and Infinity are refused); anything else is a 400 problem. "
                            f"Business outcomes of this service: {', '.join(sorted(ctx.spec.outcomes)) or 'none'}.",
         },
         "servers": [{"url": ctx.config.base_url}],

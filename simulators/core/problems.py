@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
@@ -42,3 +44,13 @@ def error_response(error_format: str, status: int, detail: str) -> tuple[int, st
         code = "Sender" if 400 <= status < 500 else "Receiver"
         return status, SOAP_CONTENT_TYPE, build_fault(code, detail)
     return status, PROBLEM_CONTENT_TYPE, problem_bytes(status, detail)
+
+
+def internal_error(logger: logging.Logger, service: str, what: str) -> str:
+    """Log the exception being handled under a short reference and return the text the client gets.
+
+    The client learns that the simulator failed and how to find it in the log, not which Python exception it was
+    (issue 16): class names and messages are ours to read, not part of any protocol."""
+    ref = secrets.token_hex(4)
+    logger.exception("unhandled error on %s [ref %s]", what, ref)
+    return f"erreur interne du simulateur {service} (référence {ref} dans son journal)"

@@ -27,6 +27,8 @@ from xml.sax.saxutils import escape
 from flask import Flask, Response, jsonify, request
 
 from simulators.core.app import problem_response
+from simulators.core.bounded_input import InputError, query_int
+from simulators.core.control import SHAPE_ERRORS, BadRequest, json_body, shape_error
 from simulators.core.service import DEFAULT_TLS_NAMES, ServiceContext, ServiceSpec, pki_dir_of
 from simulators.core.tls import ServerTls
 from simulators.personas import load_personas
@@ -172,16 +174,23 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     @app.post("/_bench/mss/inject")
     def inject() -> Any:
         try:
-            return jsonify(_model(ctx).inject(request.get_json(force=True, silent=False))), 201
+            return jsonify(_model(ctx).inject(json_body())), 201
         except Refused as exc:
             return problem_response(409, str(exc))
-        except (ValueError, KeyError, TypeError) as exc:
+        except BadRequest as exc:
+            return problem_response(400, exc.detail)
+        except ValueError as exc:
             return problem_response(400, f"bad injection: {exc}")
+        except SHAPE_ERRORS as exc:
+            return problem_response(400, shape_error(ctx, exc, "the injection").detail)
 
     @app.get("/_bench/mss/findings")
     def findings() -> Any:
-        subs = _model(ctx).submissions(sender=request.args.get("sender"),
-                                       limit=int(request.args.get("limit", 200)))
+        try:
+            limit = query_int(request.args, "limit", 200, maximum=10_000)
+        except InputError as exc:
+            return problem_response(400, str(exc))
+        subs = _model(ctx).submissions(sender=request.args.get("sender"), limit=limit)
         if request.args.get("errors") in ("1", "true", "yes"):
             subs = [s for s in subs if any(f["severity"] == "erreur" for f in s["findings"])]
         return jsonify(subs)
@@ -189,9 +198,13 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     @app.post("/_bench/mss/mdn")
     def mdn() -> Any:
         try:
-            return jsonify(_model(ctx).send_mdn(request.get_json(force=True))), 201
-        except (ValueError, KeyError, TypeError) as exc:
+            return jsonify(_model(ctx).send_mdn(json_body())), 201
+        except BadRequest as exc:
+            return problem_response(400, exc.detail)
+        except ValueError as exc:
             return problem_response(400, f"bad MDN request: {exc}")
+        except SHAPE_ERRORS as exc:
+            return problem_response(400, shape_error(ctx, exc, "the MDN request").detail)
 
     @app.get("/.well-known/autoconfig/mail/config-v1.1.xml")
     @app.get("/mail/config-v1.1.xml")

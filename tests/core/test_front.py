@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 
 import httpx
@@ -333,12 +334,16 @@ def test_oversized_body_on_a_soap_service_is_a_soap_fault(serve):
 # --------------------------------------------------------------------------------------------- errors
 
 
-def test_unhandled_exception_hides_the_traceback(client):
+def test_unhandled_exception_hides_the_traceback_and_the_exception(client, caplog):
     resp = client.get("/boom")
     body = problem_of(resp, 500)
     assert "s3cr3t" not in resp.text
     assert "Traceback" not in resp.text and "testing.py" not in resp.text
-    assert "RuntimeError" in body["detail"]
+    assert "RuntimeError" not in resp.text  # issue 16: the class name is ours to read, not the client's
+    ref = re.search(r"référence ([0-9a-f]{8})", body["detail"])
+    assert ref, body["detail"]
+    logged = [r for r in caplog.records if ref.group(1) in r.getMessage()]
+    assert logged and logged[0].exc_info and "s3cr3t" in str(logged[0].exc_info[1])  # the log has it all
     assert client.post("/echo", content=b"ok").content == b"ok"
 
 

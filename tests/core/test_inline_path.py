@@ -115,7 +115,7 @@ def test_handler_failure_is_a_clean_500_and_the_connection_lives_on(serve):
         sock.sendall(_post("/fast-echo", b"boom") + _post("/fast-echo", b"encore"))
         (status, headers, body), (status2, _, body2) = _read_responses(sock, 2)
     assert status == 500 and headers["content-type"].startswith("application/problem+json")
-    assert "RuntimeError" in json.loads(body)["detail"] and b"Traceback" not in body
+    assert "référence" in json.loads(body)["detail"] and b"Traceback" not in body and b"RuntimeError" not in body
     assert (status2, body2) == (200, b"encore")
 
 
