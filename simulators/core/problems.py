@@ -46,11 +46,17 @@ def error_response(error_format: str, status: int, detail: str) -> tuple[int, st
     return status, PROBLEM_CONTENT_TYPE, problem_bytes(status, detail)
 
 
-def internal_error(logger: logging.Logger, service: str, what: str) -> str:
-    """Log the exception being handled under a short reference and return the text the client gets.
+def log_internal_error(logger: logging.Logger, what: str) -> str:
+    """Log the exception being handled under a short reference, returned for the client's answer.
 
     The client learns that the simulator failed and how to find it in the log, not which Python exception it was
     (issue 16): class names and messages are ours to read, not part of any protocol."""
     ref = secrets.token_hex(4)
     logger.exception("unhandled error on %s [ref %s]", what, ref)
+    return ref
+
+
+def internal_error(logger: logging.Logger, service: str, what: str) -> str:
+    """`log_internal_error`, and the text of an HTTP answer."""
+    ref = log_internal_error(logger, what)
     return f"erreur interne du simulateur {service} (référence {ref} dans son journal)"

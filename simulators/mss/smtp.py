@@ -27,6 +27,7 @@ from typing import Any
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult, LoginPassword
 
 from simulators.core.faults import Decision, Drop, Hang
+from simulators.core.problems import log_internal_error
 from simulators.core.service import ServiceContext
 
 from . import trace, wire
@@ -91,6 +92,12 @@ class Handler:
                                       rcpts=list(envelope.rcpt_tos), session=server.mss_session)
         server.last_findings = sub.findings
         return sub.reply
+
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd's default reply is "500 Error: (ValueError) <message>": Python's words on the wire (issue 16).
+        # A local error is 451 (RFC 5321 §4.2.3, "local error in processing"); the exception goes to the log.
+        ref = log_internal_error(self.ctx.logger, "an SMTP command")
+        return f"451 4.3.0 Local error in processing (reference {ref} in the simulator log)"
 
 
 class MssSMTP(SMTP):
