@@ -33,6 +33,11 @@ class BadRequest(Exception):
         self.status = status
 
 
+class StateConflict(ValueError):
+    """Raised by a service's state_post when the seed would overwrite state it was not explicitly asked to replace
+    (e.g. a PSC client_id already registered): answered 409, nothing changed."""
+
+
 def _json_body(*, required: bool = True) -> Any:
     raw = request.get_data(cache=True)
     if not raw.strip():
@@ -211,6 +216,8 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
             raise BadRequest(f"the {ctx.name} simulator has no state to seed", 501)
         try:
             result = ctx.spec.state_post(ctx, _json_body())
+        except StateConflict as exc:
+            raise BadRequest(str(exc), 409) from None
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         return jsonify({"service": ctx.name, "state": result})
