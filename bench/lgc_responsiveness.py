@@ -69,7 +69,9 @@ def start(tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen, dict[str, str]
     lgc_url = f"http://127.0.0.1:{lgc_port}"
     client = (f'{{ client_id = "{CLIENT[0]}", client_secret = "{CLIENT[1]}", '
               f'redirect_uris = ["{lgc_url}/auth/callback"], post_logout_redirect_uris = ["{lgc_url}/"] }}')
-    (tmp / "bench.toml").write_text(f'data_dir = "{tmp / "sims"}"\n[ports]\n'
+    # Plain HTTP, no front door: PSC would otherwise announce its HTTPS issuer, which this HTTP client and the
+    # LGC's settings below do not trust (what is measured is the LGC's responsiveness, not TLS).
+    (tmp / "bench.toml").write_text(f'data_dir = "{tmp / "sims"}"\ntls = false\nfront_port = 0\n[ports]\n'
                                     + "".join(f"{s} = {p}\n" for s, p in ports.items())
                                     + f"[settings.psc]\nclients = [{client}]\n")
     sims = subprocess.Popen([sys.executable, "-m", "segur_bench", "--config", str(tmp / "bench.toml"), "up",
@@ -89,10 +91,20 @@ def start(tmp: Path) -> tuple[subprocess.Popen, subprocess.Popen, dict[str, str]
     return sims, lgc, urls, lgc_url
 
 
-def login(lgc_url: str) -> httpx.Client:
-    """Log in as the flagship physician through the PSC simulator's login page (plain HTTP, like a browser)."""
+def csrf_token(page: httpx.Response) -> str:
+    """The anti-forgery token of an LGC form (every POST to the LGC must carry its session's token)."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    if not found:
+        sys.exit(f"no csrf_token in the form of {page.url}")
+    return found.group(1)
+
+
+def login(lgc_url: str) -> tuple[httpx.Client, str]:
+    """Log in as the flagship physician through the PSC simulator's login page (plain HTTP, like a browser);
+    returns the client and the session's anti-forgery token."""
     http = httpx.Client(base_url=lgc_url, follow_redirects=True, timeout=30)
-    page = http.post("/connexion", data={"next": ""})
+    token = csrf_token(http.get("/connexion"))
+    page = http.post("/connexion", data={"next": "", "csrf_token": token})
     action = re.search(r'<form method="post" action="([^"]+)" id="connexion"', page.text)
     moyen = re.search(r'name="moyen" value="([^"]+)"', page.text)
     if not action or not moyen:
@@ -101,12 +113,13 @@ def login(lgc_url: str) -> httpx.Client:
     resp = http.post(target, data={"national_id": GP, "moyen": moyen.group(1), "decision": "approve"})
     if resp.url.path.endswith("/premiere-connexion"):
         user = re.search(r'name="user_id" value="(\d+)"', resp.text)
-        resp = http.post("/premiere-connexion", data={"mode": "link", "user_id": user.group(1)})
+        resp = http.post("/premiere-connexion", data={"mode": "link", "user_id": user.group(1),
+                                                      "csrf_token": token})
     if "/information" in resp.url.path:
-        resp = http.post("/information", data={"compris": "oui", "next": ""})
+        resp = http.post("/information", data={"compris": "oui", "next": "", "csrf_token": token})
     if not resp.url.path.startswith("/patients"):
         sys.exit(f"login failed, ended on {resp.url}")
-    return http
+    return http, token
 
 
 def fault(url: str, service: str) -> None:
@@ -135,7 +148,7 @@ def main() -> int:
 
 
 def run(args: argparse.Namespace, tmp: Path, urls: dict[str, str], lgc_url: str) -> int:
-    http = login(lgc_url)
+    http, token = login(lgc_url)
     cookies = dict(http.cookies)
     for s in ("insi", "dmp"):
         fault(urls[s], s)
@@ -144,7 +157,7 @@ def run(args: argparse.Namespace, tmp: Path, urls: dict[str, str], lgc_url: str)
     for i in range(12):
         resp = http.post("/patients/nouveau", data={
             "birth_name": f"BENCH{chr(65 + i)}", "first_names": "CHARGE", "sex": "F", "birth_date": "1970-01-01",
-            "birthplace_cog": "75056"})
+            "birthplace_cog": "75056", "csrf_token": token})
         ids.append(int(re.search(r"/patients/(\d+)", str(resp.url)).group(1)))
     samples: dict[str, list[float]] = {"ouvrir un dossier": [], "liste / recherche": [], "statut d'un appel": [],
                                        "enregistrer un consentement": []}
@@ -171,7 +184,7 @@ def run(args: argparse.Namespace, tmp: Path, urls: dict[str, str], lgc_url: str)
                 ("liste / recherche", "GET", f"/patients?nom=BENCH{chr(65 + k % 12)}", None),
                 ("statut d'un appel", "GET", "/appels/LAST", None),
                 ("enregistrer un consentement", "POST", f"/patients/{pid}/consentement",
-                 {"consultation": "on", "episode": "Banc de charge"}),
+                 {"consultation": "on", "episode": "Banc de charge", "csrf_token": token}),
             ):
                 if path == "/appels/LAST":
                     m = re.search(r'data-poll="(/appels/\d+)"', last)

@@ -17,7 +17,7 @@ from .demo import load_demo_data
 from .operations import Operations
 from .outbox import Outbox
 from .records import Records
-from .web import auth, calls, dmp, documents, messaging, patients, prescriptions
+from .web import auth, calls, csrf, dmp, documents, messaging, patients, prescriptions
 
 log = logging.getLogger("reference_lgc")
 
@@ -49,6 +49,7 @@ def create_app(config: LgcConfig | None = None) -> Flask:
                       OPERATIONS=Operations(db, records, runner, config, outbox))
     if config.demo_data:
         load_demo_data(db, records)
+    csrf.init_app(app)  # before the login hooks: a forged request is refused before anything else looks at it
     auth.init_app(app)
     app.register_blueprint(patients.bp)
     app.register_blueprint(calls.bp)

@@ -25,10 +25,12 @@ class LgcProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.client_id = f"segur-bench-lgc-{self.port}"
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        # This run's LGC owns the client of its port: "replace" takes over one left by an earlier run on the same
+        # port (the PSC simulator refuses to overwrite a registered client unless asked, 409).
         httpx.post(psc_control + "/_bench/state", timeout=10, headers=headers, json={"clients": [{
             "client_id": self.client_id, "client_secret": "scenario-secret", "name": "LGC de référence",
-            "redirect_uris": [self.url + "/auth/callback"], "post_logout_redirect_uris": [self.url + "/"]}]},
-        ).raise_for_status()
+            "redirect_uris": [self.url + "/auth/callback"], "post_logout_redirect_uris": [self.url + "/"]}],
+            "replace": True}).raise_for_status()
         data_dir.mkdir(parents=True, exist_ok=True)
         lines = [f"port = {self.port}", f'data_dir = "{data_dir}"',
                  f"dmp_defer_seconds = {settings.get('dmp_defer_seconds', 3)}",

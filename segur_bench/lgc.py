@@ -96,7 +96,9 @@ def register_client(config: BenchConfig) -> None:
     base = f"http://{host}:{config.lgc_port}"
     client = {"client_id": DEFAULT_CLIENT[0], "client_secret": DEFAULT_CLIENT[1], "name": "LGC de référence",
               "redirect_uris": [base + "/auth/callback"], "post_logout_redirect_uris": [base + "/"]}
-    resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client]}, timeout=5,
+    # The PSC simulator refuses to overwrite a registered client silently (409): this one deliberately repoints
+    # the default client (registered for port 8000) to the LGC's port, hence "replace".
+    resp = httpx.post(config.url("psc") + "/_bench/state", json={"clients": [client], "replace": True}, timeout=5,
                       headers=config.control_headers())
     resp.raise_for_status()
 

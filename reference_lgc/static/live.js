@@ -89,6 +89,13 @@
 
   setInterval(() => document.querySelectorAll("[data-poll]").forEach(poll), PERIOD_MS);
 
+  // The LGC refuses a POST without its anti-forgery token (issue 16). Forms carry it as a field; every fetch()
+  // POST also sends the page's token (its <meta>) as a header, so a body that is not an LGC form still passes.
+  function csrfToken() {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  }
+
   // Retry buttons inside status elements: post in the background and swap in the new status element.
   document.addEventListener("submit", async (ev) => {
     const form = ev.target;
@@ -97,7 +104,9 @@
     const host = form.closest("[data-call]");
     try {
       const resp = await fetch(form.action, { method: "POST", body: new FormData(form),
-        headers: { "X-Requested-With": "fetch" }, credentials: "same-origin" });
+        headers: { "X-Requested-With": "fetch", "X-CSRFToken": csrfToken() }, credentials: "same-origin" });
+      // A refusal (e.g. the 403 page of a stale token) is shown as a page, not swapped into the status element.
+      if (!resp.ok) throw new Error(resp.status);
       const tpl = document.createElement("template");
       tpl.innerHTML = (await resp.text()).trim();
       if (host && tpl.content.firstElementChild) host.replaceWith(tpl.content.firstElementChild);

@@ -33,6 +33,11 @@ class BadRequest(Exception):
         self.status = status
 
 
+class StateConflict(ValueError):
+    """Raised by a service's state_post when the seed would overwrite state it was not explicitly asked to replace
+    (e.g. a PSC client_id already registered): answered 409, nothing changed."""
+
+
 def json_body(*, required: bool = True) -> Any:
     """The request's JSON body, read with the bounds of bounded_input.py (every control route uses it)."""
     raw = request.get_data(cache=True)
@@ -222,6 +227,8 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
         body = json_body()
         try:
             result = ctx.spec.state_post(ctx, body)
+        except StateConflict as exc:
+            raise BadRequest(str(exc), 409) from None
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         except SHAPE_ERRORS as exc:

@@ -17,8 +17,8 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -198,9 +198,11 @@ class JournalQueryError(ValueError):
 
 
 class Journal:
-    def __init__(self, store: Store, service: str) -> None:
+    def __init__(self, store: Store, service: str, redact: Callable[[Exchange], Exchange] | None = None) -> None:
         self.store = store
         self.service = service
+        # Applied to every entry before it is recorded: masks the secrets the service's exchanges carry (redact.py).
+        self.redact = redact
         self._run: tuple[int, dict] | None = None
         store.migrate("journal", _MIGRATIONS)
         self.log_dir = store.sidecar("-jlog")
@@ -234,6 +236,7 @@ class Journal:
     def submit(self, exchange: Exchange) -> None:
         """Journal an exchange from the hot path, before its answer leaves: one append to this process's
         segment, ingested into SQLite by the next read (see journal_log.py). Never raises."""
+        exchange = self._redacted(exchange)
         try:
             self.segment.append(exchange)
             if self._ingester is None:
@@ -242,7 +245,7 @@ class Journal:
         except (OSError, ValueError) as exc:  # disk full, a value marshal cannot write: straight to SQLite
             log.error("journal segment append failed (%s); writing exchange %s directly", exc, exchange.id)
         try:
-            self.record(exchange)
+            self._insert([row_of(fields_of(exchange))])  # already redacted
         except Exception:
             log.exception("could not record exchange %s in the journal", exchange.id)
 
@@ -265,7 +268,16 @@ class Journal:
     def record_many(self, exchanges: Sequence[Exchange]) -> None:
         """Insert entries, up to _ROWS_PER_INSERT rows per statement (SQLite runs a whole batch without taking
         the GIL back after each row)."""
-        self._insert(row_of(fields_of(exchange)) for exchange in exchanges)
+        self._insert(row_of(fields_of(self._redacted(exchange))) for exchange in exchanges)
+
+    def _redacted(self, exchange: Exchange) -> Exchange:
+        if self.redact is None:
+            return exchange
+        try:
+            return self.redact(exchange)
+        except Exception:  # never journal what could not be masked, and never break the exchange
+            log.exception("masking secrets of exchange %s failed: headers and bodies not journaled", exchange.id)
+            return without_bodies(exchange)
 
     def _insert(self, rows: Iterable[tuple]) -> None:
         conn = self.store.conn
@@ -420,6 +432,14 @@ def row_of(fields: tuple) -> tuple:
     })
     return (id_, service, protocol, operation, run, correlation, received_at, responded_at, entry,
             _pack(req_data), None if resp is None else _pack(resp[1]))
+
+
+def without_bodies(ex: Exchange) -> Exchange:
+    """What the journal keeps of an exchange whose secrets could not be masked: no headers, bodies or query."""
+    note = "journal : masquage des secrets en échec, en-têtes et corps non conservés"
+    return replace(ex, url=ex.url.partition("?")[0], request=Message([], b"", False, ex.request.size),
+                   response=Message([], b"", False, ex.response.size) if ex.response is not None else None,
+                   error=f"{ex.error} ; {note}" if ex.error else note)
 
 
 _ENCODER = json.JSONEncoder(check_circular=False)  # what json.dumps writes, minus its per-call set-up

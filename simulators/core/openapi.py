@@ -95,8 +95,13 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
         "/_bench/state": {
             "get": {"summary": "Inspect the service's state", "responses": {"200": _json(obj)}},
             "post": {"summary": "Seed the service's state (shape defined by the service)",
+                     "description": "A seed that would overwrite state the service protects is refused with 409 "
+                                    "(problem JSON, nothing changed) unless the body explicitly asks to replace it; "
+                                    "e.g. Pro Santé Connect refuses `{\"clients\": [...]}` naming a client_id "
+                                    "already registered with other metadata, unless `\"replace\": true` is given "
+                                    "(see the service's README).",
                      "requestBody": _body(obj),
-                     "responses": {"200": _json(obj), "400": _PROBLEM, "501": _PROBLEM}},
+                     "responses": {"200": _json(obj), "400": _PROBLEM, "409": _PROBLEM, "501": _PROBLEM}},
         },
         "/_bench/run": {
             "get": {"summary": "Current run id (stamped on every journal entry)", "responses": {"200": _json(obj)}},

@@ -24,8 +24,9 @@ from flask import Flask
 
 from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
-from .journal import Journal
+from .journal import Exchange, Journal
 from .read_limits import ReadLimits
+from .redact import journal_redactor
 from .store import MEMORY, Store
 from .tls import ServerTls
 
@@ -152,6 +153,10 @@ class ServiceSpec:
     # Whether the TLS port asks for a client certificate when the `client_cert` setting is not given:
     # "required" | "optional" | "off", or a function of the settings (INSi: required in mutual-TLS mode).
     client_cert: str | Callable[[Mapping[str, Any]], str] = "off"
+    # Masks the secrets this service's exchanges carry (client secrets, live tokens) in a copy of each exchange
+    # before the journal records it: entries leave the machine in proof bundles (redact.py; setting
+    # journal_secrets = "clair" keeps them, for debugging).
+    redact: Callable[[Exchange], Exchange] | None = None
 
     def client_cert_mode(self, settings: Mapping[str, Any]) -> str:
         from .tls import check_mode
@@ -186,7 +191,7 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
         store=store,
         clock=SimClock(store),
         faults=FaultEngine(store, spec.name, spec.outcomes, spec.outcome_effects),
-        journal=Journal(store, spec.name),
+        journal=Journal(store, spec.name, redact=journal_redactor(spec.redact, config.settings, spec.name)),
         logger=logging.getLogger(f"segur_bench.{spec.name}"),
     )
     if config.tls_port is not None:

@@ -19,6 +19,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from simulators.core.app import current_outcome
 from simulators.core.faults import RequestFacts
+from simulators.core.journal import Exchange
+from simulators.core.redact import redact_http
 from simulators.core.service import ServiceContext, ServiceSpec
 
 from .claims import profession_label, userinfo
@@ -315,6 +317,20 @@ def _attrs_of(facts: RequestFacts) -> dict[str, str]:
     return attrs
 
 
+# What the journal masks (issue 16: entries go into proof bundles). Client secrets lose everything; tokens, codes,
+# PKCE verifiers and client assertions keep a fingerprint, so one can follow a token from the answer that issued it
+# to the requests that use it. The Authorization header (Basic or Bearer) and cookies are masked by redact_http.
+JOURNAL_SECRETS = ("client_secret",)
+JOURNAL_TOKENS = ("access_token", "id_token", "refresh_token", "code", "code_verifier", "client_assertion", "token",
+                  "subject_token", "actor_token", "id_token_hint", "login_hint_token", "logout_token",
+                  # the SSO session id: its cookie (PSC_SESSION) logs one in without the login page
+                  "session_state", "sid")
+
+
+def _redact(ex: Exchange) -> Exchange:
+    return redact_http(ex, secrets=JOURNAL_SECRETS, tokens=JOURNAL_TOKENS)
+
+
 def _state_get(ctx: ServiceContext) -> dict:
     return _model(ctx).state()
 
@@ -339,5 +355,6 @@ SPEC = ServiceSpec(
     state_get=_state_get,
     state_post=_state_post,
     reset=_reset,
+    redact=_redact,
     description="Fournisseur OpenID Connect Pro Santé Connect : code + PKCE, CIBA (poll), échange de jetons.",
 )

@@ -9,6 +9,7 @@ test that advances the clock makes codes, tokens and CIBA requests expire.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 from collections.abc import Mapping, Sequence
@@ -17,8 +18,11 @@ from typing import Any
 
 from joserfc.jwk import KeySet, RSAKey
 
+from simulators.core.control import StateConflict
 from simulators.core.service import ServiceContext
 from simulators.personas import Personas, Professional, load_personas
+
+log = logging.getLogger("segur_bench.psc")
 
 BASE_PATH = "/auth/realms/esante-wallet"
 
@@ -326,12 +330,31 @@ class PscModel:
                 conn.execute("INSERT OR REPLACE INTO psc_clients (client_id, metadata, origin) VALUES (?, ?, 'config')",
                              (c.client_id, json.dumps(c.metadata)))
 
-    def add_clients(self, metas: Sequence[Any]) -> list[Client]:
+    def add_clients(self, metas: Sequence[Any], *, replace: bool = False) -> list[Client]:
+        """Register clients at run time, all or none. A client_id already registered with other metadata is a
+        StateConflict unless `replace` (issue 16: the control API could silently swap the LGC's secret and redirect
+        URIs); registering the very same metadata again changes nothing and is accepted."""
         clients = [Client.from_metadata(m) for m in metas]
-        with self.store.transaction() as conn:
+        ids = [c.client_id for c in clients]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"clients: client_id given twice ({sorted({i for i in ids if ids.count(i) > 1})})")
+        with self.store.transaction() as conn:  # check and write in one transaction: workers share the table
+            existing = {}
+            for c in clients:
+                row = conn.execute("SELECT metadata FROM psc_clients WHERE client_id = ?", (c.client_id,)).fetchone()
+                if row is not None and json.loads(row["metadata"]) != c.metadata:
+                    existing[c.client_id] = row
+            if existing and not replace:
+                raise StateConflict(
+                    f"client_id {', '.join(sorted(existing))} already registered with other metadata: not replaced. "
+                    'Send {"clients": [...], "replace": true} to replace it (POST /_bench/reset restores the '
+                    "configured clients)")
             for c in clients:
                 conn.execute("INSERT OR REPLACE INTO psc_clients (client_id, metadata, origin) VALUES (?, ?, 'state')",
                              (c.client_id, json.dumps(c.metadata)))
+        for client_id in sorted(existing):  # never the secret: the log may be shared
+            log.warning("PSC client %s replaced through the control API (secret, keys and redirect URIs may have "
+                        "changed)", client_id)
         return clients
 
     def client(self, client_id: str | None) -> Client | None:
@@ -561,18 +584,24 @@ class PscModel:
         if not isinstance(body, dict) or not body:
             raise ValueError('expected {"ciba": {"auth_req_id": "…", "decision": "approve"|"refuse"}}, '
                              '{"clients": [{…}]} or {"ciba_auto_approve_s": <seconds>|null}')
-        unknown = set(body) - {"ciba", "clients", "ciba_auto_approve_s"}
+        unknown = set(body) - {"ciba", "clients", "replace", "ciba_auto_approve_s"}
         if unknown:
-            raise ValueError(f"unknown state field(s) {sorted(unknown)}; expected ciba, clients, ciba_auto_approve_s")
-        if "ciba_auto_approve_s" in body:
-            value = body["ciba_auto_approve_s"]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
-                raise ValueError("ciba_auto_approve_s must be a number of seconds ≥ 0, or null (never)")
-            self.override("ciba_auto_approve_s", value)
-        if "clients" in body:
+            raise ValueError(f"unknown state field(s) {sorted(unknown)}; expected ciba, clients (with replace), "
+                             "ciba_auto_approve_s")
+        replace = body.get("replace", False)
+        if not isinstance(replace, bool):
+            raise ValueError("replace must be true or false")
+        if "replace" in body and "clients" not in body:
+            raise ValueError("replace only applies to clients")
+        value = body.get("ciba_auto_approve_s")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
+            raise ValueError("ciba_auto_approve_s must be a number of seconds ≥ 0, or null (never)")
+        if "clients" in body:  # first: a conflict (409) leaves everything else unchanged too
             if not isinstance(body["clients"], list):
                 raise ValueError("clients must be a list of client objects")
-            self.add_clients(body["clients"])
+            self.add_clients(body["clients"], replace=replace)
+        if "ciba_auto_approve_s" in body:
+            self.override("ciba_auto_approve_s", value)
         if "ciba" in body:
             items = body["ciba"] if isinstance(body["ciba"], list) else [body["ciba"]]
             for item in items:

@@ -4,6 +4,8 @@ have is a 404, not the internal-error page."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from reference_lgc.app import create_app
@@ -29,8 +31,9 @@ def test_login_keeps_no_hostile_next_in_the_session(tmp_path):
     # PSC is unreachable here (nothing listens): the login fails with 503, after `next` was kept or dropped.
     app = create_app(LgcConfig(data_dir=tmp_path))
     client = app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/connexion").get_data(as_text=True))[1]
     for value, kept in (("/\t/evil.example", ""), ("/patients/1", "/patients/1")):
-        client.post("/connexion", data={"next": value})
+        assert client.post("/connexion", data={"next": value, "csrf_token": token}).status_code == 503
         with client.session_transaction() as session:
             assert session.get("next") == kept
 
