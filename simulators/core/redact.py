@@ -30,11 +30,12 @@ Redactor = Callable[[Exchange], Exchange]
 
 
 def journal_redactor(redact: Redactor | None, settings: Mapping[str, Any], service: str) -> Redactor | None:
-    """The redactor the journal applies: the service's, unless its settings ask for secrets in clear."""
+    """The redactor the journal applies: the service's (by default, credential headers only), unless its settings
+    ask for secrets in clear."""
     mode = settings.get(SETTING, "masque")
     if mode not in MODES:
         raise ValueError(f"{service}: setting {SETTING} must be \"masque\" or \"clair\", got {mode!r}")
-    return redact if mode == "masque" else None
+    return (redact or redact_credential_headers) if mode == "masque" else None
 
 
 def masked(value: str, *, fingerprint: bool) -> str:
@@ -152,3 +153,21 @@ def redact_http(ex: Exchange, *, secrets: Collection[str] = (), tokens: Collecti
     return replace(ex, url=mask_url(ex.url, names), request=_message(ex.request, names),
                    response=_message(ex.response, names) if ex.response is not None else None)
 
+
+
+_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
+_NO_NAMES = _Names((), ())
+
+
+def redact_credential_headers(ex: Exchange) -> Exchange:
+    """The default of every service: Authorization and cookie values masked (a PSC access token sent to the DMP or
+    ON as a Bearer header is as live as it is at PSC). Bodies are left alone, and an exchange without such headers
+    is returned as is — the cost on a hot path is one look at the header names."""
+    def carries(msg: Message | None) -> bool:
+        return msg is not None and any(k.lower() in _CREDENTIAL_HEADERS for k, _ in msg.headers)
+
+    if not (carries(ex.request) or carries(ex.response)):
+        return ex
+    return replace(ex, request=replace(ex.request, headers=_headers(ex.request.headers, _NO_NAMES)),
+                   response=replace(ex.response, headers=_headers(ex.response.headers, _NO_NAMES))
+                   if ex.response is not None else None)

@@ -86,3 +86,22 @@ def test_the_setting_chooses_the_hook():
     assert journal_redactor(hook, {"journal_secrets": "clair"}, "svc") is None
     with pytest.raises(ValueError, match="journal_secrets"):
         journal_redactor(hook, {"journal_secrets": True}, "svc")
+
+
+@pytest.mark.parametrize(("mode", "kept"), [("masque", False), ("clair", True)])
+def test_every_service_masks_credential_headers_by_default(serve, mode, kept):
+    """A service without its own redactor (DMP, ON… receive PSC access tokens as Bearer headers) still masks the
+    Authorization and cookie values, over the wire and through the journal's own API."""
+    import httpx
+    from core_support import make_sim
+
+    server = serve(make_sim(settings={"journal_secrets": mode}))
+    resp = httpx.post(f"{server.url}/echo", content=b"plain body stays",
+                      headers={"Authorization": "Bearer live-token-123", "Cookie": "lgc_session=sess-456"})
+    assert resp.status_code == 200
+    (entry,) = [e for e in httpx.get(f"{server.url}/_bench/journal").json()["entries"] if e["operation"] == "POST /echo"]
+    text = repr(entry)
+    assert ("live-token-123" in text) is kept and ("sess-456" in text) is kept
+    assert "plain body stays" in text
+    if not kept:
+        assert "Bearer ***MASQUE:" in text
