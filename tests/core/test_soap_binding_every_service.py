@@ -336,3 +336,13 @@ def test_unknown_mandatory_header_is_must_understand_with_not_understood(svc: Se
     (block,) = header_blocks(fault, SOAP12, "NotUnderstood")
     prefix, _, local = block.get("qname").rpartition(":")
     assert (block.nsmap.get(prefix or None), local) == ("urn:example:trace", "Trace")
+
+
+@pytest.mark.parametrize("service", ["insi"], indirect=True)
+def test_insi_refuses_the_same_off_its_inline_path(svc: Service) -> None:
+    """With a fault rule stored, INSi's fast route is served by the ASGI front end instead of inline: same answers."""
+    rule = {"service": "insi", "operation": "autreOperation", "effect": {"type": "latency", "ms": 1}}
+    assert svc.http.post("/_bench/faults", json=rule).status_code < 300
+    assert read_fault(svc.post(svc.valid(), "text/plain")).status == 415
+    assert read_fault(svc.post(doubled(svc.valid(), ACTION))).subcodes[-1] == f"{{{WSA}}}InvalidCardinality"
+    ok(svc, svc.post(svc.valid()))
