@@ -4,9 +4,19 @@ Parsing goes through :func:`simulators.core.xmlsafe.parse_xml` (no DTD, bounded 
 the incoming envelope raises :class:`SoapError`, which carries a ready-to-send SOAP 1.2 fault and its
 HTTP status, so an endpoint can simply ``except SoapError as e: return e.to_bytes(), e.http_status``.
 
-References: SOAP 1.2 Part 1 §5 (envelope, faults, Upgrade / NotUnderstood header blocks),
-SOAP 1.2 Part 2 §7.5.1.2 (fault -> HTTP status), RFC 3902 (application/soap+xml action parameter),
-XOP/MTOM (multipart/related start-info), WS-Addressing 1.0 SOAP binding (fault action URI).
+What every SOAP service gets from here, once (issue 16: each of these used to be accepted):
+
+* :func:`check_content_type` — the SOAP 1.2 HTTP binding's media type (Part 2 §7), or MTOM's XOP package where a
+  service takes it; SOAP 1.1's ``text/xml`` is a VersionMismatch answered the SOAP 1.1 way (Part 1 Appendix A),
+  anything else HTTP 415;
+* :func:`parse_envelope` — the envelope's structure and version, ``env:mustUnderstand`` / ``env:relay`` values
+  (xs:boolean, Part 1 §5.2.3-4), at most one of each single WS-Addressing header (WS-Addressing 1.0 Core §3.2,
+  fault of the SOAP Binding §6.4.1) and one ``wsse:Security`` per role (WS-Security 1.1 SOAP Message Security §5).
+
+References: SOAP 1.2 Part 1 §5 (envelope, faults, Upgrade / NotUnderstood header blocks) and Appendix A (SOAP 1.1
+senders), SOAP 1.2 Part 2 §7 (HTTP binding; §7.5.1.2 fault -> HTTP status), RFC 3902 (application/soap+xml action
+parameter), XOP/MTOM (multipart/related type and start-info), WS-Addressing 1.0 SOAP binding (faults and their
+action URIs), WS-Security 1.1 (wsse:InvalidSecurity).
 """
 
 from __future__ import annotations
@@ -27,9 +37,12 @@ __all__ = [
     "ROLE_NEXT",
     "ROLE_NONE",
     "ROLE_ULTIMATE_RECEIVER",
+    "SOAP11_CONTENT_TYPE",
     "SOAP11_NS",
     "SOAP12_NS",
     "SOAP_CONTENT_TYPE",
+    "UNSUPPORTED_MEDIA_TYPE",
+    "WSA_ADDRESSING_FAULT_ACTION",
     "WSA_FAULT_ACTION",
     "WSA_NS",
     "Envelope",
@@ -38,6 +51,8 @@ __all__ = [
     "action_from_content_type",
     "build_envelope",
     "build_fault",
+    "build_soap11_fault",
+    "check_content_type",
     "envelope_bytes",
     "escape_text",
     "fault_http_status",
@@ -51,8 +66,11 @@ SOAP12_NS = NS["soap12"]
 SOAP11_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 WSA_NS = NS["wsa"]
 XML_NS = "http://www.w3.org/XML/1998/namespace"
-WSA_FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"
+WSA_FAULT_ACTION = "http://www.w3.org/2005/08/addressing/soap/fault"  # faults SOAP defines
+WSA_ADDRESSING_FAULT_ACTION = "http://www.w3.org/2005/08/addressing/fault"  # faults WS-Addressing defines
 SOAP_CONTENT_TYPE = "application/soap+xml; charset=utf-8"
+SOAP11_CONTENT_TYPE = "text/xml; charset=utf-8"
+UNSUPPORTED_MEDIA_TYPE = 415
 
 ROLE_NEXT = "http://www.w3.org/2003/05/soap-envelope/role/next"
 ROLE_NONE = "http://www.w3.org/2003/05/soap-envelope/role/none"
@@ -159,6 +177,74 @@ def _structured_action(content_type: str, depth: int) -> str | None:
     return None
 
 
+_MEDIA_TYPES: dict[tuple[str, bool], SoapError | None] = {}
+
+
+def check_content_type(content_type: str | None, *, mtom: bool = False) -> None:
+    """Refuse a request the SOAP 1.2 HTTP binding does not carry; raise :class:`SoapError` (HTTP 415).
+
+    ``application/soap+xml`` (Part 2 §7.1.4) passes, and with ``mtom`` a XOP package: ``multipart/related`` whose
+    ``type`` is ``application/xop+xml`` and whose ``start-info`` is ``application/soap+xml``. ``text/xml`` is the
+    SOAP 1.1 binding: a VersionMismatch fault written as SOAP 1.1 (Part 1 Appendix A), with the Upgrade header
+    block. Anything else (none included) is refused as an unsupported media type. The status is 415, as a JAX-WS
+    (Metro) endpoint answers an unsupported content type; Metro sends no body, we send the fault to say why.
+    Memoised: clients send the same few content types over and over, and INSi checks on its hot path.
+    """
+    key = (content_type or "", mtom)
+    try:
+        refusal = _MEDIA_TYPES[key]
+    except KeyError:
+        refusal = _media_type_refusal(content_type or "", mtom)
+        if len(_MEDIA_TYPES) < 1024:
+            _MEDIA_TYPES[key] = refusal
+    if refusal is not None:
+        # A fresh error each time: callers set relates_to on it.
+        raise SoapError(refusal.fault, xml_kind=refusal.xml_kind)
+
+
+def _media_type(value: str) -> str:
+    return value.split(";", 1)[0].strip().lower()
+
+
+def _media_type_refusal(content_type: str, mtom: bool) -> SoapError | None:
+    media = _media_type(content_type)
+    if media == "application/soap+xml":
+        return None
+    expected = "application/soap+xml" + (" (or an MTOM/XOP multipart/related package)" if mtom else "")
+    if media == "text/xml":
+        return _soap11_sender(f"Content-Type text/xml is the SOAP 1.1 HTTP binding; this endpoint speaks SOAP 1.2 "
+                              f"only: send the SOAP 1.2 envelope ({SOAP12_NS}) as {expected}")
+    if media == "multipart/related" and mtom:
+        params = _content_type_params(content_type)
+        package = _media_type(params.get("type", ""))
+        if package != "application/xop+xml":
+            return _unsupported(f"multipart/related with type={package or '(none)'!r}: an MTOM message is a XOP "
+                                "package, type=\"application/xop+xml\"")
+        start_info = _media_type(params.get("start-info", ""))
+        if start_info == "text/xml":
+            return _soap11_sender("XOP package with start-info=\"text/xml\" carries a SOAP 1.1 message; this "
+                                  "endpoint speaks SOAP 1.2 only: start-info=\"application/soap+xml\"")
+        if start_info != "application/soap+xml":
+            return _unsupported(f"XOP package with start-info={start_info or '(none)'!r}: the SOAP 1.2 MTOM binding "
+                                "says start-info=\"application/soap+xml\"")
+        return None
+    if media == "multipart/related":
+        why = "this service does not take MTOM/XOP packages"
+    elif media:
+        why = f"Content-Type {media} is not a SOAP 1.2 message"
+    else:
+        why = "no Content-Type"
+    return _unsupported(f"Unsupported media type ({why}): the SOAP 1.2 HTTP binding sends {expected}")
+
+
+def _unsupported(reason: str) -> SoapError:
+    return SoapError(SoapFaultSpec("Sender", reason, lang="en", status=UNSUPPORTED_MEDIA_TYPE))
+
+
+def _soap11_sender(reason: str) -> SoapError:
+    return SoapError(SoapFaultSpec("VersionMismatch", reason, lang="en", status=UNSUPPORTED_MEDIA_TYPE, soap11=True))
+
+
 # --- faults ---------------------------------------------------------------------------------------------
 
 
@@ -185,20 +271,26 @@ class SoapFaultSpec:
     subcode_prefix: str = "siram"
     header_blocks: Sequence[etree._Element] = field(default_factory=tuple)
     action: str | None = WSA_FAULT_ACTION
+    subsubcode: Subcode | None = None  # a Subcode inside the Subcode (WS-Addressing's InvalidCardinality…)
+    status: int | None = None  # HTTP status when not the one of the code (e.g. 415 for a refused media type)
+    soap11: bool = False  # written as a SOAP 1.1 fault, for a SOAP 1.1 sender (Part 1 Appendix A)
 
     @property
     def http_status(self) -> int:
-        return fault_http_status(self.code)
+        return self.status or fault_http_status(self.code)
 
     @property
     def content_type(self) -> str:
-        return soap_content_type(self.action)
+        return SOAP11_CONTENT_TYPE if self.soap11 else soap_content_type(self.action)
 
     def to_bytes(self, *, relates_to: str | None = None, message_id: str | None = None) -> bytes:
+        if self.soap11:
+            return build_soap11_fault(self.code, self.reason)
         return build_fault(
             self.code,
             self.reason,
             subcode=self.subcode,
+            subsubcode=self.subsubcode,
             subcode_ns=self.subcode_ns,
             subcode_prefix=self.subcode_prefix,
             lang=self.lang,
@@ -277,6 +369,7 @@ def build_fault(
     reason: str,
     *,
     subcode: Subcode | None = None,
+    subsubcode: Subcode | None = None,
     subcode_ns: str = NS["siram"],
     subcode_prefix: str = "siram",
     lang: str = "fr",
@@ -290,19 +383,23 @@ def build_fault(
 
     ``subcode`` is a QName: a bare local name ("siram_40") is put in ``subcode_ns`` with
     ``subcode_prefix`` (declared on the Value element so the QName resolves); "{ns}local",
-    "prefix:local" (prefix from NS) or a (ns, local) tuple are accepted too. A VersionMismatch fault
-    automatically gets the env:Upgrade header block. ``detail`` elements are copied, never moved.
+    "prefix:local" (prefix from NS) or a (ns, local) tuple are accepted too; ``subsubcode`` (same forms)
+    nests a second Subcode in the first. A VersionMismatch fault automatically gets the env:Upgrade header
+    block. ``detail`` elements are copied, never moved.
     """
     if code not in FAULT_CODES:
         raise ValueError(f"invalid SOAP 1.2 fault code {code!r}; expected one of {sorted(FAULT_CODES)}")
     fault = etree.Element(_q("Fault"), nsmap={_ENV: SOAP12_NS})
     code_el = etree.SubElement(fault, _q("Code"))
     etree.SubElement(code_el, _q("Value")).text = f"{_ENV}:{code}"
-    if subcode is not None:
-        sub_ns, prefix, local = _resolve_subcode(subcode, subcode_ns, subcode_prefix)
-        sub_el = etree.SubElement(code_el, _q("Subcode"))
+    parent = code_el
+    for sub in (subcode, subsubcode if subcode is not None else None):
+        if sub is None:
+            break
+        sub_ns, prefix, local = _resolve_subcode(sub, subcode_ns, subcode_prefix)
+        parent = etree.SubElement(parent, _q("Subcode"))
         nsmap = None if prefix in (_ENV, "wsa") else {prefix: sub_ns}
-        etree.SubElement(sub_el, _q("Value"), nsmap=nsmap).text = f"{prefix}:{local}"
+        etree.SubElement(parent, _q("Value"), nsmap=nsmap).text = f"{prefix}:{local}"
     reason_el = etree.SubElement(fault, _q("Reason"))
     etree.SubElement(reason_el, _q("Text"), {qname(XML_NS, "lang"): lang}).text = reason
     if detail is not None:
@@ -318,6 +415,21 @@ def build_fault(
     return build_envelope(
         fault, header_blocks=blocks, action=action, relates_to=relates_to, message_id=message_id
     )
+
+
+_SOAP11_CODES = {"Sender": "Client", "Receiver": "Server"}  # SOAP 1.1 §4.4.1 names
+
+
+def build_soap11_fault(code: FaultCode, reason: str) -> bytes:
+    """A SOAP 1.1 fault envelope, for a SOAP 1.1 sender: SOAP 1.2 Part 1 Appendix A says a SOAP 1.2 node answers
+    a SOAP/1.1 message with a VersionMismatch fault it can read, carrying the Upgrade header block."""
+    root = etree.Element(qname(SOAP11_NS, "Envelope"), nsmap={"soap": SOAP11_NS})
+    if code == "VersionMismatch":
+        etree.SubElement(root, qname(SOAP11_NS, "Header")).append(_upgrade_block())
+    fault = etree.SubElement(etree.SubElement(root, qname(SOAP11_NS, "Body")), qname(SOAP11_NS, "Fault"))
+    etree.SubElement(fault, "faultcode").text = f"soap:{_SOAP11_CODES.get(code, code)}"  # unqualified children
+    etree.SubElement(fault, "faultstring").text = reason
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(root, encoding="UTF-8")
 
 
 def must_understand_fault(
@@ -461,8 +573,11 @@ def parse_envelope(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 
     Not XML / DTD / too large / empty -> Sender. Root other than {soap12}Envelope -> VersionMismatch
     (SOAP 1.2 Part 1 §5.4.7 applies to any wrong namespace or local name, SOAP 1.1 included).
-    Missing/misplaced Body, extra children, or empty Body -> Sender. Faults relate to the incoming
-    wsa:MessageID when it could be read.
+    Missing/misplaced Body, extra children, or empty Body -> Sender. Header blocks (issue 16): an
+    env:mustUnderstand or env:relay that is not an xs:boolean -> Sender; a single WS-Addressing header
+    (To, From, ReplyTo, FaultTo, Action, MessageID) present twice -> Sender wsa:InvalidAddressingHeader /
+    wsa:InvalidCardinality; two wsse:Security blocks for one role -> Sender wsse:InvalidSecurity. Faults relate
+    to the incoming wsa:MessageID when it could be read.
     """
     try:
         root = parse_xml(data, max_bytes=max_bytes)
@@ -483,16 +598,37 @@ def parse_envelope(data: bytes | str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> 
 
     children = [c for c in root if isinstance(c.tag, str)]
     header = children[0] if children and children[0].tag == _HEADER else None
-    # One pass over the header: its blocks (kept for the services) and the first of each WS-Addressing field.
+    # One pass over the header: its blocks (kept for the services), the first of each WS-Addressing field, and the
+    # first block refused (raised after the pass, so that the fault relates to the request's MessageID). Runs on
+    # INSi's hot path: one read of each block's attribute names, a set lookup for the few blocks that must be single.
     blocks: list[etree._Element] = []
     wsa: dict[str, str | None] = {}
+    refused: SoapError | None = None
     if header is not None:
+        single: set[tuple[str, str]] = set()
         for block in header.iterchildren(etree.Element):
             blocks.append(block)
             tag = block.tag
             if tag in _WSA_FIELDS and tag not in wsa:
                 wsa[tag] = leaf_text(block) or None
+            if refused is not None:
+                continue
+            names = block.keys()  # the attribute names: cheaper than looking each SOAP attribute up
+            if names:
+                for attr in _BOOLEAN_ATTRS:
+                    if attr in names:
+                        value = block.get(attr) or ""
+                        if value not in _BOOLEANS and value.strip(_XML_SPACE) not in _BOOLEANS:
+                            refused = _not_boolean(block, attr, value)
+            if tag in _SINGLE_BLOCKS:
+                key = (tag, _role_of(block) if _ROLE in names else ROLE_ULTIMATE_RECEIVER)
+                if key in single:
+                    refused = _repeated(tag, key[1])
+                single.add(key)
     relates_to = wsa.get(_WSA_MESSAGE_ID)
+    if refused is not None:
+        refused.relates_to = relates_to
+        raise refused
     rest = children[1:] if header is not None else children
     if not rest or rest[0].tag != _BODY:
         raise _sender("SOAP Envelope must contain an optional env:Header followed by an env:Body", relates_to)
@@ -522,3 +658,46 @@ _HEADER, _BODY = _q("Header"), _q("Body")
 _MUST_UNDERSTAND, _ROLE = _q("mustUnderstand"), _q("role")
 _WSA_ACTION, _WSA_MESSAGE_ID, _WSA_RELATES_TO = (qname(WSA_NS, n) for n in ("Action", "MessageID", "RelatesTo"))
 _WSA_FIELDS = frozenset((_WSA_ACTION, _WSA_MESSAGE_ID, _WSA_RELATES_TO))
+
+# env:mustUnderstand and env:relay are xs:boolean (SOAP 1.2 Part 1 §5.2.3, §5.2.4): whitespace collapsed, then one of
+# four literals ("TRUE", "yes" are not).
+_BOOLEAN_ATTRS = (_MUST_UNDERSTAND, _q("relay"))
+_BOOLEANS = frozenset({"true", "false", "1", "0"})
+_XML_SPACE = " \t\r\n"
+_WSSE_SECURITY = qname(NS["wsse"], "Security")
+# WS-Addressing 1.0 Core §3.2: every message addressing property but [relationship] (wsa:RelatesTo, 0..n) is single.
+_WSA_SINGLE = frozenset(qname(WSA_NS, n) for n in ("To", "From", "ReplyTo", "FaultTo", "Action", "MessageID"))
+_SINGLE_BLOCKS = _WSA_SINGLE | {_WSSE_SECURITY}
+
+
+def _role_of(block: etree._Element) -> str:
+    # No role and an empty one both target the ultimate receiver (SOAP 1.2 Part 1 §5.2.2).
+    return (block.get(_ROLE) or "").strip(_XML_SPACE) or ROLE_ULTIMATE_RECEIVER
+
+
+def _block_name(block: etree._Element) -> str:
+    q = etree.QName(block)
+    return f"{{{q.namespace}}}{q.localname}" if q.namespace else q.localname
+
+
+def _not_boolean(block: etree._Element, attr: str, value: str) -> SoapError:
+    shown = value if len(value) <= 40 else value[:37] + "..."
+    local = etree.QName(attr).localname
+    return _sender(f"env:{local}={shown!r} on header block {_block_name(block)} is not an xs:boolean: \"true\", "
+                   f"\"false\", \"1\" or \"0\" (SOAP 1.2 Part 1 §5.2.{3 if local == 'mustUnderstand' else 4})")
+
+
+def _repeated(tag: str, role: str) -> SoapError:
+    if tag == _WSSE_SECURITY:
+        target = "the ultimate receiver (no role)" if role == ROLE_ULTIMATE_RECEIVER else f"role {role[:200]}"
+        return SoapError(SoapFaultSpec(
+            "Sender", f"Two wsse:Security header blocks for {target}: WS-Security allows one per role (WS-Security "
+                      "1.1 SOAP Message Security §5)", subcode=(NS["wsse"], "InvalidSecurity"), lang="en"))
+    local = etree.QName(tag).localname
+    problem = etree.Element(qname(WSA_NS, "ProblemHeaderQName"), nsmap={"wsa": WSA_NS})
+    problem.text = f"wsa:{local}"
+    return SoapError(SoapFaultSpec(
+        "Sender", f"Invalid WS-Addressing header: wsa:{local} appears more than once, a message carries at most one "
+                  "(WS-Addressing 1.0 Core §3.2)",
+        subcode=(WSA_NS, "InvalidAddressingHeader"), subsubcode=(WSA_NS, "InvalidCardinality"), detail=problem,
+        lang="en", action=WSA_ADDRESSING_FAULT_ACTION))

@@ -27,6 +27,7 @@ from .soap import (
     Envelope,
     SoapError,
     action_from_content_type,
+    check_content_type,
     must_understand_fault,
     parse_envelope,
 )
@@ -119,9 +120,11 @@ def fault_bytes(err: TeleserviceError, message_id: str | None) -> tuple[int, str
 
 
 def envelope_fault_bytes(exc: SoapError) -> tuple[int, str, bytes]:
-    """An envelope-level fault (not XML, SOAP 1.1, mustUnderstand…): the core's SOAP 1.2 fault, sent with
-    the status the platform uses for every fault."""
-    return FAULT_HTTP_STATUS, exc.content_type, exc.to_bytes()
+    """An envelope-level fault (not XML, SOAP 1.1, mustUnderstand, WS-Addressing or WS-Security header
+    cardinality…): the core's standard SOAP fault — what the platform's SOAP stack itself answers, before any
+    siram code — sent with the status the platform uses for every fault, unless the fault names its own (415 for a
+    media type the SOAP 1.2 binding does not carry, as a JAX-WS endpoint answers it)."""
+    return exc.fault.status or FAULT_HTTP_STATUS, exc.content_type, exc.to_bytes()
 
 
 # --------------------------------------------------------------------------------------------- headers
@@ -136,6 +139,7 @@ class Headers:
     security_present: bool
     assertion: Mapping[str, Any] | None
     assertion_element: etree._Element | None = None  # the saml2:Assertion read, for the signature and window checks
+    repeated: frozenset[str] = frozenset()  # "ContexteLPS" / "ContexteBAM" when sent more than once
 
 
 _LPS = qname(NS_CTXLPS, "LPS")
@@ -177,12 +181,15 @@ def parse_headers(env: Envelope) -> Headers:
     # One pass over each block's children with precomputed tags (this runs on every teleservice request):
     # same results as the path lookups `find(lps_el, "lps:LPS/lps:IDAM")`… it replaces.
     blocks: list[etree._Element | None] = [None, None, None]
+    repeated: set[str] = set()
     for block in env.header_blocks():
         tag = block.tag
         if tag in _HEADER_TAGS:
             i = _HEADER_TAGS.index(tag)
             if blocks[i] is None:
                 blocks[i] = block
+            else:  # a second wsse:Security for one role never gets here: parse_envelope refused it
+                repeated.add(etree.QName(tag).localname)
     lps_el, bam_el, sec_el = blocks
     lps = None
     if lps_el is not None:
@@ -225,11 +232,19 @@ def parse_headers(env: Envelope) -> Headers:
             assertion_el = candidate
             break
     return Headers(lps=lps, bam=bam, security_present=sec_el is not None, assertion=assertion,
-                   assertion_element=assertion_el)
+                   assertion_element=assertion_el, repeated=frozenset(repeated))
+
+
+def _once(headers: Headers, local: str, family: tuple[str, str]) -> None:
+    # The WSDL declares each context header as one header part (protocols.md §1.3): which of two the platform would
+    # read is unknown, so the bench reads neither (issue 16: it read the first).
+    if local in headers.repeated:
+        raise sender(family, f"En-tete {local} present deux fois : un seul bloc {local} est admis par message")
 
 
 def check_lps(headers: Headers, settings: Mapping[str, Any]) -> None:
     """ContexteLPS rules, then the software's authorisation number (IDAM) against the accepted list."""
+    _once(headers, "ContexteLPS", F_CTXLPS)
     lps = headers.lps
     if lps is None:
         raise sender(F_CTXLPS, "En-tete ContexteLPS (urn:siram:lps:ctxlps) absent")
@@ -252,6 +267,7 @@ def check_lps(headers: Headers, settings: Mapping[str, Any]) -> None:
 
 
 def check_bam(headers: Headers, *, couverture_required: bool) -> None:
+    _once(headers, "ContexteBAM", F_CTXBAM)
     bam = headers.bam
     if bam is None:
         raise sender(F_CTXBAM, "En-tete ContexteBAM (urn:siram:bam:ctxbam) absent")
@@ -357,12 +373,16 @@ class Request:
 
 
 def read_request(data: bytes, content_type: str | None, max_bytes: int, ops: Operations,
-                 envelope: Envelope | None = None) -> Request:
-    """Envelope, mustUnderstand headers, action against body element, header blocks.
+                 envelope: Envelope | None = None, envelope_error: Exception | None = None) -> Request:
+    """Media type, envelope, mustUnderstand headers, action against body element, header blocks.
 
     Raises SoapError (envelope level) or TeleserviceError carrying the request's MessageID. `envelope` is
-    the one the core's front end already parsed, if any.
+    the one the core's front end already parsed, if any, and `envelope_error` why it could not: the media type
+    is judged first, as a SOAP stack does before it reads the body.
     """
+    check_content_type(content_type)  # the teleservices take no MTOM (the WSDLs declare none)
+    if isinstance(envelope_error, SoapError):
+        raise envelope_error
     env = envelope if envelope is not None else parse_envelope(data, max_bytes=max_bytes)
     try:
         return _read(env, content_type, ops)

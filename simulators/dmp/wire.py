@@ -25,6 +25,8 @@ from simulators.core.soap import (
     SoapFaultSpec,
     action_from_content_type,
     build_envelope,
+    check_content_type,
+    must_understand_fault,
     parse_envelope,
 )
 from simulators.core.xmlsafe import NS, XmlRejected, find, findall, parse_xml, qname, text
@@ -237,12 +239,13 @@ class Request:
 
 
 def parse_request(data: bytes, content_type: str | None, service: str, max_bytes: int) -> Request:
+    # The SOAP 1.2 binding's media type, or a XOP package (MTOM), before the body is read (core soap.py); the
+    # package's parts are then checked by read_message.
+    check_content_type(content_type, mtom=True)
     message = read_message(data, content_type, max_bytes)
     env = parse_envelope(message.soap, max_bytes=max_bytes)
     not_understood = env.must_understand_blocks([NS["wsse"], NS["wsa"]])
     if not_understood:
-        from simulators.core.soap import must_understand_fault
-
         raise SoapError(must_understand_fault(not_understood), relates_to=env.message_id)
     action = env.action or action_from_content_type(content_type)
     if not action:

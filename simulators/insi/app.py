@@ -50,9 +50,7 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
     model = _model(ctx)
     message_id: str | None = None
     try:
-        if isinstance(envelope_error, SoapError):
-            raise envelope_error
-        req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope)
+        req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope, envelope_error)
         message_id = req.message_id
         check_headers(req.headers, req.operation, ctx.config.settings, tls, ctx.clock.recent_now)
         if req.operation == OP_TRAITS:

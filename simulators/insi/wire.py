@@ -40,12 +40,14 @@ OPS = Operations(ACTION_PREFIX, BODY_OF, understood=(NS["wsse"], NS_CTXLPS, NS_C
 
 
 
-def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None) -> Request:
+def parse_request(data: bytes, content_type: str | None, max_bytes: int, envelope: Envelope | None = None,
+                  envelope_error: Exception | None = None) -> Request:
     """Raises SoapError (envelope level) or TeleserviceError (INSi level, carrying the request's MessageID).
 
-    `envelope` is the envelope the core's front end already parsed, if any (saves a second parse).
+    `envelope` is the envelope the core's front end already parsed, if any (saves a second parse), and
+    `envelope_error` why it could not be parsed.
     """
-    req = read_request(data, content_type, max_bytes, OPS, envelope)
+    req = read_request(data, content_type, max_bytes, OPS, envelope, envelope_error)
     try:
         body = parse_traits(req.body_element) if req.operation == OP_TRAITS else parse_vitale(req.body_element)
     except TeleserviceError as exc:

@@ -15,6 +15,8 @@ from simulators.core.soap import (
     action_from_content_type,
     build_envelope,
     build_fault,
+    build_soap11_fault,
+    check_content_type,
     fault_http_status,
     must_understand_fault,
     parse_envelope,
@@ -462,3 +464,131 @@ def test_soap_content_type() -> None:
     assert ct == 'application/soap+xml; charset=utf-8; action="urn:ihe:iti:2007:RegistryStoredQueryResponse"'
     assert action_from_content_type(ct) == "urn:ihe:iti:2007:RegistryStoredQueryResponse"
     assert action_from_content_type(soap_content_type('urn:we"ird')) == 'urn:we"ird'
+
+
+# --- what the binding and the header blocks refuse (issue 16) -------------------------------------------
+
+WSSE = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
+
+
+def _with_header(blocks: str) -> bytes:
+    return (ENV_OPEN + b"<env:Header>" + blocks.encode() + b"<wsa:MessageID>urn:uuid:req-9</wsa:MessageID>"
+            b"</env:Header><env:Body><p:x xmlns:p='urn:p'/></env:Body></env:Envelope>")
+
+
+def _subcodes(fault_xml: bytes) -> list[tuple[str | None, str]]:
+    out, sub = [], plain_parse(fault_xml).find(f".//{q(SOAP12, 'Code')}/{q(SOAP12, 'Subcode')}")
+    while sub is not None:
+        value = sub.find(q(SOAP12, "Value"))
+        out.append(resolve_qname(value, value.text))
+        sub = sub.find(q(SOAP12, "Subcode"))
+    return out
+
+
+@pytest.mark.parametrize("value", ["yes", "TRUE", "True", "2", "", "t rue", "-1"])
+@pytest.mark.parametrize("attr", ["mustUnderstand", "relay"])
+def test_soap_boolean_attributes_must_be_xs_boolean(attr: str, value: str) -> None:
+    with pytest.raises(SoapError) as info:
+        parse_envelope(_with_header(f'<x:H xmlns:x="urn:x" env:{attr}="{value}"/>'))
+    err = info.value
+    assert err.fault.code == "Sender" and err.http_status == 400 and err.relates_to == "urn:uuid:req-9"
+    assert f"env:{attr}" in err.fault.reason and "{urn:x}H" in err.fault.reason and "xs:boolean" in err.fault.reason
+
+
+@pytest.mark.parametrize("value", ["true", "false", "1", "0", " true", "false\n", "\t1 "])
+def test_xs_boolean_lexical_forms_are_accepted(value: str) -> None:
+    env = parse_envelope(_with_header(f'<x:H xmlns:x="urn:x" env:mustUnderstand="{value}" env:relay="{value}"/>'))
+    assert [b.tag for b in env.header_blocks()] == [q("urn:x", "H"), q(WSA, "MessageID")]
+
+
+@pytest.mark.parametrize("local", ["To", "From", "ReplyTo", "FaultTo", "Action", "MessageID"])
+def test_single_addressing_headers_are_single(local: str) -> None:
+    block = f"<wsa:{local}>urn:x</wsa:{local}>" if local not in ("From", "ReplyTo", "FaultTo") else (
+        f"<wsa:{local}><wsa:Address>http://www.w3.org/2005/08/addressing/anonymous</wsa:Address></wsa:{local}>")
+    with pytest.raises(SoapError) as info:
+        parse_envelope(_with_header(block * 2))
+    err = info.value
+    assert err.fault.code == "Sender" and err.http_status == 400
+    root = plain_parse(err.to_bytes())
+    assert _subcodes(err.to_bytes()) == [(WSA, "InvalidAddressingHeader"), (WSA, "InvalidCardinality")]
+    problem = root.find(f".//{q(SOAP12, 'Detail')}/{q(WSA, 'ProblemHeaderQName')}")
+    assert resolve_qname(problem, problem.text) == (WSA, local)
+    assert root.findtext(f"{q(SOAP12, 'Header')}/{q(WSA, 'Action')}") == "http://www.w3.org/2005/08/addressing/fault"
+
+
+def test_relates_to_may_repeat() -> None:
+    env = parse_envelope(_with_header("<wsa:RelatesTo>urn:a</wsa:RelatesTo><wsa:RelatesTo>urn:b</wsa:RelatesTo>"))
+    assert env.relates_to == "urn:a"
+
+
+def test_one_security_header_per_role() -> None:
+    sec = f'<s:Security xmlns:s="{WSSE}"{{}}/>'
+    roles = ["", ' env:role="http://www.w3.org/2003/05/soap-envelope/role/next"', ' env:role="urn:other"']
+    parse_envelope(_with_header("".join(sec.format(r) for r in roles)))  # one per role: accepted
+    for twice in (sec.format("") * 2, sec.format("") + sec.format(' env:role=""'), sec.format(roles[2]) * 2):
+        with pytest.raises(SoapError) as info:
+            parse_envelope(_with_header(twice))
+        assert info.value.fault.code == "Sender" and "wsse:Security" in info.value.fault.reason
+        assert _subcodes(info.value.to_bytes()) == [(WSSE, "InvalidSecurity")]
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/soap+xml", "application/soap+xml; charset=utf-8; action=\"urn:a\"", "APPLICATION/SOAP+XML",
+])
+def test_check_content_type_accepts_the_soap12_media_type(content_type: str) -> None:
+    check_content_type(content_type)
+    check_content_type(content_type, mtom=True)
+
+
+MTOM_OK = 'multipart/related; boundary=b; type="application/xop+xml"; start="<r@x>"; start-info="application/soap+xml"'
+
+
+@pytest.mark.parametrize(("content_type", "mtom", "code", "words"), [
+    ("text/plain", False, "Sender", "text/plain"),
+    ("application/json; charset=utf-8", True, "Sender", "application/json"),
+    ("application/xml", False, "Sender", "application/xml"),
+    ("", False, "Sender", "no Content-Type"),
+    (None, True, "Sender", "no Content-Type"),
+    (MTOM_OK, False, "Sender", "does not take MTOM"),
+    ('multipart/related; boundary=b; type="text/xml"', True, "Sender", "type='text/xml'"),
+    ('multipart/related; boundary=b; type="application/xop+xml"', True, "Sender", "start-info='(none)'"),
+    ('multipart/mixed; boundary=b; type="application/xop+xml"', True, "Sender", "multipart/mixed"),
+    ("text/xml; charset=utf-8", False, "VersionMismatch", "SOAP 1.1"),
+    (MTOM_OK.replace('start-info="application/soap+xml"', 'start-info="text/xml"'), True, "VersionMismatch",
+     "SOAP 1.1"),
+])
+def test_check_content_type_refusals_are_415(content_type: str | None, mtom: bool, code: str, words: str) -> None:
+    for _ in range(2):  # the second time from the memo: a fresh error each time
+        with pytest.raises(SoapError) as info:
+            check_content_type(content_type, mtom=mtom)
+        err = info.value
+        assert err.fault.code == code and err.http_status == 415 and words in err.fault.reason
+        err.relates_to = "urn:uuid:not-shared"
+    check_content_type(MTOM_OK, mtom=True)
+
+
+def test_soap11_version_mismatch_is_written_as_soap11() -> None:
+    """SOAP 1.2 Part 1 Appendix A: a SOAP/1.1 sender gets a SOAP 1.1 fault it can read, with the Upgrade block."""
+    with pytest.raises(SoapError) as info:
+        check_content_type("text/xml")
+    err = info.value
+    assert err.content_type == "text/xml; charset=utf-8"
+    root = plain_parse(err.to_bytes())
+    assert root.tag == q(SOAP11, "Envelope")
+    header, body = elements(root)
+    assert header.tag == q(SOAP11, "Header")
+    supported = header.find(f"{q(SOAP12, 'Upgrade')}/{q(SOAP12, 'SupportedEnvelope')}")
+    assert resolve_qname(supported, supported.get("qname")) == (SOAP12, "Envelope")
+    fault = body.find(q(SOAP11, "Fault"))
+    code = fault.find("faultcode")
+    assert resolve_qname(code, code.text) == (SOAP11, "VersionMismatch")
+    assert "SOAP 1.1" in fault.findtext("faultstring")
+    assert build_soap11_fault("Sender", "x").count(b"<faultcode>soap:Client</faultcode>") == 1
+
+
+def test_build_fault_with_a_subsubcode() -> None:
+    out = build_fault("Sender", "r", subcode=(WSA, "InvalidAddressingHeader"), subsubcode=("urn:z", "Deeper"))
+    assert _subcodes(out) == [(WSA, "InvalidAddressingHeader"), ("urn:z", "Deeper")]
+    assert _subcodes(build_fault("Sender", "r", subsubcode=("urn:z", "Deeper"))) == []  # needs a subcode
+    spec = SoapFaultSpec("Sender", "r", subcode=(WSA, "A"), subsubcode=(WSA, "B"), status=415)
+    assert spec.http_status == 415 and _subcodes(spec.to_bytes()) == [(WSA, "A"), (WSA, "B")]

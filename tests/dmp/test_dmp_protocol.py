@@ -610,4 +610,5 @@ def test_malformed_mtom_is_refused_and_nothing_is_stored(dmp, case, words):
     before = len(dmp.state(CLERICO)["documents"])
     fault = dmp.fault("repository", body, ctype)
     assert fault.code.endswith("Sender") and words in fault.reason, fault
+    assert fault.status == (415 if case == "not-related" else 400)  # multipart/mixed: refused as a media type
     assert len(dmp.state(CLERICO)["documents"]) == before
