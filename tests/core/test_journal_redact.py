@@ -99,7 +99,8 @@ def test_every_service_masks_credential_headers_by_default(serve, mode, kept):
     resp = httpx.post(f"{server.url}/echo", content=b"plain body stays",
                       headers={"Authorization": "Bearer live-token-123", "Cookie": "lgc_session=sess-456"})
     assert resp.status_code == 200
-    (entry,) = [e for e in httpx.get(f"{server.url}/_bench/journal").json()["entries"] if e["operation"] == "POST /echo"]
+    entries = httpx.get(f"{server.url}/_bench/journal").json()["entries"]
+    (entry,) = [e for e in entries if e["operation"] == "POST /echo"]
     text = repr(entry)
     assert ("live-token-123" in text) is kept and ("sess-456" in text) is kept
     assert "plain body stays" in text
