@@ -267,8 +267,13 @@ class Folder:
 
     def addMessage(self, message: Any, flags: Any = (), date: Any = None) -> defer.Deferred:
         data = message.read() if hasattr(message, "read") else bytes(message)
-        uid = self.model.store_message(self.address, self.name, data, origin="imap-append",
-                                       flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"])
+        uid = self.model.store_message(
+            self.address,
+            self.name,
+            data,
+            origin="imap-append",
+            flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"],
+        )
         return defer.succeed(uid)
 
     def expunge(self) -> list[int]:
@@ -299,8 +304,10 @@ class Folder:
         return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if seq in messages and u in rows]
 
     def fetch(self, messages: Any, uid: bool) -> list[tuple[int, StoredMessage]]:
-        return [(seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
-                for seq, r in self._select(messages, uid)]
+        return [
+            (seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
+            for seq, r in self._select(messages, uid)
+        ]
 
     def store(self, messages: Any, flags: Any, mode: int, uid: bool) -> dict[int, list[str]]:
         if self.readonly:
@@ -377,8 +384,11 @@ class Account:
 
     def listMailboxes(self, ref: Any, wildcard: Any) -> list[tuple[str, Folder]]:
         pattern = imap4.wildcardToRegexp(_text(ref) + _text(wildcard), "/")
-        return [(name, Folder(self.model, self.session.mailbox, name))
-                for name in self.model.folders(self.session.mailbox) if pattern.match(name)]
+        return [
+            (name, Folder(self.model, self.session.mailbox, name))
+            for name in self.model.folders(self.session.mailbox)
+            if pattern.match(name)
+        ]
 
     def getPersonalNamespaces(self) -> list:
         return [[b"", b"/"]]
@@ -465,8 +475,9 @@ class Portal:
         def failed(failure: Failure) -> Failure:
             if failure.check(AuthError):
                 server.auth_failure = failure.value.reason
-                server.oauth_error = (wire.oauth_error_json(failure.value.reason)
-                                      if failure.check(_TokenRefused) else None)
+                server.oauth_error = (
+                    wire.oauth_error_json(failure.value.reason) if failure.check(_TokenRefused) else None
+                )
                 return Failure(UnauthorizedLogin(failure.value.reason))
             return failure
 
@@ -499,10 +510,10 @@ def _text_search_args(query: list) -> list:
     return out
 
 
-
 def _sets_seen(item: Any) -> bool:
-    return (item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)) \
-        or item.type in ("rfc822", "rfc822text")
+    return (
+        item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)
+    ) or item.type in ("rfc822", "rfc822text")
 
 
 class _Timer:
@@ -605,8 +616,9 @@ class MssIMAP(imap4.IMAP4Server):
     def do_AUTHENTICATE(self, tag: bytes, args: bytes | None) -> None:
         if self.front.require_tls and not self.startedTLS:
             # A bearer token must never cross the network in clear: the same rule as SMTP's AUTH before STARTTLS.
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : "
-                                           b"chiffrez la connexion d'abord")
+            self.sendNegativeResponse(
+                tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : chiffrez la connexion d'abord"
+            )
             return
         mechanism, _, initial = (args or b"").strip().partition(b" ")
         mechanism, initial = mechanism.upper(), initial.strip()
@@ -638,7 +650,8 @@ class MssIMAP(imap4.IMAP4Server):
             self._setupChallenge(chal, tag)
         else:
             self.portal.login(chal, None, IAccountIMAP).addCallbacks(
-                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None)
+                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None
+            )
 
     def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         creds = imap4.credentials.UsernamePassword(user, passwd)
@@ -646,8 +659,11 @@ class MssIMAP(imap4.IMAP4Server):
 
     def do_LOGIN(self, tag: bytes, user: bytes, passwd: bytes) -> None:
         if not self.front.legacy:
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] LOGIN desactive : AUTHENTICATE XOAUTH2 ou "
-                                           b"OAUTHBEARER avec un jeton Pro Sante Connect")
+            self.sendNegativeResponse(
+                tag,
+                b"[PRIVACYREQUIRED] LOGIN desactive : AUTHENTICATE XOAUTH2 ou "
+                b"OAUTHBEARER avec un jeton Pro Sante Connect",
+            )
             return
         super().do_LOGIN(tag, user, passwd)
 
@@ -682,8 +698,9 @@ class MssIMAP(imap4.IMAP4Server):
         else:
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
 
-    def _IMAP4Server__cbManualSearch(self, result: list, tag: bytes, mbox: Any, query: Any, uid: int,
-                                     searchResults: Any = None) -> None:
+    def _IMAP4Server__cbManualSearch(
+        self, result: list, tag: bytes, mbox: Any, query: Any, uid: int, searchResults: Any = None
+    ) -> None:
         query = _text_search_args(query)
         found = []
         last_seq = result and result[-1][0]
@@ -832,14 +849,19 @@ class MssIMAP(imap4.IMAP4Server):
             return
         super().do_STORE(tag, messages, mode, flags, uid)
 
-    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom,
-                    imap4.IMAP4Server.arg_flaglist)
+    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_flaglist)
 
     def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
         # BODY[…] (not PEEK), RFC822 and RFC822.TEXT set \Seen in a read-write session; the new flags go with the
         # FETCH responses (RFC 3501 §6.4.5). Never in a read-only one (EXAMINE).
-        if (query and self.mbox is not None and not self.mbox.readonly and any(map(_sets_seen, query))
-                and self.mbox.mark_seen(messages, uid) and not any(p.type == "flags" for p in query)):
+        if (
+            query
+            and self.mbox is not None
+            and not self.mbox.readonly
+            and any(map(_sets_seen, query))
+            and self.mbox.mark_seen(messages, uid)
+            and not any(p.type == "flags" for p in query)
+        ):
             query = [*query, imap4._FetchParser.Flags()]
         super().do_FETCH(tag, messages, query, uid)
 
@@ -873,7 +895,7 @@ class MssIMAP(imap4.IMAP4Server):
         data = wire.imap_section(msg.raw, path, kind, fields, negate)
         origin = b""
         if part.partialBegin is not None and data is not None:
-            data = data[part.partialBegin:part.partialBegin + part.partialLength]
+            data = data[part.partialBegin : part.partialBegin + part.partialLength]
             origin = b"<%d>" % part.partialBegin  # RFC 3501 §7.4.2: the response gives the origin octet only
         _w(b"BODY[" + section + b"]" + origin + b" " + self._literal_or_nil(data))
         return None
@@ -950,8 +972,11 @@ class MssIMAP(imap4.IMAP4Server):
             return
         if decision.outcome in ("mss.auth-refusee", "mss.jeton-expire"):
             self.auth_outcome = decision.outcome
-        if (self.mss_session is not None and not pending.operation.endswith("LOGOUT")
-                and self.model.session_expired(self.mss_session, decision.outcome)):
+        if (
+            self.mss_session is not None
+            and not pending.operation.endswith("LOGOUT")
+            and self.model.session_expired(self.mss_session, decision.outcome)
+        ):
             self.sendLine(b"* BYE [ALERT] Jeton Pro Sante Connect expire : reconnectez-vous")
             self._finish(tag, 0, "jeton expiré en cours de session")
             self.bridge.close()
@@ -962,7 +987,7 @@ class MssIMAP(imap4.IMAP4Server):
         for tag, pending in list(self.pending.items()):
             pending.out.append(data)
             if data.startswith(tag + b" "):
-                word = data[len(tag) + 1:].split(b" ", 1)[0].strip()
+                word = data[len(tag) + 1 :].split(b" ", 1)[0].strip()
                 self._finish(tag, STATUS.get(word), None)
                 self.bridge.dribble = None
 
@@ -975,10 +1000,21 @@ class MssIMAP(imap4.IMAP4Server):
         if self.mss_session:
             headers.append(("mailbox", self.mss_session.mailbox))
         reply = b"".join(pending.out) if (pending.out or status is not None) else None
-        trace.record(self.sim, protocol="imap", operation=pending.operation, received_at=pending.received,
-                     request_headers=headers, request_body=pending.shown, reply=reply, status=status or None,
-                     decision=pending.decision, client=self.bridge.peer, error=error,
-                     waited_s=pending.decision.latency_s or None, tls=tls)
+        trace.record(
+            self.sim,
+            protocol="imap",
+            operation=pending.operation,
+            received_at=pending.received,
+            request_headers=headers,
+            request_body=pending.shown,
+            reply=reply,
+            status=status or None,
+            decision=pending.decision,
+            client=self.bridge.peer,
+            error=error,
+            waited_s=pending.decision.latency_s or None,
+            tls=tls,
+        )
 
     def connectionLost(self, reason: Any) -> None:
         self._stop_idle()
@@ -1101,7 +1137,7 @@ class Bridge(asyncio.Protocol):
                 for i in range(0, len(data), dribble.chunk_bytes):
                     if self.closed or self.transport is None:
                         return
-                    self.transport.write(data[i:i + dribble.chunk_bytes])
+                    self.transport.write(data[i : i + dribble.chunk_bytes])
                     await asyncio.sleep(dribble.interval_ms / 1000.0)
         finally:
             self._slow_task = None
@@ -1187,16 +1223,21 @@ class ImapFront:
 
     def _wake(self, mailbox: str, folder: str) -> None:
         for server in list(self.idling):
-            if (server.mss_session is not None and server.mss_session.mailbox == mailbox
-                    and server.mbox is not None and server.mbox.name == folder):
+            if (
+                server.mss_session is not None
+                and server.mss_session.mailbox == mailbox
+                and server.mbox is not None
+                and server.mbox.name == folder
+            ):
                 server.announce(allow_expunge=True)
 
     async def start(self, host: str, port: int) -> int:
         loop = self.loop = asyncio.get_running_loop()
         self.model.listeners.append(self.stored)
         tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
-        self.server = await loop.create_server(lambda: Bridge(self), host, port, reuse_port=True,
-                                               reuse_address=True, **tls)
+        self.server = await loop.create_server(
+            lambda: Bridge(self), host, port, reuse_port=True, reuse_address=True, **tls
+        )
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
