@@ -31,6 +31,7 @@ import contextlib
 import copy
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -256,7 +257,11 @@ class Folder:
         raise imap4.MailboxException("les dossiers du banc ne peuvent pas etre supprimes")
 
     def requestStatus(self, names: list[Any]) -> dict:
-        return imap4.statusRequestHelper(self, [_text(n).upper() for n in names])
+        items = [_text(n).upper() if isinstance(n, bytes | str) else "" for n in names]
+        unknown = [i for i in items if i not in ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")]
+        if unknown or not items:  # status-att of RFC 3501 §9 (Twisted's helper raised KeyError)
+            raise imap4.IllegalClientResponse("STATUS items expected: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN")
+        return imap4.statusRequestHelper(self, items)
 
     def addListener(self, listener: Any) -> None:
         self.listeners.append(listener)
@@ -516,6 +521,52 @@ def _sets_seen(item: Any) -> bool:
     ) or item.type in ("rfc822", "rfc822text")
 
 
+# Errors and their answers. Twisted answers most failures with "Server error: " + str(exception) (or the errback
+# itself breaks and no tagged reply comes at all): exception texts, reprs of client bytes and internal details
+# reached the client. Here every failure goes through MssIMAP._command_failed: the exceptions that *are* IMAP
+# answers keep their text (Twisted's syntax messages, the bench's refusals), anything else is a server bug.
+_SYNTAX_ERRORS = (
+    imap4.IllegalClientResponse,
+    imap4.IllegalQueryError,
+    imap4.IllegalIdentifierError,
+    imap4.MismatchedNesting,
+    imap4.MismatchedQuoting,
+)  # BAD (RFC 3501 §7.1.3)
+_REFUSALS = (imap4.IllegalOperation, imap4.IllegalMailboxEncoding, imap4.MailboxException)  # NO (§7.1.2)
+_BYTES_REPR = re.compile(r"""\s*:?\s*\bb['"].*$""", re.DOTALL)  # Twisted appends repr(client bytes) to messages
+SERVER_BUG = b"[SERVERBUG] Erreur interne du simulateur, commande non executee (detail dans son log)"
+
+
+class _UnparsedArguments(imap4.IllegalClientResponse):
+    """An argument parser of Twisted's broke on the client's input (e.g. a FETCH list nested too deep)."""
+
+
+def _wire_text(text: str, fallback: str) -> bytes:
+    """An exception's message as IMAP resp-text: no repr of client bytes, ASCII, one line, bounded."""
+    text = _BYTES_REPR.sub("", text)
+    text = " ".join(wire.ascii_text(text).decode("ascii").split())
+    text = "".join(c for c in text if " " <= c <= "~")[:200].strip()
+    return (text or fallback).encode("ascii")
+
+
+def _guarded(parser: Callable[[Any, bytes], Any], command: bytes) -> Callable[[Any, bytes], Any]:
+    """A Twisted argument parser whose unexpected exceptions are a syntax error of the client's (BAD), not a server
+    error: they come from input the parser did not foresee (bare Exception, ValueError, RecursionError…)."""
+
+    def parse(server: Any, line: bytes) -> Any:
+        try:
+            return parser(server, line)
+        except imap4.IMAP4Exception:
+            raise
+        except Exception as exc:
+            server.sim.logger.info(
+                "IMAP %s: arguments not understood (%s)", command.decode("ascii", "replace"), type(exc).__name__
+            )
+            raise _UnparsedArguments(command.decode("ascii", "replace") + " arguments not understood") from exc
+
+    return parse
+
+
 class _Timer:
     def __init__(self, loop: asyncio.AbstractEventLoop, period: float, func: Callable[[], Any]) -> None:
         self.loop = loop
@@ -689,8 +740,7 @@ class MssIMAP(imap4.IMAP4Server):
                 return
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
         else:
-            self.sim.logger.error("IMAP authentication error: %s", failure.getErrorMessage())
-            self.sendBadResponse(tag, b"Server error: login failed unexpectedly")
+            self._command_failed(failure, tag)
 
     def _oauth_error_answered(self, line: bytes, tag: bytes, reason: bytes) -> None:
         if line.strip() == b"*":
@@ -710,6 +760,85 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # ------------------------------------------------------------------------------------ errors
+    def _command_failed(self, failure: Failure, tag: bytes, *_: Any) -> None:
+        """The one error path of every command (see _SYNTAX_ERRORS): BAD for syntax, NO for a refusal, each with
+        its protocol text; any other exception is logged with its traceback and answered NO [SERVERBUG] (RFC 5530)
+        with a fixed text. The session goes on."""
+        exc = failure.value
+        if isinstance(exc, _SYNTAX_ERRORS):
+            self.sendBadResponse(tag, b"Illegal syntax: " + _wire_text(str(exc), "malformed command arguments"))
+        elif isinstance(exc, _REFUSALS):
+            self.sendNegativeResponse(tag, _wire_text(str(exc), "operation refusee"))
+        else:
+            pending = self.pending.get(tag)
+            self.sim.logger.error(
+                "IMAP %s: internal error\n%s", pending.operation if pending else tag, failure.getTraceback()
+            )
+            self.sendNegativeResponse(tag, SERVER_BUG)
+
+    # Twisted's errbacks, all of them through _command_failed (same arguments: failure, tag[, …]).
+    _IMAP4Server__ebDispatch = _command_failed
+    _IMAP4Server__ebAuthChunk = _command_failed
+    _ebListWork = _command_failed
+    _ebStatusGotMailbox = _command_failed
+    _IMAP4Server__ebStatus = _command_failed
+    _ebAppendGotMailbox = _command_failed
+    _IMAP4Server__ebAppend = _command_failed
+    _IMAP4Server__ebCheck = _command_failed
+    _IMAP4Server__ebClose = _command_failed
+    _IMAP4Server__ebExpunge = _command_failed
+    _IMAP4Server__ebSearch = _command_failed
+    _IMAP4Server__ebStore = _command_failed
+    _ebCopySelectedMailbox = _command_failed
+    _IMAP4Server__ebCopy = _command_failed
+
+    def _ebSelectWork(self, failure: Failure, cmdName: bytes, tag: bytes) -> None:
+        self._command_failed(failure, tag)
+
+    def _IMAP4Server__ebFetch(self, failure: Failure, tag: bytes) -> None:
+        if hasattr(self, "_oldTimeout"):  # what Twisted's errback does: the idle timeout suspended by do_FETCH
+            self.setTimeout(self._oldTimeout)
+            del self._oldTimeout
+        self._command_failed(failure, tag)
+        if self.blocked is not None:  # set when the FETCH began sending: later commands wait on it
+            self._unblock()
+
+    def _IMAP4Server__ebSpewMessage(self, failure: Failure) -> None:
+        # A FETCH response already begun can be neither completed nor taken back: close (Twisted's choice), but log
+        # through the simulator's logger like every other internal error.
+        self.sim.logger.error("IMAP FETCH: internal error while sending\n%s", failure.getTraceback())
+        self.transport.loseConnection()
+
+    def lookupCommand(self, cmd: bytes) -> Any:
+        found = super().lookupCommand(cmd)
+        if not found:
+            return found
+        return (found[0], *(_guarded(arg, cmd) if callable(arg) else arg for arg in found[1:]))
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: int | None = None) -> None:
+        # Twisted's parse_command catches three exception classes; anything else raised by a command run at once
+        # (NOOP, EXPUNGE, …) became an untagged "* BAD Server error: …" and the command never got its tagged reply.
+        try:
+            super().dispatchCommand(tag, cmd, rest, uid)
+        except Exception:
+            self._command_failed(Failure(), tag)
+
+    def _parse(self, line: bytes) -> None:
+        """Twisted's lineReceived, with a tagged reply and the log instead of "* BAD Server error: <exception>"."""
+        if self.blocked is not None:
+            self.blocked.append(line)
+            return
+        self.resetTimeout()
+        state = self.parseState
+        try:
+            getattr(self, "parse_" + state)(line)
+        except Exception:
+            self.sim.logger.exception("IMAP: line not processed (state %s)", state)
+            words = line.split(None, 1)
+            tag = words[0] if state == "command" and words else getattr(self, "parseTag", None)
+            self.sendNegativeResponse(tag, SERVER_BUG)
 
     # ------------------------------------------------------------------------------------ new mail, IDLE
     def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
@@ -820,12 +949,10 @@ class MssIMAP(imap4.IMAP4Server):
             self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
             return
 
-        def failed(failure: Failure) -> None:
-            self.sim.logger.error("IMAP APPEND failed: %s", failure.getErrorMessage())
-            self.sendNegativeResponse(tag, b"APPEND failed")
-
-        d = mbox.addMessage(message, [_text(f) for f in flags or ()], date)
-        d.addCallbacks(lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), failed)
+        d = defer.maybeDeferred(mbox.addMessage, message, [_text(f) for f in flags or ()], date)
+        d.addCallbacks(
+            lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), self._command_failed, errbackArgs=(tag,)
+        )
 
     def _cbCopySelectedMailbox(self, mbox: Folder | None, tag: bytes, messages: Any, mailbox: Any, uid: int) -> None:
         if mbox is None:  # same str bug as APPEND
@@ -915,11 +1042,11 @@ class MssIMAP(imap4.IMAP4Server):
     # ------------------------------------------------------------------------------------ faults, journal
     def lineReceived(self, line: bytes) -> None:
         if self.blocked is not None or self.parseState != "command":
-            super().lineReceived(line)
+            self._parse(line)
             return
         parts = line.split(None, 2)
         if len(parts) < 2:
-            super().lineReceived(line)
+            self._parse(line)
             return
         tag, verb = parts[0], parts[1].upper()
         if verb == b"UID" and len(parts) == 3:
@@ -981,7 +1108,7 @@ class MssIMAP(imap4.IMAP4Server):
             self._finish(tag, 0, "jeton expiré en cours de session")
             self.bridge.close()
             return
-        super().lineReceived(line)
+        self._parse(line)
 
     def on_write(self, data: bytes) -> None:
         for tag, pending in list(self.pending.items()):
