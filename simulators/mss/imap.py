@@ -537,6 +537,36 @@ _BYTES_REPR = re.compile(r"""\s*:?\s*\bb['"].*$""", re.DOTALL)  # Twisted append
 SERVER_BUG = b"[SERVERBUG] Erreur interne du simulateur, commande non executee (detail dans son log)"
 
 
+# Literals (RFC 3501 §4.3 "{N}", RFC 7888 non-synchronising "{N+}"). The size is a number (RFC 9051 number64: 20
+# digits at most); "{-1}", "{1x}" or an empty size are syntax errors.
+_LITERAL = re.compile(rb"\{(\d{1,20})(\+?)\}")
+_NON_SYNC_END = re.compile(rb"\{([^{}]*)\+\}$")  # what looks like a non-synchronising literal ending a line
+DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # the default of the max_message_bytes setting, as SMTP's
+
+
+class _LiteralTooBig(imap4.IllegalClientResponse):
+    """A literal announced beyond the bound of its argument: refused before any of it is read."""
+
+    def __init__(self, size: int, limit: int, sync: bool) -> None:
+        super().__init__(f"literal of {size} octets refused: at most {limit}")
+        self.size, self.limit, self.sync = size, limit, sync
+
+
+class _Discard:
+    """The octets of a non-synchronising literal no argument took (the command was refused): read and dropped, so
+    that none of them is taken for a command. Same interface as Twisted's LiteralString/LiteralFile."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def write(self, data: bytes) -> bytes | None:
+        if len(data) < self.size:
+            self.size -= len(data)
+            return None
+        rest, self.size = data[self.size :], 0
+        return rest
+
+
 class _UnparsedArguments(imap4.IllegalClientResponse):
     """An argument parser of Twisted's broke on the client's input (e.g. a FETCH list nested too deep)."""
 
@@ -623,6 +653,8 @@ class MssIMAP(imap4.IMAP4Server):
         self.auth_failure: str | None = None
         self.oauth_error: bytes | None = None  # RFC 7628 error JSON of the last refused token
         self.pending: dict[bytes, _Pending] = {}
+        self.literal_taken = False  # whether the line being parsed announced a literal an argument took
+        self.hung_up = False  # BYE sent on a protocol violation: nothing more is read
         self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
 
@@ -656,6 +688,7 @@ class MssIMAP(imap4.IMAP4Server):
             cap.pop(b"AUTH", None)  # no mechanism is usable before STARTTLS: none is advertised (RFC 9051 §6.2.1)
         if b"AUTH" in cap:
             cap[b"SASL-IR"] = None  # AUTHENTICATE <mechanism> <initial response> (RFC 4959)
+        cap[b"APPENDLIMIT"] = [b"%d" % self.front.max_message_bytes]  # RFC 7889: the bound APPEND applies
         return cap
 
     def connectionMade(self) -> None:
@@ -761,13 +794,102 @@ class MssIMAP(imap4.IMAP4Server):
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
 
+    # ------------------------------------------------------------------------------------ literals
+    # Twisted parses "{N}" with int() (so "{-1}" waited forever for -1 octets and "{N+}" was a syntax error whose
+    # octets were then run as commands) and bounds only string literals. Here every literal marker is parsed
+    # strictly and bounded before anything is read: APPEND's message by max_message_bytes, other strings by
+    # _literalStringLimit (4096, Twisted's). "{N+}" (RFC 7888) is read without a continuation request although
+    # LITERAL+ is not advertised: its octets are on their way whatever the server says.
+    def _literal_marker(self, arg: bytes) -> tuple[int, bool] | None:
+        """(size, synchronising) of the literal an argument announces; None if the argument is not a literal."""
+        if not arg.startswith(b"{"):
+            return None
+        found = _LITERAL.fullmatch(arg)
+        if found is None:
+            raise imap4.IllegalClientResponse("malformed literal: {<number>} or {<number>+} expected")
+        return int(found[1]), not found[2]
+
+    def arg_astring(self, line: bytes, final: bool = False) -> Any:
+        marker = self._literal_marker((line or b"").strip())
+        if marker is None:
+            return super().arg_astring(line, final)
+        size, sync = marker
+        if final and not size:
+            return (b"", b"")
+        return self._stringLiteral(size, sync)
+
+    def arg_literal(self, line: bytes) -> Any:
+        marker = self._literal_marker((line or b"").strip())
+        if marker is None:
+            return super().arg_literal(line)  # "Missing argument", "Missing literal"
+        return self._fileLiteral(*marker)
+
+    def _stringLiteral(self, size: int, sync: bool = True) -> defer.Deferred:
+        return self._read_literal(imap4.LiteralString, size, self._literalStringLimit, sync)
+
+    def _fileLiteral(self, size: int, sync: bool = True) -> defer.Deferred:
+        return self._read_literal(imap4.LiteralFile, size, self.front.max_message_bytes, sync)
+
+    def _read_literal(self, kind: Any, size: int, limit: int, sync: bool) -> defer.Deferred:
+        if size > limit:
+            raise _LiteralTooBig(size, limit, sync)
+        d: defer.Deferred = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = kind(size, d)
+        self.literal_taken = True
+        if sync:
+            self.sendContinuationRequest(b"Ready for %d octets" % size)
+        self.setRawMode()
+        return d
+
+    def _skip_literal(self, line: bytes) -> None:
+        """After a line ending with "{N+}" whose literal no argument took: drop its N octets and the rest of the
+        command line (see _Discard); an unreadable size cannot be skipped: BYE."""
+        if self.literal_taken or self.hung_up:
+            return
+        found = _NON_SYNC_END.search(line)
+        if found is None:
+            return
+        size = int(found[1]) if re.fullmatch(rb"\d{1,20}", found[1]) else None
+        if size is None or size > self.front.max_message_bytes:
+            self._hang_up(b"* BYE Litteral non synchronisant illisible ou trop grand : connexion fermee")
+            return
+        self._pendingLiteral = _Discard(size)
+        self.parseState = "discard"
+        self.setRawMode()
+
+    def parse_discard(self, line: bytes) -> None:
+        self.parseState = "command"  # the rest of the refused command's line: dropped (it may announce another)
+
+    def _hang_up(self, bye: bytes) -> None:
+        """BYE and close, and nothing more read: octets already received are not taken for commands."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        self.sendLine(bye)
+        self.clearLineBuffer()
+        self.paused = True  # LineReceiver.dataReceived stops at once
+        self.bridge.close()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted closed without a word: say why (BYE, RFC 3501 §7.1.5). 16384 octets (LineReceiver.MAX_LENGTH)
+        # are twice the 8192 RFC 7162 §4 asks servers to accept, and hold a PSC token's AUTHENTICATE line.
+        self._hang_up(b"* BYE Ligne de commande trop longue (%d octets au plus) : connexion fermee" % self.MAX_LENGTH)
+
     # ------------------------------------------------------------------------------------ errors
     def _command_failed(self, failure: Failure, tag: bytes, *_: Any) -> None:
         """The one error path of every command (see _SYNTAX_ERRORS): BAD for syntax, NO for a refusal, each with
         its protocol text; any other exception is logged with its traceback and answered NO [SERVERBUG] (RFC 5530)
         with a fixed text. The session goes on."""
         exc = failure.value
-        if isinstance(exc, _SYNTAX_ERRORS):
+        if isinstance(exc, _LiteralTooBig):
+            text = b"[TOOBIG] " + _wire_text(str(exc), "literal too big")
+            if exc.sync:  # no continuation was sent: the client keeps its octets (RFC 3501 §7.5; TOOBIG: RFC 7889)
+                self.sendNegativeResponse(tag, text)
+            else:  # the octets are on their way: RFC 7888 lets the server close rather than read them all
+                self.sendBadResponse(tag, text)
+                self._hang_up(b"* BYE [TOOBIG] Litteral non synchronisant trop grand : connexion fermee")
+        elif isinstance(exc, _SYNTAX_ERRORS):
             self.sendBadResponse(tag, b"Illegal syntax: " + _wire_text(str(exc), "malformed command arguments"))
         elif isinstance(exc, _REFUSALS):
             self.sendNegativeResponse(tag, _wire_text(str(exc), "operation refusee"))
@@ -815,7 +937,10 @@ class MssIMAP(imap4.IMAP4Server):
         found = super().lookupCommand(cmd)
         if not found:
             return found
-        return (found[0], *(_guarded(arg, cmd) if callable(arg) else arg for arg in found[1:]))
+        # Twisted's command tables hold its own parser functions: take this class's (same name) so that the
+        # overrides apply (arg_astring, arg_literal), each guarded.
+        parsers = (_guarded(getattr(type(self), arg.__name__, arg), cmd) if callable(arg) else arg for arg in found[1:])
+        return (found[0], *parsers)
 
     def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: int | None = None) -> None:
         # Twisted's parse_command catches three exception classes; anything else raised by a command run at once
@@ -832,6 +957,7 @@ class MssIMAP(imap4.IMAP4Server):
             return
         self.resetTimeout()
         state = self.parseState
+        self.literal_taken = False
         try:
             getattr(self, "parse_" + state)(line)
         except Exception:
@@ -839,6 +965,7 @@ class MssIMAP(imap4.IMAP4Server):
             words = line.split(None, 1)
             tag = words[0] if state == "command" and words else getattr(self, "parseTag", None)
             self.sendNegativeResponse(tag, SERVER_BUG)
+        self._skip_literal(line)
 
     # ------------------------------------------------------------------------------------ new mail, IDLE
     def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
@@ -1328,6 +1455,10 @@ class ImapFront:
     @property
     def require_tls(self) -> bool:
         return bool(self.ctx.config.settings.get("require_tls", True))
+
+    @property
+    def max_message_bytes(self) -> int:
+        return int(self.ctx.config.settings.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
 
     @property
     def idle_poll_s(self) -> float:

@@ -4,10 +4,12 @@ arguments refused with the session still usable. Exchanges written by hand on a 
 
 from __future__ import annotations
 
+import imaplib
 import logging
 
 import pytest
 
+from .conftest import KIT_BAL, token, xoauth2
 from .imap_raw import RawImap, inject_for_kit
 
 LEAKS = (b"Traceback", b"Error", b"Exception", b"secret-internal-detail", b"Server error", b"b'")
@@ -112,3 +114,122 @@ def test_invalid_arguments_are_bad_in_protocol_terms(mss, command):
     assert_clean(lines)
     still_usable(raw)
     raw.close()
+
+
+# Literals (RFC 3501 §4.3, RFC 7888 non-synchronising "{N+}"): sizes bounded before anything is read
+
+
+def closed_by_server(raw: RawImap) -> list[bytes]:
+    """The lines the server sent before closing the connection."""
+    lines = []
+    with pytest.raises((ConnectionError, OSError)):
+        while True:
+            lines.append(raw.line())
+    return lines
+
+
+def test_oversize_synchronising_literal_is_refused_without_continuation(mss):
+    mss.settings["max_message_bytes"] = 1000
+    raw = RawImap(mss)
+    raw.login()
+    assert b" APPENDLIMIT=1000" in raw.command(b"c1 CAPABILITY")[0]  # RFC 7889
+    lines = raw.command(b"a1 APPEND INBOX {1001}")
+    assert len(lines) == 1 and lines[0].startswith(b"a1 NO [TOOBIG]"), lines  # no "+" continuation
+    still_usable(raw)
+    raw.send(b"a2 APPEND INBOX {1000}")
+    assert raw.line().startswith(b"+ ")
+    raw.send(b"Subject: juste\r\n\r\n" + b"x" * 982)
+    assert raw.until_tagged(b"a2")[-1].startswith(b"a2 OK")
+    lines = raw.command(b"l1 SELECT {5000}")  # other literals: Twisted's 4096-octet bound for strings
+    assert len(lines) == 1 and lines[0].startswith(b"l1 NO [TOOBIG]"), lines
+    still_usable(raw, b"n2")
+    raw.close()
+
+
+def test_oversize_append_with_imaplib_gets_toobig(mss):
+    mss.settings["max_message_bytes"] = 1000
+    client = imaplib.IMAP4("127.0.0.1", mss.imap_port, timeout=10)
+    client.starttls(ssl_context=mss.ca)
+    client.authenticate("XOAUTH2", lambda _challenge: xoauth2(KIT_BAL, token()).encode())
+    typ, data = client.append("INBOX", None, None, b"Subject: trop grand\r\n\r\n" + b"y" * 2000)
+    assert typ == "NO" and data[0].startswith(b"[TOOBIG]"), (typ, data)
+    assert client.noop()[0] == "OK"
+    client.logout()
+    assert mss.inbox(KIT_BAL) == []
+
+
+def test_legacy_login_literal_is_bounded(mss):
+    mss.settings["legacy_auth"] = True
+    raw = RawImap(mss)
+    lines = raw.command(b"l1 LOGIN {5000}")
+    assert len(lines) == 1 and lines[0].startswith(b"l1 NO [TOOBIG]"), lines
+    raw.send(b"l2 LOGIN {" + str(len(KIT_BAL)).encode() + b"}")
+    assert raw.line().startswith(b"+ ")
+    raw.send(KIT_BAL.encode() + b" mssante-banc")
+    assert raw.until_tagged(b"l2")[-1].startswith(b"l2 OK")
+    raw.close()
+
+
+def test_oversize_non_synchronising_literal_gets_bad_then_bye(mss):
+    # The client streams the octets at once (no continuation to wait for): the server answers BAD [TOOBIG] and
+    # closes (RFC 7888 §4 lets it read and discard them or close); nothing in them is taken for a command.
+    mss.settings["max_message_bytes"] = 1000
+    raw = RawImap(mss)
+    raw.login()
+    raw.sock.sendall(b"a1 APPEND INBOX {5000+}\r\n" + b"z1 NOOP\r\n" * 555 + b"z2 NOOP\r\n")
+    lines = closed_by_server(raw)
+    assert lines[0].startswith(b"a1 BAD [TOOBIG]"), lines
+    assert lines[1].startswith(b"* BYE"), lines
+    assert not any(line.startswith((b"z1", b"z2")) for line in lines), lines
+    assert mss.inbox(KIT_BAL) == []
+
+
+def test_non_synchronising_literals_within_bounds(mss):
+    raw = RawImap(mss)
+    raw.login()
+    message = b"Subject: sans attente\r\n\r\nCorps\r\n"
+    raw.sock.sendall(b"a1 APPEND INBOX {%d+}\r\n%b\r\n" % (len(message), message))
+    lines = raw.until_tagged(b"a1")
+    assert lines == [lines[-1]] and lines[-1].startswith(b"a1 OK"), lines  # no continuation request
+    assert [m["subject"] for m in mss.inbox(KIT_BAL)] == ["sans attente"]
+    raw.sock.sendall(b"s1 SELECT {5+}\r\nINBOX\r\n")
+    assert raw.until_tagged(b"s1")[-1].startswith(b"s1 OK")
+    # A command that takes no literal there: BAD, and the announced octets are skipped, never run as a command.
+    raw.sock.sendall(b"f1 SEARCH TEXT {9+}\r\nz9 NOOP\r\n\r\n")
+    lines = raw.until_tagged(b"f1")
+    assert lines[-1].startswith(b"f1 BAD"), lines
+    still_usable(raw)
+    assert not any(line.startswith(b"z9") for line in lines + raw.buf.split(b"\r\n"))
+    raw.close()
+
+
+@pytest.mark.parametrize("marker", [b"{-1}", b"{abc}", b"{1x}", b"{99999999999999999999999}", b"{ 5}", b"{5"])
+def test_malformed_literal_sizes_are_bad(mss, marker):
+    raw = RawImap(mss)
+    raw.login()
+    raw.sock.settimeout(5)
+    lines = raw.command(b"a1 APPEND INBOX " + marker)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"a1 BAD"), lines
+    assert_clean(lines)
+    lines = raw.command(b"a2 SELECT " + marker)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"a2 BAD"), lines
+    still_usable(raw)
+    raw.close()
+
+
+def test_unreadable_non_synchronising_size_closes(mss):
+    raw = RawImap(mss)
+    raw.login()
+    raw.sock.sendall(b"a1 APPEND INBOX {-1+}\r\nz1 NOOP\r\n")
+    lines = closed_by_server(raw)
+    assert lines[0].startswith(b"a1 BAD") and lines[1].startswith(b"* BYE"), lines
+    assert not any(line.startswith(b"z1") for line in lines)
+
+
+def test_overlong_command_line_gets_bye(mss):
+    raw = RawImap(mss)
+    raw.login()
+    raw.sock.sendall(b"x1 NOOP " + b"a" * 20000 + b"\r\nz1 NOOP\r\n")
+    lines = closed_by_server(raw)
+    assert lines and lines[0].startswith(b"* BYE"), lines
+    assert not any(line.startswith(b"z1") for line in lines)
