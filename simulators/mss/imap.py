@@ -552,6 +552,15 @@ class _LiteralTooBig(imap4.IllegalClientResponse):
         self.size, self.limit, self.sync = size, limit, sync
 
 
+def _close_literal(data: Any) -> None:
+    """Close the file a literal was read into (Twisted's LiteralFile: BytesIO or TemporaryFile; a LiteralString
+    holds a list)."""
+    close = getattr(data, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
 class _Discard:
     """The octets of a non-synchronising literal no argument took (the command was refused): read and dropped, so
     that none of them is taken for a command. Same interface as Twisted's LiteralString/LiteralFile."""
@@ -1073,10 +1082,17 @@ class MssIMAP(imap4.IMAP4Server):
         # list, and sends the *target* folder's count as EXISTS even when another folder is selected: the
         # selected folder's EXISTS comes from the announcement before the tagged reply.
         if mbox is None:
+            _close_literal(message)
             self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
             return
 
         d = defer.maybeDeferred(mbox.addMessage, message, [_text(f) for f in flags or ()], date)
+
+        def released(result: Any) -> Any:
+            _close_literal(message)  # now, not at the next garbage collection
+            return result
+
+        d.addBoth(released)
         d.addCallbacks(
             lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), self._command_failed, errbackArgs=(tag,)
         )
@@ -1271,6 +1287,10 @@ class MssIMAP(imap4.IMAP4Server):
         )
 
     def connectionLost(self, reason: Any) -> None:
+        # A literal cut off by the disconnection: its file (a temp file above Twisted's 10 MiB in-memory bound)
+        # would stay open until the garbage collector breaks the session's reference cycle, if ever.
+        literal, self._pendingLiteral = self._pendingLiteral, None
+        _close_literal(getattr(literal, "data", None))
         self._stop_idle()
         for tag in list(self.pending):
             self._finish(tag, None, "connexion fermée avant la réponse")

@@ -4,8 +4,13 @@ arguments refused with the session still usable. Exchanges written by hand on a 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import imaplib
 import logging
+import os
+import tempfile
+import time
 
 import pytest
 
@@ -233,3 +238,39 @@ def test_overlong_command_line_gets_bye(mss):
     lines = closed_by_server(raw)
     assert lines and lines[0].startswith(b"* BYE"), lines
     assert not any(line.startswith(b"z1") for line in lines)
+
+
+# An APPEND cut off in the middle of its literal leaves no temp file behind
+
+
+def temp_files_open() -> int:
+    """Open descriptors of this process (the simulator runs in it) on deleted temp files (TemporaryFile)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/self/fd/{fd}")
+            count += target.startswith(tempfile.gettempdir()) and target.endswith("(deleted)")
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_aborted_appends_leave_no_temp_file_open(mss):
+    # The garbage collector would close them some day (the session is a reference cycle): held off here, so that
+    # the test sees whether the server releases them on disconnect, as it must for a long-running worker.
+    gc.disable()
+    try:
+        before = temp_files_open()
+        for _ in range(8):
+            raw = RawImap(mss)
+            raw.login()
+            raw.send(b"a1 APPEND INBOX {15000000}")  # above Twisted's 10 MiB in-memory bound: a temp file
+            assert raw.line().startswith(b"+ ")
+            raw.sock.sendall(b"Subject: coupe\r\n\r\n" + b"x" * 4096)
+            raw.close()  # disconnects in the middle of the literal
+        deadline = time.monotonic() + 5
+        while temp_files_open() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert temp_files_open() <= before
+    finally:
+        gc.enable()
+    assert mss.inbox(KIT_BAL) == []
