@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from email.utils import format_datetime
 from typing import Any
 
@@ -137,6 +138,7 @@ class StoredMessage(Part):
         self.uid = row["uid"]
         self.flags = json.loads(row["flags"]) + (["\\Recent"] if recent else [])
         self.internal = row["internal_date"]
+        self._search_texts: dict[bool, str] = {}  # search_text's, per header flag: one parse per SEARCH
 
     def open(self) -> io.BytesIO:
         return io.BytesIO(self.raw)  # RFC822 / BODY[]: the stored bytes
@@ -149,6 +151,33 @@ class StoredMessage(Part):
 
     def getInternalDate(self) -> str:
         return format_datetime(datetime.fromtimestamp(self.internal, UTC))
+
+    def search_text(self, *, header: bool) -> str:
+        """What SEARCH BODY (header=False) or TEXT (header=True) looks into, casefolded (RFC 3501 §6.4.4: the
+        match is a case-insensitive substring): the stored bytes of the body (of the header too for TEXT) and,
+        as users expect of a server, the decoded content of the text parts (quoted-printable, base64, charsets)
+        and, for TEXT, the header values with their encoded words (RFC 2047) decoded."""
+        if header not in self._search_texts:
+            texts = [_decoded(self.body)]
+            parsed = message_from_bytes(self.raw, policy=policy.default)
+            for part in parsed.walk():
+                if part.get_content_maintype() == "text":
+                    with contextlib.suppress(Exception):  # a part the email package cannot decode: raw bytes only
+                        texts.append(part.get_content())
+            if header:
+                texts.append(_decoded(self.header))
+                for name, value in parsed.items():
+                    with contextlib.suppress(Exception):
+                        texts.append(f"{name}: {value}")
+            self._search_texts[header] = "\n".join(texts).casefold()
+        return self._search_texts[header]
+
+
+def _decoded(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 @dataclass
@@ -802,6 +831,14 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # Twisted's BODY and TEXT compared a str with the bytes of the body file (TypeError as soon as a folder held a
+    # message), and its TEXT looked into the body only.
+    def search_BODY(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _text(query.pop(0)).casefold() in msg.search_text(header=False)
+
+    def search_TEXT(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _text(query.pop(0)).casefold() in msg.search_text(header=True)
 
     # ------------------------------------------------------------------------------------ literals
     # Twisted parses "{N}" with int() (so "{-1}" waited forever for -1 octets and "{N+}" was a syntax error whose

@@ -4,6 +4,7 @@ arguments refused with the session still usable. Exchanges written by hand on a 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gc
 import imaplib
@@ -274,3 +275,63 @@ def test_aborted_appends_leave_no_temp_file_open(mss):
     finally:
         gc.enable()
     assert mss.inbox(KIT_BAL) == []
+
+
+# SEARCH BODY / TEXT (RFC 3501 §6.4.4): case-insensitive substring, BODY in the body, TEXT in header and body
+
+SEARCHED = [
+    (  # 1: 8-bit UTF-8 body
+        b"From: robert@medecin.mssante.fr\r\nSubject: Compte rendu cardiologie\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        b"Le patient pr\xc3\xa9sente une HYPERTENSION art\xc3\xa9rielle.\r\n"
+    ),
+    (  # 2: quoted-printable body
+        b"From: robert@medecin.mssante.fr\r\nSubject: Biologie\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"R=C3=A9sultat : glyc=C3=A9mie normale, contr=C3=B4le dans six=\r\n mois.\r\n"
+    ),
+    (  # 3: multipart, a base64 text part
+        b"From: robert@medecin.mssante.fr\r\nSubject: Rappel\r\nX-Note: dossier Clerico\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nVoir la piece.\r\n"
+        b"--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes("Rappel du vaccin antitétanique".encode()).replace(b"\n", b"\r\n")
+        + b"--b1--\r\n"
+    ),
+    (  # 4: the word only in a header
+        b"From: robert@medecin.mssante.fr\r\nSubject: Ordonnance ECHOGRAPHIE\r\n\r\nrien\r\n"
+    ),
+]
+
+
+def test_search_body_and_text_with_imaplib(mss):
+    client = imaplib.IMAP4("127.0.0.1", mss.imap_port, timeout=10)
+    client.starttls(ssl_context=mss.ca)
+    client.authenticate("XOAUTH2", lambda _challenge: xoauth2(KIT_BAL, token()).encode())
+    for message in SEARCHED:
+        assert client.append("INBOX", None, None, message)[0] == "OK"
+    assert client.select("INBOX") == ("OK", [b"4"])
+
+    def found(*criteria: str) -> list[int]:
+        typ, data = client.search(None, *criteria)
+        assert typ == "OK", (criteria, data)
+        return [int(n) for n in data[0].split()]
+
+    assert found("BODY", "hypertension") == [1]  # case-insensitive
+    assert found("TEXT", "HyperTension") == [1]
+    assert found("BODY", "echographie") == []  # only in the Subject
+    assert found("TEXT", "echographie") == [4]
+    assert found("TEXT", '"Compte rendu"') == [1]
+    assert found("TEXT", "x-note") == [3]  # header field names are header text too
+    assert found("BODY", "antit") == [3]  # base64 text part, decoded
+    assert found("BODY", '"dans six mois"') == [2]  # quoted-printable soft line break, decoded
+    assert found("BODY", "piece") == [3]
+    assert found("BODY", "robert") == []
+    assert found("TEXT", "robert") == [1, 2, 3, 4]
+    assert found("OR", "BODY", "hypertension", "TEXT", "echographie") == [1, 4]
+    assert found("NOT", "BODY", "e") == []
+    assert found("BODY", '""') == [1, 2, 3, 4]  # the empty string is a substring of every body
+    typ, data = client.uid("SEARCH", None, "TEXT", "biologie")
+    assert typ == "OK" and len(data[0].split()) == 1
+    assert client.noop()[0] == "OK"
+    client.logout()
