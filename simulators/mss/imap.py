@@ -544,6 +544,74 @@ def _text_search_args(query: list) -> list:
     return out
 
 
+# SEARCH keys (RFC 3501 §6.4.4, search-key of §9). Twisted evaluates the keys as it finds them: an unknown key, a
+# missing or malformed argument broke in the middle of the evaluation (IndexError, ValueError…) and NOT/OR/()
+# chains recursed until RecursionError. The keys are checked against the grammar before anything runs (BAD) and
+# their nesting is bounded.
+_SEARCH_FLAG_KEYS = {
+    b"ALL", b"ANSWERED", b"DELETED", b"DRAFT", b"FLAGGED", b"NEW", b"OLD", b"RECENT", b"SEEN",
+    b"UNANSWERED", b"UNDELETED", b"UNDRAFT", b"UNFLAGGED", b"UNSEEN",
+}  # fmt: skip
+_SEARCH_STRING_KEYS = {b"BCC", b"BODY", b"CC", b"FROM", b"SUBJECT", b"TEXT", b"TO", b"KEYWORD", b"UNKEYWORD"}
+_SEARCH_DATE_KEYS = {b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+_SEARCH_DATE = re.compile(rb"(\d{1,2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{4})", re.IGNORECASE)
+SEARCH_MAX_DEPTH = 100  # NOT / OR / parentheses: far beyond what clients send, far below Python's recursion limit
+
+
+def _check_search_keys(keys: list, depth: int = 0) -> None:
+    if not keys:
+        raise imap4.IllegalClientResponse("SEARCH: search key expected")
+    at = 0
+    while at < len(keys):
+        at = _check_search_key(keys, at, depth)
+
+
+def _check_search_key(keys: list, at: int, depth: int) -> int:
+    """Check the search key at keys[at]; the index of the next one."""
+    if depth > SEARCH_MAX_DEPTH:
+        raise imap4.IllegalClientResponse(f"SEARCH keys nested more than {SEARCH_MAX_DEPTH} deep")
+    if at >= len(keys):
+        raise imap4.IllegalClientResponse("SEARCH: search key expected")
+    key = keys[at]
+    if isinstance(key, list):
+        _check_search_keys(key, depth + 1)
+        return at + 1
+    word = key.upper()
+
+    def argument(offset: int = 1) -> bytes:
+        if at + offset >= len(keys) or not isinstance(keys[at + offset], bytes):
+            raise imap4.IllegalClientResponse(f"SEARCH {_text(word)}: argument expected")
+        return keys[at + offset]
+
+    if word in _SEARCH_FLAG_KEYS:
+        return at + 1
+    if word in _SEARCH_STRING_KEYS:
+        argument()
+        return at + 2
+    if word in _SEARCH_DATE_KEYS:
+        if not _SEARCH_DATE.fullmatch(argument()):
+            raise imap4.IllegalClientResponse(f"SEARCH {_text(word)}: date expected (d-Mon-yyyy)")
+        return at + 2
+    if word in (b"LARGER", b"SMALLER"):
+        if not re.fullmatch(rb"\d{1,20}", argument()):
+            raise imap4.IllegalClientResponse(f"SEARCH {_text(word)}: number expected")
+        return at + 2
+    if word == b"HEADER":
+        argument(1), argument(2)
+        return at + 3
+    if word == b"UID":
+        imap4.parseIdList(argument())  # IllegalIdentifierError: BAD
+        return at + 2
+    if word == b"NOT":
+        return _check_search_key(keys, at + 1, depth + 1)
+    if word == b"OR":
+        return _check_search_key(keys, _check_search_key(keys, at + 1, depth + 1), depth + 1)
+    if word[:1].isdigit() or word[:1] == b"*":
+        imap4.parseIdList(word)  # a sequence set
+        return at + 1
+    raise imap4.IllegalClientResponse("unknown SEARCH key")
+
+
 def _sets_seen(item: Any) -> bool:
     return (
         item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)
@@ -831,6 +899,38 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    def do_SEARCH(self, tag: bytes, charset: bytes | None, query: list, uid: int = 0) -> None:
+        if charset is not None and _text(charset).upper() not in ("US-ASCII", "UTF-8"):
+            self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] charset not supported")  # RFC 3501 §6.4.4
+            return
+        super().do_SEARCH(tag, charset, query, uid)
+
+    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+
+    def arg_searchkeys(self, line: bytes) -> Any:
+        return self._search_keys(b"", line or b"")
+
+    def _search_keys(self, done: bytes, line: bytes) -> Any:
+        """SEARCH strings may be literals (8-bit ones must be, RFC 3501 §6.4.4), which Twisted never read (the
+        client waited for a continuation, or its literal was taken for an empty string). Each is read through the
+        bounded literal path, then written back where it was, as "{N}" CRLF octets, the form parseNestedParens
+        reads; the keys are parsed once the line is complete."""
+        end = re.search(rb"\{(\d{1,20})(\+?)\}$", line)
+        if end is None:
+            if re.search(rb"\{[^{}]*\}$", line):
+                raise imap4.IllegalClientResponse("malformed literal: {<number>} or {<number>+} expected")
+            try:
+                keys = imap4.parseNestedParens(done + line)
+            except imap4.IMAP4Exception:
+                raise
+            except Exception as exc:  # ValueError, RecursionError (parentheses thousands deep)
+                raise imap4.IllegalClientResponse("malformed SEARCH keys") from exc
+            _check_search_keys(keys)
+            return (keys, b"")
+        head = done + line[: end.start()] + b"{%s}\r\n" % end[1]
+        d = self._stringLiteral(int(end[1]), not end[2])
+        return d.addCallback(lambda read: self._search_keys(head + read[0], read[1]))
 
     # Twisted's BODY and TEXT compared a str with the bytes of the body file (TypeError as soon as a folder held a
     # message), and its TEXT looked into the body only.
@@ -1159,6 +1259,10 @@ class MssIMAP(imap4.IMAP4Server):
     select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_flaglist)
 
     def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
+        if any(p < 0 for item in query if item.type == "body" and item.part for p in item.part):
+            # Twisted reads BODY[0] as part -1: section-part is nz-number (RFC 3501 §9)
+            self.sendBadResponse(tag, b"Illegal syntax: body part numbers start at 1")
+            return
         # BODY[…] (not PEEK), RFC822 and RFC822.TEXT set \Seen in a read-write session; the new flags go with the
         # FETCH responses (RFC 3501 §6.4.5). Never in a read-only one (EXAMINE).
         if (

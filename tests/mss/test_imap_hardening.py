@@ -18,7 +18,16 @@ import pytest
 from .conftest import KIT_BAL, token, xoauth2
 from .imap_raw import RawImap, inject_for_kit
 
-LEAKS = (b"Traceback", b"Error", b"Exception", b"secret-internal-detail", b"Server error", b"b'")
+LEAKS = (
+    b"Traceback",
+    b"Error",
+    b"Exception",
+    b"secret-internal-detail",
+    b"Server error",
+    b"b'",
+    b"recursion",
+    b"int()",
+)
 
 
 def assert_clean(lines: list[bytes]) -> None:
@@ -201,7 +210,7 @@ def test_non_synchronising_literals_within_bounds(mss):
     raw.sock.sendall(b"s1 SELECT {5+}\r\nINBOX\r\n")
     assert raw.until_tagged(b"s1")[-1].startswith(b"s1 OK")
     # A command that takes no literal there: BAD, and the announced octets are skipped, never run as a command.
-    raw.sock.sendall(b"f1 SEARCH TEXT {9+}\r\nz9 NOOP\r\n\r\n")
+    raw.sock.sendall(b"f1 STATUS INBOX {9+}\r\nz9 NOOP\r\n\r\n")  # STATUS wants a list there
     lines = raw.until_tagged(b"f1")
     assert lines[-1].startswith(b"f1 BAD"), lines
     still_usable(raw)
@@ -335,3 +344,114 @@ def test_search_body_and_text_with_imaplib(mss):
     assert typ == "OK" and len(data[0].split()) == 1
     assert client.noop()[0] == "OK"
     client.logout()
+
+
+# Bad arguments: a tagged NO or BAD, the session still usable
+
+
+@pytest.mark.parametrize(
+    ("command", "answer"),
+    [
+        (b'COPY 1 "../../etc"', b"x1 NO [TRYCREATE]"),
+        (b'COPY 1 "INBOX/../Sent"', b"x1 NO [TRYCREATE]"),
+        (b'COPY 1 "/etc/passwd"', b"x1 NO [TRYCREATE]"),
+        (b'COPY 1 ""', b"x1 NO [TRYCREATE]"),
+        (b'COPY 1 "&Jjo"', b"x1 NO"),  # not modified UTF-7
+        (b'COPY 1 "' + b"a" * 3000 + b'"', b"x1 NO [TRYCREATE]"),
+        (b'SELECT "../../etc"', b"x1 NO"),
+        (b'STATUS "../INBOX" (MESSAGES)', b"x1 NO"),
+        (b'APPEND "../../etc" {4}', b"x1 NO [TRYCREATE]"),
+    ],
+)
+def test_traversal_and_invalid_mailbox_names(mss, command, answer):
+    inject_for_kit(mss)
+    raw = selected(mss)
+    raw.sock.settimeout(5)
+    raw.send(b"x1 " + command)
+    if command.endswith(b"}"):
+        assert raw.line().startswith(b"+ ")
+        raw.send(b"abcd")
+    lines = raw.until_tagged(b"x1")
+    assert lines[-1].startswith(answer), lines
+    assert_clean(lines)
+    still_usable(raw)
+    raw.close()
+    assert len(mss.inbox(KIT_BAL)) == 1 and mss.inbox(KIT_BAL, "Sent") == []
+
+
+def test_fetch_of_a_part_a_single_part_message_does_not_have(mss):
+    inject_for_kit(mss)  # text/plain, one part: only part 1 exists (RFC 3501 §6.4.5)
+    raw = selected(mss)
+    lines = raw.command(b"f1 FETCH 1 (BODY.PEEK[1.2.3] BODY.PEEK[1.2.3.MIME] BODY.PEEK[2] BODY.PEEK[1])")
+    assert lines[-1].startswith(b"f1 OK"), lines
+    joined = b"\r\n".join(lines)
+    assert b"BODY[1.2.3] NIL" in joined and b"BODY[1.2.3.MIME] NIL" in joined and b"BODY[2] NIL" in joined
+    assert b"BODY[1] {" in joined
+    lines = raw.command(b"f2 FETCH 1 BODY.PEEK[0]")  # section-part is nz-number (RFC 3501 §9)
+    assert lines[-1].startswith(b"f2 BAD"), lines
+    still_usable(raw)
+    raw.close()
+
+
+@pytest.mark.parametrize("depth", [8, 50, 2000])
+def test_deeply_nested_fetch_is_bad(mss, depth):
+    inject_for_kit(mss)
+    raw = selected(mss)
+    lines = raw.command(b"f1 FETCH 1 " + b"(" * depth + b"FLAGS" + b")" * depth)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"f1 BAD"), lines
+    assert_clean(lines)
+    still_usable(raw)
+    raw.close()
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [
+        b"FOO",
+        b"",
+        b"LARGER abc",
+        b"BEFORE 99-Foo-9999",
+        b"SINCE yesterday",
+        b"HEADER",
+        b"HEADER Subject",
+        b"SUBJECT",
+        b"UID 1:*:*",
+        b"NOT",
+        b"OR ALL",
+        b"NOT " * 3000 + b"ALL",
+        b"(" * 3000 + b"ALL" + b")" * 3000,
+        b"OR ALL " * 2000 + b"ALL",
+        b"(ALL",
+        b"ALL)",
+    ],
+)
+def test_malformed_search_keys_are_bad(mss, keys):
+    inject_for_kit(mss)
+    raw = selected(mss)
+    lines = raw.command(b"s2 SEARCH " + keys)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"s2 BAD"), lines
+    assert_clean(lines)
+    lines = raw.command(b"s3 UID SEARCH " + keys)
+    assert lines == [lines[-1]] and lines[-1].startswith(b"s3 BAD"), lines
+    still_usable(raw)
+    raw.close()
+
+
+def test_search_charset_and_literals(mss):
+    raw = selected(mss)
+    raw.send(b"a1 APPEND INBOX {%d}" % len(SEARCHED[0]))
+    assert raw.line().startswith(b"+ ")
+    raw.send(SEARCHED[0])
+    assert raw.until_tagged(b"a1")[-1].startswith(b"a1 OK")
+    lines = raw.command(b"s1 SEARCH CHARSET X-INCONNU ALL")
+    assert lines[-1].startswith(b"s1 NO [BADCHARSET"), lines  # RFC 3501 §6.4.4
+    raw.send(b"s2 SEARCH CHARSET UTF-8 BODY {9}")  # "présente": 8-bit, so a literal (RFC 3501 §6.4.4)
+    assert raw.line().startswith(b"+ ")
+    raw.send("présente".encode())
+    assert raw.until_tagged(b"s2")[-2:] == [b"* SEARCH 1", b"s2 OK SEARCH completed"]
+    raw.sock.sendall(b"s3 SEARCH TEXT {6+}\r\nCOMPTE SUBJECT {5+}\r\nrendu NOT BODY {5+}\r\nxyzzy\r\n")
+    assert raw.until_tagged(b"s3")[-2:] == [b"* SEARCH 1", b"s3 OK SEARCH completed"]
+    lines = raw.command(b"s4 SEARCH TEXT {5000}")
+    assert lines == [lines[-1]] and lines[-1].startswith(b"s4 NO [TOOBIG]"), lines
+    still_usable(raw)
+    raw.close()
