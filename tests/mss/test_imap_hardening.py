@@ -12,6 +12,7 @@ import logging
 import os
 import tempfile
 import time
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -455,3 +456,55 @@ def test_search_charset_and_literals(mss):
     assert lines == [lines[-1]] and lines[-1].startswith(b"s4 NO [TOOBIG]"), lines
     still_usable(raw)
     raw.close()
+
+
+# SEARCH dates (internal date / Date header, time and zone disregarded), sizes (RFC822.SIZE), keywords
+
+
+MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+def test_search_dates_sizes_and_keywords(mss):
+    dated = [
+        b"Subject: janvier\r\nDate: Mon, 15 Jan 2024 09:00:00 +0100\r\n\r\ncourt\r\n",
+        b"Subject: mars\r\nDate: Wed, 20 Mar 2024 23:30:00 -0500\r\n\r\n" + b"long " * 1000 + b"\r\n",
+        b"Subject: sans date\r\n\r\nrien\r\n",
+    ]
+    client = imaplib.IMAP4("127.0.0.1", mss.imap_port, timeout=10)
+    client.starttls(ssl_context=mss.ca)
+    client.authenticate("XOAUTH2", lambda _challenge: xoauth2(KIT_BAL, token()).encode())
+    assert client.append("INBOX", "($MDNSent)", None, dated[0])[0] == "OK"
+    for message in dated[1:]:
+        assert client.append("INBOX", None, None, message)[0] == "OK"
+    client.select("INBOX")
+    day = imaplib.Internaldate2tuple(client.fetch("1", "(INTERNALDATE)")[1][0])
+    today = datetime.fromtimestamp(time.mktime(day), UTC).date()  # the internal date, in the server's zone (UTC)
+
+    def found(*criteria: str) -> list[int]:
+        typ, data = client.search(None, *criteria)
+        assert typ == "OK", (criteria, data)
+        return [int(n) for n in data[0].split()]
+
+    def imap_day(d: date) -> str:
+        return f"{d.day}-{MONTHS[d.month - 1]}-{d.year}"
+
+    assert found("SENTBEFORE", "1-Feb-2024") == [1]
+    assert found("SENTON", "15-Jan-2024") == [1]
+    assert found("SENTON", "20-Mar-2024") == [2]  # the date as written in its zone
+    assert found("SENTSINCE", "20-Mar-2024") == [2]
+    assert found("SENTSINCE", "01-Jan-2000") == [1, 2]  # no Date header: no sent date
+    assert found("ON", imap_day(today)) == [1, 2, 3]
+    assert found("SINCE", imap_day(today)) == [1, 2, 3]
+    assert found("BEFORE", imap_day(today)) == []
+    assert found("BEFORE", imap_day(today + timedelta(days=1))) == [1, 2, 3]
+    assert found("SINCE", imap_day(today + timedelta(days=1))) == []
+    assert found("LARGER", "4000") == [2]
+    assert found("SMALLER", str(len(dated[0]) + 1)) == [1, 3]  # RFC822.SIZE: the whole message
+    assert found("LARGER", str(len(dated[0]))) == [2]
+    assert found("KEYWORD", "$MDNSent") == [1]
+    assert found("KEYWORD", "$mdnsent") == [1]
+    assert found("UNKEYWORD", "$MDNSent") == [2, 3]
+    with pytest.raises(imaplib.IMAP4.error, match="date"):  # no such day: BAD
+        client.search(None, "SENTON", "31-Feb-2024")
+    assert client.noop()[0] == "OK"
+    client.logout()
