@@ -380,6 +380,30 @@ class Folder:
         pass
 
 
+def _list_match(pattern: str, name: str, delimiter: str = "/") -> bool:
+    """LIST pattern against a whole mailbox name (RFC 3501 §6.3.8: "*" any characters, "%" any but the hierarchy
+    delimiter), without regard to case like SELECT here. Twisted's regular expression matched a prefix ("S" listed
+    Sent) and backtracked polynomially in adjacent wildcards (hundreds held the event loop for hours); this walks
+    the name once per pattern character: the positions of the name the pattern so far can reach."""
+    pattern, name = pattern.casefold(), name.casefold()
+    reach = {0}
+    for char in pattern:
+        if char == "*":
+            reach = set(range(min(reach), len(name) + 1))
+        elif char == "%":
+            grown = set(reach)
+            for at in reach:
+                while at < len(name) and name[at] != delimiter:
+                    at += 1
+                    grown.add(at)
+            reach = grown
+        else:
+            reach = {at + 1 for at in reach if at < len(name) and name[at] == char}
+        if not reach:
+            return False
+    return len(name) in reach
+
+
 @implementer(IAccountIMAP, INamespacePresenter)
 class Account:
     def __init__(self, model: MssModel, session: Session) -> None:
@@ -421,11 +445,11 @@ class Account:
         pass
 
     def listMailboxes(self, ref: Any, wildcard: Any) -> list[tuple[str, Folder]]:
-        pattern = imap4.wildcardToRegexp(_text(ref) + _text(wildcard), "/")
+        pattern = _text(ref) + _text(wildcard)
         return [
             (name, Folder(self.model, self.session.mailbox, name))
             for name in self.model.folders(self.session.mailbox)
-            if pattern.match(name)
+            if _list_match(pattern, name)
         ]
 
     def getPersonalNamespaces(self) -> list:

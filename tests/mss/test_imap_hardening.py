@@ -508,3 +508,30 @@ def test_search_dates_sizes_and_keywords(mss):
         client.search(None, "SENTON", "31-Feb-2024")
     assert client.noop()[0] == "OK"
     client.logout()
+
+
+# LIST patterns (RFC 3501 §6.3.8): the whole name, and in time whatever the wildcards
+
+
+def test_list_patterns_match_whole_names_quickly(mss):
+    raw = RawImap(mss)
+    raw.login()
+    raw.sock.settimeout(5)
+
+    def listed(pattern: bytes) -> list[bytes]:
+        lines = raw.command(b'l1 LIST "" ' + pattern)
+        assert lines[-1].startswith(b"l1 OK"), lines
+        return [line.rsplit(b" ", 1)[-1].strip(b'"') for line in lines[:-1]]
+
+    assert listed(b"S") == []  # was a prefix match: Sent
+    assert listed(b"IN") == []
+    assert listed(b'"Se*"') == [b"Sent"]
+    assert sorted(listed(b"%")) == [b"INBOX", b"Sent"]
+    assert listed(b"inbox") == [b"INBOX"]
+    assert listed(b"*t") == [b"Sent"]
+    started = time.monotonic()
+    assert listed(b'"' + b"*" * 300 + b"%" * 300 + b'z"') == []  # Twisted's regexp backtracked for hours
+    assert listed(b'"' + b"*%" * 300 + b'"') == [b"INBOX", b"Sent"]
+    assert time.monotonic() - started < 2
+    still_usable(raw)
+    raw.close()
