@@ -1389,6 +1389,10 @@ class MssIMAP(imap4.IMAP4Server):
             kind = "TEXT" if part.text else "MIME" if part.mime else ""
             spec, negate = kind.encode(), False
         section = section + b"." + spec if section and spec else section or spec
+        # A part the message does not have (BODY[1.2.3] of a single-part message, which has only part 1, RFC 3501
+        # §6.4.5) is NIL: RFC 3501 and RFC 9051 do not say what such a FETCH answers, their grammar allows NIL
+        # ("BODY" section ["<" number ">"] SP nstring, RFC 3501 §9 msg-att-static, same in RFC 9051 §9), and a
+        # client cannot take NIL for content, as it could an empty string.
         data = wire.imap_section(msg.raw, path, kind, fields, negate)
         origin = b""
         if part.partialBegin is not None and data is not None:
