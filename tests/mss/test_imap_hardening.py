@@ -28,6 +28,7 @@ LEAKS = (
     b"b'",
     b"recursion",
     b"int()",
+    b"failed:",  # Twisted's "<COMMAND> failed: " + str(exception)
 )
 
 
