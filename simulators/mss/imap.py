@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
+from email.parser import HeaderParser
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
@@ -106,11 +107,12 @@ class Part:
 
     def getHeaders(self, negate: bool, *names: Any) -> dict[str, str]:
         # Parsed values, for BODYSTRUCTURE, ENVELOPE and SEARCH; FETCH of header bytes uses wire.imap_section.
+        # 8-bit values are read as UTF-8 (RFC 6532), not as U+FFFD per octet.
         wanted = {_text(n).lower() for n in names}
         out: dict[str, str] = {}
-        for key, value in self.msg.items():
+        for key, value in HeaderParser().parsestr(_decoded(self.header)).items():
             if (key.lower() in wanted) != bool(negate):
-                out[key.lower()] = str(value)
+                out[key.lower()] = _clean_params(value) if key.lower() == "content-type" else str(value)
         return out
 
     def getBodyFile(self) -> io.BytesIO:
@@ -175,6 +177,33 @@ class StoredMessage(Part):
 
 def _internal_day(msg: StoredMessage) -> date:
     return datetime.fromtimestamp(msg.internal, UTC).date()
+
+
+def _clean_params(value: str) -> str:
+    """A Content-Type without its parameters that have no "=": Twisted's BODYSTRUCTURE made a dict of every
+    ";"-separated piece and broke on any other (a trailing ";" included)."""
+    first, *params = value.split(";")
+    return ";".join([first, *(p for p in params if "=" in p)])
+
+
+class _Literal8:
+    """A string with 8-bit characters in ENVELOPE or BODYSTRUCTURE, sent as a literal of its UTF-8 octets (quoted
+    strings are 7-bit, RFC 3501 §4.3; Twisted's collapseNestedLists sends objects with read() as literals, and
+    failed on any non-ASCII str: the FETCH response was left half-written and the connection closed)."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode("utf-8")
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def _imap_strings(item: Any) -> Any:
+    if isinstance(item, str) and not item.isascii():
+        return _Literal8(item)
+    if isinstance(item, list | tuple):
+        return [_imap_strings(i) for i in item]
+    return item
 
 
 def _decoded(data: bytes) -> str:
@@ -809,6 +838,7 @@ class MssIMAP(imap4.IMAP4Server):
         self.pending: dict[bytes, _Pending] = {}
         self.literal_taken = False  # whether the line being parsed announced a literal an argument took
         self.hung_up = False  # BYE sent on a protocol violation: nothing more is read
+        self.fetch_tag = b"*"  # the tag of the FETCH being answered
         self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
 
@@ -1160,10 +1190,9 @@ class MssIMAP(imap4.IMAP4Server):
             self._unblock()
 
     def _IMAP4Server__ebSpewMessage(self, failure: Failure) -> None:
-        # A FETCH response already begun can be neither completed nor taken back: close (Twisted's choice), but log
-        # through the simulator's logger like every other internal error.
-        self.sim.logger.error("IMAP FETCH: internal error while sending\n%s", failure.getTraceback())
-        self.transport.loseConnection()
+        # spewMessage sent nothing of the failed message: the FETCH can end with its tagged reply (Twisted closed the
+        # connection, its response being half-written).
+        self._IMAP4Server__ebFetch(failure, self.fetch_tag)
 
     def lookupCommand(self, cmd: bytes) -> Any:
         found = super().lookupCommand(cmd)
@@ -1345,6 +1374,7 @@ class MssIMAP(imap4.IMAP4Server):
     select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_flaglist)
 
     def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
+        self.fetch_tag = tag  # for _IMAP4Server__ebSpewMessage, which Twisted calls without it
         if any(p < 0 for item in query if item.type == "body" and item.part for p in item.part):
             # Twisted reads BODY[0] as part -1: section-part is nz-number (RFC 3501 §9)
             self.sendBadResponse(tag, b"Illegal syntax: body part numbers start at 1")
@@ -1372,7 +1402,11 @@ class MssIMAP(imap4.IMAP4Server):
 
     def spew_body(self, part: Any, id: int, msg: Any, _w: Any = None, _f: Any = None) -> Any:
         if not (part.header or part.text or part.mime or part.empty):
-            return super().spew_body(part, id, msg, _w, _f)  # BODY: the non-extended structure
+            if part.part:
+                return super().spew_body(part, id, msg, _w, _f)
+            structure = _imap_strings(imap4.getBodyStructure(msg))  # BODY: the non-extended structure
+            (_w or self.transport.write)(b"BODY " + imap4.collapseNestedLists([structure]))
+            return None
         _w = _w or self.transport.write
         path = [p + 1 for p in part.part]
         section = b".".join(b"%d" % p for p in path)
@@ -1400,6 +1434,35 @@ class MssIMAP(imap4.IMAP4Server):
             origin = b"<%d>" % part.partialBegin  # RFC 3501 §7.4.2: the response gives the origin octet only
         _w(b"BODY[" + section + b"]" + origin + b" " + self._literal_or_nil(data))
         return None
+
+    def spew_envelope(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        envelope = _imap_strings(imap4.getEnvelope(msg))
+        (_w or self.transport.write)(b"ENVELOPE " + imap4.collapseNestedLists([envelope]))
+
+    def spew_bodystructure(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        structure = _imap_strings(imap4.getBodyStructure(msg, True))
+        (_w or self.transport.write)(b"BODYSTRUCTURE " + imap4.collapseNestedLists([structure]))
+
+    def spewMessage(self, id: int, msg: Any, query: list, uid: int) -> defer.Deferred:
+        """One message's FETCH response, rendered whole before any of it is sent. Twisted wrote it item by item: an
+        error in the middle (a structure it could not describe) left a half-written response that only closing the
+        connection could end. Now nothing of that message is sent and the FETCH ends with a tagged NO (earlier
+        messages' responses are complete), see _IMAP4Server__ebSpewMessage."""
+        items: list[bytes] = []
+        try:
+            for item in query:
+                chunk: list[bytes] = []
+                if item.type == "body":
+                    self.spew_body(item, id, msg, chunk.append, None)
+                else:
+                    getattr(self, "spew_" + item.type)(id, msg, chunk.append, None)
+                items.append(b"".join(chunk))
+            if uid and not any(item.type == "uid" for item in query):
+                items.append(b"UID %d" % msg.getUID())
+        except Exception:
+            return defer.fail()
+        self.transport.write(b"* %d FETCH (%b)\r\n" % (id, b" ".join(items)))
+        return defer.succeed(None)
 
     def spew_rfc822(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
         (_w or self.transport.write)(b"RFC822 " + self._literal_or_nil(msg.raw))

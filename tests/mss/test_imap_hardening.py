@@ -536,3 +536,59 @@ def test_list_patterns_match_whole_names_quickly(mss):
     assert time.monotonic() - started < 2
     still_usable(raw)
     raw.close()
+
+
+# FETCH of structures Twisted could not describe: answered, or a tagged NO, never a half-written response and a close
+
+MALFORMED = [
+    b"Subject: point-virgule final\r\nContent-Type: text/plain; charset=utf-8;\r\n\r\ncorps\r\n",
+    b"Subject: parametres casses\r\nContent-Type: text/plain;;; x\r\n"
+    b"Content-Disposition: attachment; filename*=utf-8''%ff%fe\r\n\r\ncorps\r\n",
+    "From: Élodie Dupré <elodie.dupre@medecin.mssante.fr>\r\nSubject: Résultat d'analyse\r\n\r\ncorps\r\n".encode(),
+    b"Subject: piece au nom accentue\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\ntexte\r\n'
+    b'--b\r\nContent-Type: application/pdf; name="R\xc3\xa9sultat.pdf"\r\n'
+    b'Content-Disposition: attachment; filename="R\xc3\xa9sultat.pdf"\r\n\r\n%PDF-1.4\r\n--b--\r\n',
+]
+
+
+def test_fetch_structures_of_malformed_and_8bit_messages(mss):
+    raw = RawImap(mss)
+    raw.login()
+    for n, message in enumerate(MALFORMED):
+        raw.send(b"a%d APPEND INBOX {%d}" % (n, len(message)))
+        assert raw.line().startswith(b"+ ")
+        raw.send(message)
+        assert raw.until_tagged(b"a%d" % n)[-1].startswith(b"a%d OK" % n)
+    assert raw.command(b"s1 SELECT INBOX")[-1].startswith(b"s1 OK")
+    lines = raw.command(b"f1 FETCH 1:* (ENVELOPE BODYSTRUCTURE BODY)")
+    assert lines[-1].startswith(b"f1 OK"), lines
+    assert [line.split(b" ", 2)[1] for line in lines[:-1]] == [b"1", b"2", b"3", b"4"], lines
+    joined = b"\r\n".join(lines)
+    assert "Résultat d'analyse".encode() in joined and "Élodie Dupré".encode() in joined  # 8-bit: as literals
+    assert "Résultat.pdf".encode() in joined
+    still_usable(raw)
+    raw.close()
+
+
+def test_an_error_while_rendering_a_fetch_is_a_tagged_no(mss, monkeypatch):
+    inject_for_kit(mss)
+    inject_for_kit(mss)
+    raw = selected(mss)
+    calls = []
+
+    def flags_once_then_boom(message: object) -> list[str]:
+        calls.append(message)
+        if len(calls) > 1:
+            raise RuntimeError("secret-internal-detail")
+        return []
+
+    monkeypatch.setattr("simulators.mss.imap.StoredMessage.getFlags", flags_once_then_boom)
+    lines = raw.command(b"f1 FETCH 1:2 (UID FLAGS)")
+    assert lines[-1].startswith(b"f1 NO [SERVERBUG]"), lines
+    assert len(lines) == 2 and lines[0].startswith(b"* 1 FETCH (UID ") and lines[0].endswith(b")"), lines
+    assert_clean(lines)
+    monkeypatch.undo()
+    still_usable(raw)
+    assert raw.command(b"f2 FETCH 2 (FLAGS)")[-1].startswith(b"f2 OK")
+    raw.close()
