@@ -1366,6 +1366,10 @@ class MssIMAP(imap4.IMAP4Server):
     select_UNSELECT = (do_UNSELECT,)
 
     def do_STORE(self, tag: bytes, messages: Any, mode: bytes, flags: Any, uid: int = 0) -> None:
+        if not re.fullmatch(rb"[+-]?FLAGS(\.SILENT)?", mode, re.IGNORECASE):
+            # store-att-flags (RFC 3501 §9); Twisted took any other word for FLAGS and replaced the flags
+            self.sendBadResponse(tag, b"Illegal syntax: FLAGS, +FLAGS or -FLAGS expected (.SILENT optional)")
+            return
         if self.mbox is not None and self.mbox.readonly:
             self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox opened with EXAMINE: flags cannot be changed")
             return

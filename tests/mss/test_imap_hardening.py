@@ -120,6 +120,8 @@ def test_authentication_error_is_a_tagged_no(mss, monkeypatch):
         b"FETCH 1:*:* FLAGS",
         b'COPY 1 "a\\"b" extra',
         b"UID FOO 1",
+        b"STORE 1 FOO (\\Deleted)",  # Twisted replaced the flags
+        b"UID STORE 1 FLAGSX (\\Deleted)",
     ],
 )
 def test_invalid_arguments_are_bad_in_protocol_terms(mss, command):
@@ -131,6 +133,7 @@ def test_invalid_arguments_are_bad_in_protocol_terms(mss, command):
     assert_clean(lines)
     still_usable(raw)
     raw.close()
+    assert mss.inbox(KIT_BAL)[0]["flags"] == []
 
 
 # Literals (RFC 3501 §4.3, RFC 7888 non-synchronising "{N+}"): sizes bounded before anything is read
