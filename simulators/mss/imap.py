@@ -31,12 +31,15 @@ import contextlib
 import copy
 import io
 import json
+import re
 import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import format_datetime
+from datetime import UTC, date, datetime
+from email import message_from_bytes, policy
+from email.parser import HeaderParser
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from twisted.cred.error import UnauthorizedLogin
@@ -104,11 +107,12 @@ class Part:
 
     def getHeaders(self, negate: bool, *names: Any) -> dict[str, str]:
         # Parsed values, for BODYSTRUCTURE, ENVELOPE and SEARCH; FETCH of header bytes uses wire.imap_section.
+        # 8-bit values are read as UTF-8 (RFC 6532), not as U+FFFD per octet.
         wanted = {_text(n).lower() for n in names}
         out: dict[str, str] = {}
-        for key, value in self.msg.items():
+        for key, value in HeaderParser().parsestr(_decoded(self.header)).items():
             if (key.lower() in wanted) != bool(negate):
-                out[key.lower()] = str(value)
+                out[key.lower()] = _clean_params(value) if key.lower() == "content-type" else str(value)
         return out
 
     def getBodyFile(self) -> io.BytesIO:
@@ -136,6 +140,7 @@ class StoredMessage(Part):
         self.uid = row["uid"]
         self.flags = json.loads(row["flags"]) + (["\\Recent"] if recent else [])
         self.internal = row["internal_date"]
+        self._search_texts: dict[bool, str] = {}  # search_text's, per header flag: one parse per SEARCH
 
     def open(self) -> io.BytesIO:
         return io.BytesIO(self.raw)  # RFC822 / BODY[]: the stored bytes
@@ -148,6 +153,64 @@ class StoredMessage(Part):
 
     def getInternalDate(self) -> str:
         return format_datetime(datetime.fromtimestamp(self.internal, UTC))
+
+    def search_text(self, *, header: bool) -> str:
+        """What SEARCH BODY (header=False) or TEXT (header=True) looks into, casefolded (RFC 3501 §6.4.4: the
+        match is a case-insensitive substring): the stored bytes of the body (of the header too for TEXT) and,
+        as users expect of a server, the decoded content of the text parts (quoted-printable, base64, charsets)
+        and, for TEXT, the header values with their encoded words (RFC 2047) decoded."""
+        if header not in self._search_texts:
+            texts = [_decoded(self.body)]
+            parsed = message_from_bytes(self.raw, policy=policy.default)
+            for part in parsed.walk():
+                if part.get_content_maintype() == "text":
+                    with contextlib.suppress(Exception):  # a part the email package cannot decode: raw bytes only
+                        texts.append(part.get_content())
+            if header:
+                texts.append(_decoded(self.header))
+                for name, value in parsed.items():
+                    with contextlib.suppress(Exception):
+                        texts.append(f"{name}: {value}")
+            self._search_texts[header] = "\n".join(texts).casefold()
+        return self._search_texts[header]
+
+
+def _internal_day(msg: StoredMessage) -> date:
+    return datetime.fromtimestamp(msg.internal, UTC).date()
+
+
+def _clean_params(value: str) -> str:
+    """A Content-Type without its parameters that have no "=": Twisted's BODYSTRUCTURE made a dict of every
+    ";"-separated piece and broke on any other (a trailing ";" included)."""
+    first, *params = value.split(";")
+    return ";".join([first, *(p for p in params if "=" in p)])
+
+
+class _Literal8:
+    """A string with 8-bit characters in ENVELOPE or BODYSTRUCTURE, sent as a literal of its UTF-8 octets (quoted
+    strings are 7-bit, RFC 3501 §4.3; Twisted's collapseNestedLists sends objects with read() as literals, and
+    failed on any non-ASCII str: the FETCH response was left half-written and the connection closed)."""
+
+    def __init__(self, text: str) -> None:
+        self.data = text.encode("utf-8")
+
+    def read(self) -> bytes:
+        return self.data
+
+
+def _imap_strings(item: Any) -> Any:
+    if isinstance(item, str) and not item.isascii():
+        return _Literal8(item)
+    if isinstance(item, list | tuple):
+        return [_imap_strings(i) for i in item]
+    return item
+
+
+def _decoded(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 @dataclass
@@ -256,7 +319,11 @@ class Folder:
         raise imap4.MailboxException("les dossiers du banc ne peuvent pas etre supprimes")
 
     def requestStatus(self, names: list[Any]) -> dict:
-        return imap4.statusRequestHelper(self, [_text(n).upper() for n in names])
+        items = [_text(n).upper() if isinstance(n, bytes | str) else "" for n in names]
+        unknown = [i for i in items if i not in ("MESSAGES", "RECENT", "UIDNEXT", "UIDVALIDITY", "UNSEEN")]
+        if unknown or not items:  # status-att of RFC 3501 §9 (Twisted's helper raised KeyError)
+            raise imap4.IllegalClientResponse("STATUS items expected: MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN")
+        return imap4.statusRequestHelper(self, items)
 
     def addListener(self, listener: Any) -> None:
         self.listeners.append(listener)
@@ -267,8 +334,13 @@ class Folder:
 
     def addMessage(self, message: Any, flags: Any = (), date: Any = None) -> defer.Deferred:
         data = message.read() if hasattr(message, "read") else bytes(message)
-        uid = self.model.store_message(self.address, self.name, data, origin="imap-append",
-                                       flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"])
+        uid = self.model.store_message(
+            self.address,
+            self.name,
+            data,
+            origin="imap-append",
+            flags=[_text(f) for f in flags or () if _text(f) != "\\Recent"],
+        )
         return defer.succeed(uid)
 
     def expunge(self) -> list[int]:
@@ -299,8 +371,10 @@ class Folder:
         return [(seq, rows[u]) for seq, u in enumerate(view, start=1) if seq in messages and u in rows]
 
     def fetch(self, messages: Any, uid: bool) -> list[tuple[int, StoredMessage]]:
-        return [(seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
-                for seq, r in self._select(messages, uid)]
+        return [
+            (seq, StoredMessage(self.model, r, recent=r["uid"] in self.recent))
+            for seq, r in self._select(messages, uid)
+        ]
 
     def store(self, messages: Any, flags: Any, mode: int, uid: bool) -> dict[int, list[str]]:
         if self.readonly:
@@ -333,6 +407,30 @@ class Folder:
 
     def close(self) -> None:
         pass
+
+
+def _list_match(pattern: str, name: str, delimiter: str = "/") -> bool:
+    """LIST pattern against a whole mailbox name (RFC 3501 §6.3.8: "*" any characters, "%" any but the hierarchy
+    delimiter), without regard to case like SELECT here. Twisted's regular expression matched a prefix ("S" listed
+    Sent) and backtracked polynomially in adjacent wildcards (hundreds held the event loop for hours); this walks
+    the name once per pattern character: the positions of the name the pattern so far can reach."""
+    pattern, name = pattern.casefold(), name.casefold()
+    reach = {0}
+    for char in pattern:
+        if char == "*":
+            reach = set(range(min(reach), len(name) + 1))
+        elif char == "%":
+            grown = set(reach)
+            for at in reach:
+                while at < len(name) and name[at] != delimiter:
+                    at += 1
+                    grown.add(at)
+            reach = grown
+        else:
+            reach = {at + 1 for at in reach if at < len(name) and name[at] == char}
+        if not reach:
+            return False
+    return len(name) in reach
 
 
 @implementer(IAccountIMAP, INamespacePresenter)
@@ -376,9 +474,12 @@ class Account:
         pass
 
     def listMailboxes(self, ref: Any, wildcard: Any) -> list[tuple[str, Folder]]:
-        pattern = imap4.wildcardToRegexp(_text(ref) + _text(wildcard), "/")
-        return [(name, Folder(self.model, self.session.mailbox, name))
-                for name in self.model.folders(self.session.mailbox) if pattern.match(name)]
+        pattern = _text(ref) + _text(wildcard)
+        return [
+            (name, Folder(self.model, self.session.mailbox, name))
+            for name in self.model.folders(self.session.mailbox)
+            if _list_match(pattern, name)
+        ]
 
     def getPersonalNamespaces(self) -> list:
         return [[b"", b"/"]]
@@ -465,8 +566,9 @@ class Portal:
         def failed(failure: Failure) -> Failure:
             if failure.check(AuthError):
                 server.auth_failure = failure.value.reason
-                server.oauth_error = (wire.oauth_error_json(failure.value.reason)
-                                      if failure.check(_TokenRefused) else None)
+                server.oauth_error = (
+                    wire.oauth_error_json(failure.value.reason) if failure.check(_TokenRefused) else None
+                )
                 return Failure(UnauthorizedLogin(failure.value.reason))
             return failure
 
@@ -499,10 +601,183 @@ def _text_search_args(query: list) -> list:
     return out
 
 
+# SEARCH keys (RFC 3501 §6.4.4, search-key of §9). Twisted evaluates the keys as it finds them: an unknown key, a
+# missing or malformed argument broke in the middle of the evaluation (IndexError, ValueError…) and NOT/OR/()
+# chains recursed until RecursionError. The keys are checked against the grammar before anything runs (BAD) and
+# their nesting is bounded.
+_SEARCH_FLAG_KEYS = {
+    b"ALL", b"ANSWERED", b"DELETED", b"DRAFT", b"FLAGGED", b"NEW", b"OLD", b"RECENT", b"SEEN",
+    b"UNANSWERED", b"UNDELETED", b"UNDRAFT", b"UNFLAGGED", b"UNSEEN",
+}  # fmt: skip
+_SEARCH_STRING_KEYS = {b"BCC", b"BODY", b"CC", b"FROM", b"SUBJECT", b"TEXT", b"TO", b"KEYWORD", b"UNKEYWORD"}
+_SEARCH_DATE_KEYS = {b"BEFORE", b"ON", b"SINCE", b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+_SEARCH_DATE = re.compile(rb"(\d{1,2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{4})", re.IGNORECASE)
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+SEARCH_MAX_DEPTH = 100  # NOT / OR / parentheses: far beyond what clients send, far below Python's recursion limit
+
+
+def _search_day(arg: Any) -> date:
+    """A SEARCH date argument (date-text of RFC 3501 §9: d-Mon-yyyy)."""
+    found = _SEARCH_DATE.fullmatch(arg.encode() if isinstance(arg, str) else arg)
+    try:
+        if found is None:
+            raise ValueError(arg)
+        return date(int(found[3]), _MONTHS.index(found[2].decode().lower()) + 1, int(found[1]))
+    except ValueError:
+        raise imap4.IllegalClientResponse("SEARCH: date expected (d-Mon-yyyy)") from None
+
+
+def _sent_day(msg: Part) -> date | None:
+    """The day of the Date header as written (its own zone); None without a readable one."""
+    value = msg.msg.get("Date")
+    try:
+        return parsedate_to_datetime(str(value)).date() if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_search_keys(keys: list, depth: int = 0) -> None:
+    if not keys:
+        raise imap4.IllegalClientResponse("SEARCH: search key expected")
+    at = 0
+    while at < len(keys):
+        at = _check_search_key(keys, at, depth)
+
+
+def _check_search_key(keys: list, at: int, depth: int) -> int:
+    """Check the search key at keys[at]; the index of the next one."""
+    if depth > SEARCH_MAX_DEPTH:
+        raise imap4.IllegalClientResponse(f"SEARCH keys nested more than {SEARCH_MAX_DEPTH} deep")
+    if at >= len(keys):
+        raise imap4.IllegalClientResponse("SEARCH: search key expected")
+    key = keys[at]
+    if isinstance(key, list):
+        _check_search_keys(key, depth + 1)
+        return at + 1
+    word = key.upper()
+
+    def argument(offset: int = 1) -> bytes:
+        if at + offset >= len(keys) or not isinstance(keys[at + offset], bytes):
+            raise imap4.IllegalClientResponse(f"SEARCH {_text(word)}: argument expected")
+        return keys[at + offset]
+
+    if word in _SEARCH_FLAG_KEYS:
+        return at + 1
+    if word in _SEARCH_STRING_KEYS:
+        argument()
+        return at + 2
+    if word in _SEARCH_DATE_KEYS:
+        _search_day(argument())
+        return at + 2
+    if word in (b"LARGER", b"SMALLER"):
+        if not re.fullmatch(rb"\d{1,20}", argument()):
+            raise imap4.IllegalClientResponse(f"SEARCH {_text(word)}: number expected")
+        return at + 2
+    if word == b"HEADER":
+        argument(1), argument(2)
+        return at + 3
+    if word == b"UID":
+        imap4.parseIdList(argument())  # IllegalIdentifierError: BAD
+        return at + 2
+    if word == b"NOT":
+        return _check_search_key(keys, at + 1, depth + 1)
+    if word == b"OR":
+        return _check_search_key(keys, _check_search_key(keys, at + 1, depth + 1), depth + 1)
+    if word[:1].isdigit() or word[:1] == b"*":
+        imap4.parseIdList(word)  # a sequence set
+        return at + 1
+    raise imap4.IllegalClientResponse("unknown SEARCH key")
+
 
 def _sets_seen(item: Any) -> bool:
-    return (item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)) \
-        or item.type in ("rfc822", "rfc822text")
+    return (
+        item.type == "body" and not item.peek and bool(item.header or item.text or item.mime or item.empty)
+    ) or item.type in ("rfc822", "rfc822text")
+
+
+# Errors and their answers. Twisted answers most failures with "Server error: " + str(exception) (or the errback
+# itself breaks and no tagged reply comes at all): exception texts, reprs of client bytes and internal details
+# reached the client. Here every failure goes through MssIMAP._command_failed: the exceptions that *are* IMAP
+# answers keep their text (Twisted's syntax messages, the bench's refusals), anything else is a server bug.
+_SYNTAX_ERRORS = (
+    imap4.IllegalClientResponse,
+    imap4.IllegalQueryError,
+    imap4.IllegalIdentifierError,
+    imap4.MismatchedNesting,
+    imap4.MismatchedQuoting,
+)  # BAD (RFC 3501 §7.1.3)
+_REFUSALS = (imap4.IllegalOperation, imap4.IllegalMailboxEncoding, imap4.MailboxException)  # NO (§7.1.2)
+_BYTES_REPR = re.compile(r"""\s*:?\s*\bb['"].*$""", re.DOTALL)  # Twisted appends repr(client bytes) to messages
+SERVER_BUG = b"[SERVERBUG] Erreur interne du simulateur, commande non executee (detail dans son log)"
+
+
+# Literals (RFC 3501 §4.3 "{N}", RFC 7888 non-synchronising "{N+}"). The size is a number (RFC 9051 number64: 20
+# digits at most); "{-1}", "{1x}" or an empty size are syntax errors.
+_LITERAL = re.compile(rb"\{(\d{1,20})(\+?)\}")
+_NON_SYNC_END = re.compile(rb"\{([^{}]*)\+\}$")  # what looks like a non-synchronising literal ending a line
+DEFAULT_MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # the default of the max_message_bytes setting, as SMTP's
+
+
+class _LiteralTooBig(imap4.IllegalClientResponse):
+    """A literal announced beyond the bound of its argument: refused before any of it is read."""
+
+    def __init__(self, size: int, limit: int, sync: bool) -> None:
+        super().__init__(f"literal of {size} octets refused: at most {limit}")
+        self.size, self.limit, self.sync = size, limit, sync
+
+
+def _close_literal(data: Any) -> None:
+    """Close the file a literal was read into (Twisted's LiteralFile: BytesIO or TemporaryFile; a LiteralString
+    holds a list)."""
+    close = getattr(data, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
+class _Discard:
+    """The octets of a non-synchronising literal no argument took (the command was refused): read and dropped, so
+    that none of them is taken for a command. Same interface as Twisted's LiteralString/LiteralFile."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def write(self, data: bytes) -> bytes | None:
+        if len(data) < self.size:
+            self.size -= len(data)
+            return None
+        rest, self.size = data[self.size :], 0
+        return rest
+
+
+class _UnparsedArguments(imap4.IllegalClientResponse):
+    """An argument parser of Twisted's broke on the client's input (e.g. a FETCH list nested too deep)."""
+
+
+def _wire_text(text: str, fallback: str) -> bytes:
+    """An exception's message as IMAP resp-text: no repr of client bytes, ASCII, one line, bounded."""
+    text = _BYTES_REPR.sub("", text)
+    text = " ".join(wire.ascii_text(text).decode("ascii").split())
+    text = "".join(c for c in text if " " <= c <= "~")[:200].strip()
+    return (text or fallback).encode("ascii")
+
+
+def _guarded(parser: Callable[[Any, bytes], Any], command: bytes) -> Callable[[Any, bytes], Any]:
+    """A Twisted argument parser whose unexpected exceptions are a syntax error of the client's (BAD), not a server
+    error: they come from input the parser did not foresee (bare Exception, ValueError, RecursionError…)."""
+
+    def parse(server: Any, line: bytes) -> Any:
+        try:
+            return parser(server, line)
+        except imap4.IMAP4Exception:
+            raise
+        except Exception as exc:
+            server.sim.logger.info(
+                "IMAP %s: arguments not understood (%s)", command.decode("ascii", "replace"), type(exc).__name__
+            )
+            raise _UnparsedArguments(command.decode("ascii", "replace") + " arguments not understood") from exc
+
+    return parse
 
 
 class _Timer:
@@ -561,6 +836,9 @@ class MssIMAP(imap4.IMAP4Server):
         self.auth_failure: str | None = None
         self.oauth_error: bytes | None = None  # RFC 7628 error JSON of the last refused token
         self.pending: dict[bytes, _Pending] = {}
+        self.literal_taken = False  # whether the line being parsed announced a literal an argument took
+        self.hung_up = False  # BYE sent on a protocol violation: nothing more is read
+        self.fetch_tag = b"*"  # the tag of the FETCH being answered
         self._idle_timer: asyncio.TimerHandle | None = None
         self.timeOut = int(front.ctx.config.settings.get("imap_timeout_s", 60))
 
@@ -594,6 +872,7 @@ class MssIMAP(imap4.IMAP4Server):
             cap.pop(b"AUTH", None)  # no mechanism is usable before STARTTLS: none is advertised (RFC 9051 §6.2.1)
         if b"AUTH" in cap:
             cap[b"SASL-IR"] = None  # AUTHENTICATE <mechanism> <initial response> (RFC 4959)
+        cap[b"APPENDLIMIT"] = [b"%d" % self.front.max_message_bytes]  # RFC 7889: the bound APPEND applies
         return cap
 
     def connectionMade(self) -> None:
@@ -605,8 +884,9 @@ class MssIMAP(imap4.IMAP4Server):
     def do_AUTHENTICATE(self, tag: bytes, args: bytes | None) -> None:
         if self.front.require_tls and not self.startedTLS:
             # A bearer token must never cross the network in clear: the same rule as SMTP's AUTH before STARTTLS.
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : "
-                                           b"chiffrez la connexion d'abord")
+            self.sendNegativeResponse(
+                tag, b"[PRIVACYREQUIRED] AUTHENTICATE refuse avant STARTTLS : chiffrez la connexion d'abord"
+            )
             return
         mechanism, _, initial = (args or b"").strip().partition(b" ")
         mechanism, initial = mechanism.upper(), initial.strip()
@@ -638,7 +918,8 @@ class MssIMAP(imap4.IMAP4Server):
             self._setupChallenge(chal, tag)
         else:
             self.portal.login(chal, None, IAccountIMAP).addCallbacks(
-                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None)
+                self._IMAP4Server__cbAuthResp, self._IMAP4Server__ebAuthResp, (tag,), None, (tag,), None
+            )
 
     def authenticateLogin(self, user: bytes, passwd: bytes) -> Any:
         creds = imap4.credentials.UsernamePassword(user, passwd)
@@ -646,8 +927,11 @@ class MssIMAP(imap4.IMAP4Server):
 
     def do_LOGIN(self, tag: bytes, user: bytes, passwd: bytes) -> None:
         if not self.front.legacy:
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] LOGIN desactive : AUTHENTICATE XOAUTH2 ou "
-                                           b"OAUTHBEARER avec un jeton Pro Sante Connect")
+            self.sendNegativeResponse(
+                tag,
+                b"[PRIVACYREQUIRED] LOGIN desactive : AUTHENTICATE XOAUTH2 ou "
+                b"OAUTHBEARER avec un jeton Pro Sante Connect",
+            )
             return
         super().do_LOGIN(tag, user, passwd)
 
@@ -673,8 +957,7 @@ class MssIMAP(imap4.IMAP4Server):
                 return
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
         else:
-            self.sim.logger.error("IMAP authentication error: %s", failure.getErrorMessage())
-            self.sendBadResponse(tag, b"Server error: login failed unexpectedly")
+            self._command_failed(failure, tag)
 
     def _oauth_error_answered(self, line: bytes, tag: bytes, reason: bytes) -> None:
         if line.strip() == b"*":
@@ -682,8 +965,9 @@ class MssIMAP(imap4.IMAP4Server):
         else:
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] " + reason)
 
-    def _IMAP4Server__cbManualSearch(self, result: list, tag: bytes, mbox: Any, query: Any, uid: int,
-                                     searchResults: Any = None) -> None:
+    def _IMAP4Server__cbManualSearch(
+        self, result: list, tag: bytes, mbox: Any, query: Any, uid: int, searchResults: Any = None
+    ) -> None:
         query = _text_search_args(query)
         found = []
         last_seq = result and result[-1][0]
@@ -693,6 +977,256 @@ class MssIMAP(imap4.IMAP4Server):
                 found.append(b"%d" % (msg.getUID() if uid else seq,))
         self.sendUntaggedResponse(b"SEARCH " + b" ".join(found) if found else b"SEARCH")
         self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    def do_SEARCH(self, tag: bytes, charset: bytes | None, query: list, uid: int = 0) -> None:
+        if charset is not None and _text(charset).upper() not in ("US-ASCII", "UTF-8"):
+            self.sendNegativeResponse(tag, b"[BADCHARSET (US-ASCII UTF-8)] charset not supported")  # RFC 3501 §6.4.4
+            return
+        super().do_SEARCH(tag, charset, query, uid)
+
+    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+
+    def arg_searchkeys(self, line: bytes) -> Any:
+        return self._search_keys(b"", line or b"")
+
+    def _search_keys(self, done: bytes, line: bytes) -> Any:
+        """SEARCH strings may be literals (8-bit ones must be, RFC 3501 §6.4.4), which Twisted never read (the
+        client waited for a continuation, or its literal was taken for an empty string). Each is read through the
+        bounded literal path, then written back where it was, as "{N}" CRLF octets, the form parseNestedParens
+        reads; the keys are parsed once the line is complete."""
+        end = re.search(rb"\{(\d{1,20})(\+?)\}$", line)
+        if end is None:
+            if re.search(rb"\{[^{}]*\}$", line):
+                raise imap4.IllegalClientResponse("malformed literal: {<number>} or {<number>+} expected")
+            try:
+                keys = imap4.parseNestedParens(done + line)
+            except imap4.IMAP4Exception:
+                raise
+            except Exception as exc:  # ValueError, RecursionError (parentheses thousands deep)
+                raise imap4.IllegalClientResponse("malformed SEARCH keys") from exc
+            _check_search_keys(keys)
+            return (keys, b"")
+        head = done + line[: end.start()] + b"{%s}\r\n" % end[1]
+        d = self._stringLiteral(int(end[1]), not end[2])
+        return d.addCallback(lambda read: self._search_keys(head + read[0], read[1]))
+
+    # Twisted's BODY and TEXT compared a str with the bytes of the body file (TypeError as soon as a folder held a
+    # message), and its TEXT looked into the body only.
+    def search_BODY(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _text(query.pop(0)).casefold() in msg.search_text(header=False)
+
+    def search_TEXT(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _text(query.pop(0)).casefold() in msg.search_text(header=True)
+
+    # Dates (RFC 3501 §6.4.4): the internal date (UTC here) for BEFORE/ON/SINCE, the Date header for SENT*, as
+    # days, time and zone disregarded. Twisted matched a str pattern on the bytes argument (TypeError), compared
+    # whole time tuples for ON (a message matched only at midnight) and broke on a message without Date.
+    def search_BEFORE(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _internal_day(msg) < _search_day(query.pop(0))
+
+    def search_ON(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _internal_day(msg) == _search_day(query.pop(0))
+
+    def search_SINCE(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _internal_day(msg) >= _search_day(query.pop(0))  # "within or later than"
+
+    def search_SENTBEFORE(self, query: list, id: int, msg: StoredMessage) -> bool:
+        day, sent = _search_day(query.pop(0)), _sent_day(msg)
+        return sent is not None and sent < day
+
+    def search_SENTON(self, query: list, id: int, msg: StoredMessage) -> bool:
+        day, sent = _search_day(query.pop(0)), _sent_day(msg)
+        return sent is not None and sent == day
+
+    def search_SENTSINCE(self, query: list, id: int, msg: StoredMessage) -> bool:
+        day, sent = _search_day(query.pop(0)), _sent_day(msg)
+        return sent is not None and sent >= day
+
+    # Sizes are RFC822.SIZE (RFC 3501 §6.4.4), Twisted's the body's; keywords are flags the store keeps ($MDNSent),
+    # Twisted's KEYWORD was always false. Keywords compare without case (RFC 3501 is silent: the bench's choice).
+    def search_LARGER(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return len(msg.raw) > int(query.pop(0))
+
+    def search_SMALLER(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return len(msg.raw) < int(query.pop(0))
+
+    def search_KEYWORD(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return _text(query.pop(0)).lower() in {f.lower() for f in msg.getFlags()}
+
+    def search_UNKEYWORD(self, query: list, id: int, msg: StoredMessage) -> bool:
+        return not self.search_KEYWORD(query, id, msg)
+
+    # ------------------------------------------------------------------------------------ literals
+    # Twisted parses "{N}" with int() (so "{-1}" waited forever for -1 octets and "{N+}" was a syntax error whose
+    # octets were then run as commands) and bounds only string literals. Here every literal marker is parsed
+    # strictly and bounded before anything is read: APPEND's message by max_message_bytes, other strings by
+    # _literalStringLimit (4096, Twisted's). "{N+}" (RFC 7888) is read without a continuation request although
+    # LITERAL+ is not advertised: its octets are on their way whatever the server says.
+    def _literal_marker(self, arg: bytes) -> tuple[int, bool] | None:
+        """(size, synchronising) of the literal an argument announces; None if the argument is not a literal."""
+        if not arg.startswith(b"{"):
+            return None
+        found = _LITERAL.fullmatch(arg)
+        if found is None:
+            raise imap4.IllegalClientResponse("malformed literal: {<number>} or {<number>+} expected")
+        return int(found[1]), not found[2]
+
+    def arg_astring(self, line: bytes, final: bool = False) -> Any:
+        marker = self._literal_marker((line or b"").strip())
+        if marker is None:
+            return super().arg_astring(line, final)
+        size, sync = marker
+        if final and not size:
+            return (b"", b"")
+        return self._stringLiteral(size, sync)
+
+    def arg_literal(self, line: bytes) -> Any:
+        marker = self._literal_marker((line or b"").strip())
+        if marker is None:
+            return super().arg_literal(line)  # "Missing argument", "Missing literal"
+        return self._fileLiteral(*marker)
+
+    def _stringLiteral(self, size: int, sync: bool = True) -> defer.Deferred:
+        return self._read_literal(imap4.LiteralString, size, self._literalStringLimit, sync)
+
+    def _fileLiteral(self, size: int, sync: bool = True) -> defer.Deferred:
+        return self._read_literal(imap4.LiteralFile, size, self.front.max_message_bytes, sync)
+
+    def _read_literal(self, kind: Any, size: int, limit: int, sync: bool) -> defer.Deferred:
+        if size > limit:
+            raise _LiteralTooBig(size, limit, sync)
+        d: defer.Deferred = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = kind(size, d)
+        self.literal_taken = True
+        if sync:
+            self.sendContinuationRequest(b"Ready for %d octets" % size)
+        self.setRawMode()
+        return d
+
+    def _skip_literal(self, line: bytes) -> None:
+        """After a line ending with "{N+}" whose literal no argument took: drop its N octets and the rest of the
+        command line (see _Discard); an unreadable size cannot be skipped: BYE."""
+        if self.literal_taken or self.hung_up:
+            return
+        found = _NON_SYNC_END.search(line)
+        if found is None:
+            return
+        size = int(found[1]) if re.fullmatch(rb"\d{1,20}", found[1]) else None
+        if size is None or size > self.front.max_message_bytes:
+            self._hang_up(b"* BYE Litteral non synchronisant illisible ou trop grand : connexion fermee")
+            return
+        self._pendingLiteral = _Discard(size)
+        self.parseState = "discard"
+        self.setRawMode()
+
+    def parse_discard(self, line: bytes) -> None:
+        self.parseState = "command"  # the rest of the refused command's line: dropped (it may announce another)
+
+    def _hang_up(self, bye: bytes) -> None:
+        """BYE and close, and nothing more read: octets already received are not taken for commands."""
+        if self.hung_up:
+            return
+        self.hung_up = True
+        self.sendLine(bye)
+        self.clearLineBuffer()
+        self.paused = True  # LineReceiver.dataReceived stops at once
+        self.bridge.close()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Twisted closed without a word: say why (BYE, RFC 3501 §7.1.5). 16384 octets (LineReceiver.MAX_LENGTH)
+        # are twice the 8192 RFC 7162 §4 asks servers to accept, and hold a PSC token's AUTHENTICATE line.
+        self._hang_up(b"* BYE Ligne de commande trop longue (%d octets au plus) : connexion fermee" % self.MAX_LENGTH)
+
+    # ------------------------------------------------------------------------------------ errors
+    def _command_failed(self, failure: Failure, tag: bytes, *_: Any) -> None:
+        """The one error path of every command (see _SYNTAX_ERRORS): BAD for syntax, NO for a refusal, each with
+        its protocol text; any other exception is logged with its traceback and answered NO [SERVERBUG] (RFC 5530)
+        with a fixed text. The session goes on."""
+        exc = failure.value
+        if isinstance(exc, _LiteralTooBig):
+            text = b"[TOOBIG] " + _wire_text(str(exc), "literal too big")
+            if exc.sync:  # no continuation was sent: the client keeps its octets (RFC 3501 §7.5; TOOBIG: RFC 7889)
+                self.sendNegativeResponse(tag, text)
+            else:  # the octets are on their way: RFC 7888 lets the server close rather than read them all
+                self.sendBadResponse(tag, text)
+                self._hang_up(b"* BYE [TOOBIG] Litteral non synchronisant trop grand : connexion fermee")
+        elif isinstance(exc, _SYNTAX_ERRORS):
+            self.sendBadResponse(tag, b"Illegal syntax: " + _wire_text(str(exc), "malformed command arguments"))
+        elif isinstance(exc, _REFUSALS):
+            self.sendNegativeResponse(tag, _wire_text(str(exc), "operation refusee"))
+        else:
+            pending = self.pending.get(tag)
+            self.sim.logger.error(
+                "IMAP %s: internal error\n%s", pending.operation if pending else tag, failure.getTraceback()
+            )
+            self.sendNegativeResponse(tag, SERVER_BUG)
+
+    # Twisted's errbacks, all of them through _command_failed (same arguments: failure, tag[, …]).
+    _IMAP4Server__ebDispatch = _command_failed
+    _IMAP4Server__ebAuthChunk = _command_failed
+    _ebListWork = _command_failed
+    _ebStatusGotMailbox = _command_failed
+    _IMAP4Server__ebStatus = _command_failed
+    _ebAppendGotMailbox = _command_failed
+    _IMAP4Server__ebAppend = _command_failed
+    _IMAP4Server__ebCheck = _command_failed
+    _IMAP4Server__ebClose = _command_failed
+    _IMAP4Server__ebExpunge = _command_failed
+    _IMAP4Server__ebSearch = _command_failed
+    _IMAP4Server__ebStore = _command_failed
+    _ebCopySelectedMailbox = _command_failed
+    _IMAP4Server__ebCopy = _command_failed
+
+    def _ebSelectWork(self, failure: Failure, cmdName: bytes, tag: bytes) -> None:
+        self._command_failed(failure, tag)
+
+    def _IMAP4Server__ebFetch(self, failure: Failure, tag: bytes) -> None:
+        if hasattr(self, "_oldTimeout"):  # what Twisted's errback does: the idle timeout suspended by do_FETCH
+            self.setTimeout(self._oldTimeout)
+            del self._oldTimeout
+        self._command_failed(failure, tag)
+        if self.blocked is not None:  # set when the FETCH began sending: later commands wait on it
+            self._unblock()
+
+    def _IMAP4Server__ebSpewMessage(self, failure: Failure) -> None:
+        # spewMessage sent nothing of the failed message: the FETCH can end with its tagged reply (Twisted closed the
+        # connection, its response being half-written).
+        self._IMAP4Server__ebFetch(failure, self.fetch_tag)
+
+    def lookupCommand(self, cmd: bytes) -> Any:
+        found = super().lookupCommand(cmd)
+        if not found:
+            return found
+        # Twisted's command tables hold its own parser functions: take this class's (same name) so that the
+        # overrides apply (arg_astring, arg_literal), each guarded.
+        parsers = (_guarded(getattr(type(self), arg.__name__, arg), cmd) if callable(arg) else arg for arg in found[1:])
+        return (found[0], *parsers)
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: int | None = None) -> None:
+        # Twisted's parse_command catches three exception classes; anything else raised by a command run at once
+        # (NOOP, EXPUNGE, …) became an untagged "* BAD Server error: …" and the command never got its tagged reply.
+        try:
+            super().dispatchCommand(tag, cmd, rest, uid)
+        except Exception:
+            self._command_failed(Failure(), tag)
+
+    def _parse(self, line: bytes) -> None:
+        """Twisted's lineReceived, with a tagged reply and the log instead of "* BAD Server error: <exception>"."""
+        if self.blocked is not None:
+            self.blocked.append(line)
+            return
+        self.resetTimeout()
+        state = self.parseState
+        self.literal_taken = False
+        try:
+            getattr(self, "parse_" + state)(line)
+        except Exception:
+            self.sim.logger.exception("IMAP: line not processed (state %s)", state)
+            words = line.split(None, 1)
+            tag = words[0] if state == "command" and words else getattr(self, "parseTag", None)
+            self.sendNegativeResponse(tag, SERVER_BUG)
+        self._skip_literal(line)
 
     # ------------------------------------------------------------------------------------ new mail, IDLE
     def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
@@ -800,15 +1334,20 @@ class MssIMAP(imap4.IMAP4Server):
         # list, and sends the *target* folder's count as EXISTS even when another folder is selected: the
         # selected folder's EXISTS comes from the announcement before the tagged reply.
         if mbox is None:
+            _close_literal(message)
             self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
             return
 
-        def failed(failure: Failure) -> None:
-            self.sim.logger.error("IMAP APPEND failed: %s", failure.getErrorMessage())
-            self.sendNegativeResponse(tag, b"APPEND failed")
+        d = defer.maybeDeferred(mbox.addMessage, message, [_text(f) for f in flags or ()], date)
 
-        d = mbox.addMessage(message, [_text(f) for f in flags or ()], date)
-        d.addCallbacks(lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), failed)
+        def released(result: Any) -> Any:
+            _close_literal(message)  # now, not at the next garbage collection
+            return result
+
+        d.addBoth(released)
+        d.addCallbacks(
+            lambda _uid: self.sendPositiveResponse(tag, b"APPEND completed"), self._command_failed, errbackArgs=(tag,)
+        )
 
     def _cbCopySelectedMailbox(self, mbox: Folder | None, tag: bytes, messages: Any, mailbox: Any, uid: int) -> None:
         if mbox is None:  # same str bug as APPEND
@@ -827,19 +1366,33 @@ class MssIMAP(imap4.IMAP4Server):
     select_UNSELECT = (do_UNSELECT,)
 
     def do_STORE(self, tag: bytes, messages: Any, mode: bytes, flags: Any, uid: int = 0) -> None:
+        if not re.fullmatch(rb"[+-]?FLAGS(\.SILENT)?", mode, re.IGNORECASE):
+            # store-att-flags (RFC 3501 §9); Twisted took any other word for FLAGS and replaced the flags
+            self.sendBadResponse(tag, b"Illegal syntax: FLAGS, +FLAGS or -FLAGS expected (.SILENT optional)")
+            return
         if self.mbox is not None and self.mbox.readonly:
             self.sendNegativeResponse(tag, b"[READ-ONLY] Mailbox opened with EXAMINE: flags cannot be changed")
             return
         super().do_STORE(tag, messages, mode, flags, uid)
 
-    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom,
-                    imap4.IMAP4Server.arg_flaglist)
+    select_STORE = (do_STORE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_flaglist)
 
     def do_FETCH(self, tag: bytes, messages: Any, query: list, uid: int = 0) -> None:
+        self.fetch_tag = tag  # for _IMAP4Server__ebSpewMessage, which Twisted calls without it
+        if any(p < 0 for item in query if item.type == "body" and item.part for p in item.part):
+            # Twisted reads BODY[0] as part -1: section-part is nz-number (RFC 3501 §9)
+            self.sendBadResponse(tag, b"Illegal syntax: body part numbers start at 1")
+            return
         # BODY[…] (not PEEK), RFC822 and RFC822.TEXT set \Seen in a read-write session; the new flags go with the
         # FETCH responses (RFC 3501 §6.4.5). Never in a read-only one (EXAMINE).
-        if (query and self.mbox is not None and not self.mbox.readonly and any(map(_sets_seen, query))
-                and self.mbox.mark_seen(messages, uid) and not any(p.type == "flags" for p in query)):
+        if (
+            query
+            and self.mbox is not None
+            and not self.mbox.readonly
+            and any(map(_sets_seen, query))
+            and self.mbox.mark_seen(messages, uid)
+            and not any(p.type == "flags" for p in query)
+        ):
             query = [*query, imap4._FetchParser.Flags()]
         super().do_FETCH(tag, messages, query, uid)
 
@@ -853,7 +1406,11 @@ class MssIMAP(imap4.IMAP4Server):
 
     def spew_body(self, part: Any, id: int, msg: Any, _w: Any = None, _f: Any = None) -> Any:
         if not (part.header or part.text or part.mime or part.empty):
-            return super().spew_body(part, id, msg, _w, _f)  # BODY: the non-extended structure
+            if part.part:
+                return super().spew_body(part, id, msg, _w, _f)
+            structure = _imap_strings(imap4.getBodyStructure(msg))  # BODY: the non-extended structure
+            (_w or self.transport.write)(b"BODY " + imap4.collapseNestedLists([structure]))
+            return None
         _w = _w or self.transport.write
         path = [p + 1 for p in part.part]
         section = b".".join(b"%d" % p for p in path)
@@ -870,13 +1427,46 @@ class MssIMAP(imap4.IMAP4Server):
             kind = "TEXT" if part.text else "MIME" if part.mime else ""
             spec, negate = kind.encode(), False
         section = section + b"." + spec if section and spec else section or spec
+        # A part the message does not have (BODY[1.2.3] of a single-part message, which has only part 1, RFC 3501
+        # §6.4.5) is NIL: RFC 3501 and RFC 9051 do not say what such a FETCH answers, their grammar allows NIL
+        # ("BODY" section ["<" number ">"] SP nstring, RFC 3501 §9 msg-att-static, same in RFC 9051 §9), and a
+        # client cannot take NIL for content, as it could an empty string.
         data = wire.imap_section(msg.raw, path, kind, fields, negate)
         origin = b""
         if part.partialBegin is not None and data is not None:
-            data = data[part.partialBegin:part.partialBegin + part.partialLength]
+            data = data[part.partialBegin : part.partialBegin + part.partialLength]
             origin = b"<%d>" % part.partialBegin  # RFC 3501 §7.4.2: the response gives the origin octet only
         _w(b"BODY[" + section + b"]" + origin + b" " + self._literal_or_nil(data))
         return None
+
+    def spew_envelope(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        envelope = _imap_strings(imap4.getEnvelope(msg))
+        (_w or self.transport.write)(b"ENVELOPE " + imap4.collapseNestedLists([envelope]))
+
+    def spew_bodystructure(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
+        structure = _imap_strings(imap4.getBodyStructure(msg, True))
+        (_w or self.transport.write)(b"BODYSTRUCTURE " + imap4.collapseNestedLists([structure]))
+
+    def spewMessage(self, id: int, msg: Any, query: list, uid: int) -> defer.Deferred:
+        """One message's FETCH response, rendered whole before any of it is sent. Twisted wrote it item by item: an
+        error in the middle (a structure it could not describe) left a half-written response that only closing the
+        connection could end. Now nothing of that message is sent and the FETCH ends with a tagged NO (earlier
+        messages' responses are complete), see _IMAP4Server__ebSpewMessage."""
+        items: list[bytes] = []
+        try:
+            for item in query:
+                chunk: list[bytes] = []
+                if item.type == "body":
+                    self.spew_body(item, id, msg, chunk.append, None)
+                else:
+                    getattr(self, "spew_" + item.type)(id, msg, chunk.append, None)
+                items.append(b"".join(chunk))
+            if uid and not any(item.type == "uid" for item in query):
+                items.append(b"UID %d" % msg.getUID())
+        except Exception:
+            return defer.fail()
+        self.transport.write(b"* %d FETCH (%b)\r\n" % (id, b" ".join(items)))
+        return defer.succeed(None)
 
     def spew_rfc822(self, id: int, msg: Any, _w: Any = None, _f: Any = None) -> None:
         (_w or self.transport.write)(b"RFC822 " + self._literal_or_nil(msg.raw))
@@ -893,11 +1483,11 @@ class MssIMAP(imap4.IMAP4Server):
     # ------------------------------------------------------------------------------------ faults, journal
     def lineReceived(self, line: bytes) -> None:
         if self.blocked is not None or self.parseState != "command":
-            super().lineReceived(line)
+            self._parse(line)
             return
         parts = line.split(None, 2)
         if len(parts) < 2:
-            super().lineReceived(line)
+            self._parse(line)
             return
         tag, verb = parts[0], parts[1].upper()
         if verb == b"UID" and len(parts) == 3:
@@ -950,19 +1540,22 @@ class MssIMAP(imap4.IMAP4Server):
             return
         if decision.outcome in ("mss.auth-refusee", "mss.jeton-expire"):
             self.auth_outcome = decision.outcome
-        if (self.mss_session is not None and not pending.operation.endswith("LOGOUT")
-                and self.model.session_expired(self.mss_session, decision.outcome)):
+        if (
+            self.mss_session is not None
+            and not pending.operation.endswith("LOGOUT")
+            and self.model.session_expired(self.mss_session, decision.outcome)
+        ):
             self.sendLine(b"* BYE [ALERT] Jeton Pro Sante Connect expire : reconnectez-vous")
             self._finish(tag, 0, "jeton expiré en cours de session")
             self.bridge.close()
             return
-        super().lineReceived(line)
+        self._parse(line)
 
     def on_write(self, data: bytes) -> None:
         for tag, pending in list(self.pending.items()):
             pending.out.append(data)
             if data.startswith(tag + b" "):
-                word = data[len(tag) + 1:].split(b" ", 1)[0].strip()
+                word = data[len(tag) + 1 :].split(b" ", 1)[0].strip()
                 self._finish(tag, STATUS.get(word), None)
                 self.bridge.dribble = None
 
@@ -975,12 +1568,27 @@ class MssIMAP(imap4.IMAP4Server):
         if self.mss_session:
             headers.append(("mailbox", self.mss_session.mailbox))
         reply = b"".join(pending.out) if (pending.out or status is not None) else None
-        trace.record(self.sim, protocol="imap", operation=pending.operation, received_at=pending.received,
-                     request_headers=headers, request_body=pending.shown, reply=reply, status=status or None,
-                     decision=pending.decision, client=self.bridge.peer, error=error,
-                     waited_s=pending.decision.latency_s or None, tls=tls)
+        trace.record(
+            self.sim,
+            protocol="imap",
+            operation=pending.operation,
+            received_at=pending.received,
+            request_headers=headers,
+            request_body=pending.shown,
+            reply=reply,
+            status=status or None,
+            decision=pending.decision,
+            client=self.bridge.peer,
+            error=error,
+            waited_s=pending.decision.latency_s or None,
+            tls=tls,
+        )
 
     def connectionLost(self, reason: Any) -> None:
+        # A literal cut off by the disconnection: its file (a temp file above Twisted's 10 MiB in-memory bound)
+        # would stay open until the garbage collector breaks the session's reference cycle, if ever.
+        literal, self._pendingLiteral = self._pendingLiteral, None
+        _close_literal(getattr(literal, "data", None))
         self._stop_idle()
         for tag in list(self.pending):
             self._finish(tag, None, "connexion fermée avant la réponse")
@@ -1101,7 +1709,7 @@ class Bridge(asyncio.Protocol):
                 for i in range(0, len(data), dribble.chunk_bytes):
                     if self.closed or self.transport is None:
                         return
-                    self.transport.write(data[i:i + dribble.chunk_bytes])
+                    self.transport.write(data[i : i + dribble.chunk_bytes])
                     await asyncio.sleep(dribble.interval_ms / 1000.0)
         finally:
             self._slow_task = None
@@ -1167,6 +1775,10 @@ class ImapFront:
         return bool(self.ctx.config.settings.get("require_tls", True))
 
     @property
+    def max_message_bytes(self) -> int:
+        return int(self.ctx.config.settings.get("max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
+
+    @property
     def idle_poll_s(self) -> float:
         return float(self.ctx.config.settings.get("imap_idle_poll_s", 1.0))
 
@@ -1187,16 +1799,21 @@ class ImapFront:
 
     def _wake(self, mailbox: str, folder: str) -> None:
         for server in list(self.idling):
-            if (server.mss_session is not None and server.mss_session.mailbox == mailbox
-                    and server.mbox is not None and server.mbox.name == folder):
+            if (
+                server.mss_session is not None
+                and server.mss_session.mailbox == mailbox
+                and server.mbox is not None
+                and server.mbox.name == folder
+            ):
                 server.announce(allow_expunge=True)
 
     async def start(self, host: str, port: int) -> int:
         loop = self.loop = asyncio.get_running_loop()
         self.model.listeners.append(self.stored)
         tls = {"ssl": self.tls, "ssl_handshake_timeout": 10} if self.implicit else {}
-        self.server = await loop.create_server(lambda: Bridge(self), host, port, reuse_port=True,
-                                               reuse_address=True, **tls)
+        self.server = await loop.create_server(
+            lambda: Bridge(self), host, port, reuse_port=True, reuse_address=True, **tls
+        )
         return self.server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
