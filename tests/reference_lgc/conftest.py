@@ -24,6 +24,7 @@ def clean_bench(bench: Bench) -> Iterator[Bench]:
 
 @pytest.fixture(scope="module")
 def lgc(bench: Bench, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lgc]:
+    bench.reset()  # a fresh LGC meets fresh simulators, whatever module ran before
     instance = start_lgc(bench, tmp_path_factory.mktemp("lgc"), timeouts={"insi": 8, "apcv": 8, "dmp": 8, "on": 4})
     try:
         yield instance

@@ -99,6 +99,13 @@ class Bench:
         for s in self.urls:
             self.control(s, "DELETE", "/faults")
 
+    def reset(self) -> None:
+        """The simulators' state as at start (journals kept): a module's fresh LGC must not meet the DMP
+        authorisations or messages another module's LGC left (the consent test expected a TD0.3 that an earlier
+        module had already made unnecessary)."""
+        for s in self.urls:
+            self.control(s, "POST", "/reset", {"keep": ["journal"]})
+
     def journal(self, service: str, operation: str | None = None) -> list[dict]:
         q = f"?operation={operation}" if operation else ""
         return self.control(service, "GET", "/journal" + q)["entries"]
