@@ -57,7 +57,8 @@ SHAPE_ERRORS = (TypeError, KeyError, AttributeError, IndexError)
 
 def shape_error(ctx: ServiceContext, exc: Exception, what: str) -> BadRequest:
     """A 400 for a body of the wrong shape, in words the client can act on (no Python message: issue 16)."""
-    ctx.logger.info("%s refused: %r", what, exc)
+    # With its traceback: a reader that trips on a well-shaped body is a bug of ours, and this is where it shows.
+    ctx.logger.warning("%s refused (%r)", what, exc, exc_info=exc)
     missing = f" (missing field {exc.args[0]!r})" if isinstance(exc, KeyError) and exc.args else ""
     return BadRequest(f"{what} does not have the shape the {ctx.name} simulator expects{missing}; "
                       "see its README (control API) for the fields and their types")
