@@ -1,0 +1,87 @@
+"""The requirement catalogue: every id of the DSR (seeds 001 and 004), read from requirements.toml.
+
+A scenario tag (`@exigence=ID`), a run's requirement id and a Convergence row must name an id of this catalogue:
+a deposit with an id the DSR does not define would be rejected. Where the seeds give one text per feature row and
+several ids, the title is the row's wording (see ../shared/docs/rem-coverage.md for how per-id readings were made).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+CATALOGUE = Path(__file__).with_name("requirements.toml")
+SERVICES = ("insi", "apcv", "dmp", "on", "mss", "psc", "annuaire")
+SEEDS = ("001", "004")
+CLASSES = ("a", "b", "c")
+
+
+class CatalogueError(ValueError):
+    """requirements.toml is malformed, or an id is not in it."""
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    chapter: str  # the DSR chapter (e.g. "3.2.4")
+    row: str  # the feature row of the chapter's table, as the seed numbers it ("" when the id is in prose only)
+    title: str  # short French title, from the seed's wording
+    services: tuple[str, ...]  # national services its wording involves (empty: none)
+    seeds: tuple[str, ...]  # "001" (current DSR) and/or "004" (earlier draft)
+    klass: str  # a: testable by the bench, b: local/UI only, c: third-party certification (rem-coverage.md)
+
+    @property
+    def current(self) -> bool:
+        """In the current DSR (seed 001); False for an id only in the earlier draft (004)."""
+        return "001" in self.seeds
+
+
+def _requirement(entry: dict, where: str) -> Requirement:
+    try:
+        req = Requirement(id=entry["id"], chapter=entry["chapitre"], row=entry.get("ligne", ""),
+                          title=entry["titre"], services=tuple(entry.get("services", ())),
+                          seeds=tuple(entry["sources"]), klass=entry["classe"])
+    except KeyError as exc:
+        raise CatalogueError(f"{where}: missing field {exc.args[0]!r}") from None
+    if not req.id or not req.title:
+        raise CatalogueError(f"{where}: empty id or titre")
+    if unknown := set(req.services) - set(SERVICES):
+        raise CatalogueError(f"{req.id}: unknown service(s) {sorted(unknown)}; expected among {SERVICES}")
+    if not req.seeds or set(req.seeds) - set(SEEDS):
+        raise CatalogueError(f"{req.id}: sources must be among {SEEDS}")
+    if req.klass not in CLASSES:
+        raise CatalogueError(f"{req.id}: classe must be one of {CLASSES}")
+    return req
+
+
+@cache
+def catalogue(path: Path = CATALOGUE) -> dict[str, Requirement]:
+    """id -> Requirement, in the catalogue's order."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise CatalogueError(f"{path}: {exc}") from None
+    out: dict[str, Requirement] = {}
+    for n, entry in enumerate(data.get("exigence", []), start=1):
+        req = _requirement(entry, f"{path.name}, exigence #{n}")
+        if req.id in out:
+            raise CatalogueError(f"{req.id}: listed twice in {path.name}")
+        out[req.id] = req
+    return out
+
+
+def unknown_ids(ids: Iterable[str]) -> list[str]:
+    """The ids that are not in the catalogue, in the order given."""
+    known = catalogue()
+    return [i for i in ids if i not in known]
+
+
+def check_ids(ids: Iterable[str], where: str) -> None:
+    """Raise CatalogueError naming `where` when an id is not in the catalogue."""
+    unknown = unknown_ids(ids)
+    if unknown:
+        raise CatalogueError(f"{where}: {', '.join(unknown)} n'est pas un identifiant d'exigence du DSR "
+                             f"(catalogue {CATALOGUE.name}); un dépôt Convergence le refuserait")
