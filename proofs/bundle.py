@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import jinja2
 
+from scenarios.requirements import CatalogueError, check_ids
+
 from . import convergence as conv
 from .journal_view import load_journal, render_text
 
@@ -103,6 +105,15 @@ def load_run(run_dir: Path) -> Run:
     meta = _read_json(run_dir / "run.json", dict, "métadonnées de l'exécution")
     if not isinstance(meta.get("requirement_id"), str) or not meta["requirement_id"].strip():
         raise BundleError("run.json : « requirement_id » (identifiant de l'exigence) manquant")
+    ids = meta.setdefault("requirement_ids", [meta["requirement_id"]])
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids) \
+            or ids[0] != meta["requirement_id"]:
+        raise BundleError("run.json : « requirement_ids » doit être la liste des exigences prouvées, "
+                          "« requirement_id » en tête")
+    try:
+        check_ids(ids, "run.json")
+    except CatalogueError as exc:
+        raise BundleError(str(exc)) from None
     started = _instant(meta.get("started"))
     if started is None:
         raise BundleError("run.json : « started » manquant ou non ISO-8601 (il date le bundle et son nom)")
@@ -362,7 +373,9 @@ def _assemble(run: Run, root: Path, out_dir: Path) -> None:
     deposit = sorted((e for e in entries if _deposit_order(PurePosixPath(e.path), step_rank) is not None),
                      key=lambda e: _deposit_order(PurePosixPath(e.path), step_rank))
     refs = {e.path: conv.proof_ref(requirement, n) for n, e in enumerate(deposit, start=1)}
-    rows = [conv.ProofRow(requirement, refs[e.path], e.nature, e.path, e.description) for e in deposit]
+    # One row per requirement proven and proof file: Convergence files proofs requirement by requirement.
+    rows = [conv.ProofRow(req, conv.proof_ref(req, n), e.nature, e.path, e.description)
+            for req in run.meta["requirement_ids"] for n, e in enumerate(deposit, start=1)]
 
     conv.write_csv(rows, root / conv.CSV_NAME)
     xlsx = conv.write_xlsx(rows, root / conv.XLSX_NAME, when=run.started)
@@ -377,7 +390,8 @@ def _assemble(run: Run, root: Path, out_dir: Path) -> None:
     manifest = {
         "format": FORMAT,
         "bundle": root.name,
-        **{k: run.meta.get(k) for k in ("requirement_id", "scenario", "feature", "personas", "bench_version",
+        **{k: run.meta.get(k) for k in ("requirement_id", "requirement_ids", "scenario", "feature", "personas",
+                                        "bench_version",
                                         "lgc", "started", "ended", "driver", "network_condition", "outcome")},
         "absents": run.notes,
         "files": [e.as_dict() for e in entries],

@@ -23,14 +23,33 @@ from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
 from .driver_playwright import ReferenceLgcDriver
 from .lgc_process import LgcProcess
+from .requirements import CatalogueError, check_ids
 from .runtime import BenchEnv, RunRecorder, Sims
 
 REQ_TAG = re.compile(r"^exigence=(.+)$")
 
 
+def _in_file_order(filename: str, ids: list[str]) -> list[str]:
+    """pytest-bdd gives tags as a set: the ids in the order the feature file writes them (the first is primary)."""
+    try:
+        text = Path(filename).read_text(encoding="utf-8")
+    except OSError:
+        return ids
+    return sorted(ids, key=lambda i: (text.find(f"@exigence={i}") % (len(text) + 1), i))
+
+
 def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:
-    """Requirement tags (exigence=LGC.DMP/UX.10.01) are not pytest marks (slashes, dots): kept as metadata."""
-    return True if REQ_TAG.match(tag) else None
+    """Requirement tags (exigence=LGC.DMP/UX.10.01) are not pytest marks (slashes, dots): kept as metadata. Each
+    must name an id of the requirement catalogue: an unknown one fails the collection (a Convergence deposit
+    would refuse it)."""
+    match = REQ_TAG.match(tag)
+    if match is None:
+        return None
+    try:
+        check_ids([match.group(1)], f"étiquette @{tag}")
+    except CatalogueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    return True
 
 
 @pytest.fixture(scope="session")
@@ -120,12 +139,17 @@ def _same_instant_window(stamp: str, started: str, ended: str) -> bool:
         return False
 
 
-def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
+def _requirement(request: pytest.FixtureRequest) -> tuple[list[str], str, str]:
+    """The requirement ids a scenario proves (its feature's tags, then its own, in file order), its title and
+    feature file."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
     scenario = scenario_wrapper_template_registry.get(request.function)
-    tags = set(getattr(scenario.feature, "tags", ()) if scenario else ()) | set(getattr(scenario, "tags", ()) or ())
-    req = next((m.group(1) for t in tags if (m := REQ_TAG.match(t))), "SANS-EXIGENCE")
+    feature_tags = getattr(scenario.feature, "tags", ()) if scenario else ()
+    tags = [*sorted(feature_tags), *sorted(getattr(scenario, "tags", ()) or ())]
+    ids = list(dict.fromkeys(m.group(1) for t in tags if (m := REQ_TAG.match(t))))
+    ordered = _in_file_order(scenario.feature.filename, ids) if scenario else ids
+    req = ordered or ["SANS-EXIGENCE"]
     title = scenario.name if scenario else request.node.name
     example = getattr(request.node, "callspec", None)
     if example is not None and "_pytest_bdd_example" in example.params:
@@ -135,11 +159,13 @@ def _requirement(request: pytest.FixtureRequest) -> tuple[str, str, str]:
 
 @pytest.fixture(autouse=True)
 def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any) -> Iterator[Run]:
-    requirement, title, feature = _requirement(request)
+    requirements, title, feature = _requirement(request)
+    requirement = requirements[0]  # the primary id: names the run and its bundle
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     run_id = f"{re.sub(r'[^A-Za-z0-9.]+', '-', requirement)}-{stamp}-{uuid.uuid4().hex[:6]}"
     run_dir = Path(env.out_dir) / "runs" / run_id
-    rec = RunRecorder(run_dir, {"requirement_id": requirement, "scenario": title, "feature": feature,
+    rec = RunRecorder(run_dir, {"requirement_id": requirement, "requirement_ids": requirements, "scenario": title,
+                                "feature": feature,
                                 "personas": [], "bench_version": env.bench_version, "driver": env.driver,
                                 "network_condition": "Réseau : normal", "run_id": run_id})
     sims.reset_all(run_id)

@@ -1,5 +1,8 @@
 """The requirement catalogue: every id of the DSR (seeds 001 and 004), read from requirements.toml.
 
+Plus the one finer REM id the ANS names outside the DSR: LGC.DMP/UX.10.01, "le scénario associé à l'exigence
+LGC.DMP/UX.10.01" (seed 000, FAQ of February 2026), which refines the DSR's LGC.DMP/UX.10 (its `parent`).
+
 A scenario tag (`@exigence=ID`), a run's requirement id and a Convergence row must name an id of this catalogue:
 a deposit with an id the DSR does not define would be rejected. Where the seeds give one text per feature row and
 several ids, the title is the row's wording (see ../shared/docs/rem-coverage.md for how per-id readings were made).
@@ -7,6 +10,7 @@ several ids, the title is the row's wording (see ../shared/docs/rem-coverage.md 
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,7 +19,7 @@ from pathlib import Path
 
 CATALOGUE = Path(__file__).with_name("requirements.toml")
 SERVICES = ("insi", "apcv", "dmp", "on", "mss", "psc", "annuaire")
-SEEDS = ("001", "004")
+SEEDS = ("000", "001", "004")
 CLASSES = ("a", "b", "c")
 
 
@@ -32,18 +36,20 @@ class Requirement:
     services: tuple[str, ...]  # national services its wording involves (empty: none)
     seeds: tuple[str, ...]  # "001" (current DSR) and/or "004" (earlier draft)
     klass: str  # a: testable by the bench, b: local/UI only, c: third-party certification (rem-coverage.md)
+    parent: str = ""  # for a REM id finer than the DSR's (seed 000), the DSR id it refines
 
     @property
     def current(self) -> bool:
-        """In the current DSR (seed 001); False for an id only in the earlier draft (004)."""
-        return "001" in self.seeds
+        """In the current DSR (seed 001) or named by the ANS since (000); False for an id only in the earlier
+        draft (004)."""
+        return "001" in self.seeds or "000" in self.seeds
 
 
 def _requirement(entry: dict, where: str) -> Requirement:
     try:
         req = Requirement(id=entry["id"], chapter=entry["chapitre"], row=entry.get("ligne", ""),
                           title=entry["titre"], services=tuple(entry.get("services", ())),
-                          seeds=tuple(entry["sources"]), klass=entry["classe"])
+                          seeds=tuple(entry["sources"]), klass=entry["classe"], parent=entry.get("parent", ""))
     except KeyError as exc:
         raise CatalogueError(f"{where}: missing field {exc.args[0]!r}") from None
     if not req.id or not req.title:
@@ -54,6 +60,8 @@ def _requirement(entry: dict, where: str) -> Requirement:
         raise CatalogueError(f"{req.id}: sources must be among {SEEDS}")
     if req.klass not in CLASSES:
         raise CatalogueError(f"{req.id}: classe must be one of {CLASSES}")
+    if ("000" in req.seeds) != bool(req.parent):
+        raise CatalogueError(f"{req.id}: an id of seed 000 names the DSR id it refines (parent), and only it")
     return req
 
 
@@ -70,6 +78,9 @@ def catalogue(path: Path = CATALOGUE) -> dict[str, Requirement]:
         if req.id in out:
             raise CatalogueError(f"{req.id}: listed twice in {path.name}")
         out[req.id] = req
+    for req in out.values():
+        if req.parent and req.parent not in out:
+            raise CatalogueError(f"{req.id}: parent {req.parent} is not in the catalogue")
     return out
 
 
@@ -85,3 +96,39 @@ def check_ids(ids: Iterable[str], where: str) -> None:
     if unknown:
         raise CatalogueError(f"{where}: {', '.join(unknown)} n'est pas un identifiant d'exigence du DSR "
                              f"(catalogue {CATALOGUE.name}); un dépôt Convergence le refuserait")
+
+
+FEATURES = Path(__file__).with_name("features")
+_TAG = re.compile(r"@exigence=(\S+)")
+
+
+def feature_ids(path: Path) -> tuple[str, ...]:
+    """The requirement ids a feature file's tags name, in file order, each once."""
+    return tuple(dict.fromkeys(_TAG.findall(path.read_text(encoding="utf-8"))))
+
+
+def proven_by(features_dir: Path = FEATURES) -> dict[str, list[str]]:
+    """requirement id -> the feature files whose tags name it (only ids some feature names)."""
+    out: dict[str, list[str]] = {}
+    for path in sorted(features_dir.glob("*.feature")):
+        for rid in feature_ids(path):
+            out.setdefault(rid, []).append(path.name)
+    return out
+
+
+def _feature_title(path: Path) -> str:
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("Fonctionnalité"):
+            return line.split(":", 1)[1].strip()
+    return path.stem
+
+
+def scenario_table(features_dir: Path = FEATURES) -> str:
+    """The Markdown table of scenarios/README.md: each feature, the ids it proves with their catalogue titles."""
+    known = catalogue()
+    lines = ["| feature | exigences prouvées | fonctionnalité |", "|---|---|---|"]
+    for path in sorted(features_dir.glob("*.feature")):
+        ids = "<br>".join(f"{rid} — {known[rid].title}" if rid in known else f"{rid} — (hors catalogue)"
+                          for rid in feature_ids(path))
+        lines.append(f"| `{path.name}` | {ids} | {_feature_title(path)} |")
+    return "\n".join(lines) + "\n"

@@ -595,6 +595,49 @@ def endpoints_cmd(ctx: click.Context, as_json_flag: bool, front_port: int | None
         click.echo(f"\nBench CA: {config.pki_dir / 'ca-chain.pem'}")
 
 
+@main.command("requirements")
+@click.option("--service", "services", multiple=True,
+              type=click.Choice(["insi", "apcv", "dmp", "on", "mss", "psc", "annuaire"]),
+              help="Only the requirements whose wording involves this national service (repeatable).")
+@click.option("--class", "klass", type=click.Choice(["a", "b", "c"]), default=None,
+              help="a: testable by the bench; b: local or UI only; c: third-party certification.")
+@click.option("--covered", "which", flag_value="covered", help="Only those a scenario proves.")
+@click.option("--missing", "which", flag_value="missing", help="Only those no scenario proves yet.")
+@click.option("--draft/--no-draft", default=True, show_default=True,
+              help="Include ids found only in the earlier draft of the DSR (seed 004).")
+@click.option("--json", "as_json_flag", is_flag=True, help="Machine-readable output.")
+@click.option("--markdown", is_flag=True, help="The scenario table of scenarios/README.md, generated.")
+def requirements_cmd(services: tuple[str, ...], klass: str | None, which: str | None, draft: bool,
+                     as_json_flag: bool, markdown: bool) -> None:
+    """The DSR's requirement ids (catalogue scenarios/requirements.toml) and the scenarios that prove each."""
+    from scenarios.requirements import CatalogueError, catalogue, proven_by, scenario_table
+
+    try:
+        reqs = catalogue()
+        proofs = proven_by()
+    except CatalogueError as exc:
+        _fail(str(exc))
+    if markdown:
+        click.echo(scenario_table(), nl=False)
+        return
+    chosen = [r for r in reqs.values()
+              if (not services or set(services) & set(r.services)) and (klass is None or r.klass == klass)
+              and (draft or r.current)
+              and (which is None or (which == "covered") == bool(proofs.get(r.id)))]
+    if as_json_flag:
+        click.echo(json.dumps([{"id": r.id, "titre": r.title, "chapitre": r.chapter, "ligne": r.row,
+                                "services": list(r.services), "sources": list(r.seeds), "classe": r.klass,
+                                "en_vigueur": r.current, "scenarios": proofs.get(r.id, [])} for r in chosen],
+                              indent=2, ensure_ascii=False))
+        return
+    rows = [(r.id, r.klass, ",".join(r.services) or "-", "" if r.current else "projet",
+             ", ".join(proofs.get(r.id, [])) or "-", r.title[:70] + ("…" if len(r.title) > 70 else ""))
+            for r in chosen]
+    click.echo(_table(rows, ("exigence", "classe", "services", "DSR", "scénarios", "titre")))
+    covered = sum(1 for r in chosen if proofs.get(r.id))
+    click.echo(f"\n{len(chosen)} exigence(s), dont {covered} prouvée(s) par un scénario.")
+
+
 @main.command("hosts")
 @click.option("--address", default=None,
               help="The address the LGC's computer reaches this bench at (default: this machine's LAN address "

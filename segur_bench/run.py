@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import re
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scenarios.requirements import feature_ids
 from simulators.registry import SERVICES
 
 from .config import BenchConfig
@@ -19,7 +19,6 @@ from .supervisor import StartError, Supervisor, port_free
 
 ROOT = Path(__file__).resolve().parents[1]
 FEATURES = ROOT / "scenarios" / "features"
-TAG = re.compile(r"@exigence=(\S+)")
 PROXIED = ("insi", "apcv", "dmp", "on", "annuaire")  # HTTP services the LGC reaches through the network layer
 
 
@@ -30,18 +29,22 @@ class RunError(RuntimeError):
 @dataclass(frozen=True)
 class Feature:
     path: Path
-    requirement: str
+    requirements: tuple[str, ...]  # the ids its tags name, in file order; the first is its primary id
     title: str
+
+    @property
+    def requirement(self) -> str:
+        return self.requirements[0]
 
 
 def features() -> list[Feature]:
     out = []
     for path in sorted(FEATURES.glob("*.feature")):
         text = path.read_text(encoding="utf-8")
-        tag = TAG.search(text)
+        ids = feature_ids(path) or (path.stem,)
         heads = [ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.strip().startswith("Fonctionnalité")]
         title = heads[0] if heads else path.stem
-        out.append(Feature(path, tag.group(1) if tag else path.stem, title))
+        out.append(Feature(path, ids, title))
     return out
 
 
@@ -51,7 +54,7 @@ def select(ids: tuple[str, ...], run_all: bool) -> list[Feature]:
         return known
     chosen = []
     for ident in ids:
-        match = [f for f in known if ident in (f.requirement, f.path.stem, f.path.name)]
+        match = [f for f in known if ident in (*f.requirements, f.path.stem, f.path.name)]
         if not match:
             listing = ", ".join(f.requirement for f in known)
             raise RunError(f"unknown scenario {ident!r}; known requirement ids: {listing}")

@@ -33,7 +33,7 @@ def all_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_all_five_scenarios_pass_and_leave_valid_bundles(all_runs: Path) -> None:
     zips = sorted((all_runs / "bundles").glob("*.zip"))
     requirements = {z.name.rsplit("_", 1)[0] for z in zips}
-    assert requirements == {"LGC.DMP-UX.10.01", "SC.INS-SENTINELLE", "SC.DMP-ALI-PROG", "SC.ORDN-CONF.04",
+    assert requirements == {"LGC.DMP-UX.10.01", "SC.INS.05", "SC.DMP-ALI-PROG.06", "SC.ORDN-CONF.04",
                             "SC.DMP-UX.13"}
     for z in zips:
         check = segur("bundle", "verify", str(z), timeout=60)
@@ -54,6 +54,12 @@ def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_pat
     root = next(tmp_path.iterdir())
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["requirement_id"] == "LGC.DMP/UX.10.01"
+    assert manifest["requirement_ids"][:2] == ["LGC.DMP/UX.10.01", "LGC.DMP/UX.10"] and "SC.APCV.01" in \
+        manifest["requirement_ids"]
+    # Convergence: one row per requirement proven and proof file, each id of the DSR catalogue.
+    with (root / "convergence.csv").open(encoding="utf-8-sig") as f:
+        cells = [line.split(";")[0] for line in f.read().splitlines()[1:]]
+    assert set(cells) == set(manifest["requirement_ids"]) and len(cells) % len(manifest["requirement_ids"]) == 0
     steps = json.loads((root / "steps.json").read_text())
     shots = sorted(p.name for p in (root / "screenshots").glob("*.png"))
     assert len(shots) == len(steps) >= 15 and all(s["status"] == "passed" for s in steps)
@@ -98,9 +104,9 @@ def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_pat
 
 @pytest.mark.timeout(600)
 def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
-    result = segur("run", "SC.INS/SENTINELLE", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
+    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    bundle = sorted((tmp_path / "bundles").glob("SC.INS-SENTINELLE_*.zip"))
+    bundle = sorted((tmp_path / "bundles").glob("SC.INS.05_*.zip"))
     assert bundle
     with zipfile.ZipFile(bundle[0]) as z:
         run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))

@@ -1,5 +1,5 @@
 # language: fr
-@exigence=LGC.DMP/UX.10.01
+@exigence=LGC.DMP/UX.10.01 @exigence=LGC.DMP/UX.10 @exigence=SC.INS.04 @exigence=SC.INS.22 @exigence=SC.APCV.01 @exigence=SENTINELLE.02 @exigence=SC.DMP/ALI/PROG.02 @exigence=SC.DMP/ALI/PROG.05
 Fonctionnalité: LGC.DMP/UX.10.01 — Consultation type sous 3 secondes de latence réseau
   Le LGC ne bloque jamais l'interface pendant une requête : chaque appel aux services INSi et Ordonnance
   numérique montre son état (en cours, échec, réussi) et l'utilisateur continue d'utiliser le logiciel.

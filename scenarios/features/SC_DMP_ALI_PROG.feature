@@ -1,6 +1,6 @@
 # language: fr
-@exigence=SC.DMP/ALI/PROG
-Fonctionnalité: SC.DMP/ALI/PROG — Alimentation différée du DMP quand le DMP est injoignable
+@exigence=SC.DMP/ALI/PROG.06 @exigence=SC.DMP/ALI/PROG.07
+Fonctionnalité: SC.DMP/ALI/PROG.06, SC.DMP/ALI/PROG.07 — Alimentation différée du DMP quand le DMP est injoignable
   Le document validé est mis en file d'attente, visible comme en attente, puis envoyé une seule fois
   automatiquement quand le DMP redevient joignable.
 

@@ -1,5 +1,5 @@
 # language: fr
-@exigence=SC.DMP/UX.13
+@exigence=SC.DMP/UX.13 @exigence=SC.DMP/UX.46 @exigence=SC.DMP/UX.14.BIS @exigence=SC.DMP/CONF.16
 Fonctionnalité: SC.DMP/UX.13, UX.46, UX.14.BIS — Conditions d'accès au DMP (DICA) et nouveaux documents
   Sans consentement, la consultation est impossible et la liste DICA en donne la cause ; le consentement
   enregistré pose l'autorisation d'accès, puis le nombre de nouveaux documents apparaît sans clic,

@@ -1,6 +1,6 @@
 # language: fr
-@exigence=SC.INS/SENTINELLE
-Fonctionnalité: SC.INS — Recherche par traits, relance silencieuse avec le lieu de naissance, qualification en un clic
+@exigence=SC.INS.05 @exigence=SC.INS.03 @exigence=SC.INS.15 @exigence=SENTINELLE.02 @exigence=SENTINELLE.05
+Fonctionnalité: SC.INS.05, SC.INS.03, SC.INS.15 — Recherche par traits, relance silencieuse avec le lieu de naissance, qualification en un clic
   Sur une réponse 02 (plusieurs identités), le LGC relance automatiquement et silencieusement la recherche
   avec le code INSEE du lieu de naissance ; sur 00 il montre les concordances et permet la qualification en un clic.
 
