@@ -23,7 +23,7 @@ from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
 from .driver_playwright import ReferenceLgcDriver
 from .lgc_process import LgcProcess
-from .requirements import CatalogueError, check_ids
+from .requirements import CatalogueError, check_ids, feature_ids
 from .runtime import BenchEnv, RunRecorder, Sims
 
 REQ_TAG = re.compile(r"^exigence=(.+)$")
@@ -32,10 +32,10 @@ REQ_TAG = re.compile(r"^exigence=(.+)$")
 def _in_file_order(filename: str, ids: list[str]) -> list[str]:
     """pytest-bdd gives tags as a set: the ids in the order the feature file writes them (the first is primary)."""
     try:
-        text = Path(filename).read_text(encoding="utf-8")
+        order = {rid: n for n, rid in enumerate(feature_ids(Path(filename)))}
     except OSError:
         return ids
-    return sorted(ids, key=lambda i: (text.find(f"@exigence={i}") % (len(text) + 1), i))
+    return sorted(ids, key=lambda i: (order.get(i, len(order)), i))
 
 
 def pytest_bdd_apply_tag(tag: str, function: Any) -> bool | None:

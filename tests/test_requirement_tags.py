@@ -81,3 +81,12 @@ def test_requirements_command_lists_covered_and_missing():
     text = cli("--service", "dmp")
     assert re.search(r"SC\.DMP/UX\.13 .* SC_DMP_UX_13_46\.feature", text)
     assert "exigence(s), dont" in text
+
+
+def test_the_primary_id_is_the_first_tag_even_when_another_id_is_its_prefix():
+    from scenarios.conftest import _in_file_order
+
+    path = FEATURES / "LGC_DMP_UX_10_01.feature"
+    ids = list(feature_ids(path))
+    assert ids[:2] == ["LGC.DMP/UX.10.01", "LGC.DMP/UX.10"]
+    assert _in_file_order(str(path), sorted(ids))[:2] == ["LGC.DMP/UX.10.01", "LGC.DMP/UX.10"]
