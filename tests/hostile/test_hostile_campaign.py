@@ -14,11 +14,14 @@ import contextlib
 import hashlib
 import imaplib
 import json
+import smtplib
 import socket
 import ssl
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -65,6 +68,18 @@ def _post(bench: Bench, c: Campaign, label: str, url: str, body: bytes, ctype: s
     return resp
 
 
+@contextlib.contextmanager
+def _submission(bench: Bench, *, timeout: float) -> Iterator[smtplib.SMTP]:
+    """An SMTP submission session as an LGC opens one: STARTTLS, then XOAUTH2 with Dr KIT's PSC token."""
+    with smtplib.SMTP("127.0.0.1", bench.smtp_port, timeout=timeout) as smtp:
+        smtp.ehlo("lgc.test")
+        smtp.starttls(context=bench.mss_ca)
+        smtp.ehlo("lgc.test")
+        smtp.auth("XOAUTH2", lambda challenge=None: f"user={KIT_BAL}\x01auth=Bearer {mss_token()}\x01\x01"
+                  if challenge is None else "")
+        yield smtp
+
+
 def _insi_valid() -> bytes:
     return (PROBES / "insi-clerico.xml").read_text(encoding="utf-8").format(
         message_id=f"urn:uuid:{uuid.uuid4()}").encode()
@@ -95,18 +110,10 @@ def test_baseline_is_stored_through_the_real_protocols(bench: Bench):
     STORED["dmp_document"] = hashlib.sha256(cda(DOC_UID)).hexdigest()
     STORED["dmp_answer_has_document"] = cda(DOC_UID) in _dmp_retrieve(bench)
     # An MSSanté message, delivered over SMTP by a real client.
-    import smtplib
-    from email.message import EmailMessage
-
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = KIT_BAL, ROBERT_BAL, "Campagne hostile"
     msg.set_content(MAIL_BODY)
-    with smtplib.SMTP("127.0.0.1", bench.smtp_port, timeout=10) as smtp:
-        smtp.ehlo("lgc.test")
-        smtp.starttls(context=bench.mss_ca)
-        smtp.ehlo("lgc.test")
-        smtp.auth("XOAUTH2", lambda challenge=None: f"user={KIT_BAL}\x01auth=Bearer {mss_token()}\x01\x01"
-                  if challenge is None else "")
+    with _submission(bench, timeout=10) as smtp:
         smtp.send_message(msg)
     (inbox,) = [m for m in http.get(bench.url("mss") + f"/_bench/mss/mailboxes/{ROBERT_BAL}").json()
                 ["messages"] if m["subject"] == "Campagne hostile"] or [None]
@@ -382,16 +389,9 @@ def test_smtp_garbage(bench: Bench):
                b"Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=IHE_XDM.zip\r\n\r\n"
                + base64.encodebytes(bomb.getvalue()) + b"\r\n--b\r\nContent-Type: multipart/alternative; boundary="
                b"\r\n\r\n--\r\n")
-    import smtplib
-
     c.cases += 1
     try:
-        with smtplib.SMTP("127.0.0.1", bench.smtp_port, timeout=30) as smtp:
-            smtp.ehlo("lgc.test")
-            smtp.starttls(context=bench.mss_ca)
-            smtp.ehlo("lgc.test")
-            smtp.auth("XOAUTH2", lambda challenge=None: f"user={KIT_BAL}\x01auth=Bearer {mss_token()}\x01\x01"
-                      if challenge is None else "")
+        with _submission(bench, timeout=30) as smtp:
             smtp.sendmail(KIT_BAL, [ROBERT_BAL], payload)
     except smtplib.SMTPResponseException as exc:  # a refusal is an answer; what it says must be SMTP's words
         c.text("DATA hostile", exc.smtp_error)
