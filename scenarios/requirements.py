@@ -45,7 +45,16 @@ class Requirement:
         return "001" in self.seeds or "000" in self.seeds
 
 
-def _requirement(entry: dict, where: str) -> Requirement:
+def _requirement(entry: object, where: str) -> Requirement:
+    if not isinstance(entry, dict):
+        raise CatalogueError(f"{where}: not a table")
+    # TOML reads an unquoted `ligne = 2.10` as the float 2.1: every scalar must be a string, every list of strings
+    for name, kind in (("id", str), ("chapitre", str), ("ligne", str), ("titre", str), ("classe", str),
+                       ("parent", str), ("services", list), ("sources", list)):
+        if name in entry and not isinstance(entry[name], kind):
+            raise CatalogueError(f"{where}: {name} must be a {'string' if kind is str else 'list'}")
+        if kind is list and not all(isinstance(v, str) for v in entry.get(name, ())):
+            raise CatalogueError(f"{where}: {name} must list strings")
     try:
         req = Requirement(id=entry["id"], chapter=entry["chapitre"], row=entry.get("ligne", ""),
                           title=entry["titre"], services=tuple(entry.get("services", ())),
@@ -70,10 +79,13 @@ def catalogue(path: Path = CATALOGUE) -> dict[str, Requirement]:
     """id -> Requirement, in the catalogue's order."""
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise CatalogueError(f"{path}: {exc}") from None
+    entries = data.get("exigence", [])
+    if not isinstance(entries, list):
+        raise CatalogueError(f"{path}: exigence must be an array of tables ([[exigence]])")
     out: dict[str, Requirement] = {}
-    for n, entry in enumerate(data.get("exigence", []), start=1):
+    for n, entry in enumerate(entries, start=1):
         req = _requirement(entry, f"{path.name}, exigence #{n}")
         if req.id in out:
             raise CatalogueError(f"{req.id}: listed twice in {path.name}")
