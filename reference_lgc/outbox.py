@@ -388,6 +388,21 @@ class Outbox:
         return self._change(item_id, CANCELLABLE, lambda r: _refusal("annuler", r),
                             lambda r, now: (ANNULE, r["due_at"]))
 
+    def cancel_pending_sends(self, patient_id: int) -> tuple[builtins.list[OutboxItem], builtins.list[OutboxItem]]:
+        """The patient objects to the feeding of their DMP (SC.DMP/CONF.09.BIS): every send of theirs that has not
+        reached the DMP is cancelled. Returns (cancelled, beyond reach): a send under way or that may already have
+        reached the DMP cannot be called back (the author deletes it from the DMP if it arrived)."""
+        now = self.clock()
+        with self.db.transaction() as tx:
+            rows = tx.execute("SELECT * FROM outbox WHERE patient_id=? AND action=? AND state IN (%s)"
+                              % ",".join("?" * len(PENDING_STATES)), (patient_id, ENVOI, *PENDING_STATES)).fetchall()
+            cancelled = [r["id"] for r in rows if r["state"] in CANCELLABLE]
+            tx.executemany("UPDATE outbox SET state=?, updated_at=? WHERE id=?",
+                           [(ANNULE, _iso(now), i) for i in cancelled])
+        self._wake.set()
+        return ([self.get(i) for i in cancelled],  # type: ignore[misc]
+                [_item(r) for r in rows if r["id"] not in cancelled])
+
     def retry(self, item_id: int) -> OutboxItem:
         """Send again, now, an item the DMP refused (after the cause was fixed)."""
         return self._change(item_id, (ECHEC,), lambda r: _refusal("relancer", r),

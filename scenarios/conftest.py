@@ -140,16 +140,20 @@ def _same_instant_window(stamp: str, started: str, ended: str) -> bool:
 
 
 def _requirement(request: pytest.FixtureRequest) -> tuple[list[str], str, str]:
-    """The requirement ids a scenario proves (its feature's tags, then its own, in file order), its title and
-    feature file."""
+    """The requirement ids a scenario proves (its own tags, then its feature's, each in file order: the first
+    names the run and its bundle, so scenarios of one feature that prove different ids get their own), its title
+    and feature file."""
     from pytest_bdd.scenario import scenario_wrapper_template_registry
 
     scenario = scenario_wrapper_template_registry.get(request.function)
-    feature_tags = getattr(scenario.feature, "tags", ()) if scenario else ()
-    tags = [*sorted(feature_tags), *sorted(getattr(scenario, "tags", ()) or ())]
-    ids = list(dict.fromkeys(m.group(1) for t in tags if (m := REQ_TAG.match(t))))
-    ordered = _in_file_order(scenario.feature.filename, ids) if scenario else ids
-    req = ordered or ["SANS-EXIGENCE"]
+
+    def ids(tags: Any) -> list[str]:
+        found = sorted(m.group(1) for t in tags or () if (m := REQ_TAG.match(t)))
+        return _in_file_order(scenario.feature.filename, found) if scenario else found
+
+    own = ids(getattr(scenario, "tags", ()) if scenario else ())
+    shared = ids(getattr(scenario.feature, "tags", ()) if scenario else ())
+    req = list(dict.fromkeys(own + shared)) or ["SANS-EXIGENCE"]
     title = scenario.name if scenario else request.node.name
     example = getattr(request.node, "callspec", None)
     if example is not None and "_pytest_bdd_example" in example.params:

@@ -161,8 +161,28 @@ class GuidedDriver:
         self._act("qualify_one_click", "Qualifiez l'identité en un clic (pièce contrôlée : carte nationale "
                   "d'identité).", means=means)
 
-    def record_consent(self) -> None:
-        self._act("record_consent", "Enregistrez le consentement du patient à la consultation de son DMP.")
+    def record_consent(self, *, consultation: bool = True, opposition: bool = False,
+                       emergency_reason: str = "") -> None:
+        if emergency_reason:
+            text = ("Déclarez un accès en urgence au DMP (bris de glace), sans consentement du patient, avec le motif "
+                    f"« {emergency_reason} ».")
+        elif opposition:
+            text = "Enregistrez l'opposition du patient, informé, à l'alimentation de son DMP."
+        elif consultation:
+            text = "Enregistrez le consentement du patient à la consultation de son DMP."
+        else:
+            text = "Enregistrez le retrait, par le patient, de son consentement à la consultation de son DMP."
+        self._act("record_consent", text, consultation=consultation, opposition=opposition,
+                  emergency_reason=emergency_reason)
+
+    def open_prescription(self) -> None:
+        self._act("open_prescription", "Revenez à l'ordonnance que vous venez de valider (état de ses envois).")
+
+    def refresh_dmp_documents(self) -> str:
+        return self._q("refresh_dmp_documents", "Demandez au LGC d'actualiser la liste des documents du DMP. Le "
+                       "LGC refuse-t-il, en expliquant que la consultation du DMP est impossible faute de "
+                       "consentement ?", lambda a: "Consultation du DMP impossible — Consentement : le patient n'a "
+                       "pas consenti (opérateur)" if _yes(a) else "")
 
     def show_dica(self) -> None:
         self._act("show_dica", "Survolez ou cliquez l'icône DMP pour afficher la liste des conditions (DICA).")
@@ -218,6 +238,13 @@ class GuidedDriver:
         return self._q("outbox_state", "Le document est-il affiché en attente d'envoi au DMP ?",
                        lambda a: "a_envoyer" if _yes(a) else "?")
 
+    def wait_outbox_state(self, *states: str) -> str | None:
+        labels = {"differe": "envoi différé", "suspendu": "envoi suspendu", "annule": "envoi annulé",
+                  "envoye": "envoyé au DMP", "a_envoyer": "en attente d'envoi", "echec": "échec de l'envoi"}
+        wanted = " ou ".join(f"« {labels.get(s, s)} »" for s in states)
+        return self._q("wait_outbox_state", f"L'envoi de l'ordonnance au DMP est-il affiché {wanted} ?",
+                       lambda a: states[0] if _yes(a) else "?", _args=list(states))
+
     def wait_queued_with_reason(self) -> str:
         return self._q("wait_queued_with_reason", "Le motif de l'attente (DMP injoignable) est-il affiché ?",
                        lambda a: "motif affiché (opérateur)" if _yes(a) else "")
@@ -241,6 +268,25 @@ class GuidedDriver:
         return self._q("new_documents", "Combien de nouveaux documents sont annoncés, et combien invisibles pour "
                        "le patient ? (répondre « total/invisibles », ex. 3/1)",
                        lambda a: (*map(int, str(a).split("/")), str(a)), choices=[])
+
+    def feeding_status(self) -> str:
+        return self._q("feeding_status", "Le dossier indique-t-il que l'alimentation du DMP est impossible parce "
+                       "que le patient s'y est opposé ?", lambda a: "impossible: le patient s'est opposé (opérateur)"
+                       if _yes(a) else "possible: (opérateur)")
+
+    def prescription_error(self) -> str:
+        return self._q("prescription_error", "L'ordonnance indique-t-elle qu'elle n'a pas été envoyée au DMP parce "
+                       "que le patient s'y est opposé ?", lambda a: "DMP non alimenté : le patient s'est opposé "
+                       "(opérateur)" if _yes(a) else "")
+
+    def consent_traces(self, expect: list[dict] | None = None) -> list[dict]:
+        wanted = "; ".join(("bris de glace, motif « " + e["bris_de_glace"] + " »") if e.get("bris_de_glace")
+                           else ("opposition à l'alimentation" if e.get("opposition") else
+                                 ("consentement à la consultation" if e.get("consultation") else "retrait du "
+                                  "consentement")) for e in expect or [])
+        return self._q("consent_traces", "Ouvrez les traces du dossier : y lisez-vous, datés et avec l'utilisateur, "
+                       f"dans cet ordre : {wanted} ?", lambda a: list(expect or []) if _yes(a) else [],
+                       expect=expect)
 
     def call_status(self, service: str, operation: str | None = None, within: str = "") -> str | None:
         return self.wait_call_done(service, operation=operation, within=within)
@@ -274,7 +320,7 @@ class AutomatedOperator:
         if ins.action == "write_prescription":
             args["lines"] = [tuple(x) for x in args["lines"]]
         try:
-            value = method(**args)
+            value = method(*args.pop("_args", ()), **args)  # _args: a method's positional arguments
         except Exception as exc:  # the operator "could not do it": the step fails with the reason
             ins.answer = {"error": f"{type(exc).__name__}: {exc}"}
         else:

@@ -16,6 +16,7 @@ class ReferenceLgcDriver:
     def __init__(self, page: Any, lgc_url: str, sims: Sims, rec: RunRecorder) -> None:
         self.page, self.url, self.sims, self.rec = page, lgc_url, sims, rec
         self.patient_id: int | None = None
+        self.prescription_id: int | None = None
 
     # ------------------------------------------------------------------------------------------ session
 
@@ -127,10 +128,26 @@ class ReferenceLgcDriver:
             page.uncheck("input[name=mss]")
         page.click("#enregistrer-ordonnance")
         page.wait_for_selector("#valider-ordonnance")
-        return int(re.search(r"/ordonnances/(\d+)", page.url).group(1))
+        self.prescription_id = int(re.search(r"/ordonnances/(\d+)", page.url).group(1))
+        return self.prescription_id
 
     def validate_prescription(self) -> None:
         self.page.click("#valider-ordonnance")
+
+    def open_prescription(self) -> None:
+        """Back to the prescription written last (its sends, their states)."""
+        self.page.goto(f"{self.url}/ordonnances/{self.prescription_id}")
+
+    def prescription_error(self) -> str:
+        """Why the prescription was not sent everywhere (shown once validation has run its course)."""
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while time.monotonic() < deadline:
+            loc = self.page.locator("#erreur-ordonnance")
+            if loc.count():
+                return loc.inner_text()
+            time.sleep(1)
+            self.page.reload()
+        return ""
 
     def on_number(self) -> str | None:
         self.page.wait_for_selector("#numero-on, #sans-qr", timeout=WAIT_MS)
@@ -145,6 +162,15 @@ class ReferenceLgcDriver:
     def outbox_state(self) -> str | None:
         loc = self.page.locator("#ordonnance [data-outbox]")
         return loc.get_attribute("data-state") if loc.count() else None
+
+    def wait_outbox_state(self, *states: str) -> str | None:
+        """The prescription's DMP send once it is in one of `states` (None if it never gets there)."""
+        sel = ", ".join(f"#ordonnance [data-outbox][data-state={s}]" for s in states)
+        try:
+            self.page.wait_for_selector(sel, timeout=WAIT_MS)
+        except Exception:
+            return self.outbox_state()
+        return self.outbox_state()
 
     def wait_outbox(self, state: str) -> None:
         self.page.wait_for_selector(f"#ordonnance [data-outbox][data-state={state}]", timeout=WAIT_MS)
@@ -177,9 +203,48 @@ class ReferenceLgcDriver:
     def dmp_icon(self) -> str:
         return self.page.locator("#icone-dmp").get_attribute("data-dmp")
 
-    def record_consent(self) -> None:
-        self.page.check("#formulaire-consentement input[name=consultation]")
+    def record_consent(self, *, consultation: bool = True, opposition: bool = False,
+                       emergency_reason: str = "") -> None:
+        """The patient's answers for this care episode: consent to consultation, objection to feeding, or an
+        emergency access (bris de glace) with its reason."""
+        form = "#formulaire-consentement"
+        if not self.page.locator(form).count():  # e.g. on a prescription: the consent lives in the patient file
+            self.page.goto(f"{self.url}/patients/{self.patient_id}")
+        self.page.set_checked(f"{form} input[name=consultation]", consultation)
+        self.page.set_checked(f"{form} input[name=opposition]", opposition)
+        self.page.set_checked(f"{form} input[name=bris_de_glace]", bool(emergency_reason))
+        self.page.fill(f"{form} input[name=motif]", emergency_reason)
         self.page.click("#enregistrer-consentement")
+        self.page.wait_for_load_state()
+
+    def feeding_status(self) -> str:
+        """What the file says of feeding the DMP: "possible: …" or "impossible: <why>"."""
+        loc = self.page.locator("#alimentation-dmp")
+        return f"{loc.get_attribute('data-feeding')}: {loc.inner_text()}"
+
+    def consent_traces(self, expect: list[dict] | None = None) -> list[dict]:
+        """The consent records traced in the file (user, date, answers), oldest first."""
+        import json
+
+        self.page.goto(f"{self.url}/patients/{self.patient_id}/traces")
+        out = []
+        for row in self.page.locator("#traces tbody tr").all():
+            cells = row.locator("td").all_inner_texts()
+            if len(cells) == 4 and cells[2] == "consentement_dmp":
+                detail = json.loads(cells[3])
+                out.append({"consultation": detail.get("consentement_consultation"),
+                            "opposition": detail.get("opposition_alimentation"),
+                            "bris_de_glace": detail.get("bris_de_glace") or "", "user": cells[1], "at": cells[0]})
+        self.page.goto(f"{self.url}/patients/{self.patient_id}")
+        return list(reversed(out))
+
+    def refresh_dmp_documents(self) -> str:
+        """Ask for the DMP's documents again (the DMP page's refresh); returns what the LGC answers."""
+        self.page.goto(f"{self.url}/patients/{self.patient_id}/dmp")
+        self.page.click("#actualiser-dmp")
+        self.page.wait_for_load_state()
+        flashes = self.page.locator(".flash")
+        return " ".join(flashes.all_inner_texts()) if flashes.count() else ""
 
     def new_documents(self) -> tuple[int, int, str]:
         box = self.page.locator("#nouveaux-documents")

@@ -179,9 +179,39 @@ def write_prescription(run: Run) -> None:
     run.driver.write_prescription(PRESCRIPTION, mss=True, delay_s=2 if run.facts.get("latency_ms") else 1)
 
 
+@when(parsers.parse("le médecin rédige une ordonnance de produits de santé envoyée au DMP dans {seconds:d} secondes"))
+def write_prescription_deferred(run: Run, seconds: int) -> None:
+    run.facts["defer_s"] = seconds
+    run.driver.write_prescription(PRESCRIPTION, mss=False, delay_s=seconds)
+
+
 @when("le médecin valide l'ordonnance")
 def validate_prescription(run: Run) -> None:
+    run.facts["validated_at"] = time.time()
     run.driver.validate_prescription()
+
+
+@when("le médecin enregistre l'opposition du patient à l'alimentation de son DMP")
+def record_opposition(run: Run) -> None:
+    run.facts["opposed_at"] = time.time()
+    run.driver.record_consent(consultation=False, opposition=True)
+
+
+@when("le médecin enregistre le retrait du consentement du patient")
+def withdraw_consent(run: Run) -> None:
+    run.facts["withdrawn_at"] = time.time()
+    run.driver.record_consent(consultation=False)
+
+
+@when(parsers.parse('le médecin déclare un accès en urgence au DMP (bris de glace) avec le motif "{reason}"'))
+def emergency_access(run: Run, reason: str) -> None:
+    run.facts["emergency_reason"] = reason
+    run.driver.record_consent(consultation=False, emergency_reason=reason)
+
+
+@when("le médecin demande d'actualiser les documents du DMP")
+def refresh_dmp(run: Run) -> None:
+    run.facts["refresh_answer"] = run.driver.refresh_dmp_documents()
 
 
 @when("le DMP redevient joignable")
@@ -385,3 +415,126 @@ def new_documents(run: Run) -> None:
     run.driver.wait_dmp_icon("consultable")
 
 
+def _dmp_requests(run: Run, *operations: str, since: float = 0.0) -> list[dict]:
+    """The run's DMP exchanges of these transactions about the patient of the scenario, received after `since`."""
+    ins = run.facts["ins"]
+    return [e for op in operations for e in run.sims.journal("dmp", run.id, op)
+            if e["received_at"] >= since and ins in (e["request"]["body"] or "")]
+
+
+def _dmp_state(run: Run) -> dict:
+    state = run.sims.call("dmp", "GET", f"/state?ins={run.facts['ins']}")
+    return state.get("state", state)
+
+
+@then("l'ordonnance est en attente d'envoi différé au DMP")
+def deferred_in_outbox(run: Run) -> None:
+    state = run.driver.wait_outbox_state("differe")
+    _check(run, "Envoi au DMP différé, visible dans l'ordonnance", state == "differe", str(state), "écran du LGC")
+    n = len(_dmp_requests(run, "ITI-41"))
+    _check(run, "Rien n'est parti au DMP pendant le délai", n == 0, f"{n} requête(s) ITI-41", "journal DMP")
+
+
+@then("l'envoi au DMP de l'ordonnance est annulé")
+def send_cancelled(run: Run) -> None:
+    run.driver.open_prescription()
+    state = run.driver.wait_outbox_state("annule")
+    _check(run, "L'envoi en attente est annulé par l'opposition", state == "annule", str(state), "écran du LGC")
+
+
+@then("le dossier indique que l'alimentation du DMP est impossible du fait de l'opposition du patient")
+def feeding_impossible(run: Run) -> None:
+    run.driver.open_patient(run.facts["patient"])
+    status = run.driver.feeding_status()
+    _check(run, "Alimentation du DMP impossible, cause affichée sans clic",
+           status.startswith("impossible") and "oppos" in status, status[:200], "écran du LGC")
+
+
+@then("l'ordonnance n'est pas envoyée au DMP, avec l'opposition du patient pour motif")
+def prescription_not_fed(run: Run) -> None:
+    why = run.driver.prescription_error()
+    _check(run, "L'ordonnance dit pourquoi elle ne part pas au DMP", "DMP non alimenté" in why and "oppos" in why,
+           why[:200], "écran du LGC")
+
+
+@then("aucun document n'a été envoyé au DMP du patient, même après le délai d'envoi")
+def nothing_fed(run: Run) -> None:
+    due = run.facts.get("validated_at", time.time()) + run.facts.get("defer_s", 0) + 5
+    time.sleep(max(0.0, due - time.time()))  # past the deferral of the cancelled send, with a margin
+    n = len(_dmp_requests(run, "ITI-41"))
+    _check(run, "Aucune alimentation (ITI-41) du DMP d'un patient opposé", n == 0, f"{n} requête(s) ITI-41",
+           "journal DMP")
+    docs = [d for d in _dmp_state(run)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, "Aucune ordonnance dans le DMP du patient", not docs, f"{len(docs)} document(s)",
+           "état du simulateur DMP")
+
+
+@then("le DMP est consulté avec le consentement du patient")
+def consulted_with_consent(run: Run) -> None:
+    status = run.driver.wait_call_done("dmp", operation="consultation", within="#dmp")
+    _check(run, "Consultation du DMP réussie", status == "reussi", str(status), "écran du LGC")
+    found = _dmp_requests(run, "ITI-18")
+    normal = bool(found) and all("bris_de_glace" not in (e["request"]["body"] or "") for e in found)
+    _check(run, "Recherche ITI-18 envoyée au titre du consentement (purposeofuse normal)", normal,
+           f"{len(found)} requête(s) ITI-18", "journal DMP")
+
+
+@then("la consultation du DMP est impossible et la liste DICA indique le retrait du consentement")
+def dica_withdrawn(run: Run) -> None:
+    run.driver.show_dica()
+    items = run.driver.dica()
+    _check(run, "Icône DMP grisée (non consultable)", run.driver.dmp_icon() == "non-consultable",
+           run.driver.dmp_icon(), "écran du LGC")
+    c = items.get("C", ("?", ""))
+    _check(run, "Cause affichée : le patient n'a pas consenti", c[0] == "ko" and "pas consenti" in c[1], c[1],
+           "écran du LGC")
+
+
+@then("le LGC refuse en expliquant que le patient n'a pas consenti")
+def refresh_refused(run: Run) -> None:
+    answer = run.facts.get("refresh_answer", "")
+    _check(run, "Actualisation refusée par le LGC, avec sa cause",
+           "Consultation du DMP impossible" in answer and "consenti" in answer, answer[:200], "écran du LGC")
+
+
+@then("aucune consultation ni récupération de document n'a été envoyée au DMP après le retrait")
+def nothing_consulted_after_withdrawal(run: Run) -> None:
+    time.sleep(2)  # a request the refresh would have started has had time to reach the DMP
+    after = _dmp_requests(run, "ITI-18", "ITI-43", since=run.facts["withdrawn_at"])
+    _check(run, "Aucun ITI-18 ni ITI-43 après le retrait du consentement", not after,
+           f"{len(after)} requête(s) ; {len(_dmp_requests(run, 'ITI-18'))} ITI-18 avant le retrait", "journal DMP")
+
+
+@then("le recueil puis le retrait du consentement sont tracés dans le dossier")
+def consent_traced(run: Run) -> None:
+    expect = [{"consultation": True, "opposition": False, "bris_de_glace": ""},
+              {"consultation": False, "opposition": False, "bris_de_glace": ""}]
+    traces = run.driver.consent_traces(expect=expect)
+    got = [{k: t.get(k) for k in ("consultation", "opposition", "bris_de_glace")} for t in traces]
+    _check(run, "Recueil et retrait du consentement tracés, dans l'ordre", got[-2:] == expect,
+           "; ".join(f"{t.get('at', '')} {t.get('user', '')}" for t in traces), "écran du LGC (traces)")
+
+
+@then("le DMP est consulté en bris de glace, déclaré comme tel au DMP")
+def consulted_in_emergency(run: Run) -> None:
+    status = run.driver.wait_call_done("dmp", operation="consultation", within="#dmp")
+    _check(run, "Consultation du DMP en urgence réussie", status == "reussi", str(status), "écran du LGC")
+    found = _dmp_requests(run, "ITI-18")
+    declared = bool(found) and all("bris_de_glace" in (e["request"]["body"] or "") for e in found)
+    _check(run, "VIHF des recherches ITI-18 : purposeofuse bris_de_glace", declared,
+           f"{len(found)} requête(s) ITI-18", "journal DMP")
+    events = [e for e in _dmp_state(run).get("events", []) if e["kind"] == "acces_bris_de_glace"]
+    _check(run, "Le DMP trace l'accès en urgence et le notifie au patient",
+           bool(events) and all(e.get("patient_notified") and e.get("national_id") == "899700366240"
+                                for e in events), f"{len(events)} événement(s)", "état du simulateur DMP")
+
+
+@then("l'accès en urgence et son motif sont tracés dans le dossier")
+def emergency_traced(run: Run) -> None:
+    reason = run.facts["emergency_reason"]
+    expect = [{"consultation": False, "opposition": False, "bris_de_glace": reason}]
+    traces = run.driver.consent_traces(expect=expect)
+    got = [{k: t.get(k) for k in ("consultation", "opposition", "bris_de_glace")} for t in traces]
+    _check(run, "Bris de glace tracé avec son motif, la date et l'utilisateur", got[-1:] == expect,
+           "; ".join(f"{t.get('at', '')} {t.get('user', '')} {t.get('bris_de_glace', '')}" for t in traces),
+           "écran du LGC (traces)")

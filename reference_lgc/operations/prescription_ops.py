@@ -212,8 +212,9 @@ class PrescriptionOps(OpsBase):
             replaces_entry = previous["dmp_entry_uuid"] if previous else None
             if previous:
                 self.db.execute("UPDATE documents SET replaces_id=? WHERE id=?", (previous["id"], doc_id))
-        if options.get("dmp", True):
-            ok, why = feeding_allowed(ins_qualified=p.qualified, consent=self.records.consent(p.id))
+        # Checked again at validation: the patient may have objected since the draft (its form already said so).
+        ok, why = feeding_allowed(ins_qualified=p.qualified, consent=self.records.consent(p.id))
+        if options.get("dmp", True) or not ok:
             if ok:
                 self.outbox.enqueue(doc_id, patient_id=p.id, cda=n1, metadata=docs.dmp_metadata(model, "N1", n1),
                                     ins=model.patient.ins, ins_oid=model.patient.ins_oid,

@@ -225,6 +225,15 @@ def consent(patient_id: int) -> Any:
                 emergency_reason=reason if emergency else "", user_label=user_label())
     _records().record_consent(patient_id, c)
     flash("Consentement enregistré.", "ok")
+    if c.feeding_opposed:
+        cancelled, beyond = current_app.config["OUTBOX"].cancel_pending_sends(patient_id)
+        if cancelled:
+            _records().trace(patient_id, c.user_label, "envois_dmp_annules_opposition",
+                             {"envois": [i.id for i in cancelled]})
+            flash(f"Opposition du patient : {len(cancelled)} envoi(s) au DMP en attente annulé(s).", "ok")
+        if beyond:
+            flash(f"{len(beyond)} envoi(s) au DMP déjà en cours n'ont pas pu être arrêtés : s'ils sont parvenus au "
+                  "DMP, les supprimer du DMP depuis le dossier.", "error")
     _ops().after_consent(p, g.user, g.session_row)
     return redirect(url_for("patients.show", patient_id=patient_id, _anchor="dmp"))
 

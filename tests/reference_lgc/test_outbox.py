@@ -170,6 +170,27 @@ def test_cancel_during_deferral_never_reaches_the_dmp(sim: Sim, db: Database, pa
     assert again != item and box.run_once() == 1 and box.state(doc_id).state == "envoye"
 
 
+def test_opposition_cancels_every_send_not_yet_started_and_names_the_others(sim: Sim, db: Database,
+                                                                            patient: int) -> None:
+    clock = Clock()
+    box = _box(db, sim, clock)
+    deferred, _, uid1 = _enqueue(box, db, patient, defer_s=30)
+    held, _, uid2 = _enqueue(box, db, patient, defer_s=30, hold=True)
+    sent, _, _ = _enqueue(box, db, patient)
+    assert box.run_once() == 1 and box.get(sent).state == "envoye"
+    # a row a worker has claimed (the ITI-41 may be on the wire): out of reach
+    flying, _, _ = _enqueue(box, db, patient, defer_s=30)
+    db.execute("UPDATE outbox SET state='envoi' WHERE id=?", (flying,))
+    cancelled, beyond = box.cancel_pending_sends(patient)
+    assert sorted(i.id for i in cancelled) == sorted([deferred, held]) and {i.state for i in cancelled} == {"annule"}
+    assert [i.id for i in beyond] == [flying]
+    assert box.get(sent).state == "envoye"  # what reached the DMP stays (deletion is the author's act)
+    clock.advance(3600)
+    db.execute("UPDATE outbox SET state='annule' WHERE id=?", (flying,))
+    assert box.run_once() == 0 and _iti41(sim, uid1) == [] and _iti41(sim, uid2) == []
+    assert box.cancel_pending_sends(patient) == ([], [])
+
+
 def test_hold_then_release(sim: Sim, db: Database, patient: int) -> None:
     clock = Clock()
     box = _box(db, sim, clock)
