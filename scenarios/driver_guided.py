@@ -175,6 +175,23 @@ class GuidedDriver:
         self._act("record_consent", text, consultation=consultation, opposition=opposition,
                   emergency_reason=emergency_reason)
 
+    def outbox_action(self, action: str) -> None:
+        text = {"invisible": "Sur l'ordonnance, avant son envoi, rendez le document invisible au patient (un clic).",
+                "envoyer": "Envoyez l'ordonnance au DMP sans attendre la fin du délai d'envoi.",
+                "suspendre": "Suspendez l'envoi de l'ordonnance au DMP.",
+                "reprendre": "Reprenez l'envoi suspendu de l'ordonnance au DMP.",
+                "annuler": "Annulez l'envoi de l'ordonnance au DMP."}[action]
+        self._act("outbox_action", text, action=action)
+
+    def make_visible_in_dmp(self, title: str) -> None:
+        self._act("make_visible_in_dmp", "Dans la liste des documents du DMP du patient (actualisée), rendez visible "
+                  f"au patient le document « {title} ».", title=title)
+
+    def dmp_document_visibility(self, title: str, refresh: bool = True) -> str:
+        return self._q("dmp_document_visibility", "Actualisez la liste des documents du DMP du patient : comment le "
+                       f"document « {title} » y est-il affiché ?", str, choices=["visible", "invisible", "absent"],
+                       title=title, refresh=refresh)
+
     def open_prescription(self) -> None:
         self._act("open_prescription", "Revenez à l'ordonnance que vous venez de valider (état de ses envois).")
 

@@ -175,6 +175,13 @@ class ReferenceLgcDriver:
     def wait_outbox(self, state: str) -> None:
         self.page.wait_for_selector(f"#ordonnance [data-outbox][data-state={state}]", timeout=WAIT_MS)
 
+    def outbox_action(self, action: str) -> None:
+        """One click on the prescription's DMP send: suspendre, reprendre, envoyer (now), annuler, invisible."""
+        if not self.page.locator("#ordonnance [data-outbox]").count():
+            self.open_prescription()
+        self.page.click(f"#ordonnance [data-outbox] button[data-action={action}]")
+        self.page.wait_for_load_state()
+
     def prescription_pdf(self) -> bytes:
         href = self.page.locator("#ouvrir-ordonnance").get_attribute("href")
         resp = self.page.request.get(self.url + href.rstrip("/") + "/pdf")
@@ -245,6 +252,36 @@ class ReferenceLgcDriver:
         self.page.wait_for_load_state()
         flashes = self.page.locator(".flash")
         return " ".join(flashes.all_inner_texts()) if flashes.count() else ""
+
+    def _dmp_list(self, refresh: bool) -> None:
+        self.page.goto(f"{self.url}/patients/{self.patient_id}/dmp")
+        if refresh:
+            self.page.click("#actualiser-dmp")
+            self.page.wait_for_load_state()
+            self.wait_call_done("dmp", operation="consultation", within="#dmp-liste")
+
+    def _dmp_row(self, title: str) -> Any:
+        return self.page.locator("#documents-dmp tbody tr", has_text=title)
+
+    def make_visible_in_dmp(self, title: str) -> None:
+        """In the DMP's list (refreshed), one click makes the document visible to the patient (ITI-57)."""
+        self._dmp_list(refresh=True)
+        button = self._dmp_row(title).locator(".rendre-visible").first
+        button.wait_for(timeout=WAIT_MS)
+        button.click()
+        self.page.wait_for_load_state()
+        self.wait_call_done("dmp", operation="visibilite", within="#dmp-liste")
+
+    def dmp_document_visibility(self, title: str, refresh: bool = True) -> str:
+        """"visible" or "invisible" (to the patient) as the DMP list shows the document, or "absent"."""
+        self._dmp_list(refresh)
+        deadline = time.monotonic() + 10
+        while not self._dmp_row(title).count() and time.monotonic() < deadline:
+            time.sleep(0.5)  # the list region reloads once the consultation has ended
+        row = self._dmp_row(title)
+        if not row.count():
+            return "absent"
+        return "invisible" if row.first.locator("[data-marker=invisible]").count() else "visible"
 
     def new_documents(self) -> tuple[int, int, str]:
         box = self.page.locator("#nouveaux-documents")

@@ -209,6 +209,34 @@ def emergency_access(run: Run, reason: str) -> None:
     run.driver.record_consent(consultation=False, emergency_reason=reason)
 
 
+@when("le médecin rend l'ordonnance invisible au patient en un clic")
+def make_invisible(run: Run) -> None:
+    run.driver.outbox_action("invisible")
+
+
+@when("le médecin envoie l'ordonnance au DMP sans attendre")
+def send_now(run: Run) -> None:
+    run.driver.outbox_action("envoyer")
+
+
+@when(parsers.parse("le médecin {verb} l'envoi de l'ordonnance au DMP"))
+def outbox_verb(run: Run, verb: str) -> None:
+    action = {"suspend": "suspendre", "reprend": "reprendre", "annule": "annuler"}[verb]
+    run.facts[f"{action}_at"] = time.time()
+    run.driver.outbox_action(action)
+
+
+@when("le médecin rend l'ordonnance visible au patient depuis la liste du DMP")
+def make_visible(run: Run) -> None:
+    run.facts["visible_at"] = time.time()
+    run.driver.make_visible_in_dmp("Ordonnance")
+
+
+@when(parsers.parse("le temps du DMP avance de {months:d} mois"))
+def dmp_clock(run: Run, months: int) -> None:
+    run.sims.call("dmp", "POST", "/clock", {"advance": f"P{months}M"})
+
+
 @when("le médecin demande d'actualiser les documents du DMP")
 def refresh_dmp(run: Run) -> None:
     run.facts["refresh_answer"] = run.driver.refresh_dmp_documents()
@@ -538,3 +566,73 @@ def emergency_traced(run: Run) -> None:
     _check(run, "Bris de glace tracé avec son motif, la date et l'utilisateur", got[-1:] == expect,
            "; ".join(f"{t.get('at', '')} {t.get('user', '')} {t.get('bris_de_glace', '')}" for t in traces),
            "écran du LGC (traces)")
+
+
+def _confidentiality_of_submissions(run: Run) -> list[list[str]]:
+    """The confidentialityCode values of each DocumentEntry the run's ITI-41 requests sent for the patient."""
+    out = []
+    for e in _dmp_requests(run, "ITI-41"):
+        # plain SOAP or MTOM (the SOAP part is the multipart body's first XML document): the Envelope either way
+        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
+        if m is None:
+            continue
+        root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+        scheme = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"  # DocumentEntry.confidentialityCode
+        for entry in root.iter("{*}ExtrinsicObject"):
+            if any(c.get("nodeRepresentation") == "E1762" for c in entry.iter("{*}Classification")):
+                continue  # the XAdES signature of the submission set (typeCode E1762), not a clinical document
+            out.append([c.get("nodeRepresentation") for c in entry.iter("{*}Classification")
+                        if c.get("classificationScheme") == scheme])
+    return out
+
+
+@then(parsers.re(r"le DMP a reçu l'ordonnance (?P<visibility>visible|invisible) pour le patient$"))
+def received_with_visibility(run: Run, visibility: str) -> None:
+    codes = _confidentiality_of_submissions(run)
+    prescriptions = [c for c in codes if c]
+    invisible = visibility == "invisible"
+    ok = bool(prescriptions) and all(("INVISIBLE_PATIENT" in c) == invisible for c in prescriptions)
+    _check(run, f"ITI-41 : confidentialityCode {'avec' if invisible else 'sans'} INVISIBLE_PATIENT", ok,
+           "; ".join(",".join(c) for c in prescriptions), "journal DMP")
+    docs = [d for d in _dmp_state(run)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, f"Document {visibility} pour le patient dans le DMP",
+           bool(docs) and all(d["visible_patient"] is not invisible for d in docs),
+           ", ".join(str(d["visible_patient"]) for d in docs), "état du simulateur DMP")
+
+
+@then("une seule mise à jour ITI-57 a rendu l'ordonnance visible au patient")
+def made_visible(run: Run) -> None:
+    updates = _dmp_requests(run, "ITI-57", since=run.facts["visible_at"])
+    ok = len(updates) == 1 and "ResponseStatusType:Success" in ((updates[0].get("response") or {}).get("body") or "")
+    _check(run, "Une mise à jour des métadonnées (ITI-57) acceptée par le DMP", ok, f"{len(updates)} requête(s)",
+           "journal DMP")
+    docs = [d for d in _dmp_state(run)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, "Le document est désormais visible pour le patient",
+           bool(docs) and all(d["visible_patient"] for d in docs), f"{len(docs)} document(s)",
+           "état du simulateur DMP")
+    shown = run.driver.dmp_document_visibility("Ordonnance", refresh=False)
+    _check(run, "La liste du DMP dans le LGC le montre visible", shown == "visible", shown, "écran du LGC")
+
+
+@then(parsers.parse('le DMP a {event} le document "{title}"'))
+def dmp_event(run: Run, event: str, title: str) -> None:
+    kind = {"informé le patient de l'existence du document invisible": "information_document_invisible",
+            "rendu visible au patient, de lui-même,": "document_rendu_visible"}[event]
+    state = _dmp_state(run)
+    events = [e for e in state.get("events", []) if e["kind"] == kind]
+    _check(run, f"Événement du DMP « {kind} », notifié au patient",
+           bool(events) and all(e.get("patient_notified") for e in events), f"{len(events)} événement(s)",
+           "état du simulateur DMP")
+    if kind == "document_rendu_visible":
+        docs = [d for d in state["documents"] if d.get("title") == title]
+        _check(run, "Le document est visible pour le patient dans le DMP",
+               bool(docs) and all(d["visible_patient"] for d in docs), f"{len(docs)} document(s)",
+               "état du simulateur DMP")
+
+
+@then(parsers.parse('après actualisation, le LGC montre le document "{title}" {visibility} pour le patient'))
+def lgc_shows_visibility(run: Run, title: str, visibility: str) -> None:
+    shown = run.driver.dmp_document_visibility(title)
+    _check(run, f"Liste du DMP actualisée : « {title} » {visibility}", shown == visibility, shown, "écran du LGC")
+    n = len(_dmp_requests(run, "ITI-18"))
+    _check(run, "La liste vient d'une recherche ITI-18 du LGC", n >= 1, f"{n} requête(s) ITI-18", "journal DMP")

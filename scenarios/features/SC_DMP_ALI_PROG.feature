@@ -16,3 +16,4 @@ Fonctionnalité: SC.DMP/ALI/PROG.06, SC.DMP/ALI/PROG.07 — Alimentation différ
     Quand le DMP redevient joignable
     Alors l'ordonnance est envoyée au DMP
     Et le DMP contient l'ordonnance une seule fois
+    Et le DMP a reçu l'ordonnance visible pour le patient
