@@ -394,8 +394,9 @@ class Outbox:
         reached the DMP cannot be called back (the author deletes it from the DMP if it arrived)."""
         now = self.clock()
         with self.db.transaction() as tx:
-            rows = tx.execute("SELECT * FROM outbox WHERE patient_id=? AND action=? AND state IN (%s)"
-                              % ",".join("?" * len(PENDING_STATES)), (patient_id, ENVOI, *PENDING_STATES)).fetchall()
+            marks = ",".join("?" * len(PENDING_STATES))
+            rows = tx.execute(f"SELECT * FROM outbox WHERE patient_id=? AND action=? AND state IN ({marks})",
+                              (patient_id, ENVOI, *PENDING_STATES)).fetchall()
             cancelled = [r["id"] for r in rows if r["state"] in CANCELLABLE]
             tx.executemany("UPDATE outbox SET state=?, updated_at=? WHERE id=?",
                            [(ANNULE, _iso(now), i) for i in cancelled])

@@ -187,6 +187,13 @@ class GuidedDriver:
         self._act("make_visible_in_dmp", "Dans la liste des documents du DMP du patient (actualisée), rendez visible "
                   f"au patient le document « {title} ».", title=title)
 
+    def delete_in_dmp(self, title: str) -> str:
+        answer = self._q("delete_in_dmp", f"Depuis la liste des documents du DMP, supprimez le document « {title} ». "
+                         "Qu'affiche le LGC ?", str, choices=["Suppression réussie",
+                                                              "Refus du DMP : seul l'auteur peut supprimer", "Autre"],
+                         title=title)
+        return {"Suppression réussie": "reussi"}.get(answer, f"echec: {answer}")
+
     def dmp_document_visibility(self, title: str, refresh: bool = True) -> str:
         return self._q("dmp_document_visibility", "Actualisez la liste des documents du DMP du patient : comment le "
                        f"document « {title} » y est-il affiché ?", str, choices=["visible", "invisible", "absent"],

@@ -272,6 +272,18 @@ class ReferenceLgcDriver:
         self.page.wait_for_load_state()
         self.wait_call_done("dmp", operation="visibilite", within="#dmp-liste")
 
+    def delete_in_dmp(self, title: str) -> str:
+        """From the DMP's list (refreshed), delete the document: "reussi", or "echec: <the reason shown>"."""
+        self._dmp_list(refresh=True)
+        button = self._dmp_row(title).locator(".supprimer-dmp").first
+        button.wait_for(timeout=WAIT_MS)
+        button.click()
+        self.page.wait_for_load_state()
+        status = self.wait_call_done("dmp", operation="suppression", within="#dmp-liste")
+        if status == "reussi":
+            return status
+        return "echec: " + self.page.locator("#dmp-liste [data-operation=suppression] .motif").first.inner_text()
+
     def dmp_document_visibility(self, title: str, refresh: bool = True) -> str:
         """"visible" or "invisible" (to the patient) as the DMP list shows the document, or "absent"."""
         self._dmp_list(refresh)

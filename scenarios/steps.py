@@ -237,6 +237,19 @@ def dmp_clock(run: Run, months: int) -> None:
     run.sims.call("dmp", "POST", "/clock", {"advance": f"P{months}M"})
 
 
+@when(parsers.parse('le médecin tente de supprimer du DMP le document "{title}" d\'un confrère'))
+def delete_colleagues_document(run: Run, title: str) -> None:
+    run.facts["colleague_doc"] = title
+    run.facts["delete_attempt_at"] = time.time()
+    run.facts["delete_answer"] = run.driver.delete_in_dmp(title)
+
+
+@when("le médecin supprime l'ordonnance du DMP")
+def delete_own_prescription(run: Run) -> None:
+    run.facts["deleted_at"] = time.time()
+    run.facts["delete_answer"] = run.driver.delete_in_dmp("Ordonnance")
+
+
 @when("le médecin demande d'actualiser les documents du DMP")
 def refresh_dmp(run: Run) -> None:
     run.facts["refresh_answer"] = run.driver.refresh_dmp_documents()
@@ -636,3 +649,65 @@ def lgc_shows_visibility(run: Run, title: str, visibility: str) -> None:
     _check(run, f"Liste du DMP actualisée : « {title} » {visibility}", shown == visibility, shown, "écran du LGC")
     n = len(_dmp_requests(run, "ITI-18"))
     _check(run, "La liste vient d'une recherche ITI-18 du LGC", n >= 1, f"{n} requête(s) ITI-18", "journal DMP")
+
+
+def _status_updates(run: Run, since: float) -> list[tuple[dict, etree._Element]]:
+    """The run's ITI-57 availability-status updates (SubmitObjectsRequest with an UpdateAvailabilityStatus
+    association) for the patient since `since`, with their parsed SOAP envelope."""
+    out = []
+    for e in _dmp_requests(run, "ITI-57", since=since):
+        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
+        if m:
+            root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+            if any((a.get("associationType") or "").endswith("UpdateAvailabilityStatus")
+                   for a in root.iter("{*}Association")):
+                out.append((e, root))
+    return out
+
+
+def _slots(assoc: etree._Element) -> dict[str, str]:
+    return {s.get("name"): s.findtext("{*}ValueList/{*}Value") or "" for s in assoc.iter("{*}Slot")}
+
+
+@then("le DMP refuse la suppression au non-auteur et le LGC affiche ce refus")
+def deletion_refused(run: Run) -> None:
+    answer = run.facts["delete_answer"]
+    _check(run, "Le LGC affiche le refus du DMP", answer.startswith("echec") and "auteur" in answer, answer[:200],
+           "écran du LGC")
+    updates = _status_updates(run, run.facts["delete_attempt_at"])
+    refused = [e for e, _ in updates if "DMPNotAuthor" in ((e.get("response") or {}).get("body") or "")]
+    _check(run, "ITI-57 envoyé et refusé par le DMP (DMPNotAuthor)", len(updates) == 1 and len(refused) == 1,
+           f"{len(updates)} requête(s), {len(refused)} refus DMPNotAuthor", "journal DMP")
+    docs = [d for d in _dmp_state(run)["documents"] if d.get("title") == run.facts["colleague_doc"]]
+    _check(run, "Le document du confrère reste dans le DMP",
+           bool(docs) and all(d["status"].endswith("Approved") for d in docs), f"{len(docs)} document(s)",
+           "état du simulateur DMP")
+
+
+@then("le DMP a supprimé l'ordonnance à la demande de son auteur (ITI-57 d'Approved à Deleted)")
+def deletion_done(run: Run) -> None:
+    answer = run.facts["delete_answer"]
+    _check(run, "Suppression réussie affichée", answer == "reussi", answer[:200], "écran du LGC")
+    updates = _status_updates(run, run.facts["deleted_at"])
+    ok = False
+    if len(updates) == 1:
+        e, root = updates[0]
+        slots = [_slots(a) for a in root.iter("{*}Association")
+                 if (a.get("associationType") or "").endswith("UpdateAvailabilityStatus")]
+        ok = len(slots) == 1 and slots[0].get("OriginalStatus", "").endswith("Approved") \
+            and slots[0].get("NewStatus", "").endswith("Deleted") \
+            and "ResponseStatusType:Success" in ((e.get("response") or {}).get("body") or "")
+    _check(run, "ITI-57 UpdateAvailabilityStatus Approved → Deleted accepté", ok, f"{len(updates)} requête(s)",
+           "journal DMP")
+    state = _dmp_state(run)
+    left = [d for d in state["documents"] if "Ordonnance" in (d.get("title") or "")]
+    events = [e for e in state.get("events", []) if e["kind"] == "document_supprime"]
+    _check(run, "L'ordonnance n'est plus dans le DMP, suppression tracée par le DMP",
+           not [d for d in left if d["status"].endswith("Approved")] and bool(events),
+           f"{len(left)} document(s) restant(s), {len(events)} événement(s)", "état du simulateur DMP")
+
+
+@then("le LGC ne liste plus l'ordonnance parmi les documents du DMP")
+def deletion_shown(run: Run) -> None:
+    shown = run.driver.dmp_document_visibility("Ordonnance")
+    _check(run, "La liste du DMP actualisée ne montre plus l'ordonnance", shown == "absent", shown, "écran du LGC")

@@ -71,6 +71,7 @@ class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps):
                 "cog_label": idn.cog_label, "consult_call": consult_call, "new_docs": new_docs,
                 "integration_call": self.runner.latest(p.id, "dmp", "integration"),
                 "visibility_call": self.runner.latest(p.id, "dmp", "visibilite"),
+                "deletion_call": self.runner.latest(p.id, "dmp", "suppression"),
                 "warnings": dmp_view.local_warnings(self.db, p.id), "documents": self.records.documents(p.id),
                 "outbox": {item.document_id: item for item in reversed(self.outbox.list(p.id))},
                 "prescriptions": self.db.all("SELECT * FROM prescriptions WHERE patient_id=? ORDER BY id DESC",

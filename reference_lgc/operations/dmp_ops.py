@@ -29,6 +29,8 @@ class DmpOps(OpsBase):
             Operation("dmp", "integration", "Intégration de documents du DMP", self._dmp_integrate, None),
             Operation("dmp", "visibilite", "Visibilité d'un document pour le patient", self._dmp_visibility,
                       self._after_visibility),
+            Operation("dmp", "suppression", "Suppression d'un document du DMP", self._dmp_delete,
+                      self._after_delete),
         ]
 
     def start_dmp_check(self, p: Patient, user: Any, session_row: Any) -> int | None:
@@ -190,6 +192,36 @@ class DmpOps(OpsBase):
         if result is not None and job.patient_id is not None:
             self.db.execute("UPDATE dmp_entries SET invisible_to_patient=? WHERE patient_id=? AND entry_uuid=?",
                             (int(not result["visible"]), job.patient_id, result["entry"]))
+
+    def start_deletion(self, p: Patient, user: Any, session_row: Any, entry_uuid: str) -> int:
+        return self._submit("dmp", "suppression", p, user, session_row["sid"] if session_row else None,
+                            {**self._dmp_params(p), "entry": entry_uuid})
+
+    def _dmp_delete(self, job: Job) -> dict[str, Any]:
+        """ITI-57 to Deleted (SC.DMP/CONF.03), from the entry's current status. Only its author may: the DMP is
+        the judge (the document may come from this professional's other software), and its refusal is shown."""
+        entries = dmp.find_documents(job.ctx, job.params["ins"], job.params["oid"],
+                                     statuses=(dmp.ST_APPROVED, dmp.ST_ARCHIVED), purpose=job.params["purpose"])
+        entry = next((e for e in entries if e.entry_uuid == job.params["entry"]), None)
+        if entry is None:
+            raise ServiceRefused("Document introuvable dans le DMP (déjà supprimé ou remplacé)", code="introuvable")
+        dmp.delete_document(job.ctx, job.params["ins"], job.params["oid"], entry.entry_uuid,
+                            current_status=entry.status)
+        return {"entry": entry.entry_uuid, "title": entry.title}
+
+    def _after_delete(self, job: Job, result: dict[str, Any] | None, error: ServiceError | None) -> None:
+        if job.patient_id is None:
+            return
+        if result is None:
+            self.records.trace(job.patient_id, job.params.get("user_label", "système"), "suppression_dmp_refusee",
+                               {"document": job.params["entry"], "motif": str(error) if error else ""})
+            return
+        self.db.execute("UPDATE dmp_entries SET status='deleted' WHERE patient_id=? AND entry_uuid=?",
+                        (job.patient_id, result["entry"]))
+        self.db.execute("UPDATE documents SET dmp_state='supprime' WHERE patient_id=? AND dmp_entry_uuid=?",
+                        (job.patient_id, result["entry"]))
+        self.records.trace(job.patient_id, job.params.get("user_label", "système"), "suppression_dmp",
+                           {"document": result["entry"], "titre": result["title"]})
 
     def dmp_access(self, patient_id: int) -> DmpAccess | None:
         """The DMP state for the DICA: the last TD0.2, with the authorisation of a later TD0.3."""

@@ -73,3 +73,12 @@ def visibility(patient_id: int) -> Any:
         _ops().start_visibility(p, g.user, g.session_row, entry, request.form.get("visible") == "oui")
     return redirect(url_for("dmp.documents", patient_id=patient_id))
 
+
+@bp.post("/patients/<int:patient_id>/dmp/supprimer")
+def delete(patient_id: int) -> Any:
+    p = _patient(patient_id)
+    entry = request.form.get("entree", "")
+    if entry and _allowed(p):
+        _ops().start_deletion(p, g.user, g.session_row, entry)
+        flash("Suppression du document dans le DMP demandée (seul son auteur le peut).", "ok")
+    return redirect(url_for("dmp.documents", patient_id=patient_id))
