@@ -472,7 +472,7 @@ def _dmp_state(run: Run) -> dict:
 def deferred_in_outbox(run: Run) -> None:
     state = run.driver.wait_outbox_state("differe")
     _check(run, "Envoi au DMP différé, visible dans l'ordonnance", state == "differe", str(state), "écran du LGC")
-    n = len(_dmp_requests(run, "ITI-41"))
+    n = len(_dmp_requests(run, "ITI-41", since=run.facts.get("validated_at", 0.0)))
     _check(run, "Rien n'est parti au DMP pendant le délai", n == 0, f"{n} requête(s) ITI-41", "journal DMP")
 
 
@@ -711,3 +711,38 @@ def deletion_done(run: Run) -> None:
 def deletion_shown(run: Run) -> None:
     shown = run.driver.dmp_document_visibility("Ordonnance")
     _check(run, "La liste du DMP actualisée ne montre plus l'ordonnance", shown == "absent", shown, "écran du LGC")
+
+
+def _wait_past_deferral(run: Run) -> None:
+    due = run.facts.get("validated_at", time.time()) + run.facts.get("defer_s", 0) + 4
+    time.sleep(max(0.0, due - time.time()))
+
+
+@then("l'envoi reste suspendu au-delà du délai, sans rien envoyer au DMP")
+def held_past_due(run: Run) -> None:
+    _wait_past_deferral(run)
+    state = run.driver.wait_outbox_state("suspendu")
+    _check(run, "Envoi toujours suspendu après l'échéance", state == "suspendu", str(state), "écran du LGC")
+    n = len(_dmp_requests(run, "ITI-41", since=run.facts["validated_at"]))
+    _check(run, "Aucun ITI-41 tant que l'envoi est suspendu", n == 0, f"{n} requête(s)", "journal DMP")
+
+
+@then("le DMP a reçu l'ordonnance une seule fois, après la reprise")
+def once_after_release(run: Run) -> None:
+    sent = _dmp_requests(run, "ITI-41", since=run.facts["validated_at"])
+    after = [e for e in sent if e["received_at"] >= run.facts["reprendre_at"]]
+    _check(run, "Un seul ITI-41, parti après la reprise", len(sent) == 1 and len(after) == 1,
+           f"{len(sent)} requête(s), {len(after)} après la reprise", "journal DMP")
+    uids = re.findall(r'value="([0-9.]+)"', (sent[0]["request"]["body"] or "")) if sent else []
+    docs = [d for d in _dmp_state(run)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, "Le DMP tient l'ordonnance une fois, sous l'identifiant unique de l'ITI-41",
+           len(docs) == 1 and docs[0]["unique_id"] in uids, f"{len(docs)} document(s)", "état du simulateur DMP")
+
+
+@then("l'envoi annulé ne part jamais au DMP")
+def cancelled_never_sent(run: Run) -> None:
+    state = run.driver.wait_outbox_state("annule")
+    _check(run, "Envoi annulé affiché", state == "annule", str(state), "écran du LGC")
+    _wait_past_deferral(run)
+    n = len(_dmp_requests(run, "ITI-41", since=run.facts["validated_at"]))
+    _check(run, "Aucun ITI-41 après l'annulation, même passé le délai", n == 0, f"{n} requête(s)", "journal DMP")
