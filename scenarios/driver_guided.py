@@ -199,6 +199,18 @@ class GuidedDriver:
                        f"document « {title} » y est-il affiché ?", str, choices=["visible", "invisible", "absent"],
                        title=title, refresh=refresh)
 
+    def send_local_document(self, title: str) -> str:
+        return self._q("send_local_document", f"Dans le dossier, demandez l'envoi au DMP du document « {title} ». "
+                       "Qu'affiche le LGC ?", str, choices=["Envoi refusé : INS non qualifiée",
+                                                            "Document placé dans la file d'envoi au DMP",
+                                                            "Aucun bouton d'envoi au DMP : déjà envoyé", "Autre"],
+                       title=title)
+
+    def local_document_markers(self, title: str, wait_for: str = "") -> list[str]:
+        label = {"envoye-dmp": "envoyé au DMP", "importe-dmp": "importé du DMP"}.get(wait_for, wait_for)
+        return self._q("local_document_markers", f"Dans le dossier, le document « {title} » est-il marqué « {label} » "
+                       "sans clic ?", lambda a: [wait_for] if _yes(a) else [], title=title, wait_for=wait_for)
+
     def open_prescription(self) -> None:
         self._act("open_prescription", "Revenez à l'ordonnance que vous venez de valider (état de ses envois).")
 

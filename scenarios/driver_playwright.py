@@ -48,6 +48,24 @@ class ReferenceLgcDriver:
     def local_documents(self) -> str:
         return self.page.locator("#documents-locaux").inner_text()
 
+    def send_local_document(self, title: str) -> str:
+        """Ask for a document of the record to be sent to the DMP by hand; returns what the LGC answers."""
+        if not self.page.locator("#documents-locaux").count():
+            self.page.goto(f"{self.url}/patients/{self.patient_id}")
+        button = self.page.locator("#documents-locaux tr", has_text=title).locator("button[data-action=envoyer-dmp]")
+        if not button.count():
+            return "Aucun bouton d'envoi au DMP pour ce document"
+        button.first.click()
+        self.page.wait_for_load_state()
+        return " ".join(self.page.locator(".flash").all_inner_texts())
+
+    def local_document_markers(self, title: str, wait_for: str = "") -> list[str]:
+        """The markers of a document of the record (importe-dmp, envoye-dmp, recu-mss), once `wait_for` shows."""
+        row = self.page.locator("#documents-locaux tr", has_text=title)
+        if wait_for:
+            row.locator(f"[data-marker={wait_for}]").first.wait_for(timeout=WAIT_MS)
+        return [m.get_attribute("data-marker") for m in row.first.locator("[data-marker]").all()]
+
     def identity_status(self) -> str:
         return self.page.locator("#statut-identite").get_attribute("data-status")
 

@@ -113,6 +113,7 @@ def throttled(run: Run) -> None:
 
 
 @given(parsers.parse('l\'identité de "{name}" est qualifiée par l\'Appli carte Vitale "{ins}"'))
+@when(parsers.parse('l\'identité de "{name}" est qualifiée par l\'Appli carte Vitale "{ins}"'))
 def qualified_by_apcv(run: Run, name: str, ins: str) -> None:
     run.rec.meta["personas"].append({"role": "patient", "name": name, "ins": ins})
     run.facts.update(patient=name, ins=ins)
@@ -248,6 +249,12 @@ def delete_colleagues_document(run: Run, title: str) -> None:
 def delete_own_prescription(run: Run) -> None:
     run.facts["deleted_at"] = time.time()
     run.facts["delete_answer"] = run.driver.delete_in_dmp("Ordonnance")
+
+
+@when(parsers.parse('le médecin demande l\'envoi au DMP du document "{title}" de son dossier'))
+def send_local(run: Run, title: str) -> None:
+    run.facts["local_title"] = title
+    run.facts.setdefault("send_answers", []).append(run.driver.send_local_document(title))
 
 
 @when("le médecin demande d'actualiser les documents du DMP")
@@ -746,3 +753,75 @@ def cancelled_never_sent(run: Run) -> None:
     _wait_past_deferral(run)
     n = len(_dmp_requests(run, "ITI-41", since=run.facts["validated_at"]))
     _check(run, "Aucun ITI-41 après l'annulation, même passé le délai", n == 0, f"{n} requête(s)", "journal DMP")
+
+
+@then(parsers.parse('le LGC refuse l\'envoi tant que l\'INS n\'est pas qualifiée, et le DMP de "{ins}" ne reçoit rien'))
+def historical_refused(run: Run, ins: str) -> None:
+    answer = run.facts["send_answers"][-1]
+    _check(run, "Envoi refusé par le LGC, cause affichée", "INS non qualifiée" in answer, answer[:200],
+           "écran du LGC")
+    time.sleep(2)
+    sent = [e for e in run.sims.journal("dmp", run.id, "ITI-41") if ins in (e["request"]["body"] or "")]
+    _check(run, "Aucun ITI-41 sans INS qualifiée", not sent, f"{len(sent)} requête(s)", "journal DMP")
+
+
+def _entry_metadata(run: Run) -> list[dict]:
+    """creationTime, authorPerson, patientId, formatCode, title of each clinical DocumentEntry of the run's ITI-41
+    requests for the patient."""
+    out = []
+    for e in _dmp_requests(run, "ITI-41"):
+        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
+        if m is None:
+            continue
+        root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+        for entry in root.iter("{*}ExtrinsicObject"):
+            classes = list(entry.iter("{*}Classification"))
+            if any(c.get("nodeRepresentation") == "E1762" for c in classes):
+                continue
+            slots = {s.get("name"): [v.text or "" for v in s.iter("{*}Value")] for s in entry.findall("{*}Slot")}
+            authors = [v.text or "" for c in classes for s in c.findall("{*}Slot") if s.get("name") == "authorPerson"
+                       for v in s.iter("{*}Value")]
+            ids = {x.get("identificationScheme"): x.get("value") for x in entry.findall("{*}ExternalIdentifier")}
+            fmt = [c.get("nodeRepresentation") for c in classes
+                   if c.get("classificationScheme") == "urn:uuid:a09d5840-386c-46f2-b5ad-9c3699a4309d"]
+            title = entry.find("{*}Name/{*}LocalizedString")
+            out.append({"creationTime": (slots.get("creationTime") or [""])[0], "authors": authors,
+                        "patientId": ids.get("urn:uuid:58a6f841-87b3-4a3e-92fd-a8ffeff98427", ""),
+                        "formatCode": fmt[0] if fmt else "", "title": title.get("value") if title is not None else ""})
+    return out
+
+
+@then(parsers.parse('le DMP reçoit le document une fois, daté de l\'acte du {day}, signé de son auteur, avec l\'INS'))
+def historical_sent(run: Run, day: str) -> None:
+    answer = run.facts["send_answers"][-1]
+    _check(run, "Envoi accepté par le LGC", "file d'envoi" in answer, answer[:200], "écran du LGC")
+    run.driver.local_document_markers(run.facts["local_title"], wait_for="envoye-dmp")
+    entries = [m for m in _entry_metadata(run) if m["title"] == run.facts["local_title"]]
+    ymd = datetime.strptime(day, "%d/%m/%Y").strftime("%Y%m%d")
+    one = len(entries) == 1
+    _check(run, "Un seul ITI-41 pour ce document", one, f"{len(entries)} DocumentEntry", "journal DMP")
+    m = entries[0] if one else {}
+    _check(run, f"creationTime = date de l'acte ({day}), pas la date d'envoi",
+           str(m.get("creationTime", "")).startswith(ymd), str(m.get("creationTime")), "journal DMP")
+    _check(run, "Auteur : le médecin (identifiant national 899700366240)",
+           any(a.startswith("899700366240^") for a in m.get("authors", [])), "; ".join(m.get("authors", [])),
+           "journal DMP")
+    _check(run, "patientId = INS qualifiée (INS^^^&OID&ISO^NH)",
+           m.get("patientId") == f"{run.facts['ins']}^^^&{DMP_TEST_OID}&ISO^NH", str(m.get("patientId")),
+           "journal DMP")
+    _check(run, "Document CDA R2 N1 (formatCode PDF)", m.get("formatCode") == "urn:ihe:iti:xds-sd:pdf:2008",
+           str(m.get("formatCode")), "journal DMP")
+
+
+@then("le dossier marque le document « envoyé au DMP » et ne propose plus de l'envoyer")
+def historical_marked(run: Run) -> None:
+    title = run.facts["local_title"]
+    markers = run.driver.local_document_markers(title, wait_for="envoye-dmp")
+    _check(run, "Marqueur « envoyé au DMP » sans clic", "envoye-dmp" in markers, ", ".join(markers),
+           "écran du LGC")
+    again = run.driver.send_local_document(title)
+    _check(run, "Pas de second envoi proposé", "Aucun bouton" in again or "déjà" in again, again[:200],
+           "écran du LGC")
+    time.sleep(2)
+    entries = [m for m in _entry_metadata(run) if m["title"] == title]
+    _check(run, "Toujours un seul ITI-41 pour ce document", len(entries) == 1, f"{len(entries)}", "journal DMP")

@@ -1,4 +1,5 @@
-"""CDA R2 renderings of a :class:`~.model.Prescription`: N1 (PDF in ``nonXMLBody``) and N3 (structured body).
+"""CDA R2 renderings of a :class:`~.model.Prescription`: N1 (PDF in ``nonXMLBody``) and N3 (structured body); and
+of a :class:`~.model.ClinicalNote` of the record (N1), sent to the DMP as a historical document.
 
 Header per protocols.md §7; facts vs assumptions are listed in this package's README. Built with lxml.
 """
@@ -10,7 +11,7 @@ from datetime import datetime
 
 from lxml import etree
 
-from .model import INS_OIDS, PS_ID_OID, STRUCTURE_ID_OID, Prescription, PrescriptionLine, uuid_oid
+from .model import INS_OIDS, PS_ID_OID, STRUCTURE_ID_OID, ClinicalNote, Prescription, PrescriptionLine, uuid_oid
 
 HL7 = "urn:hl7-org:v3"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
@@ -79,7 +80,7 @@ def _telecom(parent: etree._Element, phone: str | None) -> None:
         _el(parent, "telecom", nullFlavor="UNK")
 
 
-def _header(p: Prescription, templates: tuple[str, ...]) -> etree._Element:
+def _header(p: Prescription | ClinicalNote, templates: tuple[str, ...]) -> etree._Element:
     if p.version < 1:
         raise ValueError("versionNumber doit être ≥ 1")
     if p.version > 1 and p.parent_id is None:
@@ -91,7 +92,8 @@ def _header(p: Prescription, templates: tuple[str, ...]) -> etree._Element:
     for t in templates:
         _el(root, "templateId", root=t)
     _el(root, "id", root=uuid_oid(p.id))
-    _el(root, "code", code=TYPE_CODE, codeSystem=LOINC, codeSystemName="LOINC", displayName=TYPE_LABEL)
+    code, label = (p.type_code, p.type_label) if isinstance(p, ClinicalNote) else (TYPE_CODE, TYPE_LABEL)
+    _el(root, "code", code=code, codeSystem=LOINC, codeSystemName="LOINC", displayName=label)
     _el(root, "title", p.title)
     _el(root, "effectiveTime", value=ts(p.created))
     _el(root, "confidentialityCode", code=p.confidentiality, codeSystem=CONF_SYSTEM,
@@ -182,6 +184,16 @@ def build_n1(p: Prescription, pdf: bytes) -> bytes:
     if not pdf.startswith(b"%PDF-"):
         raise ValueError("le corps d'un CDA N1 doit être un PDF")
     root = _header(p, N1_TEMPLATES)
+    body = _el(_el(root, "component"), "nonXMLBody")
+    _el(body, "text", base64.b64encode(pdf).decode("ascii"), mediaType="application/pdf", representation="B64")
+    return _serialize(root)
+
+
+def build_note_n1(note: ClinicalNote, pdf: bytes) -> bytes:
+    """CDA R2 level 1 of a note of the record: the act's date as effectiveTime and author time, its author."""
+    if not pdf.startswith(b"%PDF-"):
+        raise ValueError("le corps d'un CDA N1 doit être un PDF")
+    root = _header(note, N1_TEMPLATES)
     body = _el(_el(root, "component"), "nonXMLBody")
     _el(body, "text", base64.b64encode(pdf).decode("ascii"), mediaType="application/pdf", representation="B64")
     return _serialize(root)

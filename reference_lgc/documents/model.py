@@ -150,6 +150,32 @@ class Prescription:
         return self.created + timedelta(days=max([90, *(line.days for line in self.lines)]))
 
 
+@dataclass(frozen=True)
+class ClinicalNote:
+    """A document of the record written as text (a consultation note, a letter…), sent to the DMP later as a CDA
+    R2 N1 (SC.DMP/HISTO.03/.05: a document of an earlier care episode keeps its date of the act and its author)."""
+
+    id: uuid.UUID  # CDA id = XDS uniqueId
+    created: datetime  # date of the act, timezone-aware (not the date it is sent)
+    patient: Patient
+    author: Author
+    title: str
+    text: str
+    type_code: str = "11488-4"  # LOINC, in the DMP's JDV_J66 (the record's own type of the document)
+    type_label: str = "Compte rendu de consultation"
+    confidentiality: Literal["N", "R", "V"] = "N"
+    version: int = 1
+    parent_id: uuid.UUID | None = None
+
+    @property
+    def document_set_id(self) -> uuid.UUID:
+        return self.id
+
+    @property
+    def valid_until(self) -> datetime:
+        return self.created  # the act is one moment: serviceEvent low = high
+
+
 def uuid_oid(value: uuid.UUID) -> str:
     """A UUID as an OID under the ``2.25`` arc (ISO/IEC 9834-8): a valid CDA ``II/@root`` and XDS uniqueId."""
     return f"2.25.{value.int}"

@@ -14,7 +14,7 @@ from html import escape
 
 import segno
 
-from .model import INS_OIDS, Prescription
+from .model import INS_OIDS, ClinicalNote, Prescription
 
 PDF_VARIANT = "pdf/a-1b"
 NO_QR_TEXT = "Ordonnance numérique non enregistrée : pas de QR code"
@@ -122,3 +122,23 @@ def render_pdf(p: Prescription, *, qr_payload: str | None, on_number: str | None
     html = render_html(p, qr_payload=qr_payload, on_number=on_number)
     doc = weasyprint.HTML(string=html, base_url=None)
     return doc.write_pdf(pdf_variant=PDF_VARIANT, pdf_identifier=p.id.hex.encode("ascii"))
+
+
+def render_note_pdf(note: ClinicalNote) -> bytes:
+    """A note of the record as PDF/A-1b: author, patient (INS), date of the act, title and text."""
+    import weasyprint
+
+    a, pt = note.author, note.patient
+    paragraphs = "".join(f"<p>{_e(line)}</p>" for line in note.text.splitlines() if line.strip())
+    html = (f'<!doctype html><html lang="fr"><head><meta charset="utf-8"><title>{_e(note.title)}</title>'
+            f"<style>{_CSS}</style></head><body>"
+            f'<div class="head"><div class="block prescriber"><div class="name">Dr {_e(a.given_name)} '
+            f"{_e(a.family_name)}</div><div>{_e(a.speciality_label)}</div><div>{_e(a.structure.name)}</div>"
+            f'<div class="small">N° RPPS {_e(a.rpps)}</div></div>'
+            f'<div class="block patient"><div class="name">{_e(pt.birth_family)} {_e(" ".join(pt.birth_given_names))}'
+            f'</div><div class="small">Né(e) le {pt.birth_date.strftime("%d/%m/%Y")} — INS {_e(pt.ins)} '
+            f"({_e(INS_OIDS.get(pt.ins_oid, pt.ins_oid))})</div></div></div>"
+            f'<h1>{_e(note.title)}</h1><div class="date">Acte du {note.created.strftime("%d/%m/%Y")}</div>'
+            f"{paragraphs}</body></html>")
+    return weasyprint.HTML(string=html, base_url=None).write_pdf(pdf_variant=PDF_VARIANT,
+                                                               pdf_identifier=note.id.hex.encode("ascii"))

@@ -133,9 +133,13 @@ def business_errors(root: etree._Element) -> list[str]:
     return errors
 
 
-def validate(cda: bytes) -> None:
-    """Raise :class:`DocumentInvalid` listing every XSD error (line + message) and every business-rule failure."""
+def validate(cda: bytes, *, type_code: str = "57833-6") -> None:
+    """Raise :class:`DocumentInvalid` listing every XSD error (line + message) and every business-rule failure.
+    `type_code`: the LOINC type the document must have (a prescription unless said otherwise)."""
     tree = parse(cda)
     errors = _xsd_errors(tree) + business_errors(tree.getroot())
+    found = _s(tree.getroot(), "h:code/@code")
+    if found and found != type_code:
+        errors.append(f"typeCode {found} (ClinicalDocument/code) : {type_code} attendu pour ce document")
     if errors:
         raise DocumentInvalid(errors)

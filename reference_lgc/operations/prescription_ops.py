@@ -13,6 +13,7 @@ from typing import Any
 from .. import documents as docs
 from ..calls import Job, Operation, now_iso
 from ..consent import feeding_allowed
+from ..documents.model import uuid_oid
 from ..outbox import Outbox, OutboxError
 from ..records import Patient
 from ..services import mss, on
@@ -80,16 +81,7 @@ class PrescriptionOps(OpsBase):
             raise PrescriptionError("Identité non qualifiée : l'ordonnance ne peut pas porter l'INS du patient")
         options = json.loads(row["options"] or "{}")
         doc_id = uuid.UUID(options["document_uuid"]) if options.get("document_uuid") else uuid.uuid4()
-        t = p.traits
-        structure = docs.Structure(id=user["structure_id"], name=user["structure_name"],
-                                   street=user["structure_street"], postal_code=user["structure_postal_code"],
-                                   city=user["structure_city"], phone=user["structure_phone"], sector=user["sector"])
-        author = docs.Author(rpps=user["rpps"] or "", family_name=user["family_name"], given_name=user["given_name"],
-                             structure=structure, profession=user["profession"], speciality=user["speciality"])
-        patient = docs.Patient(birth_family=t.birth_name, birth_given_names=tuple(t.first_names.split()),
-                               sex=t.sex, birth_date=date.fromisoformat(t.birth_date), ins=p.ins_matricule,
-                               ins_oid=self.dmp_oid(p.ins_oid or ""), used_family=t.used_name or None,
-                               used_given=t.used_first_name or None, birthplace_cog=t.birthplace_cog)
+        author, patient = self._author_model(user), self._patient_model(p)
         lines = tuple(docs.PrescriptionLine(
             label=li["label"], dosage=li["dosage"], duration=li["duration"],
             duration_unit=DURATION_UNITS[li["unit"]], quantity=li["quantity"], renewals=li["renewals"],
@@ -104,6 +96,46 @@ class PrescriptionOps(OpsBase):
         return docs.Prescription(id=doc_id, created=created.astimezone(UTC), patient=patient, author=author,
                                  lines=lines, notes=row["notes"], on_number=on_number, on_payload=on_payload,
                                  set_id=set_id, version=version, parent_id=parent)
+
+    def _author_model(self, user: Any) -> docs.Author:
+        structure = docs.Structure(id=user["structure_id"], name=user["structure_name"],
+                                   street=user["structure_street"], postal_code=user["structure_postal_code"],
+                                   city=user["structure_city"], phone=user["structure_phone"], sector=user["sector"])
+        return docs.Author(rpps=user["rpps"] or "", family_name=user["family_name"], given_name=user["given_name"],
+                           structure=structure, profession=user["profession"], speciality=user["speciality"])
+
+    def _patient_model(self, p: Patient) -> docs.Patient:
+        t = p.traits
+        return docs.Patient(birth_family=t.birth_name, birth_given_names=tuple(t.first_names.split()),
+                            sex=t.sex, birth_date=date.fromisoformat(t.birth_date), ins=p.ins_matricule or "",
+                            ins_oid=self.dmp_oid(p.ins_oid or ""), used_family=t.used_name or None,
+                            used_given=t.used_first_name or None, birthplace_cog=t.birthplace_cog)
+
+    def historical_n1(self, doc: Any, p: Patient, user: Any) -> int:
+        """A note of the record not yet in CDA (a text of an earlier care episode) becomes the CDA R2 N1 it will be
+        sent as (SC.DMP/HISTO.05): the date of the act, its author, the patient's qualified INS. Stored with the
+        document, so a resend is the same document (same uniqueId). Only its author may send it under their
+        name. Returns the document id."""
+        if not p.qualified or not p.ins_matricule:
+            raise PrescriptionError("INS non qualifiée : le document ne peut pas porter l'INS du patient")
+        me = f"Dr {user['given_name']} {user['family_name']}"
+        if (doc["author"] or "").strip() != me:
+            raise PrescriptionError(f"Document de {doc['author'] or 'auteur inconnu'} : seul son auteur peut "
+                                    "l'envoyer au DMP sous son nom")
+        act = datetime.fromisoformat(doc["act_date"]).replace(tzinfo=UTC) if len(doc["act_date"]) == 10 \
+            else datetime.fromisoformat(doc["act_date"]).astimezone(UTC)
+        text = bytes(doc["content"]).decode("utf-8", "replace") if doc["content"] is not None else ""
+        note = docs.ClinicalNote(id=uuid.uuid4(), created=act, patient=self._patient_model(p),
+                                 author=self._author_model(user), title=doc["title"], text=text,
+                                 type_code=doc["type_code"] or "11488-4",
+                                 type_label=doc["type_label"] or "Compte rendu de consultation")
+        pdf = docs.render_note_pdf(note)
+        n1 = docs.build_note_n1(note, pdf)
+        docs.validate(n1, type_code=note.type_code)
+        self.db.execute("UPDATE documents SET cda=?, pdf=?, level='N1', unique_id=?, set_id=?, version=1, "
+                        "class_code=CASE class_code WHEN '' THEN '10' ELSE class_code END WHERE id=? AND cda IS NULL",
+                        (n1, pdf, uuid_oid(note.id), uuid_oid(note.id), doc["id"]))
+        return int(doc["id"])
 
     def draft_replacement(self, prescription_id: int, user: Any) -> int:
         """"Modifier et remplacer": a draft copy of a prescription already in the DMP, sent as its next version."""

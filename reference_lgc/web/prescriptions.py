@@ -159,11 +159,18 @@ def send_to_dmp(doc_id: int) -> Any:
     if not ok:
         flash(f"Envoi au DMP impossible : {why}", "error")
         return back
+    if not d["cda"] and d["origin"] == "local" and (d["mime"] or "").startswith("text/"):
+        try:  # a note of an earlier care episode: its CDA N1 is made now, with the act's date and its author
+            _ops().historical_n1(d, p, g.user)
+        except (PrescriptionError, docs_pkg.DocumentInvalid) as exc:
+            flash(f"Envoi au DMP impossible : {exc}", "error")
+            return back
+        d = current_app.config["DB"].one("SELECT * FROM documents WHERE id=?", (doc_id,))
     if not d["cda"] or d["level"] != "N1":
         flash("Seuls les documents CDA N1 du dossier peuvent être envoyés au DMP", "error")
         return back
     try:
-        docs_pkg.validate(bytes(d["cda"]))
+        docs_pkg.validate(bytes(d["cda"]), type_code=d["type_code"])
     except docs_pkg.DocumentInvalid as exc:
         flash(f"Document refusé avant envoi : {exc}", "error")
         return back

@@ -435,3 +435,37 @@ def test_n1_then_n3_v2_are_accepted_by_the_dmp(dmp_sim: Sim) -> None:
     docs = {d["unique_id"]: d for d in dmp_sim.state(CLERICO)["documents"]}
     assert docs[uuid_oid(v2.id)]["version_number"] == 2 and docs[uuid_oid(v2.id)]["set_id"] == uuid_oid(v1.id)
     assert docs[uuid_oid(v1.id)]["status"].endswith("Deprecated")
+
+
+# --- a note of the record sent as a historical document (SC.DMP/HISTO.05) ------------------------------------
+
+
+def test_a_note_of_an_earlier_episode_keeps_its_act_date_type_and_author() -> None:
+    from reference_lgc.documents import ClinicalNote, build_note_n1, render_note_pdf
+
+    act = datetime(2026, 10, 2, tzinfo=PARIS)
+    note = ClinicalNote(id=uuid.uuid4(), created=act, patient=PATIENT, author=AUTHOR,
+                        title="Note de consultation — bilan annuel", text="Bilan annuel sans particularité.\nRAS.")
+    pdf_bytes = render_note_pdf(note)
+    assert pdf_bytes.startswith(b"%PDF-1.4") and b"pdfaid" in pdf_bytes
+    cda = build_note_n1(note, pdf_bytes)
+    validate(cda, type_code="11488-4")
+    doc = etree.fromstring(cda)
+
+    def one(path: str) -> str:
+        (value,) = doc.xpath(path, namespaces=NS)
+        return str(value)
+
+    assert one("h:code/@code") == "11488-4" and one("h:title/text()") == note.title
+    # the date of the act, not of the sending, wherever the header dates the document
+    for path in ("h:effectiveTime/@value", "h:author/h:time/@value",
+                 "h:documentationOf/h:serviceEvent/h:effectiveTime/h:low/@value",
+                 "h:componentOf/h:encompassingEncounter/h:effectiveTime/h:low/@value"):
+        assert one(path).startswith("20261002"), path
+    assert one("h:author/h:assignedAuthor/h:id/@extension") == "8" + KIT.rpps
+    assert one("h:recordTarget/h:patientRole/h:id/@extension") == PATIENT.ins
+    assert one("h:id/@root") == one("h:setId/@root") == uuid_oid(note.id) and one("h:versionNumber/@value") == "1"
+    assert base64.b64decode(one("h:component/h:nonXMLBody/h:text/text()")) == pdf_bytes
+    # a prescription is expected unless the caller says which type the document has
+    with pytest.raises(DocumentInvalid, match="57833-6 attendu"):
+        validate(cda)
