@@ -187,6 +187,23 @@ class GuidedDriver:
         self._act("make_visible_in_dmp", "Dans la liste des documents du DMP du patient (actualisée), rendez visible "
                   f"au patient le document « {title} ».", title=title)
 
+    def integrate_from_dmp(self, titles: list[str]) -> str:
+        listed = " et ".join(f"« {t} »" for t in titles)
+        return self._q("integrate_from_dmp", f"Dans la liste des documents du DMP (actualisée), sélectionnez {listed} "
+                       "et intégrez-les au dossier en une fois. Qu'affiche le LGC ?", str,
+                       choices=["reussi: intégration réussie",
+                                "reussi: non intégré, même setId et même version déjà dans le dossier", "Autre"],
+                       titles=titles)
+
+    def local_document_versions(self, title: str, expect: list[dict] | None = None) -> list[dict]:
+        def describe(d: dict) -> str:
+            warn = d.get("warning", "")
+            return (f"version {d['version']}" + (", importée du DMP" if d.get("imported") else "")
+                    + (f", avec l'avertissement « {warn} »" if warn else ", sans avertissement"))
+        wanted = "; ".join(describe(d) for d in expect or [])
+        return self._q("local_document_versions", f"Dans le dossier, les documents « {title} » sont-ils exactement : "
+                       f"{wanted} ?", lambda a: list(expect or []) if _yes(a) else [], title=title, expect=expect)
+
     def delete_in_dmp(self, title: str) -> str:
         answer = self._q("delete_in_dmp", f"Depuis la liste des documents du DMP, supprimez le document « {title} ». "
                          "Qu'affiche le LGC ?", str, choices=["Suppression réussie",

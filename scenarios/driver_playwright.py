@@ -290,6 +290,32 @@ class ReferenceLgcDriver:
         self.page.wait_for_load_state()
         self.wait_call_done("dmp", operation="visibilite", within="#dmp-liste")
 
+    def integrate_from_dmp(self, titles: list[str]) -> str:
+        """In the DMP's list (refreshed), select every document of these titles not yet in the record and integrate
+        them in one go (ITI-43); returns what the LGC says of the integration."""
+        self._dmp_list(refresh=True)
+        for title in titles:
+            box = self._dmp_row(title).locator("input[name=entree]").first
+            box.wait_for(timeout=WAIT_MS)
+            box.check()
+        self.page.click("#integrer")
+        self.page.wait_for_load_state()
+        status = self.wait_call_done("dmp", operation="integration", within="#dmp-liste")
+        call = self.page.locator("#dmp-liste [data-operation=integration]").first.inner_text()
+        notes = " ".join(self.page.locator("#dmp-liste p.muted").all_inner_texts())
+        return f"{status}: {call} {notes}".strip()
+
+    def local_document_versions(self, title: str, expect: list[dict] | None = None) -> list[dict]:
+        """The documents of the record with this title: version and the warning shown next to each."""
+        self.page.goto(f"{self.url}/patients/{self.patient_id}")
+        out = []
+        for row in self.page.locator("#documents-locaux tbody tr", has_text=title).all():
+            warning = row.locator(".avertissement")
+            out.append({"version": int(row.get_attribute("data-version") or 1),
+                        "warning": warning.first.inner_text() if warning.count() else "",
+                        "imported": bool(row.locator("[data-marker=importe-dmp]").count())})
+        return sorted(out, key=lambda d: d["version"])
+
     def delete_in_dmp(self, title: str) -> str:
         """From the DMP's list (refreshed), delete the document: "reussi", or "echec: <the reason shown>"."""
         self._dmp_list(refresh=True)

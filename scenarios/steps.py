@@ -158,6 +158,71 @@ def invisible_document_elsewhere(run: Run, ins: str) -> None:
     dmp.provide_document(ctx, ins, DMP_TEST_OID, cda, meta)
 
 
+ROBERT = Professional(national_id="899700218896", rpps="99700218896", family_name="SPECIALISTE0021889",
+                      given_name="ROBERT", speciality="SM04", sector="SA01", structure_id="10B0172805",
+                      structure_name="HOPITAL GENERIQUE FIN VARI", billing_id="999990021", amo_speciality="03")
+NEWER = "Une version plus récente de ce document existe dans le DMP"
+DELETED = "Ce document a été supprimé du DMP"
+
+
+def _other_workstation(run: Run) -> CallContext:
+    """Dr ROBERT SPECIALISTE0021889 on another workstation of his hospital: the author of the seeded documents."""
+    return CallContext(Software(), ROBERT, Endpoint(url=run.sims.urls["dmp"] + "/si-dmp-server/v2/services"))
+
+
+def _approved(run: Run, title: str) -> list[dict]:
+    return [d for d in _dmp_state(run)["documents"] if d.get("title") == title and d["status"].endswith("Approved")]
+
+
+def _lab_cda(uid: str, set_id: str, version: int, ins: str, title: str, parent: str | None) -> bytes:
+    related = (f'<relatedDocument typeCode="RPLC"><parentDocument><id root="{parent}"/></parentDocument>'
+               "</relatedDocument>") if parent else ""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3"><realmCode code="FR"/>'
+            f'<typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/><id root="{uid}"/>'
+            f'<code code="11502-2" codeSystem="2.16.840.1.113883.6.1" displayName="CR d\'examens biologiques"/>'
+            f"<title>{title}</title><effectiveTime value=\"{datetime.now(UTC).strftime('%Y%m%d%H%M%S')}+0000\"/>"
+            f'<confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/><languageCode code="fr-FR"/>'
+            f'<setId root="{set_id}"/><versionNumber value="{version}"/><recordTarget><patientRole>'
+            f'<id root="{DMP_TEST_OID}" extension="{ins}"/></patientRole></recordTarget>{related}<component>'
+            f'<nonXMLBody><text mediaType="text/plain" representation="B64">'
+            f'{base64.b64encode(f"resultats v{version}".encode()).decode()}</text></nonXMLBody></component>'
+            f"</ClinicalDocument>").encode()
+
+
+def _lab_meta(title: str, uid: str) -> DocumentMetadata:
+    return DocumentMetadata(title=title, unique_id=uid, creation_time=datetime.now(UTC),
+                            class_code=Code("10", "1.2.250.1.213.1.1.4.1", "Compte rendu"),
+                            type_code=Code("11502-2", "2.16.840.1.113883.6.1", "CR d'examens biologiques"),
+                            format_code=Code("urn:ihe:iti:xds-sd:text:2008", "1.3.6.1.4.1.19376.1.2.3", "Texte"))
+
+
+@given(parsers.parse('un autre poste remplace au DMP le document "{title}" par une nouvelle version'))
+@when(parsers.parse('un autre poste remplace au DMP le document "{title}" par une nouvelle version'))
+def replaced_elsewhere(run: Run, title: str) -> None:
+    (old,) = _approved(run, title)
+    uid = f"2.25.{uuid.uuid4().int}"
+    cda = _lab_cda(uid, old["set_id"], int(old["version_number"]) + 1, run.facts["ins"], title, old["unique_id"])
+    dmp.provide_document(_other_workstation(run), run.facts["ins"], DMP_TEST_OID, cda, _lab_meta(title, uid),
+                         replaces=old["entry_uuid"])
+    run.facts.update(replaced_uid=old["unique_id"], latest_uid=uid, latest_set=old["set_id"],
+                     latest_version=int(old["version_number"]) + 1)
+
+
+@when(parsers.parse('un autre logiciel dépose au DMP une copie de la dernière version de "{title}"'))
+def copy_elsewhere(run: Run, title: str) -> None:
+    uid = f"2.25.{uuid.uuid4().int}"  # another CDA id, the same setId and versionNumber: the same document
+    cda = _lab_cda(uid, run.facts["latest_set"], run.facts["latest_version"], run.facts["ins"], title, None)
+    dmp.provide_document(_other_workstation(run), run.facts["ins"], DMP_TEST_OID, cda, _lab_meta(title, uid))
+    run.facts["copy_uid"] = uid
+
+
+@when(parsers.parse('un autre poste supprime du DMP la dernière version de "{title}"'))
+def deleted_elsewhere(run: Run, title: str) -> None:
+    (latest,) = [d for d in _approved(run, title) if d["unique_id"] == run.facts["latest_uid"]]
+    dmp.delete_document(_other_workstation(run), run.facts["ins"], DMP_TEST_OID, latest["entry_uuid"],
+                        current_status=dmp.ST_APPROVED)
+
+
 # ------------------------------------------------------------------------------------------------- when
 
 
@@ -255,6 +320,18 @@ def delete_own_prescription(run: Run) -> None:
 def send_local(run: Run, title: str) -> None:
     run.facts["local_title"] = title
     run.facts.setdefault("send_answers", []).append(run.driver.send_local_document(title))
+
+
+@when(parsers.parse('le médecin intègre au dossier, en une seule sélection, les documents "{a}" et "{b}" du DMP'))
+def integrate_two(run: Run, a: str, b: str) -> None:
+    run.facts["integrate_at"] = time.time()
+    run.facts["integration_answer"] = run.driver.integrate_from_dmp([a, b])
+
+
+@when(parsers.parse('le médecin intègre {which} de "{title}" depuis la liste du DMP'))
+def integrate_one(run: Run, which: str, title: str) -> None:
+    run.facts["integrate_at"] = time.time()
+    run.facts["integration_answer"] = run.driver.integrate_from_dmp([title])
 
 
 @when("le médecin demande d'actualiser les documents du DMP")
@@ -825,3 +902,82 @@ def historical_marked(run: Run) -> None:
     time.sleep(2)
     entries = [m for m in _entry_metadata(run) if m["title"] == title]
     _check(run, "Toujours un seul ITI-41 pour ce document", len(entries) == 1, f"{len(entries)}", "journal DMP")
+
+
+def _retrieved(run: Run, since: float) -> list[str]:
+    """The document uniqueIds the run's ITI-43 requests asked for since `since`."""
+    out = []
+    for e in run.sims.journal("dmp", run.id, "ITI-43"):
+        if e["received_at"] >= since:
+            out += re.findall(r"DocumentUniqueId>\s*([^<\s]+)\s*<", e["request"]["body"] or "")
+    return out
+
+
+@then(parsers.parse('"{a}" et "{b}" sont récupérés une fois chacun et marqués « importé du DMP » dans le dossier'))
+def two_integrated(run: Run, a: str, b: str) -> None:
+    answer = run.facts["integration_answer"]
+    _check(run, "Intégration multiple réussie", answer.startswith("reussi"), answer[:200], "écran du LGC")
+    wanted = {d["unique_id"] for t in (a, b) for d in _approved(run, t)}
+    got = _retrieved(run, run.facts["integrate_at"])
+    _check(run, "Une récupération ITI-43 par document sélectionné, pas plus",
+           sorted(got) == sorted(wanted) and len(got) == 2, f"{len(got)} document(s) demandé(s)", "journal DMP")
+    for title in (a, b):
+        rows = run.driver.local_document_versions(title, expect=[{"version": 1, "warning": "", "imported": True}])
+        _check(run, f"« {title} » dans le dossier, marqué importé du DMP",
+               len(rows) == 1 and rows[0]["imported"], str(rows), "écran du LGC")
+
+
+@then(parsers.parse("après actualisation, le dossier avertit qu'une version plus récente de \"{title}\" existe "
+                    "dans le DMP"))
+def newer_warned(run: Run, title: str) -> None:
+    since = time.time()
+    run.driver.refresh_dmp_documents()
+    rows = run.driver.local_document_versions(title, expect=[{"version": 1, "warning": NEWER, "imported": True}])
+    _check(run, "Avertissement sans clic : version plus récente dans le DMP",
+           len(rows) == 1 and "plus récente" in rows[0]["warning"], str(rows), "écran du LGC")
+    n = len([e for e in run.sims.journal("dmp", run.id, "ITI-18") if e["received_at"] >= since])
+    old = [d for d in _dmp_state(run)["documents"] if d["unique_id"] == run.facts["replaced_uid"]]
+    _check(run, "Le LGC l'a appris du DMP (ITI-18), où l'ancienne version est remplacée (Deprecated)",
+           n >= 1 and bool(old) and old[0]["status"].endswith("Deprecated"), f"{n} requête(s) ITI-18",
+           "journal et état du simulateur DMP")
+
+
+@then(parsers.parse('la nouvelle version de "{title}" est récupérée une seule fois et le dossier tient les deux '
+                    "versions"))
+def latest_integrated(run: Run, title: str) -> None:
+    answer = run.facts["integration_answer"]
+    _check(run, "Intégration de la dernière version réussie", answer.startswith("reussi"), answer[:200],
+           "écran du LGC")
+    got = _retrieved(run, run.facts["integrate_at"])
+    _check(run, "ITI-43 de la seule nouvelle version", got == [run.facts["latest_uid"]], f"{len(got)} demande(s)",
+           "journal DMP")
+    expect = [{"version": 1, "warning": NEWER, "imported": True}, {"version": 2, "warning": "", "imported": True}]
+    rows = run.driver.local_document_versions(title, expect=expect)
+    _check(run, "Dossier : version 1 (signalée remplacée) et version 2", [r["version"] for r in rows] == [1, 2]
+           and "plus récente" in rows[0]["warning"] and not rows[1]["warning"], str(rows), "écran du LGC")
+
+
+@then(parsers.parse('le LGC n\'intègre pas ce doublon de "{title}" et le dit'))
+def duplicate_refused(run: Run, title: str) -> None:
+    answer = run.facts["integration_answer"]
+    _check(run, "Doublon signalé : même setId et même version déjà dans le dossier",
+           "même setId et même version" in answer, answer[:300], "écran du LGC")
+    rows = run.driver.local_document_versions(title, expect=[{"version": 1, "warning": NEWER, "imported": True},
+                                                             {"version": 2, "warning": "", "imported": True}])
+    _check(run, "Toujours deux documents dans le dossier (pas de doublon)", len(rows) == 2, str(rows),
+           "écran du LGC")
+    got = _retrieved(run, run.facts["integrate_at"])
+    _check(run, "La copie n'a été lue qu'une fois, pour la vérifier", got == [run.facts["copy_uid"]],
+           f"{len(got)} demande(s)", "journal DMP")
+
+
+@then(parsers.parse('après actualisation, le dossier avertit que la version 2 de "{title}" a été supprimée du DMP'))
+def deletion_warned(run: Run, title: str) -> None:
+    run.driver.refresh_dmp_documents()
+    expect = [{"version": 1, "warning": NEWER, "imported": True}, {"version": 2, "warning": DELETED, "imported": True}]
+    rows = run.driver.local_document_versions(title, expect=expect)
+    _check(run, "Avertissement sans clic : la version intégrée a été supprimée du DMP",
+           len(rows) == 2 and "supprimé" in rows[1]["warning"], str(rows), "écran du LGC")
+    gone = [d for d in _dmp_state(run)["documents"] if d["unique_id"] == run.facts["latest_uid"]]
+    _check(run, "Le DMP ne tient plus cette version", not gone or not gone[0]["status"].endswith("Approved"),
+           gone[0]["status"] if gone else "absente", "état du simulateur DMP")

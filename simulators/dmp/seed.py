@@ -70,7 +70,7 @@ def cda_bytes(uid: str, type_code: str, title: str, when: datetime, ins: str, oi
 def make_document(ins: str, oid: str, *, type_code: str, title: str, when: datetime, author: str,
                   class_code: str = "10", content: bytes | None = None, mime_type: str = "text/xml",
                   conf: list[Code] | None = None) -> DocEntry:
-    from .wire import extrinsic_object
+    from .wire import cda_facts, extrinsic_object
 
     uid = _oid_uid()
     data = content if content is not None else cda_bytes(uid, type_code, title, when, ins, oid, author)
@@ -83,6 +83,7 @@ def make_document(ins: str, oid: str, *, type_code: str, title: str, when: datet
         practice_code=Code("AMBULATOIRE", SCHEME_PRACTICE), author_nid=author,
         hash=hashlib.sha1(data).hexdigest(), size=str(len(data)), content=data,
     )
+    doc.cda = cda_facts(data, mime_type)  # setId / versionNumber, as an ITI-41 of this CDA would record them
     doc.xml = extrinsic_object(doc)
     return doc
 

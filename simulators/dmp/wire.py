@@ -328,7 +328,7 @@ def assign_uuids(container: etree._Element) -> None:
                 el.set(attr, mapping[value])
 
 
-def _cda_facts(content: bytes, mime: str) -> dict[str, str]:
+def cda_facts(content: bytes, mime: str) -> dict[str, str]:
     if mime != "text/xml" or not content.lstrip().startswith((b"<", b"\xef\xbb\xbf<")):
         return {}
     try:
@@ -392,7 +392,7 @@ def parse_submission(sor: etree._Element, documents: dict[str, bytes | None]) ->
             practice_code=_first(eo, U_PRACTICE), author_nid=_author_nid(eo, U_DE_AUTHOR),
             hash=(slots.get("hash") or [""])[0], size=(slots.get("size") or [""])[0], content=content)
         if content is not None:
-            doc.cda = _cda_facts(content, mime)
+            doc.cda = cda_facts(content, mime)
         docs.append(doc)
     assocs = [Association(a.get("id", ""), a.get("associationType", ""), a.get("sourceObject", ""),
                           a.get("targetObject", ""), _slots(a)) for a in findall(rol, "rim:Association")]
