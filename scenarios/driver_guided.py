@@ -181,7 +181,7 @@ class GuidedDriver:
                 "suspendre": "Suspendez l'envoi de l'ordonnance au DMP.",
                 "reprendre": "Reprenez l'envoi suspendu de l'ordonnance au DMP.",
                 "annuler": "Annulez l'envoi de l'ordonnance au DMP."}[action]
-        self._act("outbox_action", text, action=action)
+        self._act("outbox_action", text, _args=[action])
 
     def make_visible_in_dmp(self, title: str) -> None:
         self._act("make_visible_in_dmp", "Dans la liste des documents du DMP du patient (actualisée), rendez visible "
@@ -205,11 +205,10 @@ class GuidedDriver:
                        f"{wanted} ?", lambda a: list(expect or []) if _yes(a) else [], title=title, expect=expect)
 
     def delete_in_dmp(self, title: str) -> str:
-        answer = self._q("delete_in_dmp", f"Depuis la liste des documents du DMP, supprimez le document « {title} ». "
-                         "Qu'affiche le LGC ?", str, choices=["Suppression réussie",
-                                                              "Refus du DMP : seul l'auteur peut supprimer", "Autre"],
-                         title=title)
-        return {"Suppression réussie": "reussi"}.get(answer, f"echec: {answer}")
+        return self._q("delete_in_dmp", f"Depuis la liste des documents du DMP, supprimez le document « {title} ». "
+                       "Qu'affiche le LGC ?", lambda a: {"Suppression réussie": "reussi"}.get(a, f"echec: {a}"),
+                       choices=["Suppression réussie", "Refus du DMP : seul l'auteur peut supprimer", "Autre"],
+                       title=title)
 
     def dmp_document_visibility(self, title: str, refresh: bool = True) -> str:
         return self._q("dmp_document_visibility", "Actualisez la liste des documents du DMP du patient : comment le "
@@ -227,6 +226,12 @@ class GuidedDriver:
         label = {"envoye-dmp": "envoyé au DMP", "importe-dmp": "importé du DMP"}.get(wait_for, wait_for)
         return self._q("local_document_markers", f"Dans le dossier, le document « {title} » est-il marqué « {label} » "
                        "sans clic ?", lambda a: [wait_for] if _yes(a) else [], title=title, wait_for=wait_for)
+
+    def dmp_access_traces(self, expect: list[str] | None = None) -> list[dict]:
+        return self._q("dmp_access_traces", "Exportez les traces d'accès aux documents du DMP du dossier : chaque "
+                       f"document intégré ({len(expect or [])}) y figure-t-il, avec la date et l'utilisateur ?",
+                       lambda a: [{"at": "(opérateur)", "user": "(opérateur)", "documents": list(expect or [])}]
+                       if _yes(a) else [], expect=expect)
 
     def open_prescription(self) -> None:
         self._act("open_prescription", "Revenez à l'ordonnance que vous venez de valider (état de ses envois).")
@@ -306,9 +311,12 @@ class GuidedDriver:
         return self._q("without_qr_reason", "Le LGC explique-t-il que l'ordonnance part sans QR code, et pourquoi ?",
                        lambda a: "sans QR code (opérateur)" if _yes(a) else "")
 
-    def dica(self) -> dict[str, tuple[str, str]]:
-        return self._q("dica", "La liste DICA indique-t-elle « Consentement non recueilli » comme condition "
-                       "manquante ?", lambda a: {"C": ("ko", "Consentement non recueilli") if _yes(a) else ("ok", "")})
+    def dica(self, expect: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+        names = {"D": "DMP accessible", "I": "INS qualifiée", "C": "Consentement", "A": "Authentification"}
+        wanted = "; ".join(f"« {names.get(k, k)} » non remplie : {cause}" for k, (_, cause) in (expect or {}).items())
+        return self._q("dica", f"La liste DICA indique-t-elle : {wanted} ?",
+                       lambda a: dict(expect or {}) if _yes(a) else {k: ("ok", "") for k in expect or {}},
+                       expect=expect)
 
     def dmp_icon(self) -> str:
         return self._q("dmp_icon", "L'icône DMP est-elle grisée (consultation impossible) ?",

@@ -216,7 +216,8 @@ class ReferenceLgcDriver:
 
     # -------------------------------------------------------------------------------------------- DMP
 
-    def dica(self) -> dict[str, tuple[str, str]]:
+    def dica(self, expect: dict[str, tuple[str, str]] | None = None) -> dict[str, tuple[str, str]]:
+        """The DICA checklist as shown: key (D, I, C, A) -> (ok/ko, text with the cause)."""
         out = {}
         for li in self.page.locator("#dica-liste li").all():
             out[li.get_attribute("data-key")] = (li.get_attribute("class"), li.inner_text())
@@ -262,6 +263,18 @@ class ReferenceLgcDriver:
                             "bris_de_glace": detail.get("bris_de_glace") or "", "user": cells[1], "at": cells[0]})
         self.page.goto(f"{self.url}/patients/{self.patient_id}")
         return list(reversed(out))
+
+    def dmp_access_traces(self, expect: list[str] | None = None) -> list[dict]:
+        """The file's traces of access to DMP documents, as the LGC exports them (CSV): date, user, documents."""
+        import csv
+        import io
+        import json
+
+        resp = self.page.request.get(f"{self.url}/patients/{self.patient_id}/traces.csv?operation=integration_dmp")
+        text = resp.body().decode("utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text), delimiter=";"))
+        return [{"at": r[0], "user": r[1], "documents": [d["identifiant"] for d in json.loads(r[3])["documents"]]}
+                for r in rows[1:] if len(r) == 4]
 
     def refresh_dmp_documents(self) -> str:
         """Ask for the DMP's documents again (the DMP page's refresh); returns what the LGC answers."""

@@ -300,6 +300,7 @@ def make_visible(run: Run) -> None:
 
 @when(parsers.parse("le temps du DMP avance de {months:d} mois"))
 def dmp_clock(run: Run, months: int) -> None:
+    run.facts["clock_advanced_at"] = time.time()
     run.sims.call("dmp", "POST", "/clock", {"advance": f"P{months}M"})
 
 
@@ -511,7 +512,7 @@ def no_qr_in_dmp(run: Run) -> None:
 def dica_no_consent(run: Run) -> None:
     run.driver.wait_call_done("dmp", operation="acces", within="#dmp")
     run.driver.show_dica()
-    items = run.driver.dica()
+    items = run.driver.dica(expect={"C": ("ko", "Consentement du patient à la consultation non recueilli")})
     _check(run, "Icône DMP grisée (non consultable)", run.driver.dmp_icon() == "non-consultable",
            run.driver.dmp_icon(), "écran du LGC")
     no_consent = items["C"][0] == "ko" and "non recueilli" in items["C"][1]
@@ -607,7 +608,7 @@ def consulted_with_consent(run: Run) -> None:
 @then("la consultation du DMP est impossible et la liste DICA indique le retrait du consentement")
 def dica_withdrawn(run: Run) -> None:
     run.driver.show_dica()
-    items = run.driver.dica()
+    items = run.driver.dica(expect={"C": ("ko", "Le patient n'a pas consenti à la consultation de son DMP")})
     _check(run, "Icône DMP grisée (non consultable)", run.driver.dmp_icon() == "non-consultable",
            run.driver.dmp_icon(), "écran du LGC")
     c = items.get("C", ("?", ""))
@@ -981,3 +982,53 @@ def deletion_warned(run: Run, title: str) -> None:
     gone = [d for d in _dmp_state(run)["documents"] if d["unique_id"] == run.facts["latest_uid"]]
     _check(run, "Le DMP ne tient plus cette version", not gone or not gone[0]["status"].endswith("Approved"),
            gone[0]["status"] if gone else "absente", "état du simulateur DMP")
+
+
+@then("chaque document lu dans le DMP l'a été par un accès tracé, que le LGC exporte")
+def dmp_access_traced(run: Run) -> None:
+    retrieved = sorted(set(_retrieved(run, 0.0)))
+    traces = run.driver.dmp_access_traces(expect=retrieved)
+    traced = sorted({d for t in traces for d in t["documents"]})
+    _check(run, "Les documents récupérés (ITI-43) sont ceux que les traces exportées nomment",
+           bool(retrieved) and traced == retrieved, f"{len(retrieved)} document(s) lus, {len(traced)} tracé(s)",
+           "journal DMP et export CSV du LGC")
+    _check(run, "Chaque trace dit quand et qui", all(t["at"] and t["user"] for t in traces),
+           "; ".join(f"{t['at'][:19]} {t['user']}" for t in traces), "export CSV du LGC")
+
+
+@then("le LGC renouvelle l'autorisation d'accès au DMP, expirée, sans action du médecin")
+def authorisation_renewed(run: Run) -> None:
+    since = run.facts["clock_advanced_at"]
+    deadline = time.time() + 60  # the renewal follows the TD0.2 of the file's opening, in the background
+    while time.time() < deadline and not [e for e in _dmp_requests(run, "TD0.3", since=since) if e.get("response")]:
+        time.sleep(0.5)
+    run.driver.wait_call_done("dmp", operation="autorisation", within="#dmp")
+    td02 = [e for e in _dmp_requests(run, "TD0.2", since=since)
+            if "AUTORISATION_PS" in ((e.get("response") or {}).get("body") or "")]
+    expired = any("expiree" in ((e.get("response") or {}).get("body") or "") for e in td02)
+    _check(run, "TD0.2 à l'ouverture : le DMP répond autorisation expirée", expired,
+           f"{len(td02)} réponse(s) TD0.2", "journal DMP")
+    renewals = [e for e in _dmp_requests(run, "TD0.3", since=since) if "AJOUT" in (e["request"]["body"] or "")]
+    _check(run, "Un TD0.3 AJOUT de renouvellement, un seul", len(renewals) == 1, f"{len(renewals)} requête(s)",
+           "journal DMP")
+    auths = [a for a in _dmp_state(run).get("authorisations", []) if a.get("national_id") == "899700366240"]
+    _check(run, "Autorisation de nouveau valide dans le DMP", any(a.get("status") == "valide" for a in auths),
+           ", ".join(str(a.get("status")) for a in auths), "état du simulateur DMP")
+    run.driver.wait_dmp_icon("consultable")
+    _check(run, "Icône DMP : consultable, sans clic", run.driver.dmp_icon() == "consultable",
+           run.driver.dmp_icon(), "écran du LGC")
+
+
+@then(parsers.parse("l'icône DMP est grisée et la liste DICA indique « {cause} »"))
+def dica_cause(run: Run, cause: str) -> None:
+    run.driver.wait_call_done("dmp", operation="acces", within="#dmp")
+    run.driver.show_dica()
+    items = run.driver.dica(expect={"D": ("ko", cause)})
+    _check(run, "Icône DMP grisée (non consultable), sans clic", run.driver.dmp_icon() == "non-consultable",
+           run.driver.dmp_icon(), "écran du LGC")
+    d = items.get("D", ("?", ""))
+    _check(run, f"Condition « DMP accessible » non remplie, cause affichée : {cause}", d[0] == "ko" and cause in d[1],
+           d[1], "écran du LGC")
+    td02 = run.sims.journal("dmp", run.id, "TD0.2")
+    _check(run, "La cause vient du DMP (TD0.2 à l'ouverture du dossier)", len(td02) >= 1,
+           f"{len(td02)} requête(s) TD0.2", "journal DMP")

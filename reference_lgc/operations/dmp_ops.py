@@ -135,7 +135,7 @@ class DmpOps(OpsBase):
         """Retrieve (ITI-43) and store the selected documents, never twice (CDA id, or setId + version)."""
         pid = job.patient_id
         assert pid is not None
-        done, skipped = [], []
+        done, skipped, traced = [], [], []
         for uuid in job.params["entries"]:
             entry = self.db.one("SELECT * FROM dmp_entries WHERE patient_id=? AND entry_uuid=?", (pid, uuid))
             if entry is None:
@@ -147,6 +147,11 @@ class DmpOps(OpsBase):
                 continue
             doc = dmp.retrieve_document(job.ctx, job.params["ins"], job.params["oid"], entry["unique_id"],
                                         purpose=job.params["purpose"])
+            # SC.DMP/CONF.14: every document read from the DMP is an access, traced (who, when, which document,
+            # integrated or not) and exportable (/patients/<id>/traces.csv)
+            access = {"entree": uuid, "identifiant": entry["unique_id"], "titre": entry["title"],
+                      "auteur": entry["author"], "integre": False}
+            traced.append(access)
             try:
                 _root, info = cda_reader.parse(doc.content)
             except cda_reader.NotACda as exc:
@@ -166,9 +171,10 @@ class DmpOps(OpsBase):
                  info.unique_id or entry["unique_id"], info.set_id or None, info.version, info.level, doc.content,
                  info.pdf, entry["class_code"], uuid))
             done.append(uuid)
-        if done:
+            access["integre"] = True
+        if traced:
             self.records.trace(pid, job.params.get("user_label", "système"), "integration_dmp",
-                               {"documents": done, "ignores": skipped})
+                               {"documents": traced, "ignores": skipped})
         if skipped:
             job.notes.append(f"{len(skipped)} document(s) non intégré(s) : "
                              + "; ".join(sorted({s['why'] for s in skipped})))

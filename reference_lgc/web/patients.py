@@ -242,3 +242,23 @@ def consent(patient_id: int) -> Any:
 def traces(patient_id: int) -> Any:
     p = _patient(patient_id)
     return render_template("traces.html", patient=p, traces=_records().traces(patient_id))
+
+
+@bp.get("/patients/<int:patient_id>/traces.csv")
+def traces_csv(patient_id: int) -> Any:
+    """The file's traces as CSV (SC.DMP/CONF.14: extraction of the traces of access to DMP documents), oldest
+    first; `?operation=integration_dmp` keeps one kind. Semicolon-separated, UTF-8 with BOM, as spreadsheets in
+    French read it."""
+    import csv
+
+    p = _patient(patient_id)
+    kind = request.args.get("operation", "")
+    rows = [t for t in reversed(_records().traces(patient_id)) if not kind or t["operation"] == kind]
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["date (UTC)", "utilisateur", "opération", "détail"])
+    for t in rows:
+        writer.writerow([t["at"], t["user_label"], t["operation"], t["detail"]])
+    name = f"traces-{p.id}{'-' + kind if kind else ''}.csv"
+    return current_app.response_class("\ufeff" + out.getvalue(), mimetype="text/csv",
+                                      headers={"Content-Disposition": f'attachment; filename="{name}"'})

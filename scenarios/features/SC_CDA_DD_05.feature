@@ -1,11 +1,12 @@
 # language: fr
-@exigence=SC.CDA/DD.05 @exigence=SC.CDA/VISU.02 @exigence=SC.CDA/INT.18 @exigence=SC.DMP/UX.31
-Fonctionnalité: SC.CDA/DD.05, VISU.02, INT.18, SC.DMP/UX.31 — Versions et doublons des documents du DMP
+@exigence=SC.CDA/DD.05 @exigence=SC.CDA/VISU.02 @exigence=SC.CDA/INT.18 @exigence=SC.DMP/UX.31 @exigence=SC.DMP/CONF.14
+Fonctionnalité: SC.CDA/DD.05, VISU.02, INT.18, SC.DMP/UX.31, CONF.14 — Versions et doublons des documents du DMP
   Le médecin intègre plusieurs documents du DMP en une sélection. Un autre poste en remplace un (nouvelle version,
   même setId, relatedDocument RPLC) : le dossier avertit sans clic qu'une version plus récente existe et mène à
   la liste du DMP, où la dernière version s'intègre une fois. Une copie déposée par un autre logiciel (autre
   identifiant, même setId et même version) n'est jamais intégrée en double (balises id, setId, versionNumber).
-  Supprimée du DMP, la version intégrée est signalée comme telle.
+  Supprimée du DMP, la version intégrée est signalée comme telle. Chaque document lu dans le DMP l'est par un
+  accès tracé (qui, quand, quel document), que le LGC exporte (CSV).
 
   Contexte:
     Étant donné le médecin "899700366240" connecté avec Pro Santé Connect
@@ -25,3 +26,4 @@ Fonctionnalité: SC.CDA/DD.05, VISU.02, INT.18, SC.DMP/UX.31 — Versions et dou
     Alors le LGC n'intègre pas ce doublon de "Compte rendu d'examens biologiques" et le dit
     Quand un autre poste supprime du DMP la dernière version de "Compte rendu d'examens biologiques"
     Alors après actualisation, le dossier avertit que la version 2 de "Compte rendu d'examens biologiques" a été supprimée du DMP
+    Et chaque document lu dans le DMP l'a été par un accès tracé, que le LGC exporte
