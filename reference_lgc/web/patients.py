@@ -244,6 +244,12 @@ def traces(patient_id: int) -> Any:
     return render_template("traces.html", patient=p, traces=_records().traces(patient_id))
 
 
+def spreadsheet_safe(value: str) -> str:
+    """A CSV cell a spreadsheet will not run as a formula (a name or a reason typed by a user may start with = + -
+    @ or a tab): such a cell is prefixed with an apostrophe, as OWASP advises for CSV injection."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
 @bp.get("/patients/<int:patient_id>/traces.csv")
 def traces_csv(patient_id: int) -> Any:
     """The file's traces as CSV (SC.DMP/CONF.14: extraction of the traces of access to DMP documents), oldest
@@ -258,7 +264,7 @@ def traces_csv(patient_id: int) -> Any:
     writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
     writer.writerow(["date (UTC)", "utilisateur", "opération", "détail"])
     for t in rows:
-        writer.writerow([t["at"], t["user_label"], t["operation"], t["detail"]])
+        writer.writerow([spreadsheet_safe(str(v)) for v in (t["at"], t["user_label"], t["operation"], t["detail"])])
     name = f"traces-{p.id}{'-' + kind if kind else ''}.csv"
     return current_app.response_class("\ufeff" + out.getvalue(), mimetype="text/csv",
                                       headers={"Content-Disposition": f'attachment; filename="{name}"'})

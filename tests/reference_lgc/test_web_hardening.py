@@ -11,6 +11,7 @@ import pytest
 from reference_lgc.app import create_app
 from reference_lgc.config import LgcConfig
 from reference_lgc.web.auth import local_path
+from reference_lgc.web.patients import spreadsheet_safe
 
 
 @pytest.mark.parametrize("value", [
@@ -45,3 +46,13 @@ def test_an_id_beyond_what_the_database_holds_is_not_found(tmp_path):
                  "/appels/18446744073709551616"):
         assert client.get(path).status_code == 404, path
     assert client.get("/patients/9223372036854775807/dmp").status_code == 302  # in range: the login comes first
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("=HYPERLINK(\"http://evil.example\")", "'=HYPERLINK(\"http://evil.example\")"), ("+33 1", "'+33 1"),
+    ("-2+3", "'-2+3"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"),
+    ("Dr KIT DOC0036624", "Dr KIT DOC0036624"), ('{"documents": []}', '{"documents": []}'), ("", ""),
+])
+def test_exported_trace_cells_are_never_spreadsheet_formulas(value, cell):
+    """The traces export (CSV, SC.DMP/CONF.14) holds names and reasons users typed."""
+    assert spreadsheet_safe(value) == cell
