@@ -65,11 +65,17 @@ def parse(data: bytes) -> tuple[etree._Element, CdaInfo]:
     person = root.find("h:author/h:assignedAuthor/h:assignedPerson/h:name", NS)
     author = " ".join(t.strip() for t in (person.itertext() if person is not None else []) if t.strip())
     nonxml = root.find("h:component/h:nonXMLBody/h:text", NS)
+    # N1: the PDF body; N3: the PDF copy section (FR-Document-PDF-copie, 1.2.250.1.213.1.1.2.243), shown first
+    copies = root.xpath("h:component/h:structuredBody/h:component/h:section[h:templateId/@root="
+                        "'1.2.250.1.213.1.1.2.243']//h:observationMedia/h:value", namespaces=NS)
+    carrier = nonxml if nonxml is not None else (copies[0] if copies else None)
     pdf = None
-    if nonxml is not None and (nonxml.get("mediaType") == "application/pdf"):
+    if carrier is not None and (carrier.get("mediaType") == "application/pdf"):
         try:
-            pdf = base64.b64decode("".join(nonxml.itertext()), validate=False)
+            pdf = base64.b64decode("".join(carrier.itertext()), validate=False)
         except (binascii.Error, ValueError):
+            pdf = None
+        if pdf is not None and not pdf.startswith(b"%PDF-"):
             pdf = None
     info = CdaInfo(
         unique_id=_id(root.find("h:id", NS)), set_id=_id(root.find("h:setId", NS)), version=version,

@@ -95,6 +95,9 @@ class LgcConfig:
     service_status_url: str = DEFAULT_STATUS_URL
     call_workers: int = 16  # threads running national-service calls (off the request threads)
     dmp_defer_seconds: float = 30.0  # validated documents wait this long in the outbox (hold or cancel meanwhile)
+    # What a prescription goes to the DMP as: "N3", the "Prescription médicaments structurée" profile (the CDA R2
+    # N3 with its PDF copy section, SC.ORDN/CONF.06, SC.CDA/DD.21), or "N1" (the PDF in a CDA R2 N1).
+    dmp_prescription_level: str = "N3"
     services: dict[str, ServiceSettings] = field(default_factory=dict)
     psc: PscSettings = field(default_factory=PscSettings)
     software: Software = field(default_factory=lambda: Software(version=__version__))
@@ -127,7 +130,8 @@ class LgcConfig:
     def from_dict(cls, data: dict[str, Any], *, path: Path | None = None, **overrides: Any) -> LgcConfig:
         where = str(path) if path else "configuration"
         known = {"host", "port", "data_dir", "public_url", "info_message_days", "service_status_url",
-                 "call_workers", "services", "psc", "software", "demo_data", "dmp_defer_seconds", "tls"}
+                 "call_workers", "services", "psc", "software", "demo_data", "dmp_defer_seconds", "tls",
+                 "dmp_prescription_level"}
         unknown = set(data) - known
         if unknown:
             raise ConfigError(f"{where}: unknown setting(s) {sorted(unknown)}")
@@ -154,7 +158,9 @@ class LgcConfig:
         software = replace(Software(version=__version__), **(data.get("software") or {}))
         kwargs: dict[str, Any] = {k: data[k] for k in ("host", "port", "public_url", "info_message_days",
                                                       "service_status_url", "call_workers", "demo_data",
-                                                      "dmp_defer_seconds") if k in data}
+                                                      "dmp_defer_seconds", "dmp_prescription_level") if k in data}
+        if kwargs.get("dmp_prescription_level", "N3") not in ("N1", "N3"):
+            raise ConfigError(f"{where}: dmp_prescription_level must be \"N3\" (ordonnance structurée) or \"N1\"")
         if "data_dir" in data:
             kwargs["data_dir"] = Path(data["data_dir"])
         kwargs.update({k: v for k, v in overrides.items() if v is not None})

@@ -497,13 +497,29 @@ def on_failed(run: Run) -> None:
            "sans QR code" in run.driver.without_qr_reason(), run.driver.without_qr_reason()[:200], "écran du LGC")
 
 
+def _sent_cdas(run: Run) -> list[etree._Element]:
+    """The CDA documents (not their signatures) the run's ITI-41 requests carried inline, parsed."""
+    out = []
+    for e in run.sims.journal("dmp", run.id, "ITI-41"):
+        for b64 in re.findall(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</", e["request"]["body"] or ""):
+            root = etree.fromstring(base64.b64decode(b64), etree.XMLParser(resolve_entities=False, no_network=True))
+            if etree.QName(root).localname == "ClinicalDocument":
+                out.append(root)
+    return out
+
+
+def _pdf_of(cda: etree._Element) -> bytes | None:
+    """The PDF a CDA carries: an N1's body, or an N3's FR-Document-PDF-copie section (1.2.250.1.213.1.1.2.243)."""
+    ns = {"h": "urn:hl7-org:v3"}
+    found = cda.xpath("h:component/h:nonXMLBody/h:text[@mediaType='application/pdf'] | h:component/h:structuredBody"
+                      "/h:component/h:section[h:templateId/@root='1.2.250.1.213.1.1.2.243']//h:observationMedia"
+                      "/h:value[@mediaType='application/pdf']", namespaces=ns)
+    return base64.b64decode("".join(found[0].itertext())) if found else None
+
+
 @then("l'ordonnance reçue par le DMP ne contient pas de QR code")
 def no_qr_in_dmp(run: Run) -> None:
-    subs = [e["request"]["body"] or "" for e in run.sims.journal("dmp", run.id, "ITI-41")]
-    found = [re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</", b) for b in subs]
-    cdas = [base64.b64decode(m.group(1)) for m in found if m]
-    pdfs = [base64.b64decode(re.search(rb"<text[^>]*>([A-Za-z0-9+/=\s]+)</text>", c).group(1)) for c in cdas
-            if b"application/pdf" in c]
+    pdfs = [pdf for cda in _sent_cdas(run) if (pdf := _pdf_of(cda)) is not None]
     _check(run, "Le PDF envoyé au DMP n'a pas de QR code", bool(pdfs) and all(b"/Image" not in p for p in pdfs),
            f"{len(pdfs)} PDF", "journal DMP")
 
@@ -1032,3 +1048,29 @@ def dica_cause(run: Run, cause: str) -> None:
     td02 = run.sims.journal("dmp", run.id, "TD0.2")
     _check(run, "La cause vient du DMP (TD0.2 à l'ouverture du dossier)", len(td02) >= 1,
            f"{len(td02)} requête(s) TD0.2", "journal DMP")
+
+
+@then("le DMP a reçu l'ordonnance structurée (CDA R2 N3) : une entrée par produit, et sa copie PDF")
+def structured_prescription(run: Run) -> None:
+    entries = [m for m in _entry_metadata(run) if "Ordonnance" in m["title"]]
+    _check(run, "ITI-41 : formatCode de la prescription structurée (urn:ihe:pharm:pre:2010)",
+           len(entries) == 1 and entries[0]["formatCode"] == "urn:ihe:pharm:pre:2010",
+           ", ".join(m["formatCode"] for m in entries), "journal DMP")
+    ns = {"h": "urn:hl7-org:v3"}
+    cdas = [c for c in _sent_cdas(run) if c.xpath("string(h:code/@code)", namespaces=ns) == "57833-6"]
+    cda = cdas[0] if len(cdas) == 1 else None
+    items = cda.xpath("h:component/h:structuredBody//h:substanceAdministration", namespaces=ns) if cda is not None \
+        else []
+    labels = [" ".join(i.xpath(".//h:manufacturedMaterial/h:name//text()", namespaces=ns)) for i in items]
+    wanted = [label for label, _, _ in PRESCRIPTION]
+    _check(run, "Corps structuré : une substanceAdministration par produit prescrit",
+           len(items) == len(wanted) and all(any(w.split(",")[0] in lab for lab in labels) for w in wanted),
+           "; ".join(labels)[:200], "journal DMP (CDA reçu)")
+    pdf = _pdf_of(cda) if cda is not None else None
+    _check(run, "Section FR-Document-PDF-copie : la copie PDF/A de l'ordonnance",
+           bool(pdf) and pdf.startswith(b"%PDF") and b"pdfaid" in pdf, f"{len(pdf or b'')} octets",
+           "journal DMP (CDA reçu)")
+    ids = cda.xpath("string(h:id/@root)", namespaces=ns) if cda is not None else ""
+    docs = [d for d in _dmp_state(run)["documents"] if "Ordonnance" in (d.get("title") or "")]
+    _check(run, "Un seul document dans le DMP, sous l'identifiant du CDA",
+           len(docs) == 1 and docs[0]["unique_id"] == ids, f"{len(docs)} document(s)", "état du simulateur DMP")

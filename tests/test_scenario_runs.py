@@ -39,7 +39,7 @@ def test_every_scenario_passes_and_leaves_a_valid_bundle(all_runs: Path) -> None
         "LGC.DMP-UX.10.01", "LGC.DMP-UX.10.01", "SC.INS.05", "SC.DMP-ALI-PROG.06", "SC.ORDN-CONF.04",
         "SC.ORDN-CONF.04", "SC.DMP-UX.13", "SC.DMP-CONF.09.BIS", "SC.DMP-CONF.06", "SC.DMP-CONF.06.BIS",
         "SC.DMP-UX.51", "SC.DMP-UX.14.BIS", "SC.DMP-CONF.03", "SC.DMP-ALI-PROG.03", "SC.DMP-HISTO.03",
-        "SC.CDA-DD.05", "SC.DMP-CONF.16", "SC.DMP-UX.14", "SC.DMP-UX.14"])
+        "SC.CDA-DD.05", "SC.DMP-CONF.16", "SC.DMP-UX.14", "SC.DMP-UX.14", "SC.ORDN-CONF.06"])
     for z in zips:
         check = segur("bundle", "verify", str(z), timeout=60)
         assert check.returncode == 0 and "bundle intact" in check.stdout, (z, check.stdout, check.stderr)

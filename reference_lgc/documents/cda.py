@@ -36,6 +36,17 @@ T_PRE_SECTION = "1.3.6.1.4.1.19376.1.9.1.2.1"  # assumption: IHE Pharm PRE "Pres
 T_PRE_ITEM = "1.3.6.1.4.1.19376.1.9.1.3.1"  # assumption: IHE Pharm PRE "Prescription Item"
 SECTION_CODE = ("57828-6", "Prescriptions")  # assumption: LOINC section code
 
+# The PDF copy inside a structured document (DSR 001: in vague 2 structured documents are produced only in CDA R2
+# N3 "avec une section spécifique portant le PDF"): section FR-Document-PDF-copie, one FR-Document-attache entry
+# whose FR-Type-document-attache observation says what the copy is and whose observationMedia carries the PDF.
+# Template ids and codes as published in the CI-SIS content models (ANS).
+T_PDF_COPY_SECTION = "1.2.250.1.213.1.1.2.243"
+PDF_COPY_CODE = ("55108-5", "Copie du document")
+T_ATTACHED = "1.2.250.1.213.1.1.3.18"
+ATTACHED_CODE = ("55107-7", "Document attaché")
+T_ATTACHED_TYPE = ("1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.250.1.213.1.1.3.48", "1.2.250.1.213.1.1.3.48.18")
+ATTACHED_TYPE_CODE = "69764-9"
+
 N1_TEMPLATES = (T_HL7_FRANCE, T_CISIS, T_XDS_SD)
 N3_TEMPLATES = (T_HL7_FRANCE, T_CISIS, T_IHE_PRE, T_IHE_PCC, T_EP_MED_DM)
 
@@ -248,12 +259,47 @@ def _entry(section: etree._Element, p: Prescription, i: int, line: PrescriptionL
         _el(act, "code", code="N", codeSystem=SUBSTITUTION_SYSTEM, displayName="Non substituable")
 
 
-def build_n3(p: Prescription) -> bytes:
-    """CDA R2 level 3: one prescription section, one ``substanceAdministration`` per line + narrative table."""
+def _pdf_copy(body: etree._Element, p: Prescription, pdf: bytes) -> None:
+    section = _el(_el(body, "component"), "section")
+    _el(section, "templateId", root=T_PDF_COPY_SECTION)
+    _el(section, "id", root=uuid_oid(p.id), extension="section-pdf")
+    _el(section, "code", code=PDF_COPY_CODE[0], codeSystem=LOINC, codeSystemName="LOINC", displayName=PDF_COPY_CODE[1])
+    _el(section, "title", PDF_COPY_CODE[1])
+    text = _el(section, "text")
+    _el(text, "renderMultiMedia", referencedObject="copie-pdf")
+    org = _el(_el(section, "entry"), "organizer", classCode="CLUSTER", moodCode="EVN")
+    _el(org, "templateId", root=T_ATTACHED)
+    _el(org, "id", root=uuid_oid(p.id), extension="copie-pdf")
+    _el(org, "code", code=ATTACHED_CODE[0], codeSystem=LOINC, codeSystemName="LOINC", displayName=ATTACHED_CODE[1])
+    _el(org, "statusCode", code="completed")
+    _el(org, "effectiveTime", value=ts(p.created))
+    obs = _el(_el(org, "component"), "observation", classCode="OBS", moodCode="EVN")
+    for root_oid in T_ATTACHED_TYPE:
+        _el(obs, "templateId", root=root_oid)
+    _el(obs, "id", root=uuid_oid(p.id), extension="type-copie-pdf")
+    _el(obs, "code", code=ATTACHED_TYPE_CODE, codeSystem=LOINC, codeSystemName="LOINC",
+        displayName="Type de document attaché")
+    _el(obs, "text", "Copie PDF de l'ordonnance remise au patient")
+    _el(obs, "statusCode", code="completed")
+    _el(obs, "effectiveTime", value=ts(p.created))
+    # assumption: the nature of the attached copy is the document's own type (the seeds give no value set)
+    value = _el(obs, "value", code=TYPE_CODE, codeSystem=LOINC, displayName=TYPE_LABEL)
+    value.set(f"{{{XSI}}}type", "CD")
+    media = _el(_el(org, "component"), "observationMedia", classCode="OBS", moodCode="EVN", ID="copie-pdf")
+    _el(media, "value", base64.b64encode(pdf).decode("ascii"), mediaType="application/pdf", representation="B64")
+
+
+def build_n3(p: Prescription, pdf: bytes | None = None) -> bytes:
+    """CDA R2 level 3: one prescription section, one ``substanceAdministration`` per line + narrative table; with
+    ``pdf``, the FR-Document-PDF-copie section carrying the printed ordonnance (what the DMP receives under the
+    "Prescription médicaments structurée" profile, SC.ORDN/CONF.06 / SC.CDA/DD.21)."""
     if not p.lines:
         raise ValueError("une ordonnance sans ligne de prescription ne peut pas être produite")
+    if pdf is not None and not pdf.startswith(b"%PDF-"):
+        raise ValueError("la copie jointe à un CDA N3 doit être un PDF")
     root = _header(p, N3_TEMPLATES)
-    section = _el(_el(_el(_el(root, "component"), "structuredBody"), "component"), "section")
+    body = _el(_el(root, "component"), "structuredBody")
+    section = _el(_el(body, "component"), "section")
     _el(section, "templateId", root=T_PRE_SECTION)
     _el(section, "id", root=uuid_oid(p.id), extension="section-1")
     _el(section, "code", code=SECTION_CODE[0], codeSystem=LOINC, codeSystemName="LOINC", displayName=SECTION_CODE[1])
@@ -261,4 +307,6 @@ def build_n3(p: Prescription) -> bytes:
     _narrative(section, p)
     for i, line in enumerate(p.lines, start=1):
         _entry(section, p, i, line)
+    if pdf is not None:
+        _pdf_copy(body, p, pdf)
     return _serialize(root)

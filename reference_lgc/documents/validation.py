@@ -126,6 +126,16 @@ def business_errors(root: etree._Element) -> list[str]:
             if not data.startswith(b"%PDF-"):
                 errors.append("nonXMLBody/text : le contenu décodé n'est pas un PDF (%PDF- attendu)")
     else:
+        copies = root.xpath("h:component/h:structuredBody/h:component/h:section[h:templateId/@root="
+                            "'1.2.250.1.213.1.1.2.243']//h:observationMedia/h:value", namespaces=_NS)
+        for value in copies:
+            try:
+                data = base64.b64decode("".join((value.text or "").split()), validate=True)
+            except (binascii.Error, ValueError):
+                errors.append("copie PDF (FR-Document-PDF-copie) : contenu base64 invalide")
+                continue
+            if not data.startswith(b"%PDF-"):
+                errors.append("copie PDF (FR-Document-PDF-copie) : le contenu décodé n'est pas un PDF (%PDF- attendu)")
         ids = set(root.xpath("//h:*/@ID", namespaces=_NS))
         for ref in root.xpath("//h:reference/@value", namespaces=_NS):
             if ref.startswith("#") and ref[1:] not in ids:

@@ -213,27 +213,35 @@ class PrescriptionOps(OpsBase):
         assert p is not None
         model = self.model(row, p, user, on_number=row["on_number"], on_payload=row["on_payload"])
         pdf = docs.render_pdf(model, qr_payload=row["on_payload"], on_number=row["on_number"])
-        n1, n3 = docs.build_n1(model, pdf), docs.build_n3(model)
+        n1, n3 = docs.build_n1(model, pdf), docs.build_n3(model, pdf)
         docs.validate(n1)
         docs.validate(n3)
         unique_id = f"{docs.model.uuid_oid(model.id)}"
         set_id = docs.model.uuid_oid(model.document_set_id)
         now = now_iso()
+        # The prescription's document (its PDF, its sends) is the CDA that goes to the DMP and to the patient:
+        # under the structured profile (default) the N3 with its PDF copy, the only rendering kept (DSR 001: in
+        # vague 2 structured documents are produced only in CDA R2 N3 with a section carrying the PDF); under the
+        # "N1" profile the N1, with the N3 kept beside it.
+        level = self.config.dmp_prescription_level
+        main = n3 if level == "N3" else n1
         with self.db.transaction() as tx:
             doc_id = tx.execute(
                 "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, content, "
                 "origin, created_at, unique_id, set_id, version, level, cda, pdf, class_code, validated_at) "
                 "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.id, model.title, "57833-6", "Prescription de produits de santé", model.created.date().isoformat(),
-                 f"Dr {user['given_name']} {user['family_name']}", "text/xml", n1, "local", now, unique_id, set_id,
-                 model.version, "N1", n1, pdf, "42", now)).lastrowid
-            n3_id = tx.execute(
-                "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, content, "
-                "origin, created_at, unique_id, set_id, version, level, cda, class_code, validated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (p.id, model.title + " (structurée)", "57833-6", "Prescription de produits de santé",
-                 model.created.date().isoformat(), f"Dr {user['given_name']} {user['family_name']}", "text/xml", n3,
-                 "local", now, unique_id + ".3", None, 1, "N3", n3, "42", now)).lastrowid
+                 f"Dr {user['given_name']} {user['family_name']}", "text/xml", main, "local", now, unique_id, set_id,
+                 model.version, level, main, pdf, "42", now)).lastrowid
+            n3_id = doc_id
+            if level == "N1":
+                n3_id = tx.execute(
+                    "INSERT INTO documents (patient_id, title, type_code, type_label, act_date, author, mime, "
+                    "content, origin, created_at, unique_id, set_id, version, level, cda, class_code, validated_at) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (p.id, model.title + " (structurée)", "57833-6", "Prescription de produits de santé",
+                     model.created.date().isoformat(), f"Dr {user['given_name']} {user['family_name']}", "text/xml",
+                     n3, "local", now, unique_id + ".3", None, 1, "N3", n3, "42", now)).lastrowid
             tx.execute("UPDATE prescriptions SET document_id=?, n3_document_id=? WHERE id=?",
                        (doc_id, n3_id, prescription_id))
         options = json.loads(row["options"] or "{}")
@@ -248,7 +256,7 @@ class PrescriptionOps(OpsBase):
         ok, why = feeding_allowed(ins_qualified=p.qualified, consent=self.records.consent(p.id))
         if options.get("dmp", True) or not ok:
             if ok:
-                self.outbox.enqueue(doc_id, patient_id=p.id, cda=n1, metadata=docs.dmp_metadata(model, "N1", n1),
+                self.outbox.enqueue(doc_id, patient_id=p.id, cda=main, metadata=docs.dmp_metadata(model, level, main),
                                     ins=model.patient.ins, ins_oid=model.patient.ins_oid,
                                     professional=job.ctx.professional,
                                     defer_s=float(options.get("delai", self.config.dmp_defer_seconds)),

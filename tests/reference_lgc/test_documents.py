@@ -469,3 +469,46 @@ def test_a_note_of_an_earlier_episode_keeps_its_act_date_type_and_author() -> No
     # a prescription is expected unless the caller says which type the document has
     with pytest.raises(DocumentInvalid, match="57833-6 attendu"):
         validate(cda)
+
+
+# --- the structured prescription with its PDF copy (SC.ORDN/CONF.06, SC.CDA/DD.21) ----------------------------
+
+
+def test_the_n3_carries_the_printed_pdf_in_the_pdf_copy_section(rx: Prescription, pdf: bytes) -> None:
+    from reference_lgc import cda_reader
+
+    n3 = build_n3(rx, pdf)
+    validate(n3)
+    doc = etree.fromstring(n3)
+    (section,) = doc.xpath("h:component/h:structuredBody/h:component/h:section[h:templateId/@root="
+                           "'1.2.250.1.213.1.1.2.243']", namespaces=NS)
+    assert section.xpath("string(h:code/@code)", namespaces=NS) == "55108-5"
+    assert section.xpath("string(h:code/@codeSystem)", namespaces=NS) == "2.16.840.1.113883.6.1"
+    (organizer,) = section.xpath("h:entry/h:organizer", namespaces=NS)
+    assert (organizer.get("classCode"), organizer.get("moodCode")) == ("CLUSTER", "EVN")
+    assert organizer.xpath("string(h:templateId/@root)", namespaces=NS) == "1.2.250.1.213.1.1.3.18"
+    assert organizer.xpath("string(h:code/@code)", namespaces=NS) == "55107-7"
+    kind = organizer.xpath("h:component/h:observation", namespaces=NS)[0]
+    assert set(kind.xpath("h:templateId/@root", namespaces=NS)) == {
+        "1.3.6.1.4.1.19376.1.5.3.1.4.13", "1.2.250.1.213.1.1.3.48", "1.2.250.1.213.1.1.3.48.18"}
+    assert kind.xpath("string(h:code/@code)", namespaces=NS) == "69764-9"
+    (media,) = organizer.xpath("h:component/h:observationMedia/h:value", namespaces=NS)
+    assert (media.get("mediaType"), media.get("representation")) == ("application/pdf", "B64")
+    assert base64.b64decode(media.text) == pdf
+    # the narrative points at the media; the prescription section is still first, untouched
+    assert section.xpath("string(h:text/h:renderMultiMedia/@referencedObject)", namespaces=NS) == \
+        media.getparent().get("ID")
+    assert len(doc.xpath("//h:substanceAdministration", namespaces=NS)) == len(rx.lines)
+    # a reader shows the copy first, as for an N1
+    _root, info = cda_reader.parse(n3)
+    assert info.level == "N3" and info.pdf == pdf
+
+
+def test_a_pdf_copy_that_is_not_a_pdf_is_refused(rx: Prescription, pdf: bytes) -> None:
+    doc = etree.fromstring(build_n3(rx, pdf))
+    (media,) = doc.xpath("//h:observationMedia/h:value", namespaces=NS)
+    media.text = base64.b64encode(b"<html>pas un PDF</html>").decode()
+    with pytest.raises(DocumentInvalid, match="copie PDF"):
+        validate(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
+    with pytest.raises(ValueError, match="PDF"):
+        build_n3(rx, b"<html/>")

@@ -18,6 +18,9 @@ from test_lgc_identity_ui import wait_call
 WAIT_MS = 20_000
 CLERICO = "143110095083713"
 NS = {"h": "urn:hl7-org:v3", "rim": "urn:oasis:names:tc:ebxml-regrep:xsd:rim:3.0"}
+# the PDF copy of a structured (N3) CDA: section FR-Document-PDF-copie, its attached document's observationMedia
+PDF_COPY = ("string(h:component/h:structuredBody/h:component/h:section[h:templateId/@root='1.2.250.1.213.1.1.2.243']"
+            "//h:observationMedia/h:value)")
 
 
 def write_prescription(page, lgc: Lgc, pid: int, *, mss: bool = True, delay: str = "2") -> int:
@@ -55,7 +58,7 @@ def test_prescription_goes_to_on_dmp_and_mss_with_the_qr_code(page, lgc: Lgc, be
     number = page.locator("#numero-on strong").inner_text()
     assert number and number in on_calls[0]["response"]["body"]
 
-    # The PDF carries the QR code with the ON payload; the CDA N1 embeds that PDF.
+    # The PDF carries the QR code with the ON payload; the CDA sent embeds that PDF.
     cookies = {c["name"]: c["value"] for c in page.context.cookies()}
     doc_href = page.locator("#ouvrir-ordonnance").get_attribute("href")
     doc_id = int(doc_href.rsplit("/", 1)[1])
@@ -68,14 +71,17 @@ def test_prescription_goes_to_on_dmp_and_mss_with_the_qr_code(page, lgc: Lgc, be
     sent = dmp_submissions(bench, CLERICO)
     assert len(sent) == 1
     body = sent[0]
-    assert "57833-6" in body and "urn:ihe:iti:xds-sd:pdf:2008" in body
+    # "Prescription médicaments structurée" profile (SC.ORDN/CONF.06): the CDA R2 N3, formatCode of IHE PRE
+    assert "57833-6" in body and "urn:ihe:pharm:pre:2010" in body and "urn:ihe:iti:xds-sd:pdf:2008" not in body
     assert f"{CLERICO}^^^&amp;1.2.250.1.213.1.4.10&amp;ISO^NH" in body or f"{CLERICO}^^^&1.2.250.1.213.1.4.10" in body
     cda_b64 = re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</", body)
     assert cda_b64, "the ITI-41 request carries the CDA inline"
     cda = etree.fromstring(base64.b64decode(cda_b64.group(1)))
     assert cda.xpath("string(h:recordTarget/h:patientRole/h:id/@extension)", namespaces=NS) == CLERICO
     assert cda.xpath("string(h:code/@code)", namespaces=NS) == "57833-6"
-    embedded = base64.b64decode(cda.xpath("string(h:component/h:nonXMLBody/h:text)", namespaces=NS))
+    # one substanceAdministration per line, and the printed PDF in the FR-Document-PDF-copie section
+    assert len(cda.xpath("//h:substanceAdministration", namespaces=NS)) >= 1
+    embedded = base64.b64decode(cda.xpath(PDF_COPY, namespaces=NS))
     assert embedded == pdf
 
     # MSSanté: to <INS>@patient.mssante.fr with IHE_XDM.zip holding the same CDA.
@@ -119,7 +125,8 @@ def test_on_ko_then_no_answer_still_reach_the_dmp_without_qr_code(page, lgc: Lgc
         assert len(sent) == before + 1
         cda_b64 = re.search(r"<(?:\w+:)?Document[^>]*>([A-Za-z0-9+/=\s]+)</", sent[-1])
         cda = etree.fromstring(base64.b64decode(cda_b64.group(1)))
-        pdf = base64.b64decode(cda.xpath("string(h:component/h:nonXMLBody/h:text)", namespaces=NS))
+        pdf = base64.b64decode(cda.xpath(PDF_COPY, namespaces=NS))
+        assert pdf.startswith(b"%PDF")
         assert b"/Subtype /Image" not in pdf and b"/Subtype/Image" not in pdf  # no QR code image in the PDF
 
 
