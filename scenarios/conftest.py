@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from network_proxy.layer import edit_conditions
+from proofs.file_names import file_slug
 from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
@@ -292,8 +293,7 @@ def pytest_bdd_before_step(request: Any, feature: Any, scenario: Any, step: Any,
 
 
 def _shot(r: Run, n: int, text: str) -> Path | None:
-    slug = re.sub(r"[^a-z0-9]+", "-", text.lower())[:50].strip("-")
-    path = r.rec.dir / "screenshots" / f"{n:02d}-{slug}.png"
+    path = r.rec.dir / "screenshots" / f"{n:02d}-{file_slug(text)}.png"
     # A step that ends while the page navigates (a form post, a redirect) can make the capture fail once: wait
     # for the page to settle and try again, so the bundle keeps one screenshot per step.
     for attempt in range(3):
