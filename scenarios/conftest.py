@@ -23,6 +23,7 @@ from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 
 from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
 from .driver_playwright import ReferenceLgcDriver
+from .driver_plugin import DriverError, build_driver, is_plugin
 from .lgc_process import LgcProcess
 from .requirements import CatalogueError, check_ids, feature_ids
 from .runtime import BenchEnv, RunRecorder, Sims
@@ -200,6 +201,12 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
             op_page = context.new_page()
             op_page.set_default_timeout(60_000)
             AutomatedOperator(channel, ReferenceLgcDriver(op_page, lgc_url, sims, rec))
+    elif is_plugin(env.driver):  # a driver written by the user (segur-bench run --driver module:Class)
+        try:
+            driver = build_driver(env.driver, page=page, lgc_url=lgc_url, sims=sims, rec=rec)
+        except DriverError as exc:
+            context.close()
+            pytest.fail(str(exc), pytrace=False)
     else:
         driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
     video = _start_video(page, run_dir)

@@ -341,8 +341,10 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option("--all", "run_all", is_flag=True, help="Run every scenario.")
 @click.option("--against", default="reference", show_default=True,
               help="'reference' (a fresh reference LGC per scenario) or the URL of your LGC.")
-@click.option("--driver", type=click.Choice(["playwright", "guided"]), default="playwright", show_default=True,
-              help="playwright drives the reference LGC; guided shows each step to an operator.")
+@click.option("--driver", default="playwright", show_default=True, metavar="playwright|guided|MODULE:CLASS",
+              help="playwright drives the reference LGC; guided shows each step to an operator; MODULE:CLASS loads "
+                   "your own driver (importable from PYTHONPATH; vocabulary in scenarios/driver_protocol.py, "
+                   "template in scenarios/driver_template.py).")
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/scenarios"),
               show_default=True, help="Run directories, proof bundles, JUnit XML, Allure results.")
 @click.option("--running", is_flag=True, help="Use simulators already started by `segur-bench up`.")
@@ -361,7 +363,20 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
     if against != "reference" and not against.startswith(("http://", "https://")):
         _fail("--against must be 'reference' or the URL of your LGC (http://…)")
     if against != "reference" and driver == "playwright":
-        _fail("your LGC cannot be driven by the reference LGC's Playwright driver: use --driver guided")
+        _fail("your LGC cannot be driven by the reference LGC's Playwright driver: use --driver guided, or your "
+              "own driver (--driver module:Class)")
+    if driver not in ("playwright", "guided"):
+        from scenarios.driver_plugin import DriverError, is_plugin, load_driver_class, missing_methods
+
+        if not is_plugin(driver):
+            _fail(f"--driver {driver!r}: playwright, guided, or module:Class (your own driver)")
+        try:  # fail before the bench starts, and say which steps the driver cannot play
+            missing = missing_methods(load_driver_class(driver))
+        except DriverError as exc:
+            _fail(str(exc))
+        if missing:
+            click.echo(f"warning: {driver} has no {', '.join(missing)}: the steps that call them will fail "
+                       "(scenarios/driver_protocol.py)", err=True)
     try:
         code = run(_config(ctx), ids, run_all=run_all, against=against, driver=driver, out=out, running=running,
                    operator=operator, echo=lambda m: click.echo(m))

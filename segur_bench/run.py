@@ -111,6 +111,10 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
             cmd += [f"--alluredir={out / 'allure-results'}"]
         child_env = dict(os.environ, SEGUR_BENCH_SCENARIO_ENV=str(env_path),
                          SEGUR_BENCH_FEATURES=",".join(f.path.name for f in chosen))
+        if ":" in driver:  # the user's driver module: importable by the scenarios as it was here (cwd, PYTHONPATH)
+            paths = [os.getcwd(), *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                    if p)]
+            child_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         started = time.monotonic()
         code = subprocess.call(cmd, cwd=ROOT, env=child_env)
         wall = time.monotonic() - started
