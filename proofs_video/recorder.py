@@ -95,8 +95,8 @@ class _Shot:
 class ScreenRecorder:
     """Records ``page`` from :meth:`start` to :meth:`stop` into an MP4 H.264 at a constant frame rate.
 
-    Each output frame carries a bottom banner: current step (:meth:`caption`), injected network condition
-    (:meth:`condition`) and the wall clock of that frame. Frames are only delivered while the test thread is
+    Each output frame is the page with a caption band under it: current step (:meth:`caption`), injected network
+    condition (:meth:`condition`) and the wall clock of that frame. Frames are only delivered while the test thread is
     inside a Playwright call (``page.wait_for_timeout`` rather than ``time.sleep``); gaps are filled by repeating
     the last frame, so the video lasts as long as the run did.
     """
@@ -254,7 +254,7 @@ class ScreenRecorder:
     def _encode(self) -> None:
         assert self._end is not None
         ffmpeg = _tool("ffmpeg")
-        width, height = self.size
+        width, height = _Banner(*self.size).frame_size  # the page, then the caption band under it
         frame_count = max(1, round((self._end - self._t0) * self.fps))
         self.out_path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.out_path.with_name(self.out_path.stem + ".part.mp4")
@@ -322,7 +322,8 @@ class ScreenRecorder:
 
 
 class _Banner:
-    """Bottom caption band drawn over the frame (video keeps the viewport's size)."""
+    """Caption band in its own rows under the page: the whole viewport stays visible (nothing of the LGC's screen
+    is covered), the frame grows by the band's height (even, as yuv420p wants)."""
 
     def __init__(self, width: int, height: int) -> None:
         self.size = max(11, round(height / 32))
@@ -330,14 +331,15 @@ class _Banner:
         self.mono = _font(self.size, mono=True)
         self.pad = max(4, self.size // 2)
         self.line = round(self.size * 1.3)
-        self.box = (0, height - 2 * self.line - 2 * self.pad, width, height)
+        band = 2 * self.line + 2 * self.pad
+        band += band % 2 + (height % 2)  # total height even
+        self.box = (0, height, width, height + band)
         self.width = width
+        self.frame_size = (width + width % 2, height + band)
 
     def draw(self, frame: Image.Image, step: str, condition: str, moment: float) -> Image.Image:
-        image = frame.copy()
-        # Translucent dark band: legible captions while the page's bottom stays visible beneath.
-        band = Image.blend(image.crop(self.box), Image.new("RGB", (self.box[2], self.box[3] - self.box[1])), 0.75)
-        image.paste(band, self.box[:2])
+        image = Image.new("RGB", self.frame_size, (24, 24, 24))
+        image.paste(frame, (0, 0))
         draw = ImageDraw.Draw(image)
         stamp = datetime.fromtimestamp(moment)
         clock = f"{stamp:%H:%M:%S}.{stamp.microsecond // 100_000}"
