@@ -370,6 +370,8 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
 
         if not is_plugin(driver):
             _fail(f"--driver {driver!r}: playwright, guided, or module:Class (your own driver)")
+        if os.getcwd() not in sys.path:  # as for the scenarios (segur_bench.run): the current directory counts
+            sys.path.insert(0, os.getcwd())
         try:  # fail before the bench starts, and say which steps the driver cannot play
             missing = missing_methods(load_driver_class(driver))
         except DriverError as exc:

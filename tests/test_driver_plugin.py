@@ -98,3 +98,15 @@ def test_a_driver_from_a_module_outside_the_package_plays_a_scenario(tmp_path: P
     with zipfile.ZipFile(bundle) as z:
         run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
     assert run["driver"] == "pilote_qa:PiloteQa" and run["outcome"] == "passed" and run["pilote_qa"] == "chargé"
+
+
+def test_the_cli_finds_a_driver_module_in_the_current_directory(tmp_path: Path) -> None:
+    """The installed command (not `python -m`, which puts the directory on sys.path itself) looks there too, as the
+    scenarios do: the module is found, and the missing class is what it reports."""
+    (tmp_path / "pilote_ici.py").write_text("class Autre:\n    pass\n", encoding="utf-8")
+    command = Path(sys.executable).with_name("segur-bench")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(command), "run", "SC.DMP/CONF.03", "--driver", "pilote_ici:Pilote", "--out",
+                             str(tmp_path / "out")], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                            env=env)
+    assert result.returncode != 0 and "pilote_ici n'a pas de classe Pilote" in result.stderr, result.stderr
