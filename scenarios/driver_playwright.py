@@ -294,14 +294,18 @@ class ReferenceLgcDriver:
     def _dmp_row(self, title: str) -> Any:
         return self.page.locator("#documents-dmp tbody tr", has_text=title)
 
-    def make_visible_in_dmp(self, title: str) -> None:
-        """In the DMP's list (refreshed), one click makes the document visible to the patient (ITI-57)."""
+    def _click_in_dmp_row(self, title: str, button_class: str, operation: str) -> str:
+        """In the DMP's list (refreshed), click the row's button and wait for the call it starts; its status."""
         self._dmp_list(refresh=True)
-        button = self._dmp_row(title).locator(".rendre-visible").first
+        button = self._dmp_row(title).locator(f".{button_class}").first
         button.wait_for(timeout=WAIT_MS)
         button.click()
         self.page.wait_for_load_state()
-        self.wait_call_done("dmp", operation="visibilite", within="#dmp-liste")
+        return self.wait_call_done("dmp", operation=operation, within="#dmp-liste")
+
+    def make_visible_in_dmp(self, title: str) -> None:
+        """In the DMP's list (refreshed), one click makes the document visible to the patient (ITI-57)."""
+        self._click_in_dmp_row(title, "rendre-visible", "visibilite")
 
     def integrate_from_dmp(self, titles: list[str]) -> str:
         """In the DMP's list (refreshed), select every document of these titles not yet in the record and integrate
@@ -331,12 +335,7 @@ class ReferenceLgcDriver:
 
     def delete_in_dmp(self, title: str) -> str:
         """From the DMP's list (refreshed), delete the document: "reussi", or "echec: <the reason shown>"."""
-        self._dmp_list(refresh=True)
-        button = self._dmp_row(title).locator(".supprimer-dmp").first
-        button.wait_for(timeout=WAIT_MS)
-        button.click()
-        self.page.wait_for_load_state()
-        status = self.wait_call_done("dmp", operation="suppression", within="#dmp-liste")
+        status = self._click_in_dmp_row(title, "supprimer-dmp", "suppression")
         if status == "reussi":
             return status
         return "echec: " + self.page.locator("#dmp-liste [data-operation=suppression] .motif").first.inner_text()

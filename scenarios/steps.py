@@ -682,15 +682,22 @@ def emergency_traced(run: Run) -> None:
            "écran du LGC (traces)")
 
 
+def _envelopes(run: Run, operation: str, since: float = 0.0) -> list[tuple[dict, etree._Element]]:
+    """The run's DMP exchanges of this transaction about the patient, each with its SOAP Envelope parsed (plain
+    SOAP or MTOM: the SOAP part is the multipart body's first XML document, the Envelope either way)."""
+    out = []
+    for e in _dmp_requests(run, operation, since=since):
+        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
+        if m is not None:
+            out.append((e, etree.fromstring(m.group(1).encode(),
+                                            etree.XMLParser(resolve_entities=False, no_network=True))))
+    return out
+
+
 def _confidentiality_of_submissions(run: Run) -> list[list[str]]:
     """The confidentialityCode values of each DocumentEntry the run's ITI-41 requests sent for the patient."""
     out = []
-    for e in _dmp_requests(run, "ITI-41"):
-        # plain SOAP or MTOM (the SOAP part is the multipart body's first XML document): the Envelope either way
-        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
-        if m is None:
-            continue
-        root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+    for _e, root in _envelopes(run, "ITI-41"):
         scheme = "urn:uuid:f4f85eac-e6cb-4883-b524-f2705394840f"  # DocumentEntry.confidentialityCode
         for entry in root.iter("{*}ExtrinsicObject"):
             if any(c.get("nodeRepresentation") == "E1762" for c in entry.iter("{*}Classification")):
@@ -755,15 +762,9 @@ def lgc_shows_visibility(run: Run, title: str, visibility: str) -> None:
 def _status_updates(run: Run, since: float) -> list[tuple[dict, etree._Element]]:
     """The run's ITI-57 availability-status updates (SubmitObjectsRequest with an UpdateAvailabilityStatus
     association) for the patient since `since`, with their parsed SOAP envelope."""
-    out = []
-    for e in _dmp_requests(run, "ITI-57", since=since):
-        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
-        if m:
-            root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+    return [(e, root) for e, root in _envelopes(run, "ITI-57", since=since)
             if any((a.get("associationType") or "").endswith("UpdateAvailabilityStatus")
-                   for a in root.iter("{*}Association")):
-                out.append((e, root))
-    return out
+                   for a in root.iter("{*}Association"))]
 
 
 def _slots(assoc: etree._Element) -> dict[str, str]:
@@ -863,11 +864,7 @@ def _entry_metadata(run: Run) -> list[dict]:
     """creationTime, authorPerson, patientId, formatCode, title of each clinical DocumentEntry of the run's ITI-41
     requests for the patient."""
     out = []
-    for e in _dmp_requests(run, "ITI-41"):
-        m = re.search(r"(<(?:\w+:)?Envelope[\s\S]*?</(?:\w+:)?Envelope>)", e["request"]["body"] or "")
-        if m is None:
-            continue
-        root = etree.fromstring(m.group(1).encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+    for _e, root in _envelopes(run, "ITI-41"):
         for entry in root.iter("{*}ExtrinsicObject"):
             classes = list(entry.iter("{*}Classification"))
             if any(c.get("nodeRepresentation") == "E1762" for c in classes):

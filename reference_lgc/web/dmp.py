@@ -78,7 +78,9 @@ def visibility(patient_id: int) -> Any:
 def delete(patient_id: int) -> Any:
     p = _patient(patient_id)
     entry = request.form.get("entree", "")
-    if entry and _allowed(p):
+    if not entry:
+        flash("Choisir le document du DMP à supprimer.", "error")
+    elif _allowed(p):
         _ops().start_deletion(p, g.user, g.session_row, entry)
         flash("Suppression du document dans le DMP demandée (seul son auteur le peut).", "ok")
     return redirect(url_for("dmp.documents", patient_id=patient_id))
