@@ -14,75 +14,21 @@ import bisect
 import contextlib
 import inspect
 import math
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+
+from proofs_video.encoding import Timeline, VideoError, encode_captioned, tool
 
 if TYPE_CHECKING:
     from playwright.sync_api import CDPSession, Frame, Page
-
-FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
-_INSTALL_HINT = "apt-get install -y ffmpeg"
-
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
-
-
-class VideoError(RuntimeError):
-    """The proof video cannot be produced (message in French and English, with the fix)."""
-
-
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise VideoError(
-            f"{name} introuvable : la vidéo de preuve ne peut pas être encodée ; "
-            f"installez-le avec « {_INSTALL_HINT} ». "
-            f"/ {name} not found: the proof video cannot be encoded; install it with `{_INSTALL_HINT}`."
-        )
-    return path
-
-
-def ffprobe_duration(path: Path) -> float:
-    """Duration in seconds of a media file, as ffprobe reads its container."""
-    result = subprocess.run(
-        [_tool("ffprobe"), "-v", "error", "-show_entries", "format=duration", "-of", "default=nw=1:nk=1", str(path)],
-        capture_output=True, text=True, check=False,
-    )
-    if result.returncode != 0:
-        raise VideoError(f"ffprobe a échoué / ffprobe failed on {path}: {result.stderr.strip()}")
-    return float(result.stdout.strip())
-
-
-def _font(size: int, *, mono: bool = False) -> _Font:
-    # DejaVu (Debian fonts-dejavu-core, pulled in by chromium) covers French accents; Pillow draws it directly,
-    # so no fontconfig/drawtext dependency on the ffmpeg side.
-    candidate = FONT_DIR / ("DejaVuSansMono.ttf" if mono else "DejaVuSans.ttf")
-    if candidate.is_file():
-        return ImageFont.truetype(str(candidate), size)
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: bitmap font only
-        return ImageFont.load_default()
-
-
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: _Font, width: float) -> str:
-    """Text shortened with an ellipsis so that it fits in ``width`` pixels."""
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
-
 
 CDP_TIMEOUT_MS = 10_000  # per CDP command: a screencast command answers in milliseconds
 
@@ -113,8 +59,7 @@ class ScreenRecorder:
         self._cdp: CDPSession | None = None
         self._tmp: Path | None = None
         self._shots: list[_Shot] = []
-        self._steps: list[tuple[float, str]] = []
-        self._conditions: list[tuple[float, str]] = []
+        self.timeline = Timeline()
         self._t0 = 0.0
         self._end: float | None = None
         self._stopping = False
@@ -123,11 +68,11 @@ class ScreenRecorder:
 
     def caption(self, text: str) -> None:
         """From now on the banner shows ``text`` as the current step."""
-        self._steps.append((time.time(), text))
+        self.timeline.caption(text)
 
     def condition(self, text: str) -> None:
         """From now on the banner shows ``Réseau : <text>`` (e.g. ``"latence 3 s"``)."""
-        self._conditions.append((time.time(), text))
+        self.timeline.condition(text)
 
     # -- recording ------------------------------------------------------------------------------------------------
 
@@ -139,7 +84,7 @@ class ScreenRecorder:
     def start(self) -> Self:
         if self._cdp is not None or self._end is not None:
             raise VideoError("enregistrement déjà démarré / recorder already started")
-        _tool("ffmpeg")  # fail before the scenario runs, not after
+        tool("ffmpeg")  # fail before the scenario runs, not after
         from playwright.sync_api import Error
 
         if self._width is None or self._height is None:
@@ -253,61 +198,22 @@ class ScreenRecorder:
 
     def _encode(self) -> None:
         assert self._end is not None
-        ffmpeg = _tool("ffmpeg")
-        width, height = _Banner(*self.size).frame_size  # the page, then the caption band under it
-        frame_count = max(1, round((self._end - self._t0) * self.fps))
-        self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.out_path.with_name(self.out_path.stem + ".part.mp4")
-        command = [
-            ffmpeg, "-hide_banner", "-loglevel", "error", "-y",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", str(self.fps),
-            "-i", "pipe:0",
-            "-an", "-c:v", "libx264", "-preset", "veryfast", "-crf", "23", "-pix_fmt", "yuv420p",
-            "-g", str(2 * self.fps),  # a keyframe every 2 s: reviewers seek in proofs
-            "-movflags", "+faststart",
-            "-metadata", f"creation_time={datetime.fromtimestamp(self._t0, UTC).isoformat()}",
-            str(partial),
-        ]
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=stderr)
-            assert process.stdin is not None
-            try:
-                for image in self._frames(frame_count):
-                    process.stdin.write(image.tobytes())
-                process.stdin.close()
-            except BrokenPipeError:
-                pass  # ffmpeg died: its return code and stderr say why
-            finally:
-                returncode = process.wait()
-            if returncode != 0:
-                stderr.seek(0)
-                partial.unlink(missing_ok=True)
-                raise VideoError(f"échec de l'encodage ffmpeg / ffmpeg encoding failed ({returncode}): "
-                                 f"{stderr.read().decode(errors='replace').strip()[-2000:]}")
-        os.replace(partial, self.out_path)
+        encode_captioned(self.out_path, size=self.size, fps=self.fps, t0=self._t0, end=self._end,
+                         pictures=self._pictures(), timeline=self.timeline)
 
-    def _frames(self, count: int) -> Iterator[Image.Image]:
-        """RGB images of the output frames, one source JPEG decoded at a time."""
-        width, height = self.size
+    def _pictures(self) -> Iterator[Image.Image]:
+        """The page at each output frame (the last screencast frame before it), one source JPEG decoded at a time."""
         shots = sorted(self._shots, key=lambda shot: shot.timestamp)
         times = [shot.timestamp for shot in shots]
-        step_times = [t for t, _ in self._steps]
-        condition_times = [t for t, _ in self._conditions]
-        banner = _Banner(width, height)
         current: tuple[int, Image.Image] | None = None
-        for index in range(count):
+        index = 0
+        while True:
             moment = self._t0 + index / self.fps
             shot = bisect.bisect_right(times, moment) - 1
             if current is None or current[0] != shot:
                 current = (shot, self._load(shots[shot].path) if shot >= 0 else Image.new("RGB", self.size, "gray"))
-            step = bisect.bisect_right(step_times, moment) - 1
-            condition = bisect.bisect_right(condition_times, moment) - 1
-            yield banner.draw(
-                current[1],
-                self._steps[step][1] if step >= 0 else "",
-                self._conditions[condition][1] if condition >= 0 else "",
-                moment,
-            )
+            yield current[1]
+            index += 1
 
     def _load(self, path: Path) -> Image.Image:
         with Image.open(path) as source:
@@ -321,34 +227,3 @@ class ScreenRecorder:
         return canvas
 
 
-class _Banner:
-    """Caption band in its own rows under the page: the whole viewport stays visible (nothing of the LGC's screen
-    is covered), the frame grows by the band's height (even, as yuv420p wants)."""
-
-    def __init__(self, width: int, height: int) -> None:
-        self.size = max(11, round(height / 32))
-        self.font = _font(self.size)
-        self.mono = _font(self.size, mono=True)
-        self.pad = max(4, self.size // 2)
-        self.line = round(self.size * 1.3)
-        band = 2 * self.line + 2 * self.pad
-        band += band % 2 + (height % 2)  # total height even
-        self.box = (0, height, width, height + band)
-        self.width = width
-        self.frame_size = (width + width % 2, height + band)
-
-    def draw(self, frame: Image.Image, step: str, condition: str, moment: float) -> Image.Image:
-        image = Image.new("RGB", self.frame_size, (24, 24, 24))
-        image.paste(frame, (0, 0))
-        draw = ImageDraw.Draw(image)
-        stamp = datetime.fromtimestamp(moment)
-        clock = f"{stamp:%H:%M:%S}.{stamp.microsecond // 100_000}"
-        clock_width = draw.textlength(clock, font=self.mono)
-        top = self.box[1] + self.pad
-        text_width = self.width - 3 * self.pad - clock_width
-        draw.text((self.pad, top), _fit(draw, f"Étape : {step or '—'}", self.font, text_width), font=self.font,
-                  fill="white")
-        draw.text((self.width - self.pad - clock_width, top), clock, font=self.mono, fill="white")
-        draw.text((self.pad, top + self.line), _fit(draw, f"Réseau : {condition or '—'}", self.font, text_width),
-                  font=self.font, fill=(255, 214, 10))
-        return image

@@ -17,7 +17,7 @@ from typing import Any, cast
 import pytest
 from PIL import Image, ImageStat
 
-from proofs_video.recorder import ScreenRecorder, VideoError, ffprobe_duration
+from proofs_video import ScreenRecorder, VideoError, ffprobe_duration
 
 WIDTH, HEIGHT = 640, 360
 BANNER = 30  # bottom rows always inside the caption band at this height
