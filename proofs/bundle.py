@@ -131,6 +131,11 @@ def load_run(run_dir: Path) -> Run:
     verdicts = optional("verdicts.json", list, "verdicts des assertions")
     if not (run_dir / VIDEO).is_file():
         notes.append({"path": VIDEO, "raison": "vidéo absente : l'enregistrement a échoué ou n'a pas été produit"})
+    screen = meta.get("ecran") if isinstance(meta.get("ecran"), dict) else {}
+    for gap in screen.get("lacunes") or []:  # a guided run's shared screen: what the video cannot show
+        if isinstance(gap, dict):
+            notes.append({"path": VIDEO, "raison": f"pas d'image de l'écran du LGC de {_clock(gap.get('debut'))} "
+                                                   f"à {_clock(gap.get('fin'))} : {gap.get('raison')}"})
     if not (run_dir / HAR).is_file():
         notes.append({"path": HAR, "raison": "capture HAR du trafic réseau non produite"})
     for step in steps:
@@ -220,12 +225,21 @@ def _description(path: PurePosixPath, run: Run, shots: Mapping[str, Mapping]) ->
     if key in _FIXED_DESCRIPTIONS:
         return _FIXED_DESCRIPTIONS[key]
     if key in shots:
-        return f"Capture d'écran — {_step_label(shots[key])}"
+        source = shots[key].get("screenshot_source")
+        return f"Capture d'écran — {_step_label(shots[key])}" + (f" — source : {source}" if source else "")
     nature = _nature(path)
     if nature == conv.NATURE_VIDEO:
         condition = run.meta.get("network_condition")
-        return ("Vidéo plein écran de l'exécution complète, légendée de l'étape en cours"
-                + (f" et de la condition réseau ({condition})" if condition else ""))
+        captions = ("légendée de l'étape en cours" + (f" et de la condition réseau ({condition})" if condition else ""))
+        screen = _screen(run.meta)
+        if screen.get("partages") is not None:  # a guided run: the operator's shared screen, with its holes
+            spans = ", ".join(f"de {_clock(c.get('debut'))} à {_clock(c.get('couvert_jusqu_a'))}"
+                              for c in screen["partages"])
+            gaps = "; ".join(f"de {_clock(g.get('debut'))} à {_clock(g.get('fin'))} ({g.get('raison')})"
+                             for g in screen.get("lacunes") or [])
+            return (f"Vidéo de l'exécution complète : {screen.get('qui')} (capté {spans or 'jamais'}), {captions}"
+                    + (f" ; sans image de l'écran du LGC {gaps}" if gaps else ""))
+        return f"Vidéo plein écran de l'exécution complète ({screen.get('qui') or 'navigateur du banc'}), {captions}"
     if nature == conv.NATURE_SCREENSHOT:
         return "Capture d'écran complémentaire de l'exécution"
     if path.parts[0] == "journals" and len(path.parts) == 2:
@@ -237,6 +251,17 @@ def _description(path: PurePosixPath, run: Run, shots: Mapping[str, Mapping]) ->
             return (f"Journal lisible ({form}) des échanges avec {title} : horodatage, durée, latence injectée, "
                     "défauts appliqués, requêtes et réponses indentées")
     return "Fichier produit par l'exécution du scénario"
+
+
+def _screen(meta: Mapping) -> dict:
+    """Whose screen the pictures show (run.json "ecran"), as the runner wrote it."""
+    screen = meta.get("ecran")
+    return screen if isinstance(screen, dict) else {}
+
+
+def _clock(value: object) -> str:
+    dt = _instant(value)
+    return f"{dt.astimezone(UTC):%H:%M:%S} UTC" if dt is not None else "—"
 
 
 def _deposit_order(path: PurePosixPath, step_rank: Mapping[str, int]) -> tuple | None:
@@ -392,7 +417,8 @@ def _assemble(run: Run, root: Path, out_dir: Path) -> None:
         "bundle": root.name,
         **{k: run.meta.get(k) for k in ("requirement_id", "requirement_ids", "scenario", "feature", "personas",
                                         "bench_version",
-                                        "lgc", "started", "ended", "driver", "network_condition", "outcome")},
+                                        "lgc", "started", "ended", "driver", "network_condition", "outcome",
+                                        "ecran")},
         "absents": run.notes,
         "files": [e.as_dict() for e in entries],
     }
@@ -425,13 +451,15 @@ def _render_index(env: jinja2.Environment, run: Run, root: Path, journals: list[
             "started": step.get("started"), "duration": _duration_ms(step.get("started"), step.get("ended")),
             "status": _STATUS.get(status, status or "inconnu"), "css": status if status in _STATUS else "unknown",
             "screenshot": shot.as_posix() if shot is not None and shot.as_posix() in shots else None,
+            "screenshot_source": step.get("screenshot_source"),
             "error": step.get("error"),
         })
     verdicts = run.verdicts
     sizes = {e.path: e for e in entries}
     lgc = meta.get("lgc") if isinstance(meta.get("lgc"), dict) else {}
     return env.get_template("index.html").render(
-        meta=meta, lgc=lgc, outcome=_OUTCOME.get(str(meta.get("outcome")), str(meta.get("outcome") or "inconnu")),
+        meta=meta, lgc=lgc, screen=_screen(meta),
+        outcome=_OUTCOME.get(str(meta.get("outcome")), str(meta.get("outcome") or "inconnu")),
         outcome_css=str(meta.get("outcome")) if meta.get("outcome") in _OUTCOME else "unknown",
         duration=_duration_ms(meta.get("started"), meta.get("ended")),
         personas=[p for p in meta.get("personas") or [] if isinstance(p, dict)],

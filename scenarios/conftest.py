@@ -21,12 +21,20 @@ from network_proxy.layer import edit_conditions
 from proofs.file_names import file_slug
 from segur_bench.browser import CHROMIUM_FLAGS, chromium_path, trusting_env
 
-from .driver_guided import AutomatedOperator, GuidedDriver, OperatorChannel
+from .driver_guided import AutomatedOperator, GuidedDriver
 from .driver_playwright import ReferenceLgcDriver
 from .driver_plugin import DriverError, build_driver, is_plugin
 from .lgc_process import LgcProcess
+from .operator_channel import OperatorChannel
 from .requirements import CatalogueError, check_ids, feature_ids
 from .runtime import BenchEnv, RunRecorder, Sims
+from .screen_share import ScreenShare
+from .shared_screen_proof import SharedScreenProof
+
+# The automated operator shares the reference LGC's tab: every page of the reference LGC has this in its title
+# (and the operator page has not), so Chromium picks that tab without a dialog. ASCII: Chromium did not match a
+# title given with its em dash.
+LGC_TAB_TITLE = "segur-bench"
 
 REQ_TAG = re.compile(r"^exigence=(.+)$")
 
@@ -76,9 +84,11 @@ def chromium(env: BenchEnv) -> Iterator[Any]:
         launch_env = trusting_env(env.ca_file, Path(env.out_dir) / "browser-home")
         if launch_env is None:
             pytest.fail("certutil is missing: ./scripts/setup.sh installs the Debian package 'libnss3-tools'")
+    flags = list(CHROMIUM_FLAGS)
+    if env.driver == "guided" and env.operator == "auto":
+        flags.append(f"--auto-select-tab-capture-source-by-title={LGC_TAB_TITLE}")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-                                     env=launch_env)
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=flags, env=launch_env)
         yield browser
         browser.close()
 
@@ -191,25 +201,40 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
     page = context.new_page()
     page.set_default_timeout(60_000)
     channel = None
+    video: Any = None
     if env.driver == "guided":
-        # The bench's window shows the operator's instructions (screenshots and video record them); the LGC
-        # under test is used by the operator — or, in CI, by an automated operator in a second window.
-        channel = OperatorChannel()
-        page.goto(channel.url)
+        # The operator opens the channel's page in their own browser, shares the LGC's screen and confirms each
+        # step there; the video and the step pictures come from that shared screen. In CI an automated operator
+        # does the same in this browser: the LGC in one tab, the operator page sharing that tab in another.
+        share = ScreenShare(run_dir / ".partage-ecran")
+        channel = _operator_channel(env, run_id, share)
         driver: Any = GuidedDriver(channel, sims, rec)
+        rec.meta["operator_page"] = channel.url.replace(channel.token, "…")
         if env.operator == "auto":
-            op_page = context.new_page()
-            op_page.set_default_timeout(60_000)
-            AutomatedOperator(channel, ReferenceLgcDriver(op_page, lgc_url, sims, rec))
+            lgc_page = context.new_page()
+            lgc_page.set_default_timeout(60_000)
+            lgc_page.goto(lgc_url)
+            page.goto(channel.url)
+            operator = AutomatedOperator(channel, ReferenceLgcDriver(lgc_page, lgc_url, sims, rec), page)
+            operator.share_screen()
+        else:
+            print(f"\n[opérateur] page des consignes : {channel.url} — ouvrez-la dans votre navigateur et "
+                  "partagez l'écran de votre LGC", file=sys.__stderr__, flush=True)
+        video = SharedScreenProof(share, rec)
     elif is_plugin(env.driver):  # a driver written by the user (segur-bench run --driver module:Class)
         try:
             driver = build_driver(env.driver, page=page, lgc_url=lgc_url, sims=sims, rec=rec)
         except DriverError as exc:
             context.close()
             pytest.fail(str(exc), pytrace=False)
+        rec.meta["ecran"] = {"source": "navigateur du banc", "qui": f"navigateur Chromium du banc, piloté par "
+                             f"{env.driver}"}
     else:
         driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
-    video = _start_video(page, run_dir)
+        rec.meta["ecran"] = {"source": "navigateur du banc", "qui": "navigateur Chromium du banc, LGC de référence "
+                             "piloté par Playwright"}
+    if video is None:
+        video = _start_video(page, run_dir)
     r = Run(id=run_id, requirement=requirement, rec=rec, sims=sims, env=env, page=page, driver=driver,
             lgc_url=lgc_url, video=video)
     request.node.segur_run = r
@@ -221,11 +246,21 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
     finally:
         if getattr(request.node, "segur_failed", False):
             outcome = "failed"
-        if channel is not None:
-            channel.close()
-        bundle = _finish(r, lgc, context, outcome)
+        bundle = _finish(r, lgc, context, outcome, channel)
         if bundle is not None:
             _report(request, bundle)
+
+
+def _operator_channel(env: BenchEnv, run_id: str, share: ScreenShare) -> OperatorChannel:
+    host, _, port = env.operator_listen.rpartition(":") if env.operator_listen else ("127.0.0.1", "", "0")
+    try:
+        return OperatorChannel(run_id, share, host=host.strip("[]") or "127.0.0.1", port=int(port or 0),
+                               token=env.operator_token or None,
+                               certificate=Path(env.operator_certificate) if env.operator_certificate else None,
+                               public_host=env.operator_public_host or None)
+    except OSError as exc:
+        pytest.fail(f"page de l'opérateur impossible sur {env.operator_listen or 'la boucle locale'} : {exc}",
+                    pytrace=False)
 
 
 def _start_video(page: Any, run_dir: Path) -> Any:
@@ -256,12 +291,15 @@ def _report(request: pytest.FixtureRequest, bundle: Path) -> None:
             allure.attach.file(str(unzipped / rel), name=rel, extension=kind)
 
 
-def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str) -> Path | None:
+def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str,
+            channel: OperatorChannel | None) -> Path | None:
     if r.video is not None:
         try:
-            r.video.stop()
+            r.video.stop()  # a guided run's video waits here for the operator page's last segments
         except Exception as exc:
             (r.rec.dir / "video" / "ABSENT.txt").write_text(f"Vidéo indisponible : {exc}\n", encoding="utf-8")
+    if channel is not None:
+        channel.close()
     context.close()
     if r.env.network.get("control_file"):  # back to a normal network for the next run (the proof keeps its label)
         _proxy_latency(Path(r.env.network["control_file"]), 0)
@@ -300,6 +338,8 @@ def pytest_bdd_before_step(request: Any, feature: Any, scenario: Any, step: Any,
 
 
 def _shot(r: Run, n: int, text: str) -> Path | None:
+    if r.env.driver == "guided":  # pictures of the operator's shared screen, given to the steps at the end
+        return None
     path = r.rec.dir / "screenshots" / f"{n:02d}-{file_slug(text)}.png"
     # A step that ends while the page navigates (a form post, a redirect) can make the capture fail once: wait
     # for the page to settle and try again, so the bundle keeps one screenshot per step.

@@ -5,114 +5,15 @@ Playwright driver, so the guided protocol itself is tested end to end."""
 
 from __future__ import annotations
 
-import html
-import json
+import os
 import sys
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .operator_channel import OperatorChannel
 from .runtime import RunRecorder, Sims
 
-TIMEOUT_S = 900  # an operator gets 15 minutes per step
-
-
-@dataclass
-class Instruction:
-    id: int
-    kind: str  # "action" | "question"
-    action: str  # the reference driver's method the automated operator runs
-    args: dict[str, Any]
-    text: str  # French, for the operator
-    choices: list[str] = field(default_factory=list)
-    answer: Any = None
-    done: threading.Event = field(default_factory=threading.Event)
-
-
-class OperatorChannel:
-    """Current instruction + answer, over loopback HTTP: GET / (page), GET /etape (JSON), POST /reponse."""
-
-    def __init__(self) -> None:
-        self.operator: AutomatedOperator | None = None  # CI: answers in this thread (Playwright is thread-bound)
-        self.current: Instruction | None = None
-        self.seq = 0
-        self.lock = threading.Lock()
-        channel = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                ins = channel.current
-                if self.path.startswith("/etape"):
-                    body = json.dumps(None if ins is None or ins.done.is_set() else {
-                        "id": ins.id, "kind": ins.kind, "action": ins.action, "args": ins.args, "text": ins.text,
-                        "choices": ins.choices}).encode()
-                    self._send(200, "application/json", body)
-                    return
-                self._send(200, "text/html; charset=utf-8", channel.page().encode())
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length).decode()
-                if self.headers.get("content-type", "").startswith("application/json"):
-                    data = json.loads(raw or "{}")
-                else:
-                    from urllib.parse import parse_qs
-                    data = {k: v[0] for k, v in parse_qs(raw).items()}
-                ins = channel.current
-                if ins is not None and str(data.get("id")) == str(ins.id):
-                    ins.answer = data.get("answer", "fait")
-                    ins.done.set()
-                self.send_response(303)
-                self.send_header("Location", "/")
-                self.end_headers()
-
-            def _send(self, status: int, ctype: str, body: bytes) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
-        threading.Thread(target=self.server.serve_forever, daemon=True, name="operator-channel").start()
-
-    def page(self) -> str:
-        ins = self.current
-        if ins is None or ins.done.is_set():
-            body = "<p>En attente de la prochaine étape…</p>"
-        else:
-            buttons = "".join(f'<button name="answer" value="{html.escape(c)}">{html.escape(c)}</button> '
-                              for c in (ins.choices or ["Fait"]))
-            body = (f'<p id="consigne">{html.escape(ins.text)}</p><form method="post" action="/reponse">'
-                    f'<input type="hidden" name="id" value="{ins.id}">{buttons}</form>')
-        return ('<!doctype html><html lang="fr"><head><meta charset="utf-8"><meta http-equiv="refresh" content="1">'
-                '<title>segur-bench — opérateur</title></head><body style="font-family:sans-serif;font-size:1.3rem">'
-                f"<h1>Étape pour l'opérateur</h1>{body}</body></html>")
-
-    def ask(self, kind: str, action: str, args: dict[str, Any], text: str, choices: list[str] | None = None) -> Any:
-        with self.lock:
-            self.seq += 1
-            ins = Instruction(self.seq, kind, action, args, text, choices or [])
-            self.current = ins
-        if self.operator is not None:
-            self.operator.pump()
-        else:
-            print(f"\n[opérateur] {text}  → répondre sur {self.url}", file=sys.__stderr__, flush=True)
-        if not ins.done.wait(TIMEOUT_S):
-            raise AssertionError(f"pas de réponse de l'opérateur en {TIMEOUT_S // 60} min : {text}")
-        if isinstance(ins.answer, dict) and "error" in ins.answer:
-            raise AssertionError(f"l'opérateur n'a pas pu : {text} ({ins.answer['error']})")
-        return ins.answer
-
-    def close(self) -> None:
-        self.server.shutdown()
-
+CLOSE_AFTER_ENV = "SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER"
 
 def _yes(answer: Any) -> bool:
     return str(answer).strip().lower() in ("oui", "o", "yes", "true", "fait")
@@ -124,12 +25,15 @@ class GuidedDriver:
     def __init__(self, channel: OperatorChannel, sims: Sims, rec: RunRecorder) -> None:
         self.channel, self.sims, self.rec = channel, sims, rec
 
+    def _step(self) -> int:
+        return self.rec.steps[-1].n if self.rec.steps else 0
+
     def _act(self, action: str, text: str, **args: Any) -> Any:
-        return self.channel.ask("action", action, args, text)
+        return self.channel.ask("action", action, args, text, step=self._step())
 
     def _q(self, action: str, text: str, human: Callable[[Any], Any], choices: list[str] | None = None,
            **args: Any) -> Any:
-        answer = self.channel.ask("question", action, args, text, choices or ["Oui", "Non"])
+        answer = self.channel.ask("question", action, args, text, choices or ["Oui", "Non"], step=self._step())
         if isinstance(answer, dict) and "value" in answer:  # the automated operator returns the actual value
             return _decode(answer["value"])
         return human(answer)
@@ -365,11 +269,30 @@ def _decode(value: Any) -> Any:
 
 
 class AutomatedOperator:
-    """Answers the channel by running each instruction on the reference LGC with the Playwright driver."""
+    """Answers the channel by running each instruction on the reference LGC with the Playwright driver.
 
-    def __init__(self, channel: OperatorChannel, driver: Any) -> None:
-        self.channel, self.driver = channel, driver
+    With `page` (the operator page, open in the same browser, sharing the LGC's tab) it confirms each step on that
+    page as a person would, so the page's picture of the shared screen and its upload are exercised too. The
+    environment variable SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER=N closes that page after the N-th instruction (an
+    operator's tab closed or crashed mid-run): the steps go on, answered directly, and the bundle says what the
+    capture is missing."""
+
+    def __init__(self, channel: OperatorChannel, driver: Any, page: Any = None) -> None:
+        self.channel, self.driver, self.page = channel, driver, page
+        self.close_after = int(os.environ.get(CLOSE_AFTER_ENV) or 0)
         channel.operator = self
+
+    def share_screen(self) -> None:
+        """Clicks "Partager l'écran du LGC" on the operator page; the browser picks the LGC's tab (launched with
+        --auto-select-tab-capture-source-by-title) and the page starts recording it."""
+        if self.page is None:
+            return
+        self.page.get_by_role("button", name="Partager l'écran du LGC").click()
+        try:
+            self.page.wait_for_function("() => window.segurEtat && window.segurEtat().enregistre", timeout=15_000)
+        except Exception as exc:
+            state = self.page.locator("#etat-partage").text_content()
+            raise AssertionError(f"le partage d'écran de l'opérateur automatique n'a pas démarré : {state}") from exc
 
     def pump(self) -> bool:
         """Called from the scenario thread while it waits: perform the pending instruction, if any."""
@@ -383,9 +306,25 @@ class AutomatedOperator:
         try:
             value = method(*args.pop("_args", ()), **args)  # _args: a method's positional arguments
         except Exception as exc:  # the operator "could not do it": the step fails with the reason
-            ins.answer = {"error": f"{type(exc).__name__}: {exc}"}
+            answer: Any = {"error": f"{type(exc).__name__}: {exc}"}
         else:
-            ins.answer = {"value": value if not isinstance(value, bytes) else None}
-        ins.done.set()
+            answer = {"value": value if not isinstance(value, bytes) else None}
+        if not self._confirm_on_page(ins.id, answer):
+            self.channel.answer(ins.id, answer)
+        if self.page is not None and self.close_after and ins.id >= self.close_after:
+            print(f"[opérateur automatique] page de l'opérateur fermée après la consigne {ins.id} "
+                  f"({CLOSE_AFTER_ENV})", file=sys.__stderr__, flush=True)
+            self.page.close()
+            self.page = None
         return True
 
+    def _confirm_on_page(self, instruction_id: int, answer: Any) -> bool:
+        if self.page is None or self.page.is_closed():
+            return False
+        try:
+            self.page.evaluate("([id, value]) => window.segurRepondre(id, value)", [instruction_id, answer])
+        except Exception as exc:  # the page is gone or the bench refused: answer directly, the capture says so
+            print(f"[opérateur automatique] confirmation par la page impossible : {exc}", file=sys.__stderr__,
+                  flush=True)
+            return self.channel.current is not None and self.channel.current.done.is_set()
+        return True

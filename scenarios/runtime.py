@@ -34,6 +34,10 @@ class BenchEnv:
     network: dict[str, Any] = field(default_factory=dict)  # {"mode": "proxy", "control_file": …, "har": …}
     psc_issuer: str = ""
     operator: str = ""  # guided driver: "auto" = an automated operator (CI)
+    operator_listen: str = ""  # guided driver: HOST:PORT of the operator page ("" = loopback, a free port)
+    operator_public_host: str = ""  # the host name the operator's browser uses, when it differs
+    operator_certificate: str | None = None  # PEM (key, certificate, chain) of the operator page beyond loopback
+    operator_token: str = ""  # secret path prefix of the operator page, one per `segur-bench run`
     bench_version: str = ""
     control_token: str | None = None  # the control API's token when the bench listens beyond loopback
     ca_file: str | None = None  # the bench CA (HTTPS): the scenarios' browser trusts it like a tester's would
@@ -94,6 +98,7 @@ class Step:
     status: str = "passed"
     screenshot: str | None = None
     error: str | None = None
+    screenshot_source: str | None = None  # where the picture comes from (French), when it is not the bench's browser
 
 
 class RunRecorder:

@@ -349,11 +349,14 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
               show_default=True, help="Run directories, proof bundles, JUnit XML, Allure results.")
 @click.option("--running", is_flag=True, help="Use simulators already started by `segur-bench up`.")
 @click.option("--operator", type=click.Choice(["human", "auto"]), default="human", show_default=True,
-              help="guided driver: a person answers on the local page, or (CI) an automated operator using the "
-                   "reference LGC.")
+              help="guided driver: a person answers on the operator page, or (CI) an automated operator using "
+                   "the reference LGC.")
+@click.option("--operator-listen", default="", metavar="HOST:PORT",
+              help="guided driver: where the operator page listens (default 127.0.0.1:8790, or the bench's host "
+                   "when it listens beyond loopback; then HTTPS with the bench CA, as screen sharing needs).")
 @click.pass_context
 def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: str, driver: str, out: Path,
-            running: bool, operator: str) -> None:
+            running: bool, operator: str, operator_listen: str) -> None:
     """Run REM scenarios (IDS: requirement ids such as LGC.DMP/UX.10.01, or feature names) and build proof bundles."""
     from .run import RunError, features, run
 
@@ -365,6 +368,8 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
     if against != "reference" and driver == "playwright":
         _fail("your LGC cannot be driven by the reference LGC's Playwright driver: use --driver guided, or your "
               "own driver (--driver module:Class)")
+    if operator_listen and driver != "guided":
+        _fail("--operator-listen is for the guided driver's operator page (--driver guided)")
     if driver not in ("playwright", "guided"):
         from scenarios.driver_plugin import DriverError, is_plugin, load_driver_class, missing_methods
 
@@ -381,7 +386,7 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
                        "(scenarios/driver_protocol.py)", err=True)
     try:
         code = run(_config(ctx), ids, run_all=run_all, against=against, driver=driver, out=out, running=running,
-                   operator=operator, echo=lambda m: click.echo(m))
+                   operator=operator, operator_listen=operator_listen, echo=lambda m: click.echo(m))
     except RunError as exc:
         _fail(str(exc))
     sys.exit(code)

@@ -8,13 +8,15 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from scenarios.requirements import feature_ids
 from simulators.registry import SERVICES
 
-from .config import BenchConfig
+from .config import LOOPBACK_HOSTS, BenchConfig
 from .supervisor import StartError, Supervisor, port_free
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def select(ids: tuple[str, ...], run_all: bool) -> list[Feature]:
 
 
 def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: str, driver: str, out: Path,
-        running: bool, operator: str = "human", echo=print) -> int:
+        running: bool, operator: str = "human", operator_listen: str = "", echo=print) -> int:
     chosen = select(ids, run_all)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,8 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         layer, network = _network_layer(config, out, echo)
         env = _bench_env(config, sims, layer, network, out, against, driver)
         env.operator = operator
+        if driver == "guided":
+            _operator_page(config, env, operator_listen, echo)
         if running and layer is not None:
             routes_backup = _front_door_through(config, layer)
         if against != "reference":
@@ -181,6 +185,42 @@ def _front_door_through(config: BenchConfig, layer: object):
         write_routes(path, saved.get("names", {}), {k: tuple(v) for k, v in saved.get("targets", {}).items()})
 
     return restore
+
+
+OPERATOR_PORT = 8790  # the operator page keeps one address for a whole `segur-bench run` (a human keeps the tab)
+
+
+def _operator_page(config: BenchConfig, env: Any, listen: str, echo: Callable[[str], None]) -> None:
+    """Where the guided driver's operator page listens. On loopback it is plain HTTP (browsers treat localhost as a
+    secure page, so screen sharing works); beyond loopback (the vendor's LGC on another computer) it is HTTPS with
+    a certificate of the bench PKI, since browsers only offer screen sharing to secure pages."""
+    import secrets
+
+    from simulators.core.pki import BenchPki
+
+    from .netnames import bench_names
+
+    if listen:
+        host, sep, port_text = listen.rpartition(":")
+        if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
+            raise RunError(f"--operator-listen {listen!r}: HOST:PORT expected (e.g. 0.0.0.0:8790)")
+        host, port = host.strip("[]") or "127.0.0.1", int(port_text)
+    else:
+        host = config.host if config.lan else "127.0.0.1"
+        port = 0 if env.operator == "auto" else OPERATOR_PORT
+    env.operator_listen = f"{host}:{port}"
+    env.operator_token = secrets.token_urlsafe(12)
+    if host in LOOPBACK_HOSTS:
+        return
+    public = next((n for n in config.tls_names), None) or next(
+        (n for n in bench_names(config) if n not in LOOPBACK_HOSTS), host)
+    env.operator_public_host = public
+    if not config.tls:
+        echo("warning: the operator page is served without TLS beyond loopback: browsers will not offer screen "
+             "sharing there (set tls = true), the operator can only upload a picture per step")
+        return
+    names = list(dict.fromkeys([*bench_names(config), *([host] if host not in ("0.0.0.0", "::") else [])]))
+    env.operator_certificate = str(BenchPki.open(config.pki_dir).server_material("operateur", names))
 
 
 def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, network: dict, out: Path,
