@@ -136,7 +136,8 @@ def encode_shared_screen(recordings: list[Recording], out_path: Path, *, t0: flo
     size = output_size(*readable[0][1])
     recs = [r for r, _ in readable]
     gaps = find_gaps(recs, t0, end)
-    wanted = sorted(((moment, name) for name, moment in (stills or {}).items()), reverse=True)
+    last_frame = t0 + (max(1, round((end - t0) * fps)) - 1) / fps  # as encode_captioned counts frames
+    wanted = sorted(((min(moment, last_frame), name) for name, moment in (stills or {}).items()), reverse=True)
     saved: dict[str, Path] = {}
     decoders: dict[int, _Decoder] = {}
     waiting = placeholder(size, ["En attente du partage d'écran de l'opérateur"])

@@ -209,6 +209,7 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
         share = ScreenShare(run_dir / ".partage-ecran")
         channel = _operator_channel(env, run_id, share)
         driver: Any = GuidedDriver(channel, sims, rec)
+        video = SharedScreenProof(share, rec)  # its clock starts with the run, before the operator shares
         rec.meta["operator_page"] = channel.url.replace(channel.token, "…")
         if env.operator == "auto":
             lgc_page = context.new_page()
@@ -220,7 +221,6 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
         else:
             print(f"\n[opérateur] page des consignes : {channel.url} — ouvrez-la dans votre navigateur et "
                   "partagez l'écran de votre LGC", file=sys.__stderr__, flush=True)
-        video = SharedScreenProof(share, rec)
     elif is_plugin(env.driver):  # a driver written by the user (segur-bench run --driver module:Class)
         try:
             driver = build_driver(env.driver, page=page, lgc_url=lgc_url, sims=sims, rec=rec)

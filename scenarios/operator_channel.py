@@ -99,6 +99,7 @@ class OperatorChannel:
             return False
         ins.answer = value if value is not None else "fait"
         ins.answered_at = time.time()
+        self.share.confirmed(ins.id, ins.step, ins.answered_at)  # the step's picture: the screen at this instant
         ins.done.set()
         return True
 
@@ -204,7 +205,8 @@ def _handler(channel: OperatorChannel) -> type[BaseHTTPRequestHandler]:
                 asked = channel.asked.get(instruction)
                 if asked is None:
                     raise ShareError(404, f"consigne inconnue : {instruction}")
-                share.picture(instruction, body, query.get("source", "partage"), step=asked.step)
+                share.picture(instruction, body, query.get("source", "partage"), step=asked.step,
+                              method=query.get("methode", ""))
                 self._json(201, {"recue": True})
             elif path == "partage/refus":
                 share.refused(str(_json_object(body).get("raison") or ""))

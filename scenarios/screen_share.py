@@ -23,7 +23,8 @@ MAX_SEGMENT = 64 * 1024 * 1024  # a 2-second segment of a 4K screen is a few MiB
 MAX_PICTURE = 20 * 1024 * 1024
 CLOCK_TRUST_S = 120
 SOURCES = {  # picture source -> French label in the bundle
-    "partage": "image du partage d'écran de l'opérateur, prise à sa confirmation de l'étape",
+    "partage": "image de l'écran partagé, prise par la page de l'opérateur à sa confirmation de l'étape",
+    "confirmation": "image de la vidéo du partage d'écran, à l'instant où l'opérateur a confirmé l'étape",
     "televersement": "image téléversée par l'opérateur (partage d'écran refusé ou indisponible)",
     "video": "image extraite de la vidéo du partage d'écran, à la fin de l'étape",
 }
@@ -73,6 +74,7 @@ class Picture:
     at: float
     path: Path
     source: str  # key of SOURCES
+    method: str = ""  # "piste": grabbed from the shared track (fresh); "video": from a <video> (may lag)
 
 
 class ScreenShare:
@@ -85,6 +87,7 @@ class ScreenShare:
         self.captures: list[Capture] = []
         self.pictures: list[Picture] = []
         self.refusals: list[dict] = []
+        self.confirmations: list[dict] = []  # {"instruction", "step", "at"}: when the operator answered
         self.stop_requested = False
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -128,7 +131,7 @@ class ScreenShare:
             self._save()
             self._changed.notify_all()
 
-    def picture(self, instruction: int, data: bytes, source: str, *, step: int = 0) -> Picture:
+    def picture(self, instruction: int, data: bytes, source: str, *, step: int = 0, method: str = "") -> Picture:
         if source not in ("partage", "televersement"):
             raise ShareError(400, f"source d'image inconnue : {source!r}")
         if len(data) > MAX_PICTURE:
@@ -141,10 +144,15 @@ class ScreenShare:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(data)
         with self._lock:
-            pic = Picture(instruction, step, time.time(), path, source)
+            pic = Picture(instruction, step, time.time(), path, source, method if method in ("piste", "video") else "")
             self.pictures.append(pic)
             self._save()
         return pic
+
+    def confirmed(self, instruction: int, step: int, at: float) -> None:
+        with self._lock:
+            self.confirmations.append({"instruction": instruction, "step": step, "at": at})
+            self._save()
 
     def refused(self, reason: str) -> None:
         with self._lock:
@@ -188,7 +196,8 @@ class ScreenShare:
     def _save(self) -> None:
         """The state next to the data, on every change: what arrived is known even if the run dies."""
         state = {"captures": [asdict(c) for c in self.captures],
-                 "pictures": [{**asdict(p), "path": p.path.name} for p in self.pictures], "refusals": self.refusals}
+                 "pictures": [{**asdict(p), "path": p.path.name} for p in self.pictures], "refusals": self.refusals,
+                 "confirmations": self.confirmations}
         tmp = self.dir / "etat.json.tmp"
         tmp.write_text(json.dumps(state, ensure_ascii=False, indent=1), encoding="utf-8")
         tmp.replace(self.dir / "etat.json")

@@ -55,8 +55,11 @@ class SharedScreenProof:
             if path is not None and capture.covered_until > capture.started:
                 recordings.append(Recording(path, capture.started, min(capture.covered_until, end),
                                             capture.end_reason if capture.ended else ""))
-        stills = {f"{s.n:02d}-{file_slug(s.text)}": moment for s in self.rec.steps
-                  if (moment := _epoch(s.ended)) is not None and not self._confirmed_picture(s)}
+        stills = {}  # per step: the recording at the operator's last confirmation, else at the step's end
+        for step in self.rec.steps:
+            moment = self._confirmed_at(step) or _epoch(step.ended)
+            if moment is not None:
+                stills[f"{step.n:02d}-{file_slug(step.text)}"] = moment
         video = None
         if recordings:
             video = encode_shared_screen(recordings, self.rec.dir / VIDEO, t0=self.t0, end=end,
@@ -86,26 +89,38 @@ class SharedScreenProof:
                 + ". Les captures d'étape sont celles qu'il a téléversées, s'il y en a.\n", encoding="utf-8")
         return video.out_path if video else None
 
-    def _confirmed_picture(self, step: Step) -> Picture | None:
-        """The last picture the page sent for an instruction of this step (the operator's confirmation or answer)."""
+    def _confirmed_at(self, step: Step) -> float | None:
+        """When the operator last confirmed or answered an instruction of this step."""
+        times = [c["at"] for c in self.share.confirmations if c["step"] == step.n]
+        return max(times) if times else None
+
+    def _uploaded_picture(self, step: Step) -> Picture | None:
+        """The last picture the page sent with an answer for this step (its own grab, or the operator's file)."""
         mine = [p for p in self.share.pictures if p.step == step.n]
         return max(mine, key=lambda p: p.at) if mine else None
 
     def _step_pictures(self, stills: dict[str, Path]) -> None:
+        """Each step's picture, best first: the one the operator page grabbed from the shared track when the
+        operator confirmed; the recording's frame at that instant (a browser without track grabs, or a lost
+        upload); the picture the operator chose as a file (no sharing); the recording at the step's end (steps
+        the operator had nothing to do in)."""
         shots = self.rec.dir / "screenshots"
         shots.mkdir(exist_ok=True)
         for step in self.rec.steps:
             name = f"{step.n:02d}-{file_slug(step.text)}"
-            picture = self._confirmed_picture(step)
-            if picture is not None:
-                target, source = shots / (name + picture.path.suffix), picture.source
-                shutil.copyfile(picture.path, target)
+            uploaded = self._uploaded_picture(step)
+            confirmed = self._confirmed_at(step) is not None
+            if uploaded is not None and uploaded.method == "piste":
+                source, path = uploaded.source, uploaded.path
             elif name in stills:
-                target, source = shots / (name + ".png"), "video"
-                shutil.copyfile(stills[name], target)
+                source, path = ("confirmation" if confirmed else "video"), stills[name]
+            elif uploaded is not None:
+                source, path = uploaded.source, uploaded.path
             else:
                 step.screenshot = None
                 step.screenshot_source = "aucune image de l'écran du LGC pour cette étape (pas de partage à ce moment)"
                 continue
+            target = shots / (name + path.suffix)
+            shutil.copyfile(path, target)
             step.screenshot = str(target.relative_to(self.rec.dir))
             step.screenshot_source = SOURCES[source]

@@ -5,20 +5,23 @@ driver with an automated operator."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageChops, ImageStat
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def segur(*args: str, timeout: int = 900) -> subprocess.CompletedProcess[str]:
+def segur(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "segur_bench", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env={**os.environ, **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -113,17 +116,133 @@ def test_the_flagship_bundle_holds_what_a_reviewer_needs(all_runs: Path, tmp_pat
     assert check.returncode != 0 and shots[0] in check.stdout + check.stderr
 
 
+def frame(video: Path, second: float, out: Path) -> Image.Image:
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", f"{max(0.0, second):.2f}", "-i", str(video), "-frames:v", "1",
+                    str(out)], check=True)
+    with Image.open(out) as image:
+        return image.convert("RGB")
+
+
+def difference(a: Image.Image, b: Image.Image) -> float:
+    """Mean absolute difference of two pictures (0-255), compared at a small common size."""
+    size = (160, 100)
+    return sum(ImageStat.Stat(ImageChops.difference(a.resize(size), b.resize(size))).mean) / 3
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+NAVY = (0, 0, 145)  # the reference LGC's header bar and buttons (--bleu); the operator page has none
+
+
+def navy_share(image: Image.Image) -> float:
+    """Share of the picture in the reference LGC's blue."""
+    data = image.resize((image.width // 4, image.height // 4), Image.Resampling.NEAREST).tobytes()
+    pixels = [data[i:i + 3] for i in range(0, len(data), 3)]
+    return sum(1 for p in pixels if all(abs(a - b) < 30 for a, b in zip(p, NAVY, strict=True))) / len(pixels)
+
+
+@pytest.mark.timeout(900)
+def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
+    """The automated operator shares the reference LGC's tab from the operator page and drives the LGC in it: the
+    bundle's video and step pictures come from that shared screen, not from the operator page."""
+    result = segur("run", "LGC.DMP/UX.10.01", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    bundles = sorted((tmp_path / "bundles").glob("LGC.DMP-UX.10.01_*.zip"))
+    assert len(bundles) == 2  # the outline's two patients
+    root = bundles[0].with_suffix("")
+    run = json.loads((root / "run.json").read_text(encoding="utf-8"))
+    steps = json.loads((root / "steps.json").read_text(encoding="utf-8"))
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    assert run["driver"] == "guided" and run["outcome"] == "passed"
+    screen = run["ecran"]
+    assert screen["qui"].startswith("écran du LGC sous test") and screen == manifest["ecran"]
+    (capture,) = screen["partages"]
+    assert capture["surface"] == "browser" and capture["fin_raison"] == "fin de l'exécution"
+    assert capture["segments"] >= 5
+    # before the automated operator clicks "Partager", a moment without the LGC's screen, said as such
+    assert all(g["raison"] == "l'opérateur n'avait pas encore partagé son écran" for g in screen["lacunes"])
+    assert sum(epoch(g["fin"]) - epoch(g["debut"]) for g in screen["lacunes"]) < 5
+
+    video = root / "video" / "run.mp4"
+    duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
+                                     "default=nw=1:nk=1", str(video)], capture_output=True, text=True,
+                                    check=True).stdout)
+    t0, t1 = epoch(screen["debut_enregistrement"]), epoch(screen["fin_enregistrement"])
+    assert abs(duration - (t1 - t0)) < 0.5  # the video lasts the recording, which spans every step
+    assert t0 <= epoch(steps[0]["started"]) and t1 >= epoch(steps[-1]["ended"])
+
+    grabbed, at_end = "image de l'écran partagé, prise par la page", "image extraite de la vidéo"
+    for step in steps:  # one picture per step, from the shared screen, each saying so
+        assert step["screenshot"], step
+        assert step["screenshot_source"].startswith((grabbed, at_end)), step
+    confirmed = [s for s in steps if s["screenshot_source"].startswith(grabbed)]
+    assert len(confirmed) >= 5  # the operator's actions and answers
+    assert any(s["screenshot_source"].startswith(at_end) for s in steps)  # steps judged from the journals only
+
+    # The picture the operator page took at a confirmation is the LGC (its blue header bar or buttons; the
+    # operator page has none), and the video shows the same screen around that instant.
+    run_dir = next(d for d in (tmp_path / "runs").iterdir() if d.name == run["run_id"])
+    state = json.loads((run_dir / ".partage-ecran" / "etat.json").read_text(encoding="utf-8"))
+    clicked = {c["step"]: c["at"] for c in state["confirmations"]}  # the last confirmation of each step
+    for step in confirmed[1:]:  # after the login page
+        with Image.open(root / step["screenshot"]) as shot:
+            picture = shot.convert("RGB")
+        assert navy_share(picture) > 0.002, step["text"]
+        around = [frame(video, clicked[step["n"]] - t0 + dt, tmp_path / "f.png") for dt in (-0.3, 0, 0.3, 0.6, 1)]
+        closest = min(difference(f.crop((0, 0, picture.width, picture.height)), picture) for f in around)
+        assert closest < 6, (step["text"], closest)
+    moving = around[-1]
+    assert navy_share(moving.crop((0, 0, picture.width, picture.height))) > 0.002
+    band = moving.crop((0, picture.height, moving.width, moving.height)).convert("L")
+    assert band.height >= 40 and ImageStat.Stat(band).mean[0] < 80 and band.getextrema()[1] > 200  # captions
+
+    index = (root / "index.html").read_text(encoding="utf-8")
+    assert "Écran filmé" in index and "partagé par l&#39;opérateur" in index
+    csv = (root / "convergence.csv").read_text(encoding="utf-8-sig")
+    assert "partagé par l'opérateur" in csv
+    assert subprocess.run([sys.executable, "-m", "segur_bench", "bundle", "verify", str(bundles[0])], cwd=ROOT,
+                          capture_output=True, timeout=60).returncode == 0
+
+
 @pytest.mark.timeout(600)
 def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
-    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
+    """…whose operator page is closed mid-run: the run goes on (answered directly), the bundle keeps the part of
+    the shared screen that was uploaded and says what is missing."""
+    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path),
+                   env={"SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER": "2"})
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    assert "page de l'opérateur fermée après la consigne 2" in result.stderr
     bundle = sorted((tmp_path / "bundles").glob("SC.INS.05_*.zip"))
     assert bundle
+    root = bundle[0].with_suffix("")
     with zipfile.ZipFile(bundle[0]) as z:
         run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
         verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
+        manifest = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/manifest.json"))))
+        steps = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/steps.json"))))
     assert run["driver"] == "guided" and run["outcome"] == "passed"
     assert any("relance automatique avec le COG" in v["assertion"] for v in verdicts)
+
+    (capture,) = run["ecran"]["partages"]
+    assert capture["fin"] is None and capture["fin_raison"].startswith("jamais terminé")
+    assert capture["segments"] >= 1  # what was uploaded before the tab closed is kept…
+    (gap,) = run["ecran"]["lacunes"]
+    assert "interrompu" in gap["raison"] and gap["fin"] == run["ecran"]["fin_enregistrement"]
+    assert any(a["path"] == "video/run.mp4" and "pas d'image de l'écran du LGC" in a["raison"]
+               for a in manifest["absents"])  # …and what is missing is said
+    assert steps[0]["screenshot"] and steps[0]["screenshot_source"].startswith("image de l'écran partagé")
+    late = [s for s in steps if epoch(s["ended"]) > epoch(gap["debut"]) + 1]
+    assert late and all(s["screenshot"] is None and s["screenshot_source"].startswith("aucune image")
+                        for s in late)
+    video = root / "video" / "run.mp4"
+    t0 = epoch(run["ecran"]["debut_enregistrement"])
+    last = frame(video, epoch(gap["fin"]) - t0 - 1, tmp_path / "last.png")
+    grey = ImageStat.Stat(last.crop((0, 0, last.width, 200))).mean
+    assert all(abs(c - 90) < 20 for c in grey)  # the gap's placeholder, not the operator page nor the LGC
+    first = frame(video, epoch(steps[0]["ended"]) - t0 - 0.3, tmp_path / "first.png")
+    assert difference(first, Image.new("RGB", first.size, (90, 90, 90))) > 20
 
 
 @pytest.mark.timeout(600)
