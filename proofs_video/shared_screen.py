@@ -72,7 +72,8 @@ def find_gaps(recordings: list[Recording], t0: float, end: float) -> list[Gap]:
             gaps.append(Gap(cursor, min(rec.start, end), _reason(previous)))
         cursor = max(cursor, rec.until)
         previous = rec
-    if end > cursor + 0.5:
+    lost = previous is not None and not previous.end_reason  # a tab closed or lost: said however short the loss
+    if end > cursor + 0.5 or (lost and end > cursor):
         gaps.append(Gap(cursor, end, _reason(previous)))
     return gaps
 

@@ -110,6 +110,9 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         env.save(env_path)
         cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
                "-o", "console_output_style=classic", "-o", "timeout=900", "--rootdir", str(ROOT), "-v",
+               # sys-level capture only: the guided driver's prompts to the operator (sys.__stderr__) reach the
+               # terminal while a scenario runs, instead of waiting in pytest's captured output
+               "--capture=sys",
                f"--junitxml={out / 'junit.xml'}"]
         if importlib.util.find_spec("allure_pytest_bdd"):
             cmd += [f"--alluredir={out / 'allure-results'}"]

@@ -190,7 +190,10 @@ def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
         with Image.open(root / step["screenshot"]) as shot:
             picture = shot.convert("RGB")
         assert navy_share(picture) > 0.002, step["text"]
-        around = [frame(video, clicked[step["n"]] - t0 + dt, tmp_path / "f.png") for dt in (-0.3, 0, 0.3, 0.6, 1)]
+        # the page's grab and the recording are two paths from one shared track: under CI load (software
+        # rendering, 2 cores) they were seen up to a second apart
+        around = [frame(video, clicked[step["n"]] - t0 + dt, tmp_path / "f.png")
+                  for dt in (-1.5, -1, -0.5, 0, 0.5, 1)]
         closest = min(difference(f.crop((0, 0, picture.width, picture.height)), picture) for f in around)
         assert closest < 6, (step["text"], closest)
     moving = around[-1]
@@ -208,32 +211,47 @@ def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(600)
 def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
-    """…whose operator page is closed mid-run: the run goes on (answered directly), the bundle keeps the part of
-    the shared screen that was uploaded and says what is missing."""
-    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path),
-                   env={"SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER": "2"})
+    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    assert "page de l'opérateur fermée après la consigne 2" in result.stderr
     bundle = sorted((tmp_path / "bundles").glob("SC.INS.05_*.zip"))
     assert bundle
-    root = bundle[0].with_suffix("")
     with zipfile.ZipFile(bundle[0]) as z:
+        run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
+        verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
+    assert run["driver"] == "guided" and run["outcome"] == "passed"
+    assert any("relance automatique avec le COG" in v["assertion"] for v in verdicts)
+
+
+@pytest.mark.timeout(600)
+def test_guided_driver_plays_a_dmp_scenario_and_survives_a_closed_operator_tab(tmp_path: Path) -> None:
+    """An operator's answers and actions suffice for a DMP scenario too; the verdicts still come from the DMP. The
+    operator page is closed after the third instruction: the run goes on (answered directly), the bundle keeps
+    the part of the shared screen that was uploaded and says what is missing."""
+    result = segur("run", "SC.DMP/CONF.03", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path),
+                   env={"SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER": "3"})
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
+    assert "page de l'opérateur fermée après la consigne 3" in result.stdout + result.stderr
+    (bundle,) = sorted((tmp_path / "bundles").glob("SC.DMP-CONF.03_*.zip"))
+    root = bundle.with_suffix("")
+    with zipfile.ZipFile(bundle) as z:
         run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
         verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
         manifest = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/manifest.json"))))
         steps = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/steps.json"))))
     assert run["driver"] == "guided" and run["outcome"] == "passed"
-    assert any("relance automatique avec le COG" in v["assertion"] for v in verdicts)
+    assert any("DMPNotAuthor" in v["assertion"] and v["source"] == "journal DMP" for v in verdicts)
 
     (capture,) = run["ecran"]["partages"]
     assert capture["fin"] is None and capture["fin_raison"].startswith("jamais terminé")
     assert capture["segments"] >= 1  # what was uploaded before the tab closed is kept…
-    (gap,) = run["ecran"]["lacunes"]
+    *before, gap = run["ecran"]["lacunes"]  # before the share (a moment), then from the closed tab to the end
+    assert all("pas encore partagé" in g["raison"] for g in before)
     assert "interrompu" in gap["raison"] and gap["fin"] == run["ecran"]["fin_enregistrement"]
+    assert epoch(gap["fin"]) - epoch(gap["debut"]) > 5
     assert any(a["path"] == "video/run.mp4" and "pas d'image de l'écran du LGC" in a["raison"]
                for a in manifest["absents"])  # …and what is missing is said
     assert steps[0]["screenshot"] and steps[0]["screenshot_source"].startswith("image de l'écran partagé")
-    late = [s for s in steps if epoch(s["ended"]) > epoch(gap["debut"]) + 1]
+    late = [s for s in steps if epoch(s["started"]) > epoch(gap["debut"]) + 1]
     assert late and all(s["screenshot"] is None and s["screenshot_source"].startswith("aucune image")
                         for s in late)
     video = root / "video" / "run.mp4"
@@ -242,17 +260,4 @@ def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
     grey = ImageStat.Stat(last.crop((0, 0, last.width, 200))).mean
     assert all(abs(c - 90) < 20 for c in grey)  # the gap's placeholder, not the operator page nor the LGC
     first = frame(video, epoch(steps[0]["ended"]) - t0 - 0.3, tmp_path / "first.png")
-    assert difference(first, Image.new("RGB", first.size, (90, 90, 90))) > 20
-
-
-@pytest.mark.timeout(600)
-def test_guided_driver_plays_a_dmp_scenario(tmp_path: Path) -> None:
-    """An operator's answers and actions suffice for a DMP scenario too; the verdicts still come from the DMP."""
-    result = segur("run", "SC.DMP/CONF.03", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    (bundle,) = sorted((tmp_path / "bundles").glob("SC.DMP-CONF.03_*.zip"))
-    with zipfile.ZipFile(bundle) as z:
-        run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
-        verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
-    assert run["driver"] == "guided" and run["outcome"] == "passed"
-    assert any("DMPNotAuthor" in v["assertion"] and v["source"] == "journal DMP" for v in verdicts)
+    assert navy_share(first) > 0.002 or difference(first, Image.new("RGB", first.size, (90, 90, 90))) > 20
