@@ -48,6 +48,7 @@ class SharedScreenProof:
         """Ends the capture (the page is asked to stop, its last segments awaited), encodes the video, gives each
         step its picture and writes what the capture covers into the run's metadata."""
         end = time.time()
+        began = time.monotonic()
         self.share.finish()
         recordings = []
         for capture in self.share.captures:
@@ -79,6 +80,9 @@ class SharedScreenProof:
                           **({"horloge": c.clock_note} if c.clock_note else {})} for c in self.share.captures],
             "lacunes": [{"debut": _iso(g.start), "fin": _iso(g.end), "raison": g.reason} for g in gaps],
             "refus": [{"a": _iso(r["at"]), "raison": r["raison"]} for r in self.share.refusals],
+            # waiting for the page's last segments, then decoding, captioning and encoding
+            "duree_traitement_s": round(time.monotonic() - began, 2),
+            "duree_video_s": round(end - self.t0, 2) if video else None,
         }
         if video is None:
             reasons = [r["raison"] for r in self.share.refusals]
