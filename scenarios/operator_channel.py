@@ -176,13 +176,19 @@ def _handler(channel: OperatorChannel) -> type[BaseHTTPRequestHandler]:
 
         def _post(self, path: str, query: dict[str, str], body: bytes) -> None:
             share = channel.share
+            is_json = self.headers.get("Content-Type", "").startswith("application/json")
+            if is_json:
+                data = _json_object(body)
+            elif path == "reponse":  # a plain form, for a browser without JavaScript
+                data = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+            else:
+                data = {}
+            run = data.get("run", query.get("run"))
+            if run is not None and run != channel.run_id:  # a page still busy with the previous scenario
+                raise ShareError(409, f"l'exécution {run} est terminée ; l'exécution en cours est {channel.run_id}")
             if path == "reponse":
-                if self.headers.get("Content-Type", "").startswith("application/json"):
-                    data = _json_object(body)
-                else:  # a plain form, for a browser without JavaScript
-                    data = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
                 accepted = channel.answer(data.get("id"), data.get("answer"))
-                if "json" in self.headers.get("Content-Type", ""):
+                if is_json:
                     self._json(200 if accepted else 409, {"acceptee": accepted})
                 else:
                     self.send_response(303)
@@ -190,13 +196,12 @@ def _handler(channel: OperatorChannel) -> type[BaseHTTPRequestHandler]:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
             elif path == "partage/debut":
-                capture = share.begin(_json_object(body))
+                capture = share.begin(data)
                 self._json(201, {"partage": capture.n})
             elif path == "partage/segment":
                 share.segment(int(query["partage"]), int(query["n"]), body, _number(query.get("t")))
                 self._json(200, {"recu": len(body)})
             elif path == "partage/fin":
-                data = _json_object(body)
                 share.end(int(data["partage"]), str(data.get("raison") or ""))
                 self._json(200, {"termine": True})
             elif path == "partage/image":
@@ -209,7 +214,7 @@ def _handler(channel: OperatorChannel) -> type[BaseHTTPRequestHandler]:
                               method=query.get("methode", ""))
                 self._json(201, {"recue": True})
             elif path == "partage/refus":
-                share.refused(str(_json_object(body).get("raison") or ""))
+                share.refused(str(data.get("raison") or ""))
                 self._json(200, {"note": True})
             else:
                 self._problem(404, "Page inconnue", path)

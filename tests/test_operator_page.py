@@ -208,6 +208,11 @@ def test_bad_requests_get_problem_json_and_change_nothing(channel: OperatorChann
                         headers={"Content-Length": str(10**9)})
     assert status == 413
     assert channel.share.pictures == []
+    status, _, body = call(channel.url + "reponse", method="POST",
+                           body=b'{"run": "essai-0", "id": 1, "answer": "Fait"}', headers=json_type)
+    assert status == 409 and "essai-0" in json.loads(body)["detail"]  # the previous scenario's page
+    status, _, _ = call(channel.url + "partage/segment?run=essai-0&partage=1&n=1", method="POST", body=b"x")
+    assert status == 409 and channel.share.captures[0].segments == []
     status, _, body = call(channel.url + "reponse", method="POST", body=b'{"id": 5, "answer": "Fait"}',
                            headers=json_type)
     assert status == 409 and json.loads(body) == {"acceptee": False}  # a late click on an older instruction
@@ -235,3 +240,41 @@ def test_beyond_loopback_the_page_is_https_with_the_bench_pki(tmp_path: Path) ->
             call(ch.url, context=ssl.create_default_context())
     finally:
         ch.close()
+
+
+def test_one_page_and_one_share_serve_the_scenarios_of_a_run_in_turn(browser: Any, lgc_site: str,
+                                                                     tmp_path: Path) -> None:
+    """`segur-bench run` of several scenarios: each has its own channel on the same address and token; the
+    operator's page keeps the shared screen and records each scenario on its own, without a new prompt."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    first = OperatorChannel("scenario-1", ScreenShare(tmp_path / "un"), port=port, token="jeton-de-test")
+    context = browser.new_context()
+    lgc = context.new_page()
+    lgc.goto(lgc_site)
+    page = context.new_page()
+    page.goto(first.url)
+    page.get_by_role("button", name="Partager l'écran du LGC").click()
+    page.wait_for_function("() => window.segurEtat().enregistre && window.segurEtat().segments >= 1",
+                           timeout=15_000)
+    first.share.finish(wait_s=10)
+    first.close()
+    assert first.share.captures[0].end_reason == "fin de l'exécution"
+
+    second = OperatorChannel("scenario-2", ScreenShare(tmp_path / "deux"), port=port, token="jeton-de-test")
+    try:
+        assert second.url == first.url
+        deadline = time.time() + 20
+        while time.time() < deadline and not (second.share.captures and second.share.captures[0].segments):
+            page.wait_for_timeout(250)
+        (capture,) = second.share.captures
+        assert capture.segments and capture.surface == "browser"
+        assert len(first.share.captures) == 1  # nothing of the second scenario went to the first
+        recording = second.share.capture_file(capture)
+        assert recording is not None and recording.read_bytes()[:4] == b"\x1aE\xdf\xa3"  # a WebM of its own
+    finally:
+        second.close()
+        context.close()
