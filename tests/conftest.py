@@ -14,18 +14,25 @@ from segur_bench.browser import CHROMIUM_FLAGS, chromium_path
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[object]:
-    executable = chromium_path()
-    if executable is None:
+def playwright_session() -> Iterator[object]:
+    """The one Playwright of the session (the sync API allows one per thread): tests that need a browser with
+    other flags launch it from here."""
+    if chromium_path() is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing: ./scripts/setup.sh installs the Debian package 'chromium'")
         pytest.skip("Chromium is not installed (run ./scripts/setup.sh)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
+        yield pw
+
+
+@pytest.fixture(scope="session")
+def browser(playwright_session: object) -> Iterator[object]:
+    browser = playwright_session.chromium.launch(  # type: ignore[attr-defined]
+        executable_path=chromium_path(), headless=True, args=CHROMIUM_FLAGS)
+    yield browser
+    browser.close()
 
 
 @pytest.fixture(scope="session")

@@ -58,18 +58,14 @@ def channel(tmp_path: Path) -> Iterator[OperatorChannel]:
     ch.close()
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    if executable is None:
-        pytest.skip("Chromium is installed by scripts/setup.sh")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=executable, headless=True,
-                               args=[*CHROMIUM_FLAGS, "--auto-select-tab-capture-source-by-title=segur-bench"])
-        yield b
-        b.close()
+@pytest.fixture(scope="module")
+def sharing_browser(playwright_session: Any) -> Iterator[Any]:
+    """Chromium that shares, without asking, the tab whose title holds "segur-bench" (the LGC's tab here)."""
+    b = playwright_session.chromium.launch(
+        executable_path=chromium_path(), headless=True,
+        args=[*CHROMIUM_FLAGS, "--auto-select-tab-capture-source-by-title=segur-bench"])
+    yield b
+    b.close()
 
 
 def ask_in_background(channel: OperatorChannel, *args: Any, **kwargs: Any) -> tuple[threading.Thread, dict]:
@@ -92,9 +88,9 @@ def top_colour(data: bytes) -> tuple[float, ...]:
         return tuple(ImageStat.Stat(rgb.crop((0, 0, rgb.width, 60))).mean)
 
 
-def test_an_operator_shares_the_lgc_confirms_and_answers(browser: Any, channel: OperatorChannel, lgc_site: str,
+def test_an_operator_shares_the_lgc_confirms_and_answers(sharing_browser: Any, channel: OperatorChannel, lgc_site: str,
                                                          tmp_path: Path) -> None:
-    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context = sharing_browser.new_context(viewport={"width": 1000, "height": 700})
     lgc = context.new_page()
     lgc.goto(lgc_site)
     page = context.new_page()
@@ -136,9 +132,9 @@ def test_an_operator_shares_the_lgc_confirms_and_answers(browser: Any, channel: 
     context.close()
 
 
-def test_a_refused_share_falls_back_to_a_picture_file_per_step(browser: Any, channel: OperatorChannel,
+def test_a_refused_share_falls_back_to_a_picture_file_per_step(sharing_browser: Any, channel: OperatorChannel,
                                                                tmp_path: Path) -> None:
-    context = browser.new_context()
+    context = sharing_browser.new_context()
     # What a browser does when the operator cancels the picker.
     context.add_init_script("navigator.mediaDevices.getDisplayMedia = () => "
                             "Promise.reject(new DOMException('Permission denied', 'NotAllowedError'))")
@@ -242,7 +238,7 @@ def test_beyond_loopback_the_page_is_https_with_the_bench_pki(tmp_path: Path) ->
         ch.close()
 
 
-def test_one_page_and_one_share_serve_the_scenarios_of_a_run_in_turn(browser: Any, lgc_site: str,
+def test_one_page_and_one_share_serve_the_scenarios_of_a_run_in_turn(sharing_browser: Any, lgc_site: str,
                                                                      tmp_path: Path) -> None:
     """`segur-bench run` of several scenarios: each has its own channel on the same address and token; the
     operator's page keeps the shared screen and records each scenario on its own, without a new prompt."""
@@ -252,7 +248,7 @@ def test_one_page_and_one_share_serve_the_scenarios_of_a_run_in_turn(browser: An
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     first = OperatorChannel("scenario-1", ScreenShare(tmp_path / "un"), port=port, token="jeton-de-test")
-    context = browser.new_context()
+    context = sharing_browser.new_context()
     lgc = context.new_page()
     lgc.goto(lgc_site)
     page = context.new_page()
