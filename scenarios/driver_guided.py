@@ -15,6 +15,7 @@ from .runtime import RunRecorder, Sims
 
 CLOSE_AFTER_ENV = "SEGUR_BENCH_AUTO_OPERATOR_CLOSE_AFTER"
 
+
 def _yes(answer: Any) -> bool:
     return str(answer).strip().lower() in ("oui", "o", "yes", "true", "fait")
 

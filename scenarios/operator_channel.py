@@ -152,8 +152,9 @@ def _handler(channel: OperatorChannel) -> type[BaseHTTPRequestHandler]:
             if route is None:
                 return
             path, query = route
-            origin = self.headers.get("Origin")
-            if origin and origin != channel.url.split(prefix)[0] and origin != f"{_scheme(self)}://{self.headers.get('Host')}":
+            origin = self.headers.get("Origin")  # browsers send it on POST: only the page's own origin may post
+            own = (channel.url.split(prefix)[0], f"{_scheme(self)}://{self.headers.get('Host')}")
+            if origin and origin not in own:
                 self._problem(403, "Origine refusée", f"requête venue de {origin}")
                 return
             try:

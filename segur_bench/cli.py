@@ -370,6 +370,10 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
               "own driver (--driver module:Class)")
     if operator_listen and driver != "guided":
         _fail("--operator-listen is for the guided driver's operator page (--driver guided)")
+    if operator_listen:
+        host, sep, port_text = operator_listen.rpartition(":")
+        if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+            _fail(f"--operator-listen {operator_listen!r}: HOST:PORT expected (e.g. 0.0.0.0:8790)")
     if driver not in ("playwright", "guided"):
         from scenarios.driver_plugin import DriverError, is_plugin, load_driver_class, missing_methods
 

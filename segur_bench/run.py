@@ -203,14 +203,15 @@ def _operator_page(config: BenchConfig, env: Any, listen: str, echo: Callable[[s
 
     from .netnames import bench_names
 
-    if listen:
-        host, sep, port_text = listen.rpartition(":")
-        if not sep or not port_text.isdigit() or not 0 <= int(port_text) < 65536:
-            raise RunError(f"--operator-listen {listen!r}: HOST:PORT expected (e.g. 0.0.0.0:8790)")
+    if listen:  # HOST:PORT, checked by the CLI
+        host, _, port_text = listen.rpartition(":")
         host, port = host.strip("[]") or "127.0.0.1", int(port_text)
     else:
         host = config.host if config.lan else "127.0.0.1"
         port = 0 if env.operator == "auto" else OPERATOR_PORT
+    if port and not port_free(host, port):
+        raise RunError(f"the operator page's port {host}:{port} is in use (another guided run?): stop it, or "
+                       "choose another with --operator-listen HOST:PORT")
     env.operator_listen = f"{host}:{port}"
     env.operator_token = secrets.token_urlsafe(12)
     if host in LOOPBACK_HOSTS:

@@ -77,6 +77,18 @@ def test_the_cli_refuses_a_driver_it_cannot_load_before_starting_anything(tmp_pa
     assert not (tmp_path / "junit.xml").exists()
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--driver", "guided", "--operator-listen", "8790"], "HOST:PORT expected"),
+    (["--operator-listen", "0.0.0.0:8790"], "for the guided driver"),
+])
+def test_the_cli_refuses_a_bad_operator_page_address_before_starting_anything(tmp_path: Path, args: list[str],
+                                                                              message: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "segur_bench", "run", "SC.DMP/CONF.03", *args, "--out",
+                             str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and message in result.stderr
+    assert not (tmp_path / "junit.xml").exists()
+
+
 @pytest.mark.timeout(600)
 def test_a_driver_from_a_module_outside_the_package_plays_a_scenario(tmp_path: Path) -> None:
     """A QA team's driver (here: the reference driver, extended to count its calls) in its own directory."""
