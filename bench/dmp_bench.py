@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from simulators.core.clock import iso  # noqa: E402
 from simulators.core.server import serve_in_thread  # noqa: E402
-from simulators.core.service import SimConfig, build_simulator  # noqa: E402
+from simulators.core.service import SimConfig  # noqa: E402
+from simulators.core.simulator import build_simulator  # noqa: E402
 from simulators.dmp import seed  # noqa: E402
 from simulators.dmp.app import BASE, SPEC  # noqa: E402
 from simulators.personas import nir_key  # noqa: E402

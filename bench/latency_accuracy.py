@@ -38,7 +38,8 @@ SECTION = "## Latency-injection accuracy"
 
 SERVER = textwrap.dedent("""
     import json, os, sys, uvicorn
-    from simulators.core.service import SimConfig, build_simulator
+    from simulators.core.service import SimConfig
+    from simulators.core.simulator import build_simulator
     from simulators.core.server import server_options
     from simulators.core.testing import echo_spec
 
@@ -51,7 +52,8 @@ SERVER = textwrap.dedent("""
 
 FACTORY = textwrap.dedent("""
     import json, os
-    from simulators.core.service import SimConfig, build_simulator
+    from simulators.core.service import SimConfig
+    from simulators.core.simulator import build_simulator
     from simulators.core.testing import echo_spec
 
     def app():

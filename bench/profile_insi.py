@@ -43,7 +43,8 @@ import a2wsgi.wsgi  # noqa: E402
 import uvicorn  # noqa: E402
 
 from simulators.core.server import uvicorn_config  # noqa: E402
-from simulators.core.service import SimConfig, build_simulator  # noqa: E402
+from simulators.core.service import SimConfig  # noqa: E402
+from simulators.core.simulator import build_simulator  # noqa: E402
 from simulators.registry import load_spec  # noqa: E402
 
 LUA = ROOT / "bench" / "insi_post.lua"

@@ -104,7 +104,7 @@ def echo_with_rule() -> Iterator[object]:
     import httpx
 
     from simulators.core.server import serve_in_thread
-    from simulators.core.service import build_simulator
+    from simulators.core.simulator import build_simulator
     from simulators.core.testing import echo_spec
 
     with serve_in_thread(build_simulator(echo_spec())) as server:

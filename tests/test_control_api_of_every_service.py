@@ -10,7 +10,8 @@ from openapi_spec_validator import validate
 
 from simulators import registry
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 
 
 @pytest.mark.parametrize("name", [s.name for s in registry.available()])

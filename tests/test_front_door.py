@@ -15,7 +15,8 @@ import pytest
 
 from segur_bench.front_door import FrontDoor, server_name, write_routes
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.core.testing import echo_spec
 
 REAL = "qualiflps-services-ps-tlsm.ameli.fr"

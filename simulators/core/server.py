@@ -34,7 +34,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .http_front import CYCLE_KEY, TLS_KEY, TRANSPORT_KEY, BenchASGI, answer_bytes, lean_cycle_supported
 from .read_limits import REQUEST_TIMEOUT, TOO_MANY_CONNECTIONS, ReadDeadline, ReadLimits
-from .service import SimConfig, Simulator
+from .service import SimConfig
+from .simulator import Simulator
 from .tls import tls_info
 
 log = logging.getLogger("segur_bench.server")
@@ -323,7 +324,7 @@ def simulator_from_env() -> Simulator:
     """Rebuild the simulator a worker process serves from the environment `serve` set."""
     from simulators.registry import load_spec
 
-    from .service import build_simulator
+    from .simulator import build_simulator
 
     data = json.loads(os.environ[ENV_CONFIG])
     return build_simulator(load_spec(data["service"]), SimConfig.from_json(data["config"]))

@@ -1,10 +1,10 @@
-"""What a simulator is made of, and the factory that assembles one.
+"""What a simulator is made of.
 
 A service declares a `ServiceSpec` (name, default port, its Flask routes, its business outcomes,
-how to name an operation and what request attributes rules may test). `build_simulator` gives it
-the shared core: SQLite store, simulated clock, fault engine, journal, control API, and the ASGI
-front end that applies faults and records exchanges. No module-level state: tests build many
-isolated simulators side by side.
+how to name an operation and what request attributes rules may test); a running simulator's parts
+are its `ServiceContext`. `simulator.build_simulator` assembles them with the Flask app and the
+ASGI front end (this module imports neither: they build on it). No module-level state: tests build
+many isolated simulators side by side.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
 from .journal import Exchange, Journal
 from .read_limits import ReadLimits
-from .redact import journal_redactor
-from .store import MEMORY, Store
+from .store import Store
 from .tls import ServerTls
 
 DEFAULT_MAX_REQUEST_BYTES = 20 * 1024 * 1024
@@ -165,41 +164,6 @@ class ServiceSpec:
         if mode is None:
             mode = self.client_cert(settings) if callable(self.client_cert) else self.client_cert
         return check_mode(mode, self.name)
-
-
-@dataclass
-class Simulator:
-    ctx: ServiceContext
-    flask: Flask
-    asgi: Any
-
-    @property
-    def name(self) -> str:
-        return self.ctx.name
-
-
-def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simulator:
-    from .app import create_flask
-    from .http_front import BenchASGI
-
-    config = config or SimConfig()
-    path = (config.data_dir / f"{spec.name}.sqlite3") if config.data_dir else MEMORY
-    store = Store(path)
-    ctx = ServiceContext(
-        spec=spec,
-        config=config,
-        store=store,
-        clock=SimClock(store),
-        faults=FaultEngine(store, spec.name, spec.outcomes, spec.outcome_effects),
-        journal=Journal(store, spec.name, redact=journal_redactor(spec.redact, config.settings, spec.name)),
-        logger=logging.getLogger(f"segur_bench.{spec.name}"),
-    )
-    if config.tls_port is not None:
-        ctx.tls = ServerTls(pki_dir_of(config), spec.name, config.tls_names or list(DEFAULT_TLS_NAMES),
-                            spec.client_cert_mode(config.settings),
-                            on_refused=lambda refusal: ctx.journal.submit(refused_exchange(ctx, refusal)))
-    flask_app = create_flask(ctx)
-    return Simulator(ctx=ctx, flask=flask_app, asgi=BenchASGI(ctx, flask_app))
 
 
 DEFAULT_TLS_NAMES = ("localhost", "127.0.0.1", "::1")

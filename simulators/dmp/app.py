@@ -17,7 +17,7 @@ from simulators.core.soap import SoapError, soap_content_type
 from simulators.core.tokens import InvalidToken, TokenValidator
 from simulators.personas import load_personas
 
-from . import wire
+from . import seed, wire
 from .model import OUTCOMES, DmpModel, Refused, RegError
 from .vihf import Vihf, VihfError, extract, security_block
 
@@ -28,7 +28,8 @@ SERVICES = ("patients", "habilitations", "registry", "repository")
 def _model(ctx: ServiceContext) -> DmpModel:
     model = ctx.extras.get("dmp")
     if model is None:
-        model = DmpModel(load_personas(), ctx.store, ctx.config.settings)
+        model = DmpModel(load_personas(), ctx.store, ctx.config.settings, render=wire.document_element_bytes,
+                         seeds=seed)
         model.migrate(ctx.clock.now())
         ctx.extras["dmp"] = model
     return model

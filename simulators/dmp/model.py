@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from dateutil.relativedelta import relativedelta
 
@@ -301,12 +301,37 @@ class Patient:
     closing_reason: str | None = None
 
 
+# ITI-18 stored queries the DMP answers (their ids are those of IHE ITI TF-2a, Registry Stored Query)
+Q_FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
+Q_GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
+Q_FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
+
+# a document row -> its ITI-18 ExtrinsicObject (wire.document_element_bytes)
+RenderEntry = Callable[[dict, str], bytes]
+
+
+class Seeds(Protocol):
+    """Where documents come from when no LGC sends them (the `seed` module)."""
+
+    def documents(self, personas: Personas, now: datetime) -> Iterable[DocEntry]:
+        """The personas' initial DMP documents."""
+
+    def patient_document(self, ins: str, oid: str, spec: dict[str, Any], now: datetime) -> DocEntry:
+        """A document the patient adds from Mon espace santé (control API)."""
+
+
 class DmpModel:
-    def __init__(self, personas: Personas, store: Store, settings: Mapping[str, Any] | None = None) -> None:
+    """The DMP's rules and state. What turns rows into bytes (`render`) and where documents come from when no LGC
+    sends them (`seeds`) are given by the app: the model imports neither `wire` nor `seed`, which build on it."""
+
+    def __init__(self, personas: Personas, store: Store, settings: Mapping[str, Any] | None = None, *,
+                 render: RenderEntry, seeds: Seeds) -> None:
         self.personas = personas
         self.store = store
         self.settings = dict(settings or {})
         self.repository_id = str(self.settings.get("repository_unique_id") or "1.2.250.1.213.4.1.1.2")
+        self.render = render
+        self.seeds = seeds
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -325,8 +350,6 @@ class DmpModel:
             self._seed(conn, now)
 
     def _seed(self, conn: Any, now: datetime) -> None:
-        from . import seed
-
         for p in self.personas.patients:
             if not p.ins or p.dmp.status == "absent" or p.dmp_oid not in INS_OIDS:
                 continue
@@ -335,7 +358,7 @@ class DmpModel:
                                                     iso(now) if p.dmp.status == "ferme" else None))
             for nid in p.dmp.blocked_professionals:
                 conn.execute("INSERT OR REPLACE INTO dmp_blocked VALUES (?, ?, ?)", (p.ins, nid, iso(now)))
-        for doc in seed.documents(self.personas, now):
+        for doc in self.seeds.documents(self.personas, now):
             self._insert_document(conn, doc, now, ss_uuid=None, added_by_patient=False)
         conn.execute("INSERT OR REPLACE INTO dmp_meta VALUES ('seeded', ?)", (iso(now),))
 
@@ -714,19 +737,15 @@ class DmpModel:
 
     def _refresh(self, conn: Any, entry_uuid: str) -> None:
         """Re-render the ITI-18 form of a document after any change of its registry metadata."""
-        from .wire import document_element_bytes
-
         row = conn.execute("SELECT * FROM dmp_documents WHERE entry_uuid = ?", (entry_uuid,)).fetchone()
         if row is not None:
             conn.execute("UPDATE dmp_documents SET rendered = ? WHERE entry_uuid = ?",
-                         (document_element_bytes(_row_dict(row), self.repository_id), entry_uuid))
+                         (self.render(_row_dict(row), self.repository_id), entry_uuid))
 
     # -- ITI-18 ------------------------------------------------------------------------------------
 
     def stored_query(self, vihf: Vihf, q: StoredQuery, now: datetime, outcome: str | None) -> list[dict]:
         """Returns rows (documents or submission sets, with ``kind``) the caller may see. Raises Refused."""
-        from .wire import Q_FIND_DOCUMENTS, Q_FIND_SUBMISSION_SETS, Q_GET_DOCUMENTS
-
         if q.query_id == Q_FIND_DOCUMENTS:
             ins = self._query_patient(q, "$XDSDocumentEntryPatientId")
             statuses = self._required(q, "$XDSDocumentEntryStatus")
@@ -1043,9 +1062,7 @@ class DmpModel:
                 kind = "document_masque_par_patient" if hidden else "document_demasque_par_patient"
                 self._event(conn, now, ins, kind, document=doc)
             elif action == "add_document":
-                from . import seed
-
-                doc = seed.patient_document(ins, self.patient(ins).oid, a, now)  # type: ignore[union-attr]
+                doc = self.seeds.patient_document(ins, self.patient(ins).oid, a, now)  # type: ignore[union-attr]
                 self._insert_document(conn, doc, now, ss_uuid=None, author_nid=f"patient:{ins}",
                                       added_by_patient=True)
                 self._event(conn, now, ins, "document_ajoute_par_patient", document=doc.entry_id,

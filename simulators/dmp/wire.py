@@ -73,9 +73,6 @@ RESPONSE_ACTIONS = {
     A_ITI57: A_ITI57 + "Response",
 }
 
-Q_FIND_DOCUMENTS = "urn:uuid:14d4debf-8f97-4251-9a74-a90016b0af0d"
-Q_GET_DOCUMENTS = "urn:uuid:5c4f972b-d56b-40ac-a5fc-c8ca9b40b9d4"
-Q_FIND_SUBMISSION_SETS = "urn:uuid:f26abbcb-ac74-4422-8a30-edb644bbc1a9"
 
 U_SS = "urn:uuid:a54d6aa5-d40d-43f9-88c5-b4633d873bdd"
 U_DE_OBJECT_TYPE = "urn:uuid:7edca82f-054d-47f2-a032-9b2a5b5186c1"

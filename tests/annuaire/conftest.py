@@ -9,7 +9,7 @@ import pytest
 
 from simulators.annuaire.app import SPEC
 from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
+from simulators.core.simulator import build_simulator
 
 KEY = "segur-bench-annuaire"
 

@@ -10,7 +10,8 @@ import pytest
 from simulators.annuaire.app import SPEC
 from simulators.annuaire.wire import URL_MSS_METADATA
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 
 from .conftest import KEY
 

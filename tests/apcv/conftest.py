@@ -12,7 +12,7 @@ from siram_fault import Fault, read_fault
 
 from simulators.apcv.app import SPEC
 from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
+from simulators.core.simulator import build_simulator
 
 from .messages import (
     ACTION_DETRUIRE,

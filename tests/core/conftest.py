@@ -11,7 +11,7 @@ import pytest
 from core_support import _SIM_BASE, HAR_SCHEMA_PATH, make_sim
 
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import Simulator
+from simulators.core.simulator import Simulator
 
 
 @pytest.fixture(scope="session", autouse=True)

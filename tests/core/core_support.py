@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import jsonschema
 
-from simulators.core.service import SimConfig, Simulator, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import Simulator, build_simulator
 from simulators.core.testing import echo_spec
 
 REPO = Path(__file__).resolve().parents[2]

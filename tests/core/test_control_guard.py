@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.core.testing import echo_spec
 
 

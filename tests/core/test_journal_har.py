@@ -23,7 +23,7 @@ from core_support import (
 from simulators.core import journal as journal_mod
 from simulators.core.har import CREATOR, to_har
 from simulators.core.journal import Exchange, Journal, JournalQueryError, Message, to_jsonl
-from simulators.core.service import Simulator
+from simulators.core.simulator import Simulator
 from simulators.core.store import Store
 
 MS_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

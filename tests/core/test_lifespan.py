@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
+from simulators.core.simulator import build_simulator
 from simulators.core.testing import echo_spec
 
 

@@ -26,7 +26,7 @@ import pytest
 from lxml import etree
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
+from simulators.core.simulator import build_simulator
 from simulators.registry import load_spec
 
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"

@@ -19,7 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.core.testing import echo_spec
 
 REQUEST = b"POST /fast-echo HTTP/1.1\r\nHost: bench\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"

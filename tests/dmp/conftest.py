@@ -10,7 +10,7 @@ import pytest
 from lxml import etree
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import build_simulator
+from simulators.core.simulator import build_simulator
 from simulators.dmp.app import SPEC
 
 from .messages import SOAP_CT

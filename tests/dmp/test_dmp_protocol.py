@@ -10,7 +10,8 @@ import pytest
 from lxml import etree
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.dmp.app import SPEC
 
 from .conftest import BASE, FAILURE, SUCCESS, Client, errors, split_multipart, xp

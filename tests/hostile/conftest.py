@@ -18,7 +18,8 @@ from joserfc.jwk import KeySet, RSAKey
 from simulators import registry
 from simulators.core.read_limits import ReadLimits
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 
 ISSUER = "http://psc.hostile.test/auth/realms/esante-wallet"
 KEY = RSAKey.generate_key(2048, private=True)

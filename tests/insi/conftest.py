@@ -10,7 +10,8 @@ from lxml import etree
 from siram_fault import Fault, read_fault
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.insi.app import SPEC
 
 from .messages import SOAP_CT

@@ -378,7 +378,8 @@ def test_vendor_idam_from_the_bench_configuration(tmp_path):
     and ON accept it; a [settings.<service>] list of its own still wins; a malformed value is refused."""
     from segur_bench.config import BenchConfig, ConfigError
     from simulators.core.server import serve_in_thread
-    from simulators.core.service import SimConfig, build_simulator
+    from simulators.core.service import SimConfig
+    from simulators.core.simulator import build_simulator
     from simulators.insi.app import SPEC
 
     toml = tmp_path / "segur-bench.toml"

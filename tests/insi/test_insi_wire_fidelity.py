@@ -21,7 +21,8 @@ from lxml import etree
 from saml_signing import sign_assertion
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.insi.app import SPEC
 
 from .conftest import NSMAP, Client, code_of

@@ -20,7 +20,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.mss.app import SPEC
 
 ISSUER = "http://psc.test/auth/realms/esante-wallet"

@@ -17,7 +17,8 @@ import pytest
 
 from network_proxy import NetworkLayer
 from simulators.core.server import ThreadedServer, serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.core.testing import echo_spec
 
 pytestmark = pytest.mark.timeout(600)

@@ -11,7 +11,8 @@ from lxml import etree
 from siram_fault import Fault, read_fault
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.on.app import SPEC
 
 from .messages import ACTION_CONSULTER, SOAP_CT, consulter_body, creer_body, envelope

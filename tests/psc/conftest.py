@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.psc.app import SPEC
 
 BASE = "/auth/realms/esante-wallet"

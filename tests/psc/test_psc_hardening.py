@@ -23,7 +23,8 @@ from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.psc.app import SPEC
 
 from .conftest import BASE, CLIENT_ID, CLIENT_SECRET, KIT, REDIRECT_URI, Psc

@@ -33,7 +33,8 @@ from oic.utils import time_util
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.psc.app import SPEC
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, KIT, REDIRECT_URI, ROBERT, Psc

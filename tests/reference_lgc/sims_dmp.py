@@ -17,7 +17,8 @@ import httpx
 from reference_lgc.services.context import CallContext, Endpoint, Professional, Software
 from reference_lgc.services.dmp import Code, DocumentMetadata
 from simulators.core.server import serve_in_thread
-from simulators.core.service import SimConfig, build_simulator
+from simulators.core.service import SimConfig
+from simulators.core.simulator import build_simulator
 from simulators.dmp.app import SPEC as DMP
 from simulators.psc.app import SPEC as PSC
 

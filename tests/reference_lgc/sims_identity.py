@@ -15,7 +15,8 @@ import httpx
 
 from reference_lgc.services.context import CallContext, Endpoint, Professional, Software
 from simulators.core.server import serve_in_thread
-from simulators.core.service import ServiceSpec, SimConfig, build_simulator
+from simulators.core.service import ServiceSpec, SimConfig
+from simulators.core.simulator import build_simulator
 
 # The PSC sandbox card the personas reuse (simulators/personas/data/professionals.toml).
 KIT = Professional(national_id="899700366240", rpps="99700366240", family_name="DOC0036624", given_name="KIT",
