@@ -498,11 +498,17 @@ def incident_list(ctx: click.Context) -> None:
     click.echo(_table(rows, ("incident", "title", "services")))
 
 
+RUN_OPTION = click.option("--run", "run", default=None, metavar="RUN_ID",
+                          help="Only the exchanges of this run (its clients send the header X-Bench-Run: RUN_ID); "
+                               "other runs on the same bench do not see it.")
+
+
 @incident.command("apply")
 @click.argument("name")
 @click.option("--service", "-s", multiple=True, help="Only these simulators (repeatable).")
+@RUN_OPTION
 @click.pass_context
-def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> None:
+def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...], run: str | None) -> None:
     """Apply incident NAME to the running simulators (replacing an earlier application of it)."""
     config = _config(ctx)
     try:
@@ -517,11 +523,11 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> N
               f"({', '.join(svc for svc, _ in targets)}) is concerned")
     for svc, url in concerned:
         rules = inc.rules_for(svc)
-        if _call(config, "DELETE", f"{url}/_bench/faults", params={"incident": name}) is None:
+        scope = {"incident": name, **({"run": run} if run else {})}
+        if _call(config, "DELETE", f"{url}/_bench/faults", params=scope) is None:
             click.echo(f"{svc}: not reachable at {url} (is `segur-bench up` running?)", err=True)
             continue
-        resp = _call(config, "POST", f"{url}/_bench/faults",
-                     json={"rules": [{**r, "incident": name} for r in rules]})
+        resp = _call(config, "POST", f"{url}/_bench/faults", json={"rules": [{**r, **scope} for r in rules]})
         if resp is None or resp.status_code != 201:
             click.echo(f"{svc}: refused: {_problem(resp) if resp is not None else 'no answer'}", err=True)
             continue
@@ -530,19 +536,22 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...]) -> N
         click.echo(f"{svc}: {descriptions}")
     if not applied:
         _fail(f"incident {name} was applied to no simulator")
-    click.echo(f"incident {name} ({inc.title}) applied to {applied} simulator(s)")
+    click.echo(f"incident {name} ({inc.title}) applied to {applied} simulator(s)"
+               + (f" for run {run} only" if run else ""))
 
 
 @incident.command("clear")
 @click.argument("name", required=False)
 @click.option("--service", "-s", multiple=True, help="Only these simulators (repeatable).")
+@RUN_OPTION
 @click.pass_context
-def incident_clear(ctx: click.Context, name: str | None, service: tuple[str, ...]) -> None:
-    """Remove the rules of incident NAME, or every fault rule when NAME is omitted."""
+def incident_clear(ctx: click.Context, name: str | None, service: tuple[str, ...], run: str | None) -> None:
+    """Remove the rules of incident NAME, or every fault rule when NAME is omitted (with --run: that run's)."""
     reached = 0
     config = _config(ctx)
+    scope = {**({"incident": name} if name else {}), **({"run": run} if run else {})}
     for svc, url in _targets(config, service):
-        resp = _call(config, "DELETE", f"{url}/_bench/faults", params={"incident": name} if name else None)
+        resp = _call(config, "DELETE", f"{url}/_bench/faults", params=scope or None)
         if resp is None:
             click.echo(f"{svc}: not reachable at {url}", err=True)
             continue

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from .bounded_input import INT_MAX, InputError, parse_json, query_int
 from .clock import ClockError
-from .faults import EFFECTS, RuleError
+from .faults import EFFECTS, RuleError, run_id
 from .har import to_har
 from .incidents import IncidentCatalog, IncidentError
 from .journal import JournalQueryError, to_jsonl
@@ -130,9 +130,18 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
         created = {r.id for r in rules}
         return jsonify({"rules": [r for r in ctx.faults.list() if r["id"] in created]}), 201
 
+    def run_arg(value: object) -> str | None:
+        if value is None:
+            return None
+        run = run_id(value)
+        if run is None:
+            raise BadRequest("run must be a run id: 1 to 200 printable characters")
+        return run
+
     @bp.delete("/faults")
     def clear_faults():
-        return jsonify({"deleted": ctx.faults.clear(request.args.get("incident"))})
+        return jsonify({"deleted": ctx.faults.clear(request.args.get("incident"),
+                                                    run=run_arg(request.args.get("run")))})
 
     @bp.delete("/faults/<rule_id>")
     def delete_fault(rule_id: str):
@@ -153,8 +162,9 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
     @bp.post("/incidents/<name>")
     def apply_incident(name: str):
         incident = catalog().get(name)
-        ctx.faults.clear(incident.name)  # re-applying replaces, never stacks
-        rules = ctx.faults.add_many(incident.rules_for(ctx.name), incident=incident.name)
+        run = run_arg(request.args.get("run"))  # ?run=…: only that run's exchanges see the incident
+        ctx.faults.clear(incident.name, run=run)  # re-applying replaces, never stacks
+        rules = ctx.faults.add_many(incident.rules_for(ctx.name), incident=incident.name, run=run)
         created = {r.id for r in rules}
         return jsonify({
             "incident": incident.name,
@@ -164,7 +174,7 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
 
     @bp.delete("/incidents/<name>")
     def clear_incident(name: str):
-        return jsonify({"incident": name, "deleted": ctx.faults.clear(name)})
+        return jsonify({"incident": name, "deleted": ctx.faults.clear(name, run=run_arg(request.args.get("run")))})
 
     @bp.get("/journal")
     def journal():
@@ -188,6 +198,15 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise BadRequest("the body, when given, must be a JSON object")
+        if body.get("run") is not None:
+            # One run's reset (a pipeline among several on one bench): its fault rules and journal entries only.
+            # The clock and the business state (documents, mailboxes…) are shared by every run and stay.
+            if set(body) - {"run"}:
+                raise BadRequest('a run\'s reset takes {"run": "<id>"} only')
+            run = run_arg(body["run"])
+            return jsonify({"service": ctx.name, "run": run,
+                            "reset": {"faults": ctx.faults.clear(run=run), "journal": ctx.journal.clear(run)},
+                            "kept": ["clock", "state", "the other runs' fault rules and journal"]})
         keep = body.get("keep", [])
         parts = {"faults", "journal", "clock", "state", "run"}
         if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep) or set(keep) - parts:

@@ -379,6 +379,7 @@ class RequestFacts:
     body: bytes = b""
     attrs_loader: Callable[[], Mapping[str, str]] | None = None
     _attrs: Mapping[str, str] | None = None
+    run: str | None = None  # the run the exchange belongs to (X-Bench-Run header, else the service's current run)
     envelope: Any = None  # the parsed SOAP envelope, when the body is one (parsed once, by the front end)
     envelope_error: Exception | None = None  # why it could not be parsed (the service answers with it)
 
@@ -394,6 +395,14 @@ class RequestFacts:
 
 
 _ID_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+RUN_HEADER = "x-bench-run"  # a client names the run its exchange belongs to (several pipelines on one bench)
+
+
+def run_id(value: object) -> str | None:
+    """A run id as the control API takes it (1 to 200 printable characters), else None."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable() and value.strip() == value:
+        return value
+    return None
 _MATCH_KEYS = {"method", "path", "header", "query", "body_contains", "body_regex", "attrs"}
 
 
@@ -411,6 +420,7 @@ class Rule:
     ttl_s: float | None = None
     incident: str | None = None
     label: str | None = None
+    run: str | None = None  # only the exchanges of this run (several CI pipelines on one bench)
 
     def to_spec(self) -> dict:
         spec: dict[str, Any] = {
@@ -419,7 +429,7 @@ class Rule:
             "probability": self.probability,
             "seed": self.seed,
         }
-        for name in ("operation", "first", "ttl_s", "incident", "label"):
+        for name in ("operation", "first", "ttl_s", "incident", "label", "run"):
             if getattr(self, name) is not None:
                 spec[name] = getattr(self, name)
         if self.match:
@@ -428,6 +438,8 @@ class Rule:
 
     def selects(self, facts: RequestFacts) -> bool:
         if "*" not in self.services and facts.service not in self.services:
+            return False
+        if self.run is not None and facts.run != self.run:
             return False
         if self.operation is not None and not fnmatch.fnmatchcase(facts.operation, self.operation):
             return False
@@ -483,7 +495,7 @@ def parse_rule(spec: Any, ctx: EffectContext, *, rule_id: str | None = None) -> 
     if not isinstance(spec, Mapping):
         raise RuleError("a rule must be a JSON object")
     allowed = {"service", "operation", "match", "effect", "probability", "seed", "first", "ttl_s", "incident",
-               "label", "id"}
+               "label", "id", "run"}
     unknown = set(spec) - allowed
     if unknown:
         raise RuleError(f"unknown rule field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
@@ -542,6 +554,9 @@ def parse_rule(spec: Any, ctx: EffectContext, *, rule_id: str | None = None) -> 
     for name in ("incident", "label"):
         if spec.get(name) is not None and not isinstance(spec[name], str):
             raise RuleError(f"{name} must be a string")
+    if spec.get("run") is not None and run_id(spec["run"]) is None:
+        raise RuleError("run must be a run id: 1 to 200 printable characters (the rule then applies to the "
+                        "exchanges of that run only)")
     given_id = spec.get("id")
     if given_id is not None and (not isinstance(given_id, str) or not _ID_RE.fullmatch(given_id)):
         raise RuleError("id must be 1 to 64 characters among letters, digits, '.', '_' and '-'")
@@ -559,6 +574,7 @@ def parse_rule(spec: Any, ctx: EffectContext, *, rule_id: str | None = None) -> 
         ttl_s=float(ttl) if ttl is not None else None,
         incident=spec.get("incident"),
         label=spec.get("label"),
+        run=spec.get("run"),
     )
 
 
@@ -625,10 +641,12 @@ class FaultEngine:
     def add(self, spec: Any, *, incident: str | None = None) -> Rule:
         return self.add_many([spec], incident=incident)[0]
 
-    def add_many(self, specs: list[Any], *, incident: str | None = None) -> list[Rule]:
-        """Store rules all together or not at all: a bad rule must not leave half an incident applied."""
-        rules = [parse_rule({**spec, "incident": incident} if incident and isinstance(spec, Mapping) else spec,
-                            self.context) for spec in specs]
+    def add_many(self, specs: list[Any], *, incident: str | None = None, run: str | None = None) -> list[Rule]:
+        """Store rules all together or not at all: a bad rule must not leave half an incident applied. `run`
+        scopes every rule to that run's exchanges."""
+        extra = {**({"incident": incident} if incident else {}), **({"run": run} if run else {})}
+        rules = [parse_rule({**spec, **extra} if extra and isinstance(spec, Mapping) else spec, self.context)
+                 for spec in specs]
         ids = [r.id for r in rules]
         if len(set(ids)) != len(ids):
             raise RuleError(f"the same rule id is given twice: {sorted({i for i in ids if ids.count(i) > 1})}")
@@ -685,11 +703,18 @@ class FaultEngine:
         finally:
             self.store.bump()
 
-    def clear(self, incident: str | None = None) -> int:
+    def clear(self, incident: str | None = None, *, run: str | None = None) -> int:
+        """Delete the rules (of one incident, of one run's scope, or both); returns how many."""
+        where, params = [], []
+        if incident is not None:
+            where.append("incident = ?")
+            params.append(incident)
+        if run is not None:
+            where.append("json_extract(spec, '$.run') = ?")
+            params.append(run)
         try:
-            if incident is None:
-                return self.store.execute("DELETE FROM faults").rowcount
-            return self.store.execute("DELETE FROM faults WHERE incident = ?", (incident,)).rowcount
+            return self.store.execute("DELETE FROM faults" + (" WHERE " + " AND ".join(where) if where else ""),
+                                      tuple(params)).rowcount
         finally:
             self.store.bump()
 

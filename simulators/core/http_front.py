@@ -23,7 +23,7 @@ from werkzeug.exceptions import HTTPException
 
 from . import control_guard
 from .app import OUTCOME_HEADER, TLS_HEADER
-from .faults import Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
+from .faults import RUN_HEADER, Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault, run_id
 from .journal import Exchange, Message, new_exchange_id
 from .problems import PROBLEM_CONTENT_TYPE, error_response, internal_error, problem_bytes
 from .service import FastRequest, FastResponse
@@ -174,7 +174,7 @@ class BenchASGI:
         raw_query = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         facts = RequestFacts(service=self.ctx.name, operation="", method=method, path=path, headers=headers,
-                             query=query, body=body)
+                             query=query, body=body, run=self._run(headers.get(RUN_HEADER)))
         if self.ctx.spec.attrs_of:
             facts.attrs_loader = lambda: self.ctx.spec.attrs_of(facts)
         correlation = headers.get("x-request-id") or headers.get("x-correlation-id")
@@ -196,6 +196,11 @@ class BenchASGI:
             operation = self._route(method, path)
         facts.operation = operation
         return facts, correlation
+
+    def _run(self, header: str | None) -> str | None:
+        """The run an exchange belongs to: the one its client names (X-Bench-Run), else the service's current
+        run (POST /_bench/run) — a client that names none cannot tell its runs apart from another's."""
+        return run_id(header) or self.ctx.journal.current_run()["run"]
 
     def _route(self, method: str, path: str) -> str:
         adapter = self.flask.url_map.bind("localhost")
@@ -224,7 +229,7 @@ class BenchASGI:
             url=url,
             http_version=scope.get("http_version", "1.1"),
             request=Message.of(headers, body),
-            run=self.ctx.journal.current_run()["run"],
+            run=self._run(next((v for k, v in headers if k.lower() == RUN_HEADER), None)),
             client=f"{client[0]}:{client[1]}" if client else None,
             tls=scope.get("extensions", {}).get(TLS_KEY) if "extensions" in scope else None,
         )

@@ -323,9 +323,13 @@ class Journal:
         self.catch_up()
         return int(self.store.execute("SELECT count(*) FROM journal").fetchone()[0])
 
-    def clear(self) -> int:
-        """Delete every entry answered so far; returns how many. Segment frames not yet ingested are skipped,
-        not ingested (they would be deleted at once)."""
+    def clear(self, run: str | None = None) -> int:
+        """Delete every entry answered so far, or only those of `run`; returns how many. For a full clear, segment
+        frames not yet ingested are skipped, not ingested (they would be deleted at once); a run's clear ingests
+        them first, since the other runs' entries stay."""
+        if run is not None:
+            self._consume(insert=True)
+            return self.store.execute("DELETE FROM journal WHERE run = ?", (run,)).rowcount
         skipped = self._consume(insert=False)
         return skipped + self.store.execute("DELETE FROM journal").rowcount
 

@@ -48,8 +48,9 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                                                      {"type": "object", "properties": {
                                                          "rules": {"type": "array", "items": rule_ref}}}]}),
                      "responses": {"201": _json(obj, "Created"), "400": _PROBLEM}},
-            "delete": {"summary": "Remove every rule, or those of one incident",
-                       "parameters": [_q("incident", "only the rules of this incident")],
+            "delete": {"summary": "Remove every rule, or those of one incident, or of one run's scope",
+                       "parameters": [_q("incident", "only the rules of this incident"),
+                                      _q("run", "only the rules scoped to this run")],
                        "responses": {"200": _json(obj)}},
         },
         "/_bench/faults/{rule_id}": {"delete": {
@@ -61,9 +62,12 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
         "/_bench/incidents/{name}": {
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "post": {"summary": "Apply this service's part of an incident profile (replaces an earlier application)",
+                     "parameters": [_q("run", "only the exchanges of this run see the incident")],
                      "responses": {"200": _json(obj, "The incident has no rule for this service"),
                                    "201": _json(obj, "Applied"), "400": _PROBLEM}},
-            "delete": {"summary": "Remove the rules of an incident", "responses": {"200": _json(obj)}},
+            "delete": {"summary": "Remove the rules of an incident",
+                       "parameters": [_q("run", "only this run's application of it")],
+                       "responses": {"200": _json(obj)}},
         },
         "/_bench/journal": {"get": {
             "summary": "Recorded exchanges, oldest first",
@@ -79,9 +83,13 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                 "application/json": {"schema": obj},
                 "application/x-ndjson": {"schema": {"type": "string"}}}}, "400": _PROBLEM}}},
         "/_bench/reset": {"post": {
-            "summary": "Clear faults, journal, clock, run and service state (except those listed in keep)",
-            "requestBody": _body({"type": "object", "properties": {"keep": {"type": "array", "items": {
-                "type": "string", "enum": ["faults", "journal", "clock", "state", "run"]}}}}, required=False),
+            "summary": "Clear faults, journal, clock, run and service state (except those listed in keep); with "
+                       "{\"run\": id}, only that run's fault rules and journal entries (clock and state are shared)",
+            "requestBody": _body({"oneOf": [
+                {"type": "object", "properties": {"keep": {"type": "array", "items": {
+                    "type": "string", "enum": ["faults", "journal", "clock", "state", "run"]}}}},
+                {"type": "object", "required": ["run"], "properties": {"run": {"type": "string"}},
+                 "additionalProperties": False}]}, required=False),
             "responses": {"200": _json(obj), "400": _PROBLEM}}},
         "/_bench/clock": {
             "get": {"summary": "Simulated time", "responses": {"200": _json({"$ref": "#/components/schemas/Clock"})}},
@@ -151,6 +159,9 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                         "incident": {"type": "string"},
                         "label": {"type": "string"},
                         "id": {"type": "string"},
+                        "run": {"type": "string", "maxLength": 200, "description":
+                                "only the exchanges of this run: the X-Bench-Run header of the request, else the "
+                                "service's current run (POST /_bench/run)"},
                     },
                 },
                 "Clock": {"type": "object", "properties": {
