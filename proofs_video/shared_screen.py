@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -182,18 +181,3 @@ def encode_shared_screen(recordings: list[Recording], out_path: Path, *, t0: flo
         for decoder in decoders.values():
             decoder.close()
     return SharedScreenVideo(out_path, size, gaps, saved)
-
-
-def frames(path: Path, size: tuple[int, int], fps: int = 1) -> Iterator[Image.Image]:
-    """Frames of an encoded video (tests and checks: what a reviewer sees)."""
-    decoder = _Decoder(Recording(path, 0.0, float("inf")), size, fps)
-    try:
-        moment = 0.0
-        while True:
-            frame = decoder.at(moment)
-            if decoder.exhausted or frame is None:
-                return
-            yield frame
-            moment += 1 / fps
-    finally:
-        decoder.close()
