@@ -288,12 +288,24 @@ class AutomatedOperator:
         --auto-select-tab-capture-source-by-title) and the page starts recording it."""
         if self.page is None:
             return
-        self.page.get_by_role("button", name="Partager l'écran du LGC").click()
-        try:
-            self.page.wait_for_function("() => window.segurEtat && window.segurEtat().enregistre", timeout=15_000)
-        except Exception as exc:
-            state = self.page.locator("#etat-partage").text_content()
-            raise AssertionError(f"le partage d'écran de l'opérateur automatique n'a pas démarré : {state}") from exc
+        for attempt in (1, 2):
+            # Seen once in CI under load: the share request stayed pending (no tab chosen, no refusal). A person
+            # would reload the page and click again; so does the automated operator, once.
+            if attempt == 2:
+                print("[opérateur automatique] partage d'écran en attente : la page est rechargée et le partage "
+                      "redemandé", file=sys.__stderr__, flush=True)
+                self.page.reload()
+            self.page.bring_to_front()
+            self.page.get_by_role("button", name="Partager l'écran du LGC").click()
+            try:
+                self.page.wait_for_function("() => window.segurEtat && window.segurEtat().enregistre",
+                                            timeout=30_000)
+                return
+            except Exception as exc:
+                state = self.page.locator("#etat-partage").text_content()
+                if attempt == 2:
+                    raise AssertionError("le partage d'écran de l'opérateur automatique n'a pas démarré : "
+                                         f"{state}") from exc
 
     def pump(self) -> bool:
         """Called from the scenario thread while it waits: perform the pending instruction, if any."""
