@@ -27,7 +27,7 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Proof bundle delay after the last step"
@@ -96,9 +96,7 @@ def main() -> int:
     lines += ["", f"Target: delay ≤ {TARGET} × run duration for guided runs — worst ratio {worst:.2f} "
               f"({'met' if worst <= TARGET else 'NOT met'}); the Playwright runs' median ratio is {ref:.2f}."]
     block = "\n".join(lines) + "\n"
-    print(block)
-    if not args.no_write:
-        write_section(SECTION, block)
+    publish(SECTION, block, write=not args.no_write)
     return 0
 
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -184,9 +184,7 @@ def report(args: argparse.Namespace, res: dict, no_journal: list[float], patient
         "",
     ]
     text = "\n".join(rows)
-    print(text)
-    if not args.no_write:
-        write_section(SECTION, text)
+    publish(SECTION, text, write=not args.no_write)
 
 if __name__ == "__main__":
     main()

@@ -22,10 +22,9 @@ import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Flagship scenario: wall time and UI responsiveness"
 TARGET = 1.5
 
@@ -104,9 +103,7 @@ def main() -> int:
     lines += ["", f"Target: wall ≤ {TARGET} × the latency the scenario must wait for — worst {worst:.2f} "
                   f"({'met' if worst <= TARGET else 'NOT met'}).", ""]
     block = "\n".join(lines)
-    print(block)
-    if not args.no_write:
-        write_section(SECTION, block)
+    publish(SECTION, block, write=not args.no_write)
     return 0
 
 

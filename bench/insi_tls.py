@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "segur_bench" / "probes" / "insi-clerico.xml"
@@ -211,9 +211,7 @@ cannot present a client certificate), the same for both paths; new connections a
   alive pays it once; one that opens a connection per call (like the reference LGC) pays it every time.
 - Errors during the measured runs: {errors}.
 """
-    print(block)
-    if not args.no_write:
-        print(f"wrote {write_section(SECTION, block)}")
+    publish(SECTION, block, write=not args.no_write)
     return 0
 
 

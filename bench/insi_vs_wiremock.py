@@ -51,10 +51,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 LUA = ROOT / "bench" / "insi_post.lua"
 PROBE = ROOT / "segur_bench" / "probes" / "insi-clerico.xml"
 SECTION = "## INSi throughput vs WireMock"
@@ -478,10 +477,7 @@ def main() -> None:
 
     facts["loadavg_end"] = os.getloadavg()[0]
     block = report(rows, conns, facts, args)
-    print(block)
-    if not args.no_write:
-        write_section(SECTION, block)
-        print(f"written to {RESULTS}", file=sys.stderr)
+    publish(SECTION, block, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Latency-injection accuracy"
 
 SERVER = textwrap.dedent("""
@@ -177,10 +176,7 @@ def main() -> None:
         "",
     ]
     block = "\n".join(lines)
-    print(block)
-    if not args.no_write:
-        write_section(SECTION, block)
-        print(f"written to {RESULTS}", file=sys.stderr)
+    publish(SECTION, block, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -31,10 +31,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-from results_file import write_section
+from results_file import publish
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 SECTION = "## Reference LGC: UI response time during 3-s calls"
 TARGET_MS = 100.0
 SIMS = ("insi", "apcv", "dmp", "psc")
@@ -216,10 +215,7 @@ def run(args: argparse.Namespace, tmp: Path, urls: dict[str, str], lgc_url: str)
     insi_calls = len(httpx.get(urls["insi"] + "/_bench/journal").json()["entries"])
     everything = sorted(x for v in samples.values() for x in v)
     block = report(args, samples, everything, in_flight, wall, insi_calls)
-    print(block)
-    if not args.no_write:
-        write_section(SECTION, block)
-        print(f"written to {RESULTS}", file=sys.stderr)
+    publish(SECTION, block, write=not args.no_write)
     return 0
 
 

@@ -19,3 +19,14 @@ def write_section(section: str, block: str, path: Path = RESULTS) -> Path:
         text = text.rstrip() + "\n\n" + block.rstrip("\n") + "\n"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def publish(section: str, block: str, *, write: bool = True, path: Path = RESULTS) -> None:
+    """What every benchmark does with its figures: print them, and (unless --no-write) put them in their section
+    of bench/RESULTS.md, saying so on stderr."""
+    import sys
+
+    print(block)
+    if write:
+        write_section(section, block, path)
+        print(f"written to {path}", file=sys.stderr)
