@@ -252,12 +252,8 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
 
 
 def _operator_channel(env: BenchEnv, run_id: str, share: ScreenShare) -> OperatorChannel:
-    host, _, port = env.operator_listen.rpartition(":") if env.operator_listen else ("127.0.0.1", "", "0")
     try:
-        return OperatorChannel(run_id, share, host=host.strip("[]") or "127.0.0.1", port=int(port or 0),
-                               token=env.operator_token or None,
-                               certificate=Path(env.operator_certificate) if env.operator_certificate else None,
-                               public_host=env.operator_public_host or None)
+        return OperatorChannel.for_run(env, run_id, share)
     except OSError as exc:
         pytest.fail(f"page de l'opérateur impossible sur {env.operator_listen or 'la boucle locale'} : {exc}",
                     pytrace=False)

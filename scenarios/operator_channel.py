@@ -76,6 +76,16 @@ class OperatorChannel:
         self.url = f"{scheme}://{shown}:{self.server.server_address[1]}/{self.token}/"
         threading.Thread(target=self.server.serve_forever, daemon=True, name="operator-channel").start()
 
+    @classmethod
+    def for_run(cls, env: Any, run_id: str, share: ScreenShare) -> OperatorChannel:
+        """The channel as `segur-bench run` set it up for its scenarios (scenarios/runtime.BenchEnv: operator_listen,
+        operator_token, operator_certificate, operator_public_host). Raises OSError when the address is taken."""
+        host, _, port = env.operator_listen.rpartition(":") if env.operator_listen else ("127.0.0.1", "", "0")
+        return cls(run_id, share, host=host.strip("[]") or "127.0.0.1", port=int(port or 0),
+                   token=env.operator_token or None,
+                   certificate=Path(env.operator_certificate) if env.operator_certificate else None,
+                   public_host=env.operator_public_host or None)
+
     def ask(self, kind: str, action: str, args: dict[str, Any], text: str, choices: list[str] | None = None,
             *, step: int = 0) -> Any:
         with self.lock:

@@ -274,3 +274,48 @@ def test_one_page_and_one_share_serve_the_scenarios_of_a_run_in_turn(sharing_bro
     finally:
         second.close()
         context.close()
+
+
+def test_a_bench_on_the_network_gives_the_operator_an_https_page_under_its_lan_name(tmp_path: Path) -> None:
+    """What `segur-bench run --driver guided` sets up when the bench listens beyond loopback (the vendor's LGC and
+    browser on another computer): HTTPS with a bench-PKI certificate for the bench's LAN name, a token, the address
+    the other computer uses. The client here connects to loopback but checks the certificate for that name, as the
+    vendor's browser does."""
+    import socket
+
+    from scenarios.runtime import BenchEnv
+    from segur_bench.config import BenchConfig
+    from segur_bench.run import _operator_page
+    from simulators.core.pki import BenchPki
+
+    config = BenchConfig(host="0.0.0.0", data_dir=tmp_path / "data", tls_names=["bench.example.lan"])
+    env = BenchEnv(sims={}, out_dir=str(tmp_path), driver="guided", operator="auto")
+    said: list[str] = []
+    _operator_page(config, env, "", said.append)
+    assert env.operator_listen == "0.0.0.0:0" and env.operator_public_host == "bench.example.lan"
+    assert env.operator_certificate and len(env.operator_token) >= 16 and said == []
+
+    channel = OperatorChannel.for_run(env, "essai-lan", ScreenShare(tmp_path / "partage"))
+    try:
+        assert channel.url.startswith("https://bench.example.lan:") and env.operator_token in channel.url
+        port = int(channel.url.split(":")[2].split("/")[0])
+        pki = BenchPki.open(config.pki_dir)
+        trust = ssl.create_default_context(cafile=str(pki.root_path))
+        trust.load_verify_locations(cafile=str(pki.ca_path))
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
+                trust.wrap_socket(raw, server_hostname="bench.example.lan") as tls:
+            tls.sendall(f"GET /{env.operator_token}/etape HTTP/1.1\r\nHost: bench.example.lan\r\n"
+                        "Connection: close\r\n\r\n".encode())
+            answer = b""
+            while chunk := tls.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.0 200") or answer.startswith(b"HTTP/1.1 200")
+        assert b'"run": "essai-lan"' in answer
+    finally:
+        channel.close()
+
+    # Without TLS the browser would not offer screen sharing there: the run says so, and the page is plain HTTP.
+    plain = BenchConfig(host="0.0.0.0", data_dir=tmp_path / "plain", tls=False, tls_names=["bench.example.lan"])
+    env2 = BenchEnv(sims={}, out_dir=str(tmp_path), driver="guided", operator="auto")
+    _operator_page(plain, env2, "", said.append)
+    assert env2.operator_certificate is None and any("screen sharing" in line for line in said)
