@@ -131,11 +131,9 @@ def load_run(run_dir: Path) -> Run:
     verdicts = optional("verdicts.json", list, "verdicts des assertions")
     if not (run_dir / VIDEO).is_file():
         notes.append({"path": VIDEO, "raison": "vidéo absente : l'enregistrement a échoué ou n'a pas été produit"})
-    screen = meta.get("ecran") if isinstance(meta.get("ecran"), dict) else {}
-    for gap in screen.get("lacunes") or []:  # a guided run's shared screen: what the video cannot show
-        if isinstance(gap, dict):
-            notes.append({"path": VIDEO, "raison": f"pas d'image de l'écran du LGC de {_clock(gap.get('debut'))} "
-                                                   f"à {_clock(gap.get('fin'))} : {gap.get('raison')}"})
+    for gap in _screen_list(_screen(meta), "lacunes"):  # a guided run's shared screen: what the video cannot show
+        notes.append({"path": VIDEO, "raison": f"pas d'image de l'écran du LGC de {_clock(gap.get('debut'))} "
+                                               f"à {_clock(gap.get('fin'))} : {gap.get('raison')}"})
     if not (run_dir / HAR).is_file():
         notes.append({"path": HAR, "raison": "capture HAR du trafic réseau non produite"})
     for step in steps:
@@ -232,11 +230,11 @@ def _description(path: PurePosixPath, run: Run, shots: Mapping[str, Mapping]) ->
         condition = run.meta.get("network_condition")
         captions = ("légendée de l'étape en cours" + (f" et de la condition réseau ({condition})" if condition else ""))
         screen = _screen(run.meta)
-        if screen.get("partages") is not None:  # a guided run: the operator's shared screen, with its holes
+        if "partages" in screen:  # a guided run: the operator's shared screen, with its holes
             spans = ", ".join(f"de {_clock(c.get('debut'))} à {_clock(c.get('couvert_jusqu_a'))}"
-                              for c in screen["partages"])
+                              for c in _screen_list(screen, "partages"))
             gaps = "; ".join(f"de {_clock(g.get('debut'))} à {_clock(g.get('fin'))} ({g.get('raison')})"
-                             for g in screen.get("lacunes") or [])
+                             for g in _screen_list(screen, "lacunes"))
             return (f"Vidéo de l'exécution complète : {screen.get('qui')} (capté {spans or 'jamais'}), {captions}"
                     + (f" ; sans image de l'écran du LGC {gaps}" if gaps else ""))
         return f"Vidéo plein écran de l'exécution complète ({screen.get('qui') or 'navigateur du banc'}), {captions}"
@@ -257,6 +255,12 @@ def _screen(meta: Mapping) -> dict:
     """Whose screen the pictures show (run.json "ecran"), as the runner wrote it."""
     screen = meta.get("ecran")
     return screen if isinstance(screen, dict) else {}
+
+
+def _screen_list(screen: Mapping, key: str) -> list[dict]:
+    """The entries of a list of `ecran` (shares, gaps) that are objects; anything else is ignored."""
+    value = screen.get(key)
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 def _clock(value: object) -> str:

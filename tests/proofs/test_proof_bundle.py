@@ -416,3 +416,43 @@ def test_manifest_edits_and_broken_inputs_are_reported(built: tuple[Path, Path],
     problems = verify_bundle(evil)
     assert any("chemin refusé" in p for p in problems)
     assert any("entrée de manifeste invalide" in p for p in problems)
+
+
+def test_a_guided_runs_shared_screen_and_its_gaps_are_said_everywhere(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    meta["driver"] = "guided"
+    meta["ecran"] = {
+        "source": "partage d'écran de l'opérateur",
+        "qui": "écran du LGC sous test, partagé par l'opérateur depuis son navigateur",
+        "partages": [{"n": 1, "debut": "2026-11-25T09:00:02Z", "fin": None,
+                      "couvert_jusqu_a": "2026-11-25T09:00:40Z", "surface": "window",
+                      "fin_raison": "jamais terminé : page fermée ou perdue"}],
+        "lacunes": [{"debut": "2026-11-25T09:00:40Z", "fin": "2026-11-25T09:01:02Z",
+                     "raison": "partage interrompu à 09:00:40"}],
+    }
+    (run / "run.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    steps = json.loads((run / "steps.json").read_text(encoding="utf-8"))
+    steps[0]["screenshot_source"] = "image téléversée par l'opérateur"
+    (run / "steps.json").write_text(json.dumps(steps, ensure_ascii=False), encoding="utf-8")
+    root = build_bundle(run, tmp_path / "out").with_suffix("")
+    manifest = _manifest(root)
+    assert manifest["ecran"] == meta["ecran"]
+    assert any(a["path"] == "video/run.mp4" and "de 09:00:40 UTC à 09:01:02 UTC" in a["raison"]
+               for a in manifest["absents"])
+    rows = (root / "convergence.csv").read_text(encoding="utf-8-sig")
+    assert "partagé par l'opérateur depuis son navigateur (capté de 09:00:02 UTC à 09:00:40 UTC)" in rows
+    assert "sans image de l'écran du LGC de 09:00:40 UTC à 09:01:02 UTC (partage interrompu à 09:00:40)" in rows
+    assert "source : image téléversée par l'opérateur" in rows
+    text = _check_page(root / "index.html", root).text_content()
+    assert "Écran filmé" in text and "surface « window »" in text and "image téléversée par l'opérateur" in text
+
+
+def test_a_malformed_screen_record_does_not_stop_the_bundle(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    meta = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    meta["ecran"] = {"qui": "x", "partages": "pas une liste", "lacunes": [3, None, {"raison": "r"}]}
+    (run / "run.json").write_text(json.dumps(meta), encoding="utf-8")
+    root = build_bundle(run, tmp_path / "out").with_suffix("")
+    assert sum("pas d'image de l'écran du LGC" in a["raison"] for a in _manifest(root)["absents"]) == 1
+    _check_page(root / "index.html", root)
