@@ -198,43 +198,50 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
         lgc_url = env.against
         rec.meta["lgc"] = {"name": "LGC de l'éditeur", "version": "", "url": lgc_url}
     context = chromium.new_context(locale="fr-FR", viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
     channel = None
-    video: Any = None
-    if env.driver == "guided":
-        # The operator opens the channel's page in their own browser, shares the LGC's screen and confirms each
-        # step there; the video and the step pictures come from that shared screen. In CI an automated operator
-        # does the same in this browser: the LGC in one tab, the operator page sharing that tab in another.
-        share = ScreenShare(run_dir / ".partage-ecran")
-        channel = _operator_channel(env, run_id, share)
-        driver: Any = GuidedDriver(channel, sims, rec)
-        video = SharedScreenProof(share, rec)  # its clock starts with the run, before the operator shares
-        rec.meta["operator_page"] = channel.url.replace(channel.token, "…")
-        if env.operator == "auto":
-            lgc_page = context.new_page()
-            lgc_page.set_default_timeout(60_000)
-            lgc_page.goto(lgc_url)
-            page.goto(channel.url)
-            operator = AutomatedOperator(channel, ReferenceLgcDriver(lgc_page, lgc_url, sims, rec), page)
-            operator.share_screen()
+    try:  # a failure before the scenario starts (no share, a driver that cannot load) leaves nothing running
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        video: Any = None
+        if env.driver == "guided":
+            # The operator opens the channel's page in their own browser, shares the LGC's screen and confirms each
+            # step there; the video and the step pictures come from that shared screen. In CI an automated operator
+            # does the same in this browser: the LGC in one tab, the operator page sharing that tab in another.
+            share = ScreenShare(run_dir / ".partage-ecran")
+            channel = _operator_channel(env, run_id, share)
+            driver: Any = GuidedDriver(channel, sims, rec)
+            video = SharedScreenProof(share, rec)  # its clock starts with the run, before the operator shares
+            rec.meta["operator_page"] = channel.url.replace(channel.token, "…")
+            if env.operator == "auto":
+                lgc_page = context.new_page()
+                lgc_page.set_default_timeout(60_000)
+                lgc_page.goto(lgc_url)
+                page.goto(channel.url)
+                operator = AutomatedOperator(channel, ReferenceLgcDriver(lgc_page, lgc_url, sims, rec), page)
+                operator.share_screen()
+            else:
+                print(f"\n[opérateur] page des consignes : {channel.url} — ouvrez-la dans votre navigateur et "
+                      "partagez l'écran de votre LGC", file=sys.__stderr__, flush=True)
+        elif is_plugin(env.driver):  # a driver written by the user (segur-bench run --driver module:Class)
+            try:
+                driver = build_driver(env.driver, page=page, lgc_url=lgc_url, sims=sims, rec=rec)
+            except DriverError as exc:
+                pytest.fail(str(exc), pytrace=False)
+            rec.meta["ecran"] = {"source": "navigateur du banc", "qui": f"navigateur Chromium du banc, piloté par "
+                                 f"{env.driver}"}
         else:
-            print(f"\n[opérateur] page des consignes : {channel.url} — ouvrez-la dans votre navigateur et "
-                  "partagez l'écran de votre LGC", file=sys.__stderr__, flush=True)
-    elif is_plugin(env.driver):  # a driver written by the user (segur-bench run --driver module:Class)
-        try:
-            driver = build_driver(env.driver, page=page, lgc_url=lgc_url, sims=sims, rec=rec)
-        except DriverError as exc:
-            context.close()
-            pytest.fail(str(exc), pytrace=False)
-        rec.meta["ecran"] = {"source": "navigateur du banc", "qui": f"navigateur Chromium du banc, piloté par "
-                             f"{env.driver}"}
-    else:
-        driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
-        rec.meta["ecran"] = {"source": "navigateur du banc", "qui": "navigateur Chromium du banc, LGC de référence "
-                             "piloté par Playwright"}
-    if video is None:
-        video = _start_video(page, run_dir)
+            driver = ReferenceLgcDriver(page, lgc_url, sims, rec)
+            rec.meta["ecran"] = {"source": "navigateur du banc", "qui": "navigateur Chromium du banc, LGC de référence "
+                                 "piloté par Playwright"}
+        if video is None:
+            video = _start_video(page, run_dir)
+    except BaseException:
+        if channel is not None:
+            channel.close()
+        context.close()
+        if lgc is not None:
+            lgc.stop()
+        raise
     r = Run(id=run_id, requirement=requirement, rec=rec, sims=sims, env=env, page=page, driver=driver,
             lgc_url=lgc_url, video=video)
     request.node.segur_run = r

@@ -90,6 +90,25 @@ def test_the_cli_refuses_a_bad_operator_page_address_before_starting_anything(tm
 
 
 @pytest.mark.timeout(600)
+def test_a_driver_that_fails_to_start_leaves_no_reference_lgc_running(tmp_path: Path) -> None:
+    """The scenario fails before its first step; the LGC, browser context and operator page started for it stop."""
+    drivers = tmp_path / "qa_repo"
+    drivers.mkdir()
+    (drivers / "pilote_casse.py").write_text(
+        "from scenarios.driver_playwright import ReferenceLgcDriver\n\n\n"
+        "class PiloteCasse(ReferenceLgcDriver):\n"
+        "    def __init__(self, page, lgc_url, sims, rec):\n"
+        "        raise RuntimeError('connexion au LGC impossible')\n", encoding="utf-8")
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "segur_bench", "run", "SC.DMP/CONF.03", "--driver",
+                             "pilote_casse:PiloteCasse", "--out", str(out)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(drivers)))
+    assert result.returncode != 0 and "connexion au LGC impossible" in result.stdout + result.stderr
+    left = subprocess.run(["pgrep", "-f", f"reference_lgc --config {out}"], capture_output=True, text=True)
+    assert left.stdout.strip() == "", "reference LGC still running after its scenario failed to start"
+
+
+@pytest.mark.timeout(600)
 def test_a_driver_from_a_module_outside_the_package_plays_a_scenario(tmp_path: Path) -> None:
     """A QA team's driver (here: the reference driver, extended to count its calls) in its own directory."""
     drivers = tmp_path / "qa_repo"
