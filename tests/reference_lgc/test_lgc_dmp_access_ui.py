@@ -28,6 +28,14 @@ def wait_dica(page, key: str, state: str | None = None, text: str | None = None)
     page.locator(selector, has_text=text).first.wait_for(state="attached", timeout=WAIT_MS)  # a hidden popover
 
 
+def wait_settled(page, within: str) -> None:
+    """Wait until no call shown in `within` is in flight. A call's after-hook submits the next one before it turns
+    final, so the region then shows the last call of the chain (the file reloaded right after consent starts a
+    TD0.2 whose consultation may follow the one the authorisation started)."""
+    page.wait_for_function("s => !document.querySelector(s)", arg=f"{within} [data-status=en_cours]",
+                           timeout=WAIT_MS)
+
+
 def icon(page) -> str:
     return page.locator("#icone-dmp").get_attribute("data-dmp")
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 from lgc_harness import Bench, Lgc
 from sims_dmp import KIT, TEST_OID, cda, metadata
-from test_lgc_dmp_access_ui import qualify_with_apcv
+from test_lgc_dmp_access_ui import qualify_with_apcv, wait_settled
 from test_lgc_identity_ui import wait_call
 
 from reference_lgc.services import dmp
@@ -30,6 +30,7 @@ def test_new_documents_are_counted_then_integrated_once_with_provenance(page, lg
     page.check("#formulaire-consentement input[name=consultation]")
     page.click("#enregistrer-consentement")
     wait_call(page, "dmp", operation="consultation", within="#dmp")
+    wait_settled(page, "#dmp")  # the chain after consent has ended: the consultation shown is the last one
     box = page.locator("#nouveaux-documents")
     assert box.get_attribute("data-total") == "2"  # the two documents seeded in the flagship patient's DMP
     assert "Biologie : 1" in box.inner_text() and "première consultation" in box.inner_text()
