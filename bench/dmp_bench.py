@@ -49,7 +49,7 @@ def make_ins(i: int) -> str:
 
 
 def fill(sim, n_docs: int, n_patients: int) -> list[str]:
-    model = sim.ctx.extras["dmp"]
+    model = sim.ctx.models["dmp"]
     now = sim.ctx.clock.now()
     patients = [m.CLERICO] + [make_ins(i) for i in range(1, n_patients)]
     with model.store.transaction() as conn:

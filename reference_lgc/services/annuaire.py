@@ -161,7 +161,7 @@ def _get(ctx: CallContext, url: str, params: list[tuple[str, str]] | None) -> di
     ep = ctx.endpoint
     headers = {"Accept": "application/fhir+json", "ESANTE-API-KEY": ep.extra.get("api_key", "")}
     try:
-        with http_client(ep.tls, timeout=ep.timeout) as http:
+        with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
             resp = http.get(url, params=params, headers=headers)
     except httpx.TimeoutException:
         raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",

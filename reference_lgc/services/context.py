@@ -45,6 +45,9 @@ class Endpoint:
     timeout: float = 10.0  # seconds for the whole exchange
     extra: dict[str, str] = field(default_factory=dict)  # service-specific settings (e.g. mss smtp host)
     tls: TlsSettings = field(default_factory=TlsSettings)  # CAs trusted, client certificate presented
+    # Sent with every request to the service: the bench's scenarios acting as "another workstation" name their
+    # run with it (X-Bench-Run); the LGC itself sends none.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

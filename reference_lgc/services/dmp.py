@@ -210,7 +210,7 @@ def _post(ctx: CallContext, url: str, data: bytes, headers: dict[str, str]) -> t
     late = ServiceUnavailable(f"Le DMP n'a pas répondu dans le délai imparti ({timeout:g} s) : réessayer plus tard",
                               code="TIMEOUT")
     try:
-        with http_client(ctx.endpoint.tls, timeout=httpx.Timeout(timeout)) as http, \
+        with http_client(ctx.endpoint.tls, timeout=httpx.Timeout(timeout), headers=ctx.endpoint.headers) as http, \
                 http.stream("POST", url, content=data, headers=headers) as resp:
             chunks, total = [], 0
             for chunk in resp.iter_bytes():

@@ -392,7 +392,7 @@ def _post(ctx: CallContext, service: str, action: str, data: bytes,
                "Accept": "application/soap+xml, text/xml"}
     too_slow = ServiceUnavailable(f"Le service {service} n'a pas répondu dans le délai imparti ({limit:g} s) ; "
                                   "réessayez plus tard", code="timeout")
-    http = client or http_client(ctx.endpoint.tls)
+    http = client or http_client(ctx.endpoint.tls, headers=ctx.endpoint.headers)
     try:
         with http.stream("POST", ctx.endpoint.url, content=data, headers=headers,
                          timeout=httpx.Timeout(limit)) as resp:

@@ -285,7 +285,7 @@ def _call(ctx: CallContext, operation: str, body: etree._Element) -> etree._Elem
         headers["Authorization"] = f"Bearer {ctx.professional.access_token}"
     data = _envelope(ctx, action, f"urn:uuid:{uuid.uuid4()}", body, bearer)
     try:
-        with http_client(ep.tls, timeout=ep.timeout) as http:
+        with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
             resp = http.post(ep.url, content=data, headers=headers)
     except httpx.TimeoutException:
         raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",

@@ -34,10 +34,10 @@ OUTCOMES = {
 
 
 def _directory(ctx: ServiceContext) -> Directory:
-    d = ctx.extras.get("annuaire")
+    d = ctx.models.get("annuaire")
     if d is None:
         d = Directory(load_personas())
-        ctx.extras["annuaire"] = d
+        ctx.models["annuaire"] = d
     return d
 
 

@@ -39,11 +39,11 @@ from .model import (
 ENDPOINT = "/apcv"
 QR_ROUTE = "/_bench/apcv/<patient>/qr.png"
 def _model(ctx: ServiceContext) -> ApcvModel:
-    model = ctx.extras.get("apcv")
+    model = ctx.models.get("apcv")
     if model is None:
         model = ApcvModel(load_personas(), ctx.store, ctx.config.settings)
         model.migrate()
-        ctx.extras["apcv"] = model
+        ctx.models["apcv"] = model
     return model
 
 
@@ -127,6 +127,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="apcv",
+    run_state=True,  # a run may have its own patients' state (core/run_state.py)
     client_cert="optional",
     title="Appli carte Vitale",
     default_port=8105,

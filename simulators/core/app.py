@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from .bounded_input import BoundedIntConverter
 from .control import create_control_blueprint
+from .faults import RUN_HEADER, run_id
 from .problems import PROBLEM_CONTENT_TYPE, error_response, internal_error, problem_bytes
+from .run_state import ACTIVE_RUN
 from .service import ServiceContext
 
 OUTCOME_HEADER = "X-Segur-Bench-Outcome"
@@ -20,6 +23,11 @@ Set by our ASGI front end only (a client-supplied one is removed before the serv
 TLS_HEADER = "X-Segur-Bench-Tls"
 """Request header through which the front end tells a Flask route what the TLS handshake established (JSON of
 tls.tls_info); removed from incoming requests like the outcome header."""
+
+
+RUN_HEADER_INTERNAL = "X-Segur-Bench-Run"
+"""Request header through which the front end tells the Flask app which run an exchange belongs to, so the
+service works on that run's own state when it has one (run_state.py); removed from incoming requests."""
 
 
 def current_outcome() -> str | None:
@@ -53,6 +61,22 @@ def create_flask(ctx: ServiceContext) -> Flask:
 
     def is_control() -> bool:
         return request.path.startswith("/_bench")
+
+    # The business state a request works on: that of the run the front end attributed it to, or, for a control
+    # request, of the run it names (?run= or X-Bench-Run) — when that run has its own (run_state.py).
+    @app.before_request
+    def enter_run_state() -> None:
+        if not ctx.states.enabled:
+            return
+        named = (request.args.get("run") or request.headers.get(RUN_HEADER)) if is_control() \
+            else unquote(request.headers.get(RUN_HEADER_INTERNAL) or "")
+        g.segur_run_token = ACTIVE_RUN.set(run_id(named))
+
+    @app.teardown_request
+    def leave_run_state(_exc: BaseException | None) -> None:
+        token = g.pop("segur_run_token", None)
+        if token is not None:
+            ACTIVE_RUN.reset(token)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Response:

@@ -19,6 +19,8 @@ from .har import to_har
 from .incidents import IncidentCatalog, IncidentError
 from .journal import JournalQueryError, to_jsonl
 from .problems import PROBLEM_CONTENT_TYPE, problem_bytes
+from .run_attribution import BindingError
+from .run_state import using
 
 if TYPE_CHECKING:
     from .service import ServiceContext
@@ -204,9 +206,17 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
             if set(body) - {"run"}:
                 raise BadRequest('a run\'s reset takes {"run": "<id>"} only')
             run = run_arg(body["run"])
-            return jsonify({"service": ctx.name, "run": run,
-                            "reset": {"faults": ctx.faults.clear(run=run), "journal": ctx.journal.clear(run)},
-                            "kept": ["clock", "state", "the other runs' fault rules and journal"]})
+            done: dict[str, Any] = {"faults": ctx.faults.clear(run=run), "journal": ctx.journal.clear(run)}
+            kept = ["the other runs' fault rules, journal and state"]
+            if run is not None and run in ctx.states.owned():
+                with using(run):  # its own state back to the seed, its own clock back to now
+                    ctx.clock.reset()
+                    if ctx.spec.reset:
+                        ctx.spec.reset(ctx)
+                done.update(clock=True, state=True)
+            else:
+                kept[:0] = ["clock", "state (shared by the runs that have no state of their own)"]
+            return jsonify({"service": ctx.name, "run": run, "reset": done, "kept": kept})
         keep = body.get("keep", [])
         parts = {"faults", "journal", "clock", "state", "run"}
         if not isinstance(keep, list) or not all(isinstance(k, str) for k in keep) or set(keep) - parts:
@@ -271,13 +281,79 @@ def create_control_blueprint(ctx: ServiceContext) -> Blueprint:
             raise BadRequest("label must be a string")
         return jsonify(ctx.journal.set_run(run, label))
 
+    @bp.get("/runs")
+    def get_runs():
+        return jsonify({"current": ctx.journal.current_run(), "bindings": ctx.runs.bindings(),
+                        "own_state": sorted(ctx.states.owned()), "own_state_supported": ctx.states.enabled})
+
+    @bp.get("/runs/<path:run>")
+    def get_run_binding(run: str):
+        return jsonify(run_view(run_arg(run) or ""))
+
+    def run_view(run: str) -> dict:
+        own = run in ctx.states.owned()
+        return {**ctx.runs.binding(run), "state": "own" if own else "shared"}
+
+    @bp.put("/runs/<path:run>")
+    def bind_run(run: str):
+        body = json_body()
+        shape = ('expected {"client_certs": ["<SHA-256 fingerprint or PEM>", …], "state": "own"|"shared", '
+                 '"label": "…"} (client_certs or state at least)')
+        if not isinstance(body, dict) or set(body) - {"client_certs", "label", "state"} \
+                or not {"client_certs", "state"} & set(body):
+            raise BadRequest(shape)
+        label, state = body.get("label"), body.get("state", "shared")
+        if label is not None and not isinstance(label, str):
+            raise BadRequest("label must be a string")
+        if state not in ("own", "shared"):
+            raise BadRequest('state must be "own" (the run gets its own business state) or "shared"')
+        if state == "own" and not ctx.states.enabled:
+            raise BadRequest(f"the {ctx.name} simulator keeps no per-run state: its state is shared by every run "
+                             '(use "state": "shared")')
+        run = run_arg(run) or ""
+        if "client_certs" in body:
+            try:
+                ctx.runs.bind(run, body["client_certs"], label)
+            except BindingError as exc:
+                raise BadRequest(str(exc), 409 if exc.conflict else 400) from None
+        if state == "own":
+            ctx.states.own(run)
+        elif ctx.states.enabled:
+            ctx.states.share(run)
+        return jsonify(run_view(run))
+
+    @bp.delete("/runs/<path:run>")
+    def unbind_run(run: str):
+        run = run_arg(run) or ""
+        shared_again = ctx.states.share(run) if ctx.states.enabled else False
+        return jsonify({"run": run, "released": ctx.runs.unbind(run), "state_dropped": shared_again})
+
     @bp.get("/openapi.json")
     def openapi():
         from .openapi import control_openapi
 
         return jsonify(control_openapi(ctx))
 
+    _register_journal_feed(bp, ctx)
     return bp
+
+
+FEED_LIMIT = 200
+
+
+def _register_journal_feed(bp: Blueprint, ctx: ServiceContext) -> None:
+    """`GET /_bench/journal/feed?after=<cursor>`: the entries journaled after a cursor, in the order they were
+    journaled, for a follower such as the trainers' console (console/README.md; Journal.feed says why not
+    `since`)."""
+
+    @bp.get("/journal/feed")
+    def journal_feed():
+        args = request.args
+        limit = query_int(args, "limit", FEED_LIMIT, maximum=1000) or FEED_LIMIT
+        feed = ctx.journal.feed(args.get("after"), run=args.get("run"), operation=args.get("operation"),
+                                limit=limit)
+        return jsonify({"service": ctx.name, "cursor": feed.cursor, "more": feed.more, "restarted": feed.restarted,
+                        "count": len(feed.entries), "entries": [e.as_dict() for e in feed.entries]})
 
 
 def _version() -> str:

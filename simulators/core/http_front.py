@@ -16,16 +16,17 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from a2wsgi import WSGIMiddleware
 from werkzeug.exceptions import HTTPException
 
 from . import control_guard
-from .app import OUTCOME_HEADER, TLS_HEADER
-from .faults import RUN_HEADER, Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault, run_id
+from .app import OUTCOME_HEADER, RUN_HEADER_INTERNAL, TLS_HEADER
+from .faults import RUN_HEADER, Decision, Drop, Hang, HttpStatus, RequestFacts, SoapFault
 from .journal import Exchange, Message, new_exchange_id
 from .problems import PROBLEM_CONTENT_TYPE, error_response, internal_error, problem_bytes
+from .run_state import using
 from .service import FastRequest, FastResponse
 from .soap import SOAP_CONTENT_TYPE, SoapError, action_from_content_type, build_fault, parse_envelope
 from .xmlsafe import parse_xml
@@ -40,7 +41,8 @@ TLS_KEY = "segur.tls"
 SWITCH_INTERVAL_S = 0.001
 _OUTCOME_HEADER_B = OUTCOME_HEADER.lower().encode("latin-1")
 _TLS_HEADER_B = TLS_HEADER.lower().encode("latin-1")
-_INTERNAL_HEADERS = (_OUTCOME_HEADER_B, _TLS_HEADER_B)
+_RUN_HEADER_B = RUN_HEADER_INTERNAL.lower().encode("latin-1")
+_INTERNAL_HEADERS = (_OUTCOME_HEADER_B, _TLS_HEADER_B, _RUN_HEADER_B)
 
 Finish = Callable[[], Awaitable[None]]
 Scope = dict[str, Any]
@@ -174,7 +176,7 @@ class BenchASGI:
         raw_query = scope.get("query_string", b"")
         query = dict(parse_qsl(raw_query.decode("latin-1"), keep_blank_values=True)) if raw_query else {}
         facts = RequestFacts(service=self.ctx.name, operation="", method=method, path=path, headers=headers,
-                             query=query, body=body, run=self._run(headers.get(RUN_HEADER)))
+                             query=query, body=body, run=self._run(headers.get(RUN_HEADER), scope))
         if self.ctx.spec.attrs_of:
             facts.attrs_loader = lambda: self.ctx.spec.attrs_of(facts)
         correlation = headers.get("x-request-id") or headers.get("x-correlation-id")
@@ -197,10 +199,11 @@ class BenchASGI:
         facts.operation = operation
         return facts, correlation
 
-    def _run(self, header: str | None) -> str | None:
-        """The run an exchange belongs to: the one its client names (X-Bench-Run), else the service's current
-        run (POST /_bench/run) — a client that names none cannot tell its runs apart from another's."""
-        return run_id(header) or self.ctx.journal.current_run()["run"]
+    def _run(self, header: str | None, scope: Scope) -> str | None:
+        """The run an exchange belongs to: named by its client (X-Bench-Run), else bound to its TLS client
+        certificate, else the service's current run (run_attribution.py)."""
+        return self.ctx.runs.run_of(header, scope.get("extensions", {}).get(TLS_KEY) if "extensions" in scope
+                                    else None)
 
     def _route(self, method: str, path: str) -> str:
         adapter = self.flask.url_map.bind("localhost")
@@ -229,7 +232,7 @@ class BenchASGI:
             url=url,
             http_version=scope.get("http_version", "1.1"),
             request=Message.of(headers, body),
-            run=self._run(next((v for k, v in headers if k.lower() == RUN_HEADER), None)),
+            run=self._run(next((v for k, v in headers if k.lower() == RUN_HEADER), None), scope),
             client=f"{client[0]}:{client[1]}" if client else None,
             tls=scope.get("extensions", {}).get(TLS_KEY) if "extensions" in scope else None,
         )
@@ -325,7 +328,8 @@ class BenchASGI:
         request = FastRequest(facts.method, facts.path, facts.headers, facts.query, facts.body, outcome,
                               facts.envelope, facts.envelope_error, tls)
         try:
-            return handler(self.ctx, request)
+            with using(facts.run):  # the run's own state, when it has one (run_state.py)
+                return handler(self.ctx, request)
         except Exception:
             text = internal_error(self.ctx.logger, self.ctx.name, f"{facts.method} {facts.path}")
             status, ctype, err = error_response(self.ctx.spec.error_format, 500, text)
@@ -372,6 +376,8 @@ class BenchASGI:
             scope = dict(scope, headers=[*scope["headers"], (_OUTCOME_HEADER_B, decision.outcome.encode())])
         if ex.tls is not None:
             scope = dict(scope, headers=[*scope["headers"], (_TLS_HEADER_B, tls_header_value(ex.tls))])
+        if ex.run is not None and self.ctx.states.enabled:
+            scope = dict(scope, headers=[*scope["headers"], (_RUN_HEADER_B, quote(ex.run).encode("ascii"))])
         status: int | None = None
         resp_headers: list[tuple[str, str]] = []
         chunks: list[bytes] = []

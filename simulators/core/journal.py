@@ -197,6 +197,14 @@ class JournalQueryError(ValueError):
     pass
 
 
+@dataclass
+class JournalFeed:
+    entries: list[Exchange]
+    cursor: str  # give it back as `after` to get what comes next
+    more: bool  # more entries wait beyond `limit`
+    restarted: bool  # the journal was cleared since the cursor: the feed started again from its beginning
+
+
 class Journal:
     def __init__(self, store: Store, service: str, redact: Callable[[Exchange], Exchange] | None = None) -> None:
         self.store = store
@@ -318,6 +326,47 @@ class Journal:
                 raise JournalQueryError("limit must be a positive integer")
             sql += f" LIMIT {int(limit)}"
         return [Exchange.from_dict(json.loads(r[0]), _blob(r[1]), _blob(r[2])) for r in self.store.query(sql, params)]
+
+    def feed(self, after: str | None, *, run: str | None = None, operation: str | None = None,
+             limit: int = 200) -> JournalFeed:
+        """The entries journaled after a cursor, in the order they were journaled, for a follower (the trainers'
+        console). `query(since=)` filters on when a request was received: an exchange delayed 3 s is journaled
+        after exchanges received later than it, so a follower reading `since` its last entry would miss it. The
+        cursor is the row's number (SQLite writers take turns, so numbers grow in commit order) and its entry's
+        id, so a number reused after a clear is not mistaken for the entry already read. Without a cursor: the
+        last `limit` entries."""
+        self.catch_up()
+        filters, params = [], []
+        for name, value in (("run", run), ("operation", operation)):
+            if value is not None:
+                filters.append(f"{name} = ?")
+                params.append(value)
+        top = self.store.execute("SELECT max(seq) FROM journal").fetchone()[0] or 0
+        restarted = False
+        if after is None:
+            where = (" WHERE " + " AND ".join(filters)) if filters else ""
+            rows = self.store.query("SELECT seq, entry, request_body, response_body FROM journal" + where
+                                    + " ORDER BY seq DESC LIMIT ?", [*params, limit])[::-1]
+        else:
+            seq_text, _, last_id = after.partition("-")
+            if not (seq_text.isascii() and seq_text.isdigit() and len(seq_text) <= 18):
+                raise JournalQueryError(f"after must be a cursor returned by the feed, got {after[:40]!r}")
+            seq = int(seq_text)
+            if seq > top:  # the journal was cleared since: start again from its beginning
+                seq, last_id, restarted = 0, "", True
+            where = " AND ".join(["seq >= ?", "NOT (seq = ? AND id = ?)", *filters])
+            rows = self.store.query("SELECT seq, entry, request_body, response_body FROM journal WHERE " + where
+                                    + " ORDER BY seq LIMIT ?", [seq, seq, last_id, *params, limit + 1])
+        more = len(rows) > limit
+        rows = rows[:limit]
+        entries = [Exchange.from_dict(json.loads(r[1]), _blob(r[2]), _blob(r[3])) for r in rows]
+        if rows:
+            cursor = f"{rows[-1][0]}-{entries[-1].id}"
+        elif after is not None and not restarted:
+            cursor = after
+        else:
+            cursor = f"{top}-" if after is None else "0-"
+        return JournalFeed(entries, cursor, more, restarted)
 
     def count(self) -> int:
         self.catch_up()

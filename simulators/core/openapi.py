@@ -82,6 +82,22 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
             "responses": {"200": {"description": "OK", "content": {
                 "application/json": {"schema": obj},
                 "application/x-ndjson": {"schema": {"type": "string"}}}}, "400": _PROBLEM}}},
+        "/_bench/journal/feed": {"get": {
+            "summary": "Entries journaled after a cursor, in journaling order (to follow the journal live)",
+            "description": "Without `after`: the last `limit` entries. Each answer's `cursor` is the `after` of the "
+                           "next call; `more` says whether entries remain beyond `limit`; `restarted` says the "
+                           "journal was cleared since the cursor was given (the entries then start again).",
+            "parameters": [
+                _q("after", "a cursor from a previous answer"),
+                _q("run", "run id"),
+                _q("operation", "operation name"),
+                _q("limit", "maximum number of entries (default 200)", {"type": "integer", "minimum": 1,
+                                                                       "maximum": 1000}),
+            ],
+            "responses": {"200": _json({"type": "object", "properties": {
+                "service": {"type": "string"}, "cursor": {"type": "string"}, "more": {"type": "boolean"},
+                "restarted": {"type": "boolean"}, "count": {"type": "integer"},
+                "entries": {"type": "array", "items": obj}}}), "400": _PROBLEM}}},
         "/_bench/reset": {"post": {
             "summary": "Clear faults, journal, clock, run and service state (except those listed in keep); with "
                        "{\"run\": id}, only that run's fault rules and journal entries (clock and state are shared)",
@@ -117,6 +133,25 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                      "requestBody": _body({"type": "object", "required": ["run"], "properties": {
                          "run": {"type": ["string", "null"]}, "label": {"type": "string"}}}),
                      "responses": {"200": _json(obj), "400": _PROBLEM}},
+        },
+        "/_bench/runs": {
+            "get": {"summary": "The current run and every run's bound client certificates",
+                    "responses": {"200": _json(obj)}},
+        },
+        "/_bench/runs/{run}": {
+            "parameters": [{"name": "run", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "The client certificates bound to this run", "responses": {"200": _json(obj)}},
+            "put": {"summary": "Bind TLS client certificates to a run (replaces the run's previous ones)",
+                    "description": "Exchanges made with one of these certificates (HTTPS, SMTP after STARTTLS, "
+                                   "IMAPS) belong to this run when they carry no X-Bench-Run header: an unmodified "
+                                   "LGC is told apart by its workstation certificate. A certificate bound to "
+                                   "another run is refused with 409.",
+                    "requestBody": _body({"type": "object", "required": ["client_certs"], "properties": {
+                        "client_certs": {"type": "array", "minItems": 1, "items": {
+                            "type": "string", "description": "SHA-256 fingerprint (hex, colons allowed) or PEM"}},
+                        "label": {"type": "string"}}}),
+                    "responses": {"200": _json(obj), "400": _PROBLEM, "409": _PROBLEM}},
+            "delete": {"summary": "Release the run's certificates", "responses": {"200": _json(obj)}},
         },
         "/_bench/openapi.json": {"get": {"summary": "This document", "responses": {"200": _json(obj)}}},
     }
@@ -161,6 +196,7 @@ def control_openapi(ctx: ServiceContext) -> dict[str, Any]:
                         "id": {"type": "string"},
                         "run": {"type": "string", "maxLength": 200, "description":
                                 "only the exchanges of this run: the X-Bench-Run header of the request, else the "
+                                "run its TLS client certificate is bound to (PUT /_bench/runs/{run}), else the "
                                 "service's current run (POST /_bench/run)"},
                     },
                 },

@@ -26,6 +26,8 @@ from .clock import SimClock
 from .faults import FaultEngine, RequestFacts
 from .journal import Exchange, Journal
 from .read_limits import ReadLimits
+from .run_attribution import RunAttribution
+from .run_state import RunStates
 from .store import Store
 from .tls import ServerTls
 
@@ -82,13 +84,33 @@ class ServiceContext:
 
     spec: ServiceSpec
     config: SimConfig
-    store: Store
-    clock: SimClock
+    base_store: Store  # the simulator's database: journal, fault rules, run bindings, and the shared state
+    base_clock: SimClock
     faults: FaultEngine
     journal: Journal
+    runs: RunAttribution  # which run an exchange belongs to (header, bound client certificate, current run)
+    states: RunStates  # runs with their own business state (run_state.py)
     logger: logging.Logger
-    extras: dict[str, Any] = field(default_factory=dict)  # the service's own model objects
+    extras: dict[str, Any] = field(default_factory=dict)  # process-wide objects (listeners, ports, validators)
+    base_models: dict[str, Any] = field(default_factory=dict)  # the service's model objects on the shared state
     tls: ServerTls | None = None  # the TLS port's settings, when the simulator has one
+
+    # The business state a handler works on: the active run's own partition when it has one, else the shared one.
+    @property
+    def store(self) -> Store:
+        part = self.states.active()
+        return part.store if part is not None else self.base_store
+
+    @property
+    def clock(self) -> SimClock:
+        part = self.states.active()
+        return part.clock if part is not None else self.base_clock
+
+    @property
+    def models(self) -> dict[str, Any]:
+        """Where a service keeps its model objects (built on `store`): one set per state partition."""
+        part = self.states.active()
+        return part.models if part is not None else self.base_models
 
     @property
     def name(self) -> str:
@@ -152,6 +174,9 @@ class ServiceSpec:
     # Whether the TLS port asks for a client certificate when the `client_cert` setting is not given:
     # "required" | "optional" | "off", or a function of the settings (INSi: required in mutual-TLS mode).
     client_cert: str | Callable[[Mapping[str, Any]], str] = "off"
+    # Whether a run may have its own business state (run_state.py): the service's models must then reach their
+    # state only through ctx.store, ctx.clock and ctx.models.
+    run_state: bool = False
     # Masks the secrets this service's exchanges carry (client secrets, live tokens) in a copy of each exchange
     # before the journal records it: entries leave the machine in proof bundles (redact.py; setting
     # journal_secrets = "clair" keeps them, for debugging).
@@ -193,7 +218,8 @@ def refused_exchange(ctx: ServiceContext, refusal: Any) -> Any:
     from .journal import Exchange, new_exchange_id
 
     return Exchange(id=new_exchange_id(), service=ctx.name, protocol="tls", operation="TLS poignée de main",
-                    received_at=refusal.at, responded_at=refusal.at, run=ctx.journal.current_run()["run"],
+                    received_at=refusal.at, responded_at=refusal.at,
+                    run=ctx.runs.run_of(tls={"client_cert": refusal.client_cert}),
                     error=f"poignée de main TLS refusée ({refusal.alert}) : {refusal.reason}",
                     tls={"version": None, "cipher": None, "sni": refusal.sni, "client_cert": refusal.client_cert,
                          "alert": refusal.alert})

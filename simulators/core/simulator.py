@@ -20,6 +20,8 @@ from .faults import FaultEngine
 from .http_front import BenchASGI
 from .journal import Journal
 from .redact import journal_redactor
+from .run_attribution import RunAttribution
+from .run_state import RunStates
 from .service import DEFAULT_TLS_NAMES, ServiceContext, ServiceSpec, SimConfig, pki_dir_of, refused_exchange
 from .store import MEMORY, Store
 from .tls import ServerTls
@@ -40,13 +42,16 @@ def build_simulator(spec: ServiceSpec, config: SimConfig | None = None) -> Simul
     config = config or SimConfig()
     path = (config.data_dir / f"{spec.name}.sqlite3") if config.data_dir else MEMORY
     store = Store(path)
+    journal = Journal(store, spec.name, redact=journal_redactor(spec.redact, config.settings, spec.name))
     ctx = ServiceContext(
         spec=spec,
         config=config,
-        store=store,
-        clock=SimClock(store),
+        base_store=store,
+        base_clock=SimClock(store),
         faults=FaultEngine(store, spec.name, spec.outcomes, spec.outcome_effects),
-        journal=Journal(store, spec.name, redact=journal_redactor(spec.redact, config.settings, spec.name)),
+        journal=journal,
+        runs=RunAttribution(store, journal),
+        states=RunStates(store, spec.run_state),
         logger=logging.getLogger(f"segur_bench.{spec.name}"),
     )
     if config.tls_port is not None:

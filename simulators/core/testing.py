@@ -16,13 +16,23 @@ from flask import Flask, Response, jsonify, request
 from .app import current_outcome
 from .service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from .soap import SOAP_CONTENT_TYPE, SoapError, build_envelope, parse_envelope
+from .store import Store
 from .xmlsafe import parse_xml
 
 ECHO_NS = "urn:segur-bench:echo"
 
 
+def _items(ctx: ServiceContext) -> Store:
+    """The store holding the items, its table created on first use: once for the shared state, once for each
+    run's own state (as the real services build their models through ctx.models)."""
+    if "echo" not in ctx.models:
+        ctx.store.migrate("echo", ["CREATE TABLE items (id TEXT PRIMARY KEY, value TEXT NOT NULL)"])
+        ctx.models["echo"] = True
+    return ctx.store
+
+
 def _register(app: Flask, ctx: ServiceContext) -> None:
-    ctx.store.migrate("echo", ["CREATE TABLE items (id TEXT PRIMARY KEY, value TEXT NOT NULL)"])
+    _items(ctx)
 
     @app.post("/echo")
     def echo() -> Response:
@@ -32,7 +42,7 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
 
     @app.get("/items/<item_id>")
     def item(item_id: str) -> Any:
-        row = ctx.store.execute("SELECT value FROM items WHERE id = ?", (item_id,)).fetchone()
+        row = _items(ctx).execute("SELECT value FROM items WHERE id = ?", (item_id,)).fetchone()
         if row is None:
             return jsonify({"error": "not found"}), 404
         return jsonify({"id": item_id, "value": json.loads(row["value"]), "now": ctx.clock.now().isoformat()})
@@ -65,23 +75,23 @@ def _fast_echo(ctx: ServiceContext, req: FastRequest) -> FastResponse:
 
 
 def _state_get(ctx: ServiceContext) -> dict:
-    return {r["id"]: json.loads(r["value"]) for r in ctx.store.query("SELECT id, value FROM items ORDER BY id")}
+    return {r["id"]: json.loads(r["value"]) for r in _items(ctx).query("SELECT id, value FROM items ORDER BY id")}
 
 
 def _state_post(ctx: ServiceContext, body: Any) -> dict:
     if not isinstance(body, dict) or not isinstance(body.get("items"), dict):
         raise ValueError('expected {"items": {"<id>": <value>, …}}')
-    with ctx.store.transaction() as conn:
+    with _items(ctx).transaction() as conn:
         for key, value in body["items"].items():
             conn.execute("INSERT OR REPLACE INTO items (id, value) VALUES (?, ?)", (key, json.dumps(value)))
     return _state_get(ctx)
 
 
 def _reset(ctx: ServiceContext) -> None:
-    ctx.store.execute("DELETE FROM items")
+    _items(ctx).execute("DELETE FROM items")
 
 
-def echo_spec(name: str = "echo", error_format: str = "problem") -> ServiceSpec:
+def echo_spec(name: str = "echo", error_format: str = "problem", *, run_state: bool = False) -> ServiceSpec:
     return ServiceSpec(
         name=name,
         title="Service d'écho (tests du cœur)",
@@ -94,4 +104,5 @@ def echo_spec(name: str = "echo", error_format: str = "problem") -> ServiceSpec:
         state_post=_state_post,
         fast_routes={("POST", "/fast-echo"): _fast_echo},
         reset=_reset,
+        run_state=run_state,
     )

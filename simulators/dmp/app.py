@@ -26,12 +26,12 @@ SERVICES = ("patients", "habilitations", "registry", "repository")
 
 
 def _model(ctx: ServiceContext) -> DmpModel:
-    model = ctx.extras.get("dmp")
+    model = ctx.models.get("dmp")
     if model is None:
         model = DmpModel(load_personas(), ctx.store, ctx.config.settings, render=wire.document_element_bytes,
                          seeds=seed)
         model.migrate(ctx.clock.now())
-        ctx.extras["dmp"] = model
+        ctx.models["dmp"] = model
     return model
 
 
@@ -43,7 +43,7 @@ def _validator(ctx: ServiceContext) -> TokenValidator:
         validator = TokenValidator(issuer, jwks=s.get("psc_jwks"),
                                    jwks_url=None if s.get("psc_jwks") else
                                    s.get("psc_jwks_url") or f"{issuer}/protocol/openid-connect/certs",
-                                   audience=s.get("psc_audience"), clock=ctx.clock.now)
+                                   audience=s.get("psc_audience"), clock=lambda: ctx.clock.now())
         ctx.extras["dmp.validator"] = validator
     return validator
 
@@ -194,6 +194,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="dmp",
+    run_state=True,  # a run may have its own patients' state (core/run_state.py)
     client_cert="required",  # the DMP is reached in mutual TLS with an ORG AUTH_CLI certificate
     title="DMP / Mon espace santé",
     default_port=8102,

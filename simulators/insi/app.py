@@ -35,11 +35,11 @@ ENDPOINT = "/lps"
 
 
 def _model(ctx: ServiceContext) -> InsiModel:
-    model = ctx.extras.get("insi")
+    model = ctx.models.get("insi")
     if model is None:
         model = InsiModel(load_personas(), ctx.store, ctx.config.settings)
         model.migrate()
-        ctx.extras["insi"] = model
+        ctx.models["insi"] = model
     return model
 
 
@@ -114,6 +114,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="insi",
+    run_state=True,  # a run may have its own patients' state (core/run_state.py)
     client_cert=lambda settings: "required" if settings.get("auth_mode") == "mtls" else "optional",
     title="INSi — identité nationale de santé",
     default_port=8101,

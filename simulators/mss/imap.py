@@ -1499,7 +1499,7 @@ class MssIMAP(imap4.IMAP4Server):
         elif verb == b"AUTHENTICATE" and len(line.split()) > 3:
             shown = b" ".join(line.split()[:3]) + b" " + trace.SECRET_MASK.encode()
         attrs = {"mailbox": self.mss_session.mailbox} if self.mss_session else {}
-        decision = trace.decide(self.sim, "imap", operation, shown, lambda: attrs)
+        decision = trace.decide(self.sim, "imap", operation, shown, lambda: attrs, trace.tls_of(self.bridge.transport))
         pending = _Pending(operation, shown, time.time(), decision)
         self.pending[tag] = pending
         if decision.latency_s:

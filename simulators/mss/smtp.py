@@ -174,7 +174,8 @@ class MssSMTP(SMTP):
             self.last_data = self.last_findings = None
             line = f"{name} {arg}" if arg else name
             shown = f"AUTH {arg.split()[0]} {trace.SECRET_MASK}" if name == "AUTH" and arg else line
-            decision = trace.decide(self.ctx, "smtp", f"SMTP {name}", shown.encode(), self._attrs)
+            decision = trace.decide(self.ctx, "smtp", f"SMTP {name}", shown.encode(), self._attrs,
+                                    trace.tls_of(self.transport))
             self._current_outcome = decision.outcome
             self._dribble = decision.dribble
             error = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from simulators.core.faults import Decision, RequestFacts
 from simulators.core.journal import Exchange, Message
@@ -29,10 +30,12 @@ def tls_of(transport: object) -> dict | None:
 
 
 def decide(ctx: ServiceContext, protocol: str, operation: str, line: bytes = b"",
-           attrs: Callable[[], Mapping[str, str]] | None = None) -> Decision:
+           attrs: Callable[[], Mapping[str, str]] | None = None, tls: Mapping[str, Any] | None = None) -> Decision:
     try:
+        # A mail client names no run: its client certificate, bound to a run, is what tells runs apart here.
         return ctx.faults.decide(RequestFacts(service=ctx.name, operation=operation, protocol=protocol,
-                                              method=operation.split(" ", 1)[-1], body=line, attrs_loader=attrs))
+                                              method=operation.split(" ", 1)[-1], body=line, attrs_loader=attrs,
+                                              run=ctx.runs.run_of(tls=tls)))
     except Exception:  # a broken rule store must not take the mail service down
         ctx.logger.exception("fault decision failed for %s", operation)
         return Decision()
@@ -56,7 +59,7 @@ def record(
     tls: dict | None = None,
 ) -> None:
     try:
-        run = ctx.journal.current_run()["run"]
+        run = ctx.runs.run_of(tls=tls)
         ctx.journal.submit(Exchange(
             id=uuid.uuid4().hex, service=ctx.name, protocol=protocol, operation=operation,
             received_at=received_at, responded_at=time.time() if reply is not None else None,

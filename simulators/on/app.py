@@ -47,11 +47,11 @@ DEFAULT_PSC_ISSUER = "http://127.0.0.1:8104/auth/realms/esante-wallet"
 
 
 def _model(ctx: ServiceContext) -> OnModel:
-    model = ctx.extras.get("on")
+    model = ctx.models.get("on")
     if model is None:
         model = OnModel(load_personas(), ctx.store, ctx.config.settings)
         model.migrate()
-        ctx.extras["on"] = model
+        ctx.models["on"] = model
     return model
 
 
@@ -64,7 +64,7 @@ def _validator(ctx: ServiceContext) -> TokenValidator:
             issuer, s.get("psc_jwks"),
             jwks_url=None if s.get("psc_jwks") else (s.get("psc_jwks_url") or
                                                      issuer.rstrip("/") + "/protocol/openid-connect/certs"),
-            audience=s.get("psc_audience"), clock=ctx.clock.now,
+            audience=s.get("psc_audience"), clock=lambda: ctx.clock.now(),
         )
         ctx.extras["on_validator"] = validator
     return validator
@@ -180,6 +180,7 @@ def _reset(ctx: ServiceContext) -> None:
 
 SPEC = ServiceSpec(
     name="on",
+    run_state=True,  # a run may have its own patients' state (core/run_state.py)
     client_cert="optional",
     title="Ordonnance numérique",
     default_port=8103,

@@ -74,9 +74,9 @@ def _render(name: str, status: int = 200, **values: Any) -> Response:
 
 
 def _model(ctx: ServiceContext) -> PscModel:
-    model = ctx.extras.get("psc")
+    model = ctx.models.get("psc")
     if model is None:
-        model = ctx.extras["psc"] = PscModel(ctx)
+        model = ctx.models["psc"] = PscModel(ctx)
     return model
 
 

@@ -613,3 +613,20 @@ def test_malformed_mtom_is_refused_and_nothing_is_stored(dmp, case, words):
     assert fault.code.endswith("Sender") and words in fault.reason, fault
     assert fault.status == (415 if case == "not-related" else 400)  # multipart/mixed: refused as a media type
     assert len(dmp.state(CLERICO)["documents"]) == before
+
+
+def test_a_runs_reset_leaves_the_other_runs_journal_and_documents(dmp):
+    """Two pipelines feed the same DMP, each naming its run (X-Bench-Run); one resets its run: its journal entries
+    go, the other run's stay, and no document is lost — the documents are the patients', shared by every run."""
+    for run, uid in (("pipeline-a", "1.2.250.1.999.31.1"), ("pipeline-b", "1.2.250.1.999.31.2")):
+        resp = dmp.post("repository", envelope(A_ITI41, "repository", pnr(uid, content=cda(uid, set_id=f"{uid}.9"))),
+                        **{"X-Bench-Run": run})
+        assert resp.status_code == 200 and SUCCESS in resp.text, resp.text
+    before = {d["unique_id"] for d in dmp.state(CLERICO)["documents"]}
+    assert {"1.2.250.1.999.31.1", "1.2.250.1.999.31.2"} <= before
+    reset = dmp.control("POST", "/reset", {"run": "pipeline-a"})
+    assert reset["reset"]["journal"] >= 1
+    assert dmp.control("GET", "/journal?run=pipeline-a")["entries"] == []
+    kept = dmp.control("GET", "/journal?run=pipeline-b")["entries"]
+    assert [e["operation"] for e in kept] == ["ITI-41"]
+    assert {d["unique_id"] for d in dmp.state(CLERICO)["documents"]} == before

@@ -79,7 +79,7 @@ def _boom(*_args: object, **_kwargs: object) -> None:
 def test_an_internal_error_is_a_tagged_no_without_python_text(mss, monkeypatch, caplog, method, command):
     inject_for_kit(mss)
     raw = selected(mss)
-    monkeypatch.setattr(mss.ctx.extras["mss"], method, _boom)
+    monkeypatch.setattr(mss.ctx.models["mss"], method, _boom)
     caplog.set_level(logging.INFO)
     raw.send(b"x1 " + command)
     if command.endswith(b"}"):
@@ -95,7 +95,7 @@ def test_an_internal_error_is_a_tagged_no_without_python_text(mss, monkeypatch, 
 
 
 def test_authentication_error_is_a_tagged_no(mss, monkeypatch):
-    monkeypatch.setattr(mss.ctx.extras["mss"], "authenticate_bearer", _boom)
+    monkeypatch.setattr(mss.ctx.models["mss"], "authenticate_bearer", _boom)
     raw = RawImap(mss)
     raw.send(b"a1 AUTHENTICATE XOAUTH2")
     assert raw.line().startswith(b"+")

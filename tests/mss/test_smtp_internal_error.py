@@ -8,7 +8,7 @@ from .test_smtp import auth_xoauth2, connect
 
 
 def test_an_internal_error_is_451_with_a_reference_and_the_session_goes_on(mss, monkeypatch, caplog):
-    model = mss.ctx.extras["mss"]
+    model = mss.ctx.models["mss"]
 
     def broken(address: str) -> str | None:
         raise RuntimeError("s3cr3t internal detail")

@@ -75,3 +75,29 @@ def test_the_mail_ports_present_the_bench_pki_certificate(mss):
     ctx = ssl.create_default_context(cadata=pem.decode())
     with smtplib.SMTP_SSL("localhost", _port(mss, "smtps"), context=ctx, timeout=10) as client:
         assert client.noop()[0] == 250
+
+
+def test_a_mail_client_is_attributed_to_the_run_its_certificate_is_bound_to(mss, tmp_path):
+    """An LGC's mail client names no run: its client certificate, bound to a run, does (run_attribution.py). The
+    run's fault rule applies to its SMTP and IMAP commands, and the journal stamps them, while a client without
+    that certificate stays outside the run."""
+    bundle = mss.ctx.tls.pki.issue_client("poste-mss", tmp_path, kind="structure")
+    ctx = ssl.create_default_context(cafile=str(mss.ctx.tls.pki.chain_path))
+    ctx.load_cert_chain(str(bundle.crt_path), str(bundle.key_path))
+    pem = bundle.crt_path.read_text(encoding="ascii")
+    assert mss.http.put(mss.server.url + "/_bench/runs/pipeline-mss", json={"client_certs": [pem]}).status_code == 200
+    try:
+        mss.fault({"service": "mss", "run": "pipeline-mss", "operation": "SMTP NOOP",
+                   "effect": {"type": "outcome", "name": "mss.smtp-4xx"}})
+        with smtplib.SMTP_SSL("127.0.0.1", _port(mss, "smtps"), context=ctx, timeout=10) as client:
+            assert client.noop()[0] == 451  # the run's rule
+        with smtplib.SMTP_SSL("127.0.0.1", _port(mss, "smtps"), context=mss.ca, timeout=10) as client:
+            assert client.noop()[0] == 250  # no certificate: not that run
+        with imaplib.IMAP4("127.0.0.1", mss.imap_port, timeout=10) as client:
+            client.starttls(ssl_context=ctx)
+            assert login(client)[0] == "OK"
+        runs = [(e["operation"], e["run"]) for e in mss.get("/_bench/journal")["entries"]
+                if e["operation"] in ("SMTP NOOP", "IMAP AUTHENTICATE")]
+        assert runs == [("SMTP NOOP", "pipeline-mss"), ("SMTP NOOP", None), ("IMAP AUTHENTICATE", "pipeline-mss")]
+    finally:
+        mss.http.delete(mss.server.url + "/_bench/runs/pipeline-mss")

@@ -69,6 +69,24 @@ def test_vihf_is_what_the_dmp_reads(sim: Sim) -> None:
     assert vihf.lps["homologation"] == "BENCH-DMP-0001" and vihf.secteur == "SA07^1.2.250.1.71.4.2.4"
 
 
+def test_endpoint_headers_go_with_every_request_and_name_the_run(sim: Sim) -> None:
+    """Endpoint.headers (what the scenarios' "other workstation" uses to name its run): on the wire, and the
+    simulator files the exchange under that run and works on that run's own DMP when it has one."""
+    assert sim.http.put("/_bench/runs/poste-voisin", json={"state": "own"}).status_code == 200
+    try:
+        ctx = sim.ctx()
+        named = replace(ctx, endpoint=replace(ctx.endpoint, headers={"X-Bench-Run": "poste-voisin"}))
+        uid = _uid(1)
+        dmp.provide_document(named, CLERICO, TEST_OID, cda(uid, set_id=SET_ID), metadata(uid))
+        entry = sim.control("GET", "/journal?run=poste-voisin")["entries"][-1]
+        assert entry["operation"] == "ITI-41" and dict(entry["request"]["headers"])["x-bench-run"] == "poste-voisin"
+        own = sim.http.get("/_bench/state", params={"ins": CLERICO, "run": "poste-voisin"}).json()["state"]
+        assert uid in {d["unique_id"] for d in own["documents"]}
+        assert uid not in {d["unique_id"] for d in sim.control("GET", f"/state?ins={CLERICO}")["state"]["documents"]}
+    finally:
+        sim.http.delete("/_bench/runs/poste-voisin")
+
+
 def test_missing_structure_is_refused_before_calling(sim: Sim) -> None:
     ctx = sim.ctx(professional=replace(KIT, structure_id=""))
     with pytest.raises(ServiceRefused, match="Identifiant_Structure"):
