@@ -69,7 +69,7 @@ def env() -> BenchEnv:
 
 @pytest.fixture(scope="session")
 def sims(env: BenchEnv) -> Sims:
-    return Sims(env.sims, env.control_token)
+    return Sims(env.sims, env.control_token, shared=env.shared_bench, client_certs=env.client_certs)
 
 
 @pytest.fixture(scope="session")
@@ -241,6 +241,7 @@ def run(request: pytest.FixtureRequest, env: BenchEnv, sims: Sims, chromium: Any
         context.close()
         if lgc is not None:
             lgc.stop()
+        sims.end_run()
         raise
     r = Run(id=run_id, requirement=requirement, rec=rec, sims=sims, env=env, page=page, driver=driver,
             lgc_url=lgc_url, video=video)
@@ -316,6 +317,7 @@ def _finish(r: Run, lgc: LgcProcess | None, context: Any, outcome: str,
             _har_window(Path(har), r.rec.dir / "network.har", r.rec.meta["started"], r.rec.meta["ended"])
     if lgc is not None:
         lgc.stop()
+    r.sims.end_run()
     from proofs.bundle import build_bundle
 
     bundle = build_bundle(r.rec.dir, Path(r.env.out_dir) / "bundles")

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -41,6 +42,11 @@ class BenchEnv:
     bench_version: str = ""
     control_token: str | None = None  # the control API's token when the bench listens beyond loopback
     ca_file: str | None = None  # the bench CA (HTTPS): the scenarios' browser trusts it like a tester's would
+    # Several scenario runs at once on one bench (segur-bench run --parallel): each run resets, scopes its fault
+    # rules and reads its journal by its own run id, and binds its LGC's client certificates to that id.
+    shared_bench: bool = False
+    client_certs: list[str] = field(default_factory=list)  # PEM files of the LGC's client certificates
+    worker: int = 0  # which of the parallel workers this is (0 when alone)
 
     @classmethod
     def load(cls) -> BenchEnv:
@@ -56,27 +62,53 @@ class BenchEnv:
 class Sims:
     """The simulators' control API, as scenarios use it (over the wire, like a vendor's CI would)."""
 
-    def __init__(self, urls: dict[str, str], token: str | None = None) -> None:
+    def __init__(self, urls: dict[str, str], token: str | None = None, *, shared: bool = False,
+                 client_certs: list[str] | None = None) -> None:
         self.urls = urls
         self.http = httpx.Client(timeout=15, headers={"Authorization": f"Bearer {token}"} if token else None)
+        self.shared = shared  # other runs use these simulators at the same time: touch only this run's part
+        self.client_certs = [Path(p).read_text(encoding="ascii") for p in client_certs or []]
+        self.run: str | None = None
 
     def call(self, service: str, method: str, path: str, body: Any = None) -> Any:
-        resp = self.http.request(method, f"{self.urls[service]}/_bench{path}", json=body)
+        # Sharing the bench, a control request names its run: /state, /clock… then act on this run's own state.
+        headers = {"X-Bench-Run": self.run} if self.shared and self.run else None
+        resp = self.http.request(method, f"{self.urls[service]}/_bench{path}", json=body, headers=headers)
         if resp.status_code >= 400:
             raise AssertionError(f"{service} control API {method} {path}: {resp.status_code} {resp.text[:300]}")
         return resp.json() if resp.content and "json" in resp.headers.get("content-type", "") else resp.content
 
     def reset_all(self, run_id: str) -> None:
+        """A new run. Alone on the bench: every simulator back to its seed, this run current. Sharing it: the
+        LGC's client certificates bound to the run, so its exchanges carry its id though the LGC names none
+        (core/run_attribution.py); its own business state where the simulator keeps one per run
+        (core/run_state.py), seeded afresh; its fault rules and journal only."""
+        self.run = run_id
         for s in self.urls:
-            self.call(s, "POST", "/reset", {"keep": ["state"]} if s == "psc" else {})
-            self.call(s, "POST", "/run", {"run": run_id})
+            if self.shared:
+                own = self.call(s, "GET", "/runs")["own_state_supported"]
+                claim: dict[str, Any] = {"state": "own" if own else "shared", "label": run_id}
+                if self.client_certs:
+                    claim["client_certs"] = self.client_certs
+                self.call(s, "PUT", f"/runs/{quote(run_id)}", claim)
+                self.call(s, "POST", "/reset", {"run": run_id})
+            else:
+                self.call(s, "POST", "/reset", {"keep": ["state"]} if s == "psc" else {})
+                self.call(s, "POST", "/run", {"run": run_id})
+
+    def end_run(self) -> None:
+        """Release the run's certificates (the next run of this worker binds them to its own id) and state."""
+        if self.shared and self.run:
+            for s in self.urls:
+                self.call(s, "DELETE", f"/runs/{quote(self.run)}")
 
     def faults(self, service: str, *rules: dict[str, Any]) -> None:
-        self.call(service, "POST", "/faults", {"rules": [{"service": service, **r} for r in rules]})
+        scope = {"run": self.run} if self.run else {}
+        self.call(service, "POST", "/faults", {"rules": [{"service": service, **scope, **r} for r in rules]})
 
-    def clear_faults(self) -> None:
-        for s in self.urls:
-            self.call(s, "DELETE", "/faults")
+    def clear_faults(self, *services: str) -> None:
+        for s in services or tuple(self.urls):
+            self.call(s, "DELETE", f"/faults?run={quote(self.run)}" if self.shared and self.run else "/faults")
 
     def journal(self, service: str, run_id: str, operation: str | None = None) -> list[dict[str, Any]]:
         q = f"?run={run_id}" + (f"&operation={operation}" if operation else "")

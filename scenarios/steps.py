@@ -154,8 +154,7 @@ def invisible_document_elsewhere(run: Run, ins: str) -> None:
                             type_code=Code("11502-2", "2.16.840.1.113883.6.1", "CR de biologie"),
                             format_code=Code("urn:ihe:iti:xds-sd:text:2008", "1.3.6.1.4.1.19376.1.2.3", "Texte"),
                             invisible_to_patient=True)
-    ctx = CallContext(Software(), kit, Endpoint(url=run.sims.urls["dmp"] + "/si-dmp-server/v2/services"))
-    dmp.provide_document(ctx, ins, DMP_TEST_OID, cda, meta)
+    dmp.provide_document(CallContext(Software(), kit, _dmp_endpoint(run)), ins, DMP_TEST_OID, cda, meta)
 
 
 ROBERT = Professional(national_id="899700218896", rpps="99700218896", family_name="SPECIALISTE0021889",
@@ -165,9 +164,15 @@ NEWER = "Une version plus récente de ce document existe dans le DMP"
 DELETED = "Ce document a été supprimé du DMP"
 
 
+def _dmp_endpoint(run: Run) -> Endpoint:
+    """The DMP as another workstation reaches it: straight, naming the run (it has no certificate bound to the
+    run, and the run may have its own DMP state when runs share the bench)."""
+    return Endpoint(url=run.sims.urls["dmp"] + "/si-dmp-server/v2/services", headers={"X-Bench-Run": run.id})
+
+
 def _other_workstation(run: Run) -> CallContext:
     """Dr ROBERT SPECIALISTE0021889 on another workstation of his hospital: the author of the seeded documents."""
-    return CallContext(Software(), ROBERT, Endpoint(url=run.sims.urls["dmp"] + "/si-dmp-server/v2/services"))
+    return CallContext(Software(), ROBERT, _dmp_endpoint(run))
 
 
 def _approved(run: Run, title: str) -> list[dict]:
@@ -342,7 +347,7 @@ def refresh_dmp(run: Run) -> None:
 
 @when("le DMP redevient joignable")
 def dmp_back(run: Run) -> None:
-    run.sims.call("dmp", "DELETE", "/faults")
+    run.sims.clear_faults("dmp")
 
 
 @when("le médecin qualifie l'identité en un clic avec la carte nationale d'identité")

@@ -354,9 +354,13 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option("--operator-listen", default="", metavar="HOST:PORT",
               help="guided driver: where the operator page listens (default 127.0.0.1:8790, or the bench's host "
                    "when it listens beyond loopback; then HTTPS with the bench CA, as screen sharing needs).")
+@click.option("--parallel", type=click.IntRange(1, 16), default=1, show_default=True, metavar="N",
+              help="Play the scenarios on N workers at once against the same simulators (reference LGC): each "
+                   "with its own LGC, browser, network layer and client certificates, its runs told apart by "
+                   "them; bundles as usual.")
 @click.pass_context
 def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: str, driver: str, out: Path,
-            running: bool, operator: str, operator_listen: str) -> None:
+            running: bool, operator: str, operator_listen: str, parallel: int) -> None:
     """Run REM scenarios (IDS: requirement ids such as LGC.DMP/UX.10.01, or feature names) and build proof bundles."""
     from .run import RunError, features, run
 
@@ -390,7 +394,8 @@ def run_cmd(ctx: click.Context, ids: tuple[str, ...], run_all: bool, against: st
                        "(scenarios/driver_protocol.py)", err=True)
     try:
         code = run(_config(ctx), ids, run_all=run_all, against=against, driver=driver, out=out, running=running,
-                   operator=operator, operator_listen=operator_listen, echo=lambda m: click.echo(m))
+                   operator=operator, operator_listen=operator_listen, parallel=parallel,
+                   echo=lambda m: click.echo(m))
     except RunError as exc:
         _fail(str(exc))
     sys.exit(code)

@@ -29,15 +29,18 @@ class LgcProcess:
 REFERENCE_CERTS = {"structure": "reference-lgc", "software": "reference-lgc-insi"}
 
 
-def reference_certificates(config: BenchConfig) -> dict[str, tuple[Path, Path]]:
+def reference_certificates(config: BenchConfig, workstation: str = "") -> dict[str, tuple[Path, Path]]:
     """The reference LGC's client certificates, issued once per data directory: its practice's ORG AUTH_CLI
-    (every service that asks for one, the DMP first) and an INSI-AUTO one for INSi's mutual-TLS mode."""
+    (every service that asks for one, the DMP first) and an INSI-AUTO one for INSi's mutual-TLS mode. Parallel
+    runs give each of their LGCs its own pair (`workstation`), as each of a practice's computers has its own:
+    the bench tells the runs apart by them."""
     from simulators.core.pki import BenchPki
 
     pki = BenchPki.open(config.pki_dir)
     out = config.pki_dir / "clients"
     found = {}
-    for kind, name in REFERENCE_CERTS.items():
+    for kind, base in REFERENCE_CERTS.items():
+        name = f"{base}-{workstation}" if workstation else base
         crt, key = out / f"{name}.crt", out / f"{name}.key"
         if not (crt.is_file() and key.is_file()) or pki.verdict(_load(crt)).problems:
             pki.issue_client(name, out, kind=kind)
@@ -51,11 +54,11 @@ def _load(path: Path):
     return load_certificate(path.read_bytes())
 
 
-def tls_settings(config: BenchConfig) -> dict:
+def tls_settings(config: BenchConfig, workstation: str = "") -> dict:
     """The `[tls]` part of an LGC's settings on this bench: the bench CA, the practice's certificate, and INSi's."""
     if not config.tls:
         return {}
-    certs = reference_certificates(config)
+    certs = reference_certificates(config, workstation)
     return {"ca_file": str(config.pki_dir.resolve() / "ca-chain.pem"),
             "cert_file": str(certs["structure"][0].resolve()), "key_file": str(certs["structure"][1].resolve()),
             "services": {"insi": {"cert_file": str(certs["software"][0].resolve()),

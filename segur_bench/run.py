@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,8 +66,15 @@ def select(ids: tuple[str, ...], run_all: bool) -> list[Feature]:
 
 
 def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: str, driver: str, out: Path,
-        running: bool, operator: str = "human", operator_listen: str = "", echo=print) -> int:
+        running: bool, operator: str = "human", operator_listen: str = "", parallel: int = 1, echo=print) -> int:
     chosen = select(ids, run_all)
+    if parallel > 1 and (against != "reference" or driver == "guided"):
+        raise RunError("--parallel runs the reference LGC, one per worker, driven by Playwright (or your driver): "
+                       "a vendor's LGC or a guided run plays its scenarios one after another")
+    if parallel > 1 and not config.tls:
+        raise RunError("--parallel needs the bench's TLS ports (tls = true): the runs are told apart by their LGCs' "
+                       "client certificates")
+    workers = max(1, min(parallel, len(chosen)))
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     (out / "bundles.txt").unlink(missing_ok=True)
@@ -87,7 +95,9 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
             supervisor = Supervisor(config, list(SERVICES.values()), log_dir=out / "logs")
             supervisor.start(progress=lambda m: echo(m))
         sims = {s: config.url(s) for s in SERVICES}
-        layer, network = _network_layer(config, out, echo)
+        if workers > 1:
+            return _run_parallel(config, chosen, workers, sims, out, driver, running, echo)
+        layer, network = _network_layer(config, out / "network", echo)
         env = _bench_env(config, sims, layer, network, out, against, driver)
         env.operator = operator
         if driver == "guided":
@@ -108,31 +118,12 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
                      "layer for this run too")
         env_path = out / "scenario-env.json"
         env.save(env_path)
-        cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
-               "-o", "console_output_style=classic", "-o", "timeout=900", "--rootdir", str(ROOT), "-v",
-               # sys-level capture only: the guided driver's prompts to the operator (sys.__stderr__) reach the
-               # terminal while a scenario runs, instead of waiting in pytest's captured output
-               "--capture=sys",
-               f"--junitxml={out / 'junit.xml'}"]
-        if importlib.util.find_spec("allure_pytest_bdd"):
-            cmd += [f"--alluredir={out / 'allure-results'}"]
-        child_env = dict(os.environ, SEGUR_BENCH_SCENARIO_ENV=str(env_path),
-                         SEGUR_BENCH_FEATURES=",".join(f.path.name for f in chosen))
-        if ":" in driver:  # the user's driver module: importable by the scenarios as it was here (cwd, PYTHONPATH)
-            paths = [os.getcwd(), *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
-                                    if p)]
-            child_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        cmd, child_env = _scenario_command(out, env_path, out / "junit.xml", chosen, driver)
         started = time.monotonic()
         code = subprocess.call(cmd, cwd=ROOT, env=child_env)
-        wall = time.monotonic() - started
-        echo(f"\nscenarios finished in {wall:.1f} s (exit code {code}); JUnit: {out / 'junit.xml'}")
-        bundles = (out / "bundles.txt").read_text(encoding="utf-8").splitlines() if (out / "bundles.txt").exists() \
-            else []
-        for line in bundles:
-            req, path = line.split("\t", 1)
-            echo(f"proof bundle {req}: {path}")
-        if not bundles:
-            echo("no proof bundle was written (see the output above)")
+        echo(f"\nscenarios finished in {time.monotonic() - started:.1f} s (exit code {code}); JUnit: "
+             f"{out / 'junit.xml'}")
+        _list_bundles(out, echo)
         return code
     except StartError as exc:
         raise RunError(str(exc)) from None
@@ -145,9 +136,136 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
             supervisor.stop()
 
 
-def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None, dict]:
+def _scenario_command(out: Path, env_path: Path, junit: Path, chosen: list[Feature],
+                      driver: str) -> tuple[list[str], dict[str, str]]:
+    """The pytest command that plays `chosen` with the bench described in `env_path`, and its environment."""
+    cmd = [sys.executable, "-m", "pytest", str(ROOT / "scenarios" / "test_scenarios.py"), "-p", "no:cacheprovider",
+           "-o", "console_output_style=classic", "-o", "timeout=900", "--rootdir", str(ROOT), "-v",
+           # sys-level capture only: the guided driver's prompts to the operator (sys.__stderr__) reach the
+           # terminal while a scenario runs, instead of waiting in pytest's captured output
+           "--capture=sys",
+           f"--junitxml={junit}"]
+    if importlib.util.find_spec("allure_pytest_bdd"):
+        cmd += [f"--alluredir={out / 'allure-results'}"]
+    child_env = dict(os.environ, SEGUR_BENCH_SCENARIO_ENV=str(env_path),
+                     SEGUR_BENCH_FEATURES=",".join(f.path.name for f in chosen))
+    if ":" in driver:  # the user's driver module: importable by the scenarios as it was here (cwd, PYTHONPATH)
+        paths = [os.getcwd(), *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                if p)]
+        child_env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    return cmd, child_env
+
+
+def _list_bundles(out: Path, echo) -> None:
+    bundles = (out / "bundles.txt").read_text(encoding="utf-8").splitlines() if (out / "bundles.txt").exists() \
+        else []
+    for line in bundles:
+        req, path = line.split("\t", 1)
+        echo(f"proof bundle {req}: {path}")
+    if not bundles:
+        echo("no proof bundle was written (see the output above)")
+
+
+def _run_parallel(config: BenchConfig, chosen: list[Feature], workers: int, sims: dict[str, str], out: Path,
+                  driver: str, running: bool, echo) -> int:
+    """`workers` pytest processes at once against the same simulators, each with its own network layer (its
+    latency is its own), its own reference LGC per scenario, browser, and client certificates bound to each run
+    it plays (core/run_attribution.py): the simulators tell the runs apart though no LGC names its run. Each
+    worker's output goes to logs/poste-N.log and, prefixed, to the terminal; the JUnit files are merged."""
+    if running:
+        echo("note: --running --parallel: each run resets only its own fault rules, journal entries and its own "
+             "state in the DMP, INSi, ON and ApCV; the MSSanté mailboxes and Pro Santé Connect are shared with "
+             "whatever else uses this bench")
+    from .lgc import reference_certificates
+
+    groups = _balanced(chosen, workers)
+    layers: list[Any] = []
+    children: list[tuple[str, subprocess.Popen, Path, threading.Thread]] = []
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    try:
+        for n, group in enumerate(groups, start=1):
+            name = f"poste-{n}"
+            layer, network = _network_layer(config, out / "network" / name, echo, fixed_ports=n == 1)
+            if layer is not None:
+                layers.append(layer)
+            env = _bench_env(config, sims, layer, network, out, "reference", driver, workstation=name)
+            env.shared_bench, env.worker = True, n
+            env.client_certs = [str(crt.resolve()) for crt, _key in reference_certificates(config, name).values()]
+            env_path = out / f"scenario-env-{name}.json"
+            env.save(env_path)
+            junit = out / f"junit-{name}.xml"
+            cmd, child_env = _scenario_command(out, env_path, junit, group, driver)
+            echo(f"[{name}] {', '.join(f.requirement for f in group)}")
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            log = out / "logs" / f"{name}.log"
+            relay = threading.Thread(target=_relay, args=(proc, log, name, echo), daemon=True)
+            relay.start()
+            children.append((name, proc, junit, relay))
+        codes = []
+        for _name, proc, _junit, relay in children:
+            codes.append(proc.wait())
+            relay.join(timeout=10)
+    finally:
+        for _name, proc, _junit, _thread in children:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        for layer in layers:
+            layer.stop()
+    _merge_junit([junit for _n, _p, junit, _r in children], out / "junit.xml")
+    code = next((c for c in codes if c != 0), 0)
+    echo(f"\nscenarios finished in {time.monotonic() - started:.1f} s on {workers} workers (exit codes "
+         f"{', '.join(str(c) for c in codes)}); JUnit: {out / 'junit.xml'}")
+    _list_bundles(out, echo)
+    return code
+
+
+def _balanced(chosen: list[Feature], workers: int) -> list[list[Feature]]:
+    """Scenarios dealt to the workers so their sums of steps are close (a scenario's length grows with its steps,
+    the latency ones excepted), longest first; each worker keeps the catalogue order."""
+    weight = {f.path: f.path.read_text(encoding="utf-8").count("\n") for f in chosen}
+    groups: list[list[Feature]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for f in sorted(chosen, key=lambda f: -weight[f.path]):
+        i = loads.index(min(loads))
+        groups[i].append(f)
+        loads[i] += weight[f.path]
+    order = {f.path: i for i, f in enumerate(chosen)}
+    return [sorted(g, key=lambda f: order[f.path]) for g in groups if g]
+
+
+def _relay(proc: subprocess.Popen, log: Path, name: str, echo) -> None:
+    with log.open("wb") as fh:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            fh.write(line)
+            fh.flush()
+            echo(f"[{name}] {line.decode('utf-8', 'replace').rstrip()}")
+
+
+def _merge_junit(parts: list[Path], target: Path) -> None:
+    """One JUnit file for CI tools: every worker's <testsuite> under one <testsuites>."""
+    from lxml import etree
+
+    root = etree.Element("testsuites")
+    for part in parts:
+        if not part.is_file():
+            continue
+        tree = etree.parse(str(part), etree.XMLParser(resolve_entities=False, no_network=True))
+        suites = [tree.getroot()] if tree.getroot().tag == "testsuite" else list(tree.getroot())
+        root.extend(suites)
+    target.write_bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8", pretty_print=True))
+
+
+def _network_layer(config: BenchConfig, control: Path, echo, *,
+                   fixed_ports: bool = True) -> tuple[object | None, dict]:
     """mitmdump in front of the simulators the LGC calls (its own venv); without it, latency is injected by the
-    simulators themselves (fault rules), which the bundle says."""
+    simulators themselves (fault rules), which the bundle says. Only one layer of a run has the fixed ports (a
+    vendor's LGC is configured once); the other parallel workers' layers take free ports."""
     try:
         from network_proxy.layer import NetworkLayer, bench_ports, bench_targets, ensure_venv
     except ImportError:
@@ -155,10 +273,9 @@ def _network_layer(config: BenchConfig, out: Path, echo) -> tuple[object | None,
         return None, {"mode": "faults"}
     try:
         ensure_venv()
-        control = out / "network"
         targets = bench_targets(config, [*PROXIED, "mss"])
         # Fixed ports (simulator port + 1000) so a vendor's LGC can be configured once to go through the layer.
-        ports = bench_ports(targets, config)
+        ports = bench_ports(targets, config) if fixed_ports else None
         layer = NetworkLayer(targets, ports=ports, har_path=control / "network.har", control_dir=control)
         layer.start()
     except Exception as exc:  # no PyPI, mitmdump fails…: the run goes on with in-simulator latency
@@ -228,7 +345,7 @@ def _operator_page(config: BenchConfig, env: Any, listen: str, echo: Callable[[s
 
 
 def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, network: dict, out: Path,
-               against: str, driver: str):
+               against: str, driver: str, workstation: str = ""):
     from importlib.metadata import version
 
     from scenarios.runtime import BenchEnv
@@ -249,7 +366,7 @@ def _bench_env(config: BenchConfig, sims: dict[str, str], layer: object | None, 
         addresses = layer.addresses()  # type: ignore[attr-defined]
         ports = {"smtp_port": str(addresses["mss-smtp"][1]), "imap_port": str(addresses["mss-imap"][1])}
     services["mss"]["extra"] = ports
-    tls = tls_settings(config)
+    tls = tls_settings(config, workstation)
     return BenchEnv(sims=sims, out_dir=str(out), against=against, driver=driver, network=network,
                     psc_issuer=config.psc_issuer(), bench_version=version("segur-bench"),
                     lgc_settings={"services": services, "psc_issuer": config.psc_issuer(), "dmp_defer_seconds": 2,
