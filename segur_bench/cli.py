@@ -86,9 +86,13 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--front-port", type=click.IntRange(0, 65535), default=None,
               help="HTTPS front door routing the real host names by SNI (default 443, falling back to 8443 "
                    "when 443 needs privileges; 0: none).")
+@click.option("--console/--no-console", "with_console", default=None,
+              help="Also start the trainers' console (default: yes, unless --only is given).")
+@click.option("--console-port", type=click.IntRange(1, 65535), default=None,
+              help="The console's port (default 8090, or console_port in segur-bench.toml).")
 @click.pass_context
 def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | None, workers: int | None,
-       with_lgc: bool | None, front_port: int | None) -> None:
+       with_lgc: bool | None, front_port: int | None, with_console: bool | None, console_port: int | None) -> None:
     """Start every available simulator and the reference LGC, print their URLs, stop cleanly on Ctrl-C."""
     from .endpoints import endpoints
     from .netnames import control_token
@@ -107,12 +111,20 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     try:
         supervisor.start(progress=lambda m: click.echo(m, err=True))
         door = _start_front_door(supervisor, config, config.front_port if front_port is None else front_port)
+        if (only is None if with_console is None else with_console):
+            click.echo(f"starting the console on port {console_port or config.console_port} …", err=True)
+            try:
+                supervisor.start_console(console_port or config.console_port)
+            except StartError as exc:  # the simulators serve without it: say why, keep the bench up
+                click.echo(f"warning: no console ({exc})", err=True)
         rows = []
         for ep in endpoints(config, services, front_port=door):
             other = ", ".join(f"{label.upper()} {where}" for label, where in ep.other.items())
             rows.append((ep.service, ep.title, ep.http, ep.https or "", ep.client_cert if ep.https else "", other))
         if supervisor.lgc is not None:
             rows.append(("lgc", "LGC de référence (navigateur)", supervisor.lgc.url, "", "", ""))
+        if supervisor.console_url is not None:
+            rows.append(("console", "Console du formateur (navigateur)", supervisor.console_url, "", "", ""))
         click.echo(_table(rows, ("service", "title", "http", "https", "client cert", "other ports")))
         lines = [f"\nState in {config.data_dir}, logs in {supervisor.log_dir}. Control API: <url>/_bench/ "
                  "(openapi.json)."]
@@ -334,6 +346,38 @@ def lgc(ctx: click.Context, host: str | None, port: int | None) -> None:
     from reference_lgc.__main__ import main as lgc_main
 
     sys.exit(lgc_main(["--config", str(settings)]))
+
+
+@main.command("console")
+@click.option("--host", default=None, help="Address to bind (default: the bench's host; beyond loopback the page "
+                                            "asks for the bench's control token).")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8090, or console_port).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="The bench's state directory (where its control token is).")
+@click.option("--only", default=None, help="Comma-separated simulators the console shows (default: all available).")
+@click.pass_context
+def console_cmd(ctx: click.Context, host: str | None, port: int | None, data_dir: Path | None,
+                only: str | None) -> None:
+    """The trainers' console alone, in the foreground, against simulators already up (console/README.md)."""
+    from console.server import serve
+
+    config = _config(ctx)
+    if host:
+        config.host = host
+    if data_dir:
+        config.data_dir = data_dir
+    port = port or config.console_port
+    if not port_free(config.host, port):
+        _fail(f"port {port} is already in use on {config.host}; choose another with --port")
+    names = [s.name for s in _select(only)]
+    click.echo(f"trainers' console on http://{config.client_host}:{port}", err=True)
+    signal.signal(signal.SIGTERM, _interrupt)  # stopped by `up` like Ctrl-C: a clean exit, not "Aborted!"
+    try:
+        serve(config, config.host, port, names)
+    except ValueError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
 
 
 @main.command("run")
@@ -627,7 +671,9 @@ def endpoints_cmd(ctx: click.Context, as_json_flag: bool, front_port: int | None
     eps = endpoints(config, front_port=port)
     lgc_url = f"http://{config.client_host}:{config.lgc_port}"
     if as_json_flag:
-        click.echo(json.dumps(as_json(config, eps, front_port=port, lgc_url=lgc_url), indent=2, ensure_ascii=False))
+        console_url = f"http://{config.client_host}:{config.console_port}"
+        click.echo(json.dumps(as_json(config, eps, front_port=port, lgc_url=lgc_url, console_url=console_url),
+                              indent=2, ensure_ascii=False))
         return
     rows = [(e.service, e.http, e.https or "", e.client_cert if e.https else "", " ".join(e.front_door)) for e in eps]
     click.echo(_table(rows, ("service", "http", "https", "client cert", "under the real names (front door)")))

@@ -8,6 +8,7 @@ overrides them:
     pki_dir = "/srv/bench-pki"   # the bench PKI, when not <data_dir>/pki (one CA for several data directories)
     workers = 2
     lgc_port = 8000   # the reference LGC `up` starts (its settings are generated from these)
+    console_port = 8090   # the trainers' console `up` starts (console/README.md)
     tls = true        # each HTTP simulator also serves TLS on its TLS port (HTTP port + 300)
     tls_names = ["bench.example.lan"]   # more names for the server certificates (a LAN name of this machine)
     front_port = 443  # the HTTPS front door (routes by SNI; see `segur-bench hosts`); 0: none
@@ -38,6 +39,7 @@ TELESERVICES = ("insi", "apcv", "on")  # the SOAP teleservices that check the so
 
 DEFAULT_CONFIG_FILE = "segur-bench.toml"
 DEFAULT_FRONT_PORT = 443
+DEFAULT_CONSOLE_PORT = 8090
 TOKEN_FILE = "control-token"
 TOKEN_ENV = "SEGUR_BENCH_CONTROL_TOKEN"  # the control token, for a client that has no access to the data directory
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
@@ -59,6 +61,7 @@ class BenchConfig:
     # Software authorisation numbers (CNDA IDAM) the teleservices accept, bench-wide; None = their defaults
     authorised_idam: list[str] | None = None
     lgc_port: int = REFERENCE_LGC_PORT  # the reference LGC started by `up`
+    console_port: int = DEFAULT_CONSOLE_PORT  # the trainers' console started by `up`
     tls: bool = True
     tls_ports: dict[str, int] = field(default_factory=lambda: {name: s.tls_port for name, s in SERVICES.items()})
     tls_names: list[str] = field(default_factory=list)
@@ -134,7 +137,8 @@ class BenchConfig:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         cfg.path = path.resolve()
         unknown = set(data) - {"host", "data_dir", "workers", "incidents_dir", "ports", "urls", "settings", "lgc_port",
-                               "tls", "tls_ports", "tls_names", "front_port", "pki_dir", "authorised_idam"}
+                               "tls", "tls_ports", "tls_names", "front_port", "pki_dir", "authorised_idam",
+                               "console_port"}
         if unknown:
             raise ConfigError(f"{path}: unknown setting(s) {sorted(unknown)}")
         cfg.host = str(data.get("host", cfg.host))
@@ -160,6 +164,7 @@ class BenchConfig:
             raise ConfigError(f"{path}: [settings.<service>] tables must name known services, got {sorted(settings)}")
         cfg.settings = {name: dict(values) for name, values in settings.items()}
         cfg.lgc_port = data.get("lgc_port", cfg.lgc_port)
+        cfg.console_port = data.get("console_port", cfg.console_port)
         if "authorised_idam" in data:
             idam = data["authorised_idam"]
             if not isinstance(idam, list) or not idam or not all(isinstance(i, str) and i.strip() for i in idam):
@@ -177,7 +182,8 @@ class BenchConfig:
         if not isinstance(cfg.front_port, int) or not 0 <= cfg.front_port < 65536:
             raise ConfigError(f"{path}: front_port must be an integer between 0 (no front door) and 65535")
         for name, port in [*cfg.ports.items(), *((f"{k} (tls_ports)", v) for k, v in cfg.tls_ports.items()),
-                           ("the reference LGC (lgc_port)", cfg.lgc_port)]:
+                           ("the reference LGC (lgc_port)", cfg.lgc_port),
+                           ("the console (console_port)", cfg.console_port)]:
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ConfigError(f"{path}: port of {name} must be an integer between 1 and 65535")
         return cfg

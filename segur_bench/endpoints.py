@@ -54,7 +54,8 @@ def endpoints(config: BenchConfig, services: list[registry.ServiceInfo] | None =
     return out
 
 
-def as_json(config: BenchConfig, eps: list[Endpoint], *, front_port: int | None, lgc_url: str | None) -> dict:
+def as_json(config: BenchConfig, eps: list[Endpoint], *, front_port: int | None, lgc_url: str | None,
+            console_url: str | None = None) -> dict:
     pki = config.pki_dir.resolve()
     return {
         "host": config.host,
@@ -64,6 +65,7 @@ def as_json(config: BenchConfig, eps: list[Endpoint], *, front_port: int | None,
         "front_door": {"port": front_port} if front_port else None,
         "control_token_file": str((config.data_dir / "control-token").resolve()) if config.lan else None,
         "reference_lgc": lgc_url,
+        "console": console_url,  # the trainers' console (console/README.md)
         "services": {e.service: e.as_dict() for e in eps},
     }
 

@@ -56,6 +56,8 @@ class Supervisor:
         self.with_lgc = with_lgc
         self.lgc: LgcProcess | None = None
         self.front_door: FrontDoor | None = None
+        self.console: subprocess.Popen | None = None  # the trainers' console (start_console)
+        self.console_url: str | None = None
 
     def start(self, *, timeout: float = 30.0, progress=print) -> list[Child]:
         for svc in self.services:
@@ -156,10 +158,48 @@ class Supervisor:
         self.front_door = door.start()
         return door.port
 
+    def start_console(self, port: int, *, timeout: float = 30.0) -> str:
+        """The trainers' console (console/) as a child process on `port`, over the simulators started here;
+        returns its URL. It stops with the bench (stop())."""
+        host = self.config.host
+        if not port_free(host, port):
+            raise StartError(f"port {port} (console) is already in use on {host}; stop the other process or choose "
+                             "another with --console-port (console_port in segur-bench.toml)")
+        cmd = [sys.executable, "-m", "segur_bench"]
+        if self.config.path:
+            cmd += ["--config", str(self.config.path)]
+        cmd += ["console", "--host", host, "--port", str(port), "--data-dir", str(self.config.data_dir),
+                "--only", ",".join(s.name for s in self.services)]
+        log_path = self.log_dir / "console.log"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
+        self.console = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        url = f"http://{self.config.client_host}:{port}"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.console.poll() is not None:
+                code, self.console = self.console.returncode, None
+                raise StartError(f"the console exited during start-up (code {code}); last lines of {log_path}:\n"
+                                 f"{_tail(log_path)}")
+            try:
+                if httpx.get(url + "/sante", timeout=1).status_code == 200:
+                    self.console_url = url
+                    return url
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.console.pid, signal.SIGKILL)
+        self.console.wait()
+        self.console = None
+        raise StartError(f"the console did not answer within {timeout:g} s; see {log_path}")
+
     def dead(self) -> list[str]:
         names = [c.service.name for c in self.children if c.process.poll() is not None]
         if self.lgc is not None and self.lgc.process.poll() is not None:
             names.append("reference LGC")
+        if self.console is not None and self.console.poll() is not None:
+            names.append("console")
         return names
 
     def stop(self, grace: float = 8.0) -> None:
@@ -167,6 +207,7 @@ class Supervisor:
             self.front_door.stop()
             self.front_door = None
         procs = [c.process for c in self.children] + ([self.lgc.process] if self.lgc else [])
+        procs += [self.console] if self.console is not None else []
         for proc in procs:
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -181,6 +222,7 @@ class Supervisor:
                 proc.wait()
         self.children = []
         self.lgc = None
+        self.console = None
 
     def __enter__(self) -> Supervisor:
         return self
