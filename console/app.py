@@ -22,15 +22,21 @@ import hashlib
 import hmac
 import json
 import logging
-import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote
+from urllib.parse import parse_qs, quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Match, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
 
 from simulators.core.control_guard import LOOPBACK_NAMES, refusal
 from simulators.core.problems import PROBLEM_CONTENT_TYPE, problem_bytes
@@ -42,9 +48,6 @@ from .feed import Filters, JournalFollower, detail_of
 log = logging.getLogger("segur_bench.console")
 
 HERE = Path(__file__).parent
-STATIC = HERE / "static"
-STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-                ".svg": "image/svg+xml"}
 SESSION_COOKIE = "console_session"
 CSRF_HEADER = "x-console-csrf"
 MAX_BODY = 64 * 1024
@@ -57,91 +60,43 @@ SECURITY_HEADERS = [
     ("cache-control", "no-store"),
 ]
 
-_templates = Environment(loader=FileSystemLoader(str(HERE / "templates")), autoescape=select_autoescape(["html"]))
+templates = Jinja2Templates(directory=HERE / "templates")  # autoescaped
 
 
-class HttpError(Exception):
+class HttpError(HTTPException):
+    """A refusal with its French detail, answered as problem JSON."""
+
     def __init__(self, status: int, detail: str, headers: list[tuple[str, str]] | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.headers = headers or []
+        super().__init__(status, detail, dict(headers or []))
 
 
-@dataclass
-class Request:
-    scope: dict[str, Any]
-    receive: Callable[[], Awaitable[dict[str, Any]]]
-    params: dict[str, str] = field(default_factory=dict)
-    _body: bytes | None = None
-
-    @property
-    def method(self) -> str:
-        return self.scope["method"]
-
-    @property
-    def path(self) -> str:
-        return self.scope["path"]
-
-    def header(self, name: str) -> str | None:
-        name_b = name.lower().encode()
-        for key, value in self.scope["headers"]:
-            if key.lower() == name_b:
-                return value.decode("latin-1")
-        return None
-
-    def query(self, name: str) -> str:
-        values = parse_qs(self.scope.get("query_string", b"").decode("latin-1")).get(name)
-        return values[0] if values else ""
-
-    def cookie(self, name: str) -> str | None:
-        for part in (self.header("cookie") or "").split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                return value
-        return None
-
-    async def body(self) -> bytes:
-        if self._body is None:
-            chunks, size = [], 0
-            while True:
-                message = await self.receive()
-                if message["type"] == "http.disconnect":
-                    break
-                chunk = message.get("body", b"")
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise HttpError(413, "corps de requête trop volumineux")
-                chunks.append(chunk)
-                if not message.get("more_body"):
-                    break
-            self._body = b"".join(chunks)
-        return self._body
-
-    async def json(self) -> dict[str, Any]:
-        raw = await self.body()
-        try:
-            value = json.loads(raw or b"{}")
-        except ValueError:
-            raise HttpError(400, "le corps doit être un objet JSON") from None
-        if not isinstance(value, dict):
-            raise HttpError(400, "le corps doit être un objet JSON")
-        return value
+def problem_response(status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    return Response(problem_bytes(status, detail), status, headers, PROBLEM_CONTENT_TYPE)
 
 
-@dataclass
-class Response:
-    body: bytes = b""
-    status: int = 200
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
+async def read_body(request: Request) -> bytes:
+    """The body, refused beyond MAX_BODY. Not Starlette's `max_body_size`: it answers 413 in plain text."""
+    chunks, size = [], 0
+    with contextlib.suppress(ClientDisconnect):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_BODY:
+                raise HttpError(413, "corps de requête trop volumineux")
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
-def json_response(value: Any, status: int = 200) -> Response:
-    return Response(json.dumps(value, ensure_ascii=False).encode("utf-8"), status)
+async def read_json(request: Request) -> dict[str, Any]:
+    try:
+        value = json.loads(await read_body(request) or b"{}")
+    except ValueError:
+        raise HttpError(400, "le corps doit être un objet JSON") from None
+    if not isinstance(value, dict):
+        raise HttpError(400, "le corps doit être un objet JSON")
+    return value
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 @dataclass
@@ -162,7 +117,7 @@ class ConsoleSettings:
 
 
 class Console:
-    """The ASGI application."""
+    """The ASGI application: a Starlette app, its responses given the security headers."""
 
     def __init__(self, services: list[Service], settings: ConsoleSettings, *, bench_token: str | None = None,
                  client: BenchClient | None = None) -> None:
@@ -178,45 +133,29 @@ class Console:
         self.csrf = secrets.token_urlsafe(24)  # per process: embedded in the page, echoed by its scripts
         self._session = (hmac.new(settings.token.encode(), b"segur-bench console session", hashlib.sha256).hexdigest()
                          if settings.token else None)
-        self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
-        self._add_routes()
+        self.app = Starlette(routes=self._routes(), lifespan=self._lifespan, exception_handlers={
+            HTTPException: self._http_error, BenchError: self._bench_error, Exception: self._internal_error})
+        self.app.router.redirect_slashes = False  # `/api/clock/` is not found, as any other unknown path
 
-    # ------------------------------------------------------------------ ASGI
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        request = Request(scope, receive)
-        try:
-            if request.path == "/api/journal/stream" and request.method == "GET":
-                self._guard(request)
-                await self._stream(request, send)
-                return
-            response = await self._dispatch(request)
-        except HttpError as exc:
-            response = self._problem(exc.status, exc.detail, exc.headers)
-            if exc.status == 401 and request.method == "GET" and not request.path.startswith("/api/"):
-                response = Response(b"", 303, "text/plain", [("location", "/connexion")])  # a person: the login
-        except BenchError as exc:
-            response = self._problem(exc.status, exc.detail)
-        except Exception:
-            ref = secrets.token_hex(4)
-            log.exception("console: unhandled error on %s %s [ref %s]", request.method, request.path, ref)
-            response = self._problem(500, f"erreur interne de la console (référence {ref} dans son journal)")
-        await self._send(send, response)
+        async def secured(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS:
+                    headers[name] = value
+            await send(message)
 
-    async def _lifespan(self, receive: Any, send: Any) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.startup()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        # Outside Starlette's own error middleware, so that even its last-resort 500 carries them
+        await self.app(scope, receive, secured if scope["type"] == "http" else send)
+
+    # ------------------------------------------------------------------ lifecycle
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
 
     def stopping(self) -> None:
         """Called by the server when it is asked to stop (any thread): event streams end at once."""
@@ -235,222 +174,241 @@ class Console:
         if self.client is not None:
             await self.client.aclose()
 
-    @staticmethod
-    async def _send(send: Any, response: Response) -> None:
-        headers = [("content-type", response.content_type), ("content-length", str(len(response.body))),
-                   *SECURITY_HEADERS, *response.headers]
-        await send({"type": "http.response.start", "status": response.status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]})
-        await send({"type": "http.response.body", "body": response.body})
+    # ------------------------------------------------------------------ errors, as problem JSON
+    async def _http_error(self, request: Request, exc: HTTPException) -> Response:
+        status, detail, headers = exc.status_code, exc.detail, dict(exc.headers or {})
+        if status == 401 and request.method == "GET" and not request.scope["path"].startswith("/api/"):
+            return RedirectResponse("/connexion", 303)  # a person: the login page
+        if not isinstance(exc, HttpError) and status == 404:  # Starlette's: no route, no static file
+            detail = f"rien à l'adresse {request.scope['path']}"
+        elif not isinstance(exc, HttpError) and status == 405:  # Allow: every route of this path, not the first
+            detail = f"méthode {request.method} non autorisée ici"
+            allowed = [m for r in self.app.routes if r.matches(request.scope)[0] is Match.PARTIAL
+                       for m in sorted(r.methods or ()) if m != "HEAD"]  # type: ignore[attr-defined]
+            headers = {"allow": ", ".join(allowed)} if allowed else headers
+        return problem_response(status, detail, headers)
 
-    @staticmethod
-    def _problem(status: int, detail: str, headers: list[tuple[str, str]] | None = None) -> Response:
-        return Response(problem_bytes(status, detail), status, PROBLEM_CONTENT_TYPE, headers or [])
+    async def _bench_error(self, request: Request, exc: BenchError) -> Response:
+        return problem_response(exc.status, exc.detail)
+
+    async def _internal_error(self, request: Request, exc: Exception) -> Response:
+        ref = secrets.token_hex(4)
+        # Starlette re-raises it after this answer: uvicorn logs the traceback just below
+        log.error("console: unhandled error on %s %s [ref %s]", request.method, request.scope["path"], ref)
+        return problem_response(500, f"erreur interne de la console (référence {ref} dans son journal)")
 
     # ------------------------------------------------------------------ security
-    def _own_origin(self, request: Request) -> str:
-        return f"{request.scope.get('scheme', 'http')}://{request.header('host') or ''}"
+    def _refusal(self, request: Request) -> tuple[int, str, list[tuple[str, str]]] | None:
+        """Origin and Host as the control API checks them; the console's own origin is the only one allowed."""
+        own_origin = f"{request.scope.get('scheme', 'http')}://{request.headers.get('host', '')}"
+        return refusal(request.scope, SimConfig(host=self.settings.host, control_origins=[own_origin]))
 
     def _guard(self, request: Request) -> None:
-        """Origin and Host as the control API checks them, then the token (beyond loopback), then, for a change,
-        the page's anti-forgery header."""
-        config = SimConfig(host=self.settings.host, control_origins=[self._own_origin(request)])
-        refused = refusal(request.scope, config)
+        """Origin and Host, then the token (beyond loopback), then, for a change, the page's anti-forgery header."""
+        refused = self._refusal(request)
         if refused is not None:
-            status, detail, headers = refused
-            raise HttpError(status, detail, headers)
+            raise HttpError(*refused)
         bearer = self._bearer_ok(request)
         if self.settings.needs_login and not (bearer or self._session_ok(request)):
             raise HttpError(401, "cette console écoute au-delà de la boucle locale : connectez-vous avec le jeton du "
                                  "banc (/connexion) ou envoyez 'Authorization: Bearer <jeton>'",
                             [("www-authenticate", 'Bearer realm="segur-bench console"')])
         if request.method not in ("GET", "HEAD") and not bearer:
-            given = request.header(CSRF_HEADER) or ""
+            given = request.headers.get(CSRF_HEADER, "")
             if not hmac.compare_digest(given.encode(), self.csrf.encode()):
                 raise HttpError(403, f"en-tête {CSRF_HEADER} absent ou périmé : rechargez la page de la console")
 
     def _bearer_ok(self, request: Request) -> bool:
         if not self.settings.token:
             return False
-        scheme, _, value = (request.header("authorization") or "").partition(" ")
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.settings.token.encode())
 
     def _session_ok(self, request: Request) -> bool:
-        cookie = request.cookie(SESSION_COOKIE)
+        cookie = request.cookies.get(SESSION_COOKIE)
         return bool(self._session and cookie and hmac.compare_digest(cookie.encode(), self._session.encode()))
 
-    # ------------------------------------------------------------------ routing
-    def route(self, method: str, pattern: str) -> Callable[[Handler], Handler]:
-        regex = re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", pattern) + "$")
+    def _guarded(self, endpoint: Endpoint) -> Endpoint:
+        async def guarded(request: Request) -> Response:
+            self._guard(request)
+            return await endpoint(request)
 
-        def add(handler: Handler) -> Handler:
-            self.routes.append((method, regex, handler))
-            return handler
+        return guarded
 
-        return add
+    # ------------------------------------------------------------------ routes
+    def _routes(self) -> list[Route | Mount]:
+        g = self._guarded
+        return [
+            # Open: what the login page and a health check need
+            Route("/connexion", self.login_page),
+            Route("/connexion", self.login, methods=["POST"]),
+            Route("/sante", self.health),
+            Route("/favicon.ico", self.favicon),
+            Mount("/static", StaticFiles(directory=HERE / "static")),
+            # Guarded
+            Route("/", g(self.index)),
+            Route("/api/services", g(self.overview)),
+            Route("/api/incidents", g(self.incidents)),
+            Route("/api/incidents/{name}", g(self.apply_incident), methods=["POST"]),
+            Route("/api/incidents/{name}", g(self.clear_incident), methods=["DELETE"]),
+            Route("/api/faults", g(self.clear_faults), methods=["DELETE"]),
+            Route("/api/faults", g(self.add_rule), methods=["POST"]),
+            Route("/api/faults/{service}/{rule_id}", g(self.delete_rule), methods=["DELETE"]),
+            Route("/api/clock", g(self.clock)),
+            Route("/api/clock", g(self.set_clock), methods=["POST"]),
+            Route("/api/ciba", g(self.ciba)),
+            Route("/api/ciba/{auth_req_id}", g(self.decide), methods=["POST"]),
+            Route("/api/apcv/patients", g(self.apcv_patients)),
+            Route("/api/apcv/{patient}/qr", g(self.apcv_qr)),
+            Route("/api/mss/mailboxes", g(self.mailboxes)),
+            Route("/api/mss/mailboxes/{address}", g(self.mailbox)),
+            Route("/api/journal/stream", g(self.stream)),
+            Route("/api/journal/{service}/{entry_id}", g(self.entry)),
+        ]
 
-    async def _dispatch(self, request: Request) -> Response:
-        allowed = []
-        # Matched on the path as sent (percent-encoded): a rule id or mail address with %2F stays one segment
-        raw = (request.scope.get("raw_path") or request.path.encode()).decode("latin-1").partition("?")[0]
-        for method, regex, handler in self.routes:
-            m = regex.match(raw)
-            if m is None:
-                continue
-            if method != request.method and not (method == "GET" and request.method == "HEAD"):
-                allowed.append(method)
-                continue
-            request.params = {k: unquote(v) for k, v in m.groupdict().items()}
-            if not getattr(handler, "public", False):
-                self._guard(request)
-            return await handler(request)
-        if allowed:
-            raise HttpError(405, f"méthode {request.method} non autorisée ici", [("allow", ", ".join(allowed))])
-        raise HttpError(404, f"rien à l'adresse {request.path}")
+    async def login_page(self, request: Request) -> Response:
+        return templates.TemplateResponse(request, "connexion.html", {"error": None})
 
-    def _add_routes(self) -> None:
-        route = self.route
+    async def login(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            raise HttpError(refused[0], refused[1])
+        form = parse_qs((await read_body(request)).decode("utf-8", "replace"))
+        token = (form.get("jeton") or [""])[0].strip()
+        if self._session is None or not hmac.compare_digest(token.encode(), self.settings.token.encode()):
+            return templates.TemplateResponse(request, "connexion.html",
+                                              {"error": "Ce jeton n'est pas celui du banc."}, status_code=401)
+        response = RedirectResponse("/", 303)
+        response.set_cookie(SESSION_COOKIE, self._session, path="/", httponly=True, samesite="Strict")
+        return response
 
-        def public(handler: Handler) -> Handler:
-            handler.public = True  # type: ignore[attr-defined]
-            return handler
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", "services": [s.name for s in self.services]})
 
-        @route("GET", "/")
-        async def index(request: Request) -> Response:
-            return self._page("console.html", services=[s.as_dict() for s in self.services],
-                              csrf=self.csrf, bench=self.settings.bench)
+    async def favicon(self, request: Request) -> Response:
+        return Response(status_code=204)  # none: spares the browser's log a 404 on every load
 
-        @route("GET", "/static/{name}")
-        @public
-        async def static(request: Request) -> Response:
-            name = request.params["name"]
-            path = STATIC / name
-            if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
-                raise HttpError(404, f"pas de fichier statique {name!r}")
-            return Response(path.read_bytes(), content_type=STATIC_TYPES[path.suffix])
+    async def index(self, request: Request) -> Response:
+        return templates.TemplateResponse(request, "console.html", {
+            "services": [s.as_dict() for s in self.services], "csrf": self.csrf, "bench": self.settings.bench})
 
-        @route("GET", "/favicon.ico")
-        @public
-        async def favicon(request: Request) -> Response:
-            return Response(b"", 204, "text/plain")  # none: spares the browser's log a 404 on every load
+    # -------------------------------------------------------------- services, faults, incidents
+    async def overview(self, request: Request) -> Response:
+        return JSONResponse({"services": await self._client.overview()})
 
-        @route("GET", "/sante")
-        @public
-        async def health(request: Request) -> Response:
-            return json_response({"status": "ok", "services": [s.name for s in self.services]})
+    async def incidents(self, request: Request) -> Response:
+        return JSONResponse({"incidents": await self._client.incidents()})
 
-        @route("GET", "/connexion")
-        @public
-        async def login_page(request: Request) -> Response:
-            return self._page("connexion.html", error=None)
+    async def apply_incident(self, request: Request) -> Response:
+        return self._per_service(await self._client.apply_incident(request.path_params["name"]))
 
-        @route("POST", "/connexion")
-        @public
-        async def login(request: Request) -> Response:
-            config = SimConfig(host=self.settings.host, control_origins=[self._own_origin(request)])
-            refused = refusal(request.scope, config)
-            if refused is not None:
-                raise HttpError(refused[0], refused[1])
-            form = parse_qs((await request.body()).decode("utf-8", "replace"))
-            token = (form.get("jeton") or [""])[0].strip()
-            if not self.settings.token or not hmac.compare_digest(token.encode(), self.settings.token.encode()):
-                return self._page("connexion.html", status=401, error="Ce jeton n'est pas celui du banc.")
-            cookie = f"{SESSION_COOKIE}={self._session}; Path=/; HttpOnly; SameSite=Strict"
-            return Response(b"", 303, "text/plain", [("location", "/"), ("set-cookie", cookie)])
+    async def clear_incident(self, request: Request) -> Response:
+        return self._per_service(await self._client.clear_incident(request.path_params["name"]))
 
-        # -------------------------------------------------------------- services, faults, incidents
-        @route("GET", "/api/services")
-        async def services(request: Request) -> Response:
-            return json_response({"services": await self._client.overview()})
+    async def clear_faults(self, request: Request) -> Response:
+        return self._per_service(await self._client.clear_faults())
 
-        @route("GET", "/api/incidents")
-        async def incidents(request: Request) -> Response:
-            return json_response({"incidents": await self._client.incidents()})
+    async def add_rule(self, request: Request) -> Response:
+        service, rule = rule_from_form(await read_json(request), [s.name for s in self.services])
+        return self._per_service(await self._client.add_rule(service, rule), status=201)
 
-        @route("POST", "/api/incidents/{name}")
-        async def apply_incident(request: Request) -> Response:
-            return self._per_service(await self._client.apply_incident(request.params["name"]))
+    async def delete_rule(self, request: Request) -> Response:
+        await self._client.delete_rule(request.path_params["service"], request.path_params["rule_id"])
+        return Response(status_code=204)
 
-        @route("DELETE", "/api/incidents/{name}")
-        async def clear_incident(request: Request) -> Response:
-            return self._per_service(await self._client.clear_incident(request.params["name"]))
+    # -------------------------------------------------------------- clock
+    async def clock(self, request: Request) -> Response:
+        return JSONResponse({"clocks": await self._client.clocks()})
 
-        @route("DELETE", "/api/faults")
-        async def clear_faults(request: Request) -> Response:
-            return self._per_service(await self._client.clear_faults())
+    async def set_clock(self, request: Request) -> Response:
+        body = await read_json(request)
+        instruction: dict[str, Any] = {}
+        if body.get("advance"):
+            try:
+                instruction["advance"] = iso_duration(str(body["advance"]))
+            except ValueError as exc:
+                raise HttpError(400, str(exc)) from None
+        if isinstance(body.get("freeze"), bool):
+            instruction["freeze"] = body["freeze"]
+        if body.get("reset") is True:
+            instruction = {"reset": True}
+        if not instruction:
+            raise HttpError(400, 'attendu {"advance": "+1h"}, {"freeze": true|false} ou {"reset": true}')
+        return self._per_service(await self._client.set_clocks(instruction))
 
-        @route("POST", "/api/faults")
-        async def add_rule(request: Request) -> Response:
-            service, rule = rule_from_form(await request.json(), [s.name for s in self.services])
-            return self._per_service(await self._client.add_rule(service, rule), status=201)
+    # -------------------------------------------------------------- CIBA, ApCV, MSSanté
+    async def ciba(self, request: Request) -> Response:
+        return JSONResponse({"requests": await self._client.ciba()})
 
-        @route("DELETE", "/api/faults/{service}/{rule_id}")
-        async def delete_rule(request: Request) -> Response:
-            await self._client.delete_rule(request.params["service"], request.params["rule_id"])
-            return Response(b"", 204)
+    async def decide(self, request: Request) -> Response:
+        decision = (await read_json(request)).get("decision")
+        if decision not in ("approve", "refuse"):
+            raise HttpError(400, 'decision doit valoir "approve" ou "refuse"')
+        return JSONResponse({"requests": await self._client.decide_ciba(request.path_params["auth_req_id"],
+                                                                          decision)})
 
-        # -------------------------------------------------------------- clock
-        @route("GET", "/api/clock")
-        async def clock(request: Request) -> Response:
-            return json_response({"clocks": await self._client.clocks()})
+    async def apcv_patients(self, request: Request) -> Response:
+        return JSONResponse({"patients": apcv_personas()})
 
-        @route("POST", "/api/clock")
-        async def set_clock(request: Request) -> Response:
-            body = await request.json()
-            instruction: dict[str, Any] = {}
-            if body.get("advance"):
-                try:
-                    instruction["advance"] = iso_duration(str(body["advance"]))
-                except ValueError as exc:
-                    raise HttpError(400, str(exc)) from None
-            if isinstance(body.get("freeze"), bool):
-                instruction["freeze"] = body["freeze"]
-            if body.get("reset") is True:
-                instruction = {"reset": True}
-            if not instruction:
-                raise HttpError(400, 'attendu {"advance": "+1h"}, {"freeze": true|false} ou {"reset": true}')
-            return self._per_service(await self._client.set_clocks(instruction))
+    async def apcv_qr(self, request: Request) -> Response:
+        patient = request.path_params["patient"]
+        png, payload, expires = await self._client.apcv_qr(patient)
+        return JSONResponse({"patient": patient, "payload": payload, "expires_at": expires,
+                             "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii")})
 
-        # -------------------------------------------------------------- CIBA, ApCV, MSSanté
-        @route("GET", "/api/ciba")
-        async def ciba(request: Request) -> Response:
-            return json_response({"requests": await self._client.ciba()})
+    async def mailboxes(self, request: Request) -> Response:
+        return JSONResponse({"mailboxes": await self._client.mailboxes()})
 
-        @route("POST", "/api/ciba/{auth_req_id}")
-        async def decide(request: Request) -> Response:
-            decision = (await request.json()).get("decision")
-            if decision not in ("approve", "refuse"):
-                raise HttpError(400, 'decision doit valoir "approve" ou "refuse"')
-            return json_response({"requests": await self._client.decide_ciba(request.params["auth_req_id"],
-                                                                               decision)})
+    async def mailbox(self, request: Request) -> Response:
+        return JSONResponse(await self._client.mailbox(request.path_params["address"]))
 
-        @route("GET", "/api/apcv/patients")
-        async def apcv_patients(request: Request) -> Response:
-            return json_response({"patients": apcv_personas()})
+    # -------------------------------------------------------------- journal
+    async def entry(self, request: Request) -> Response:
+        found = self.follower.entry(request.path_params["service"], request.path_params["entry_id"]) \
+            if self.follower else None
+        if found is None:
+            raise HttpError(404, "entrée inconnue de la console (trop ancienne ?) : lisez-la avec "
+                                 "GET /_bench/journal du simulateur")
+        return JSONResponse(detail_of(found))
 
-        @route("GET", "/api/apcv/{patient}/qr")
-        async def apcv_qr(request: Request) -> Response:
-            png, payload, expires = await self._client.apcv_qr(request.params["patient"])
-            return json_response({"patient": request.params["patient"], "payload": payload, "expires_at": expires,
-                                  "png": "data:image/png;base64," + base64.b64encode(png).decode("ascii")})
+    async def stream(self, request: Request) -> Response:
+        """Server-sent events: the recent entries, then each new one, a comment every 15 s to keep it open.
 
-        @route("GET", "/api/mss/mailboxes")
-        async def mailboxes(request: Request) -> Response:
-            return json_response({"mailboxes": await self._client.mailboxes()})
+        Starlette ends the stream when the page leaves; `closing` ends it when the console stops (uvicorn would
+        wait for open responses)."""
+        follower = self.follower
+        if follower is None:
+            raise HttpError(503, "la console démarre")
+        q = request.query_params
+        sub, backlog = follower.subscribe(Filters(service=q.get("service", ""), run=q.get("run", ""),
+                                                  operation=q.get("operation", "")))
 
-        @route("GET", "/api/mss/mailboxes/{address}")
-        async def mailbox(request: Request) -> Response:
-            return json_response(await self._client.mailbox(request.params["address"]))
+        def event(data: dict[str, Any]) -> str:
+            return f"event: message\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
-        # -------------------------------------------------------------- journal
-        @route("GET", "/api/journal/{service}/{entry_id}")
-        async def entry(request: Request) -> Response:
-            found = self.follower.entry(request.params["service"], request.params["entry_id"]) \
-                if self.follower else None
-            if found is None:
-                raise HttpError(404, "entrée inconnue de la console (trop ancienne ?) : lisez-la avec "
-                                     "GET /_bench/journal du simulateur")
-            return json_response(detail_of(found))
+        async def events() -> AsyncIterator[str]:
+            closing = asyncio.create_task(self.closing.wait())
+            getter: asyncio.Task | None = None
+            try:
+                yield event({"type": "hello", "errors": follower.errors})
+                for summary in backlog:
+                    yield event({"type": "entry", "entry": summary})
+                while not closing.done():
+                    getter = asyncio.create_task(sub.queue.get())
+                    done, _ = await asyncio.wait({getter, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+                    if getter in done:
+                        yield event(getter.result())
+                        continue
+                    getter.cancel()
+                    if not done:
+                        yield ": keep-alive\n\n"
+            finally:
+                follower.unsubscribe(sub)
+                closing.cancel()
+                if getter is not None:
+                    getter.cancel()
+
+        return StreamingResponse(events(), media_type="text/event-stream", headers={"x-accel-buffering": "no"})
 
     @property
     def _client(self) -> BenchClient:
@@ -464,57 +422,7 @@ class Console:
         failed = {name: r["error"] for name, r in results.items() if isinstance(r, dict) and "error" in r}
         if failed and len(failed) == len(results):
             status = 502
-        return json_response({"results": results, "failed": failed}, status)
-
-    def _page(self, name: str, status: int = 200, **values: Any) -> Response:
-        html = _templates.get_template(name).render(**values)
-        return Response(html.encode("utf-8"), status, "text/html; charset=utf-8")
-
-    # ------------------------------------------------------------------ server-sent events
-    async def _stream(self, request: Request, send: Any) -> None:
-        follower = self.follower
-        if follower is None:
-            raise HttpError(503, "la console démarre")
-        filters = Filters(service=request.query("service"), run=request.query("run"),
-                          operation=request.query("operation"))
-        sub, backlog = follower.subscribe(filters)
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"text/event-stream; charset=utf-8"), (b"x-accel-buffering", b"no"),
-            *((k.encode(), v.encode()) for k, v in SECURITY_HEADERS)]})
-
-        async def event(data: dict[str, Any], name: str = "message") -> None:
-            text = json.dumps(data, ensure_ascii=False)
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": f"event: {name}\ndata: {text}\n\n".encode()})
-
-        async def gone() -> None:  # the page left
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-
-        # The stream ends when the page leaves or the console stops (uvicorn waits for open responses).
-        ending = {asyncio.create_task(gone()), asyncio.create_task(self.closing.wait())}
-        try:
-            await event({"type": "hello", "errors": follower.errors})
-            for summary in backlog:
-                await event({"type": "entry", "entry": summary})
-            while True:
-                getter = asyncio.create_task(sub.queue.get())
-                done, _ = await asyncio.wait({getter, *ending}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
-                if getter not in done:
-                    getter.cancel()
-                    if done:
-                        break
-                    await send({"type": "http.response.body", "body": b": keep-alive\n\n", "more_body": True})
-                    continue
-                await event(getter.result())
-        except OSError:
-            pass
-        finally:
-            follower.unsubscribe(sub)
-            for task in ending:
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return JSONResponse({"results": results, "failed": failed}, status)
 
 
 EFFECT_TYPES = ("latency", "outcome", "http_status", "drop", "hang")
