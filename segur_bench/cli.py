@@ -20,6 +20,7 @@ from simulators.core.incidents import IncidentCatalog, IncidentError
 from simulators.core.journal import Exchange, to_jsonl
 
 from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
+from .incident_control import apply_incident, clear_incident
 from .supervisor import StartError, Supervisor, port_free
 
 PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
@@ -564,25 +565,14 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...], run:
         inc = IncidentCatalog(config.incidents_dir).get(name)
     except IncidentError as exc:
         _fail(str(exc))
-    applied = 0
     targets = _targets(config, service)
-    concerned = [(svc, url) for svc, url in targets if inc.rules_for(svc)]
-    if not concerned:
+    if not any(inc.rules_for(svc) for svc, _ in targets):
         _fail(f"incident {name} concerns {', '.join(sorted(inc.services()))}; none of the targeted simulators "
               f"({', '.join(svc for svc, _ in targets)}) is concerned")
-    for svc, url in concerned:
-        rules = inc.rules_for(svc)
-        scope = {"incident": name, **({"run": run} if run else {})}
-        if _call(config, "DELETE", f"{url}/_bench/faults", params=scope) is None:
-            click.echo(f"{svc}: not reachable at {url} (is `segur-bench up` running?)", err=True)
-            continue
-        resp = _call(config, "POST", f"{url}/_bench/faults", json={"rules": [{**r, **scope} for r in rules]})
-        if resp is None or resp.status_code != 201:
-            click.echo(f"{svc}: refused: {_problem(resp) if resp is not None else 'no answer'}", err=True)
-            continue
-        applied += 1
-        descriptions = "; ".join(r["description"] for r in resp.json()["rules"])
-        click.echo(f"{svc}: {descriptions}")
+    outcomes = apply_incident(config, inc, targets, run)
+    for o in outcomes:
+        click.echo(f"{o.service}: {o.detail}", err=not o.ok)
+    applied = sum(o.ok for o in outcomes)
     if not applied:
         _fail(f"incident {name} was applied to no simulator")
     click.echo(f"incident {name} ({inc.title}) applied to {applied} simulator(s)"
@@ -596,16 +586,11 @@ def incident_apply(ctx: click.Context, name: str, service: tuple[str, ...], run:
 @click.pass_context
 def incident_clear(ctx: click.Context, name: str | None, service: tuple[str, ...], run: str | None) -> None:
     """Remove the rules of incident NAME, or every fault rule when NAME is omitted (with --run: that run's)."""
-    reached = 0
-    config = _config(ctx)
-    scope = {**({"incident": name} if name else {}), **({"run": run} if run else {})}
-    for svc, url in _targets(config, service):
-        resp = _call(config, "DELETE", f"{url}/_bench/faults", params=scope or None)
-        if resp is None:
-            click.echo(f"{svc}: not reachable at {url}", err=True)
-            continue
-        reached += 1
-        click.echo(f"{svc}: {resp.json().get('deleted', 0)} rule(s) removed")
+    outcomes = clear_incident(_config(ctx), name, _targets(_config(ctx), service), run)
+    for o in outcomes:
+        click.echo(f"{o.service}: {o.detail}" if not o.ok else f"{o.service}: {o.removed} rule(s) removed",
+                   err=not o.ok)
+    reached = sum(o.ok for o in outcomes)
     if not reached:
         _fail("no simulator reachable (is `segur-bench up` running?)")
 
@@ -849,6 +834,88 @@ def front_door_cmd(ctx: click.Context, host: str | None, port: int | None, route
         f"{svc} → {h}:{p}" for svc, (h, p) in sorted(targets.items())), err=True)
     with contextlib.suppress(KeyboardInterrupt):
         door.serve_forever()
+
+
+@main.command("load")
+@click.argument("profile", default="cabinet")
+@click.option("--users", "-u", type=click.IntRange(1), default=10, show_default=True,
+              help="Simulated practitioners working at once.")
+@click.option("--spawn-rate", "-r", type=click.FloatRange(0.01), default=1.0, show_default=True,
+              help="Practitioners started per second.")
+@click.option("--duration", "-t", default="60s", show_default=True, help="How long: seconds, or 90s, 5m, 1h30m.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=Path("out/load"), show_default=True,
+              help="Run directory: Locust's CSV (stats_*.csv), HTML report (report.html), logs.")
+@click.option("--incident", "incidents", multiple=True, metavar="NAME@SECONDS",
+              help="Apply incident NAME (scenarios/incidents/) that long after the load started, cleared at the "
+                   "end (repeatable). It acts on the whole bench, as `incident apply` does.")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Distributed mode on this machine: one Locust master and N worker processes.")
+@click.option("--expect-workers", type=click.IntRange(1, 1024), default=None,
+              help="Workers the master waits for, other machines' included (default: --workers).")
+@click.option("--master-bind", default="127.0.0.1", show_default=True,
+              help="Address the master listens on for workers (0.0.0.0 for workers on other machines).")
+@click.option("--master-port", type=click.IntRange(0, 65535), default=0,
+              help="The master's port (default: a free one for local workers only, else 5557).")
+@click.option("--worker", "worker_mode", is_flag=True,
+              help="Be one more worker of a master on another machine (--master-host) instead.")
+@click.option("--master-host", default=None, help="With --worker: the master's address.")
+@click.option("--target", default=None, metavar="MODULE:CLASS",
+              help="Your LGC instead of the simulators: a LoadTarget subclass importable from PYTHONPATH "
+                   "(template: segur_bench/load/template_target.py).")
+@click.option("--pace", type=click.FloatRange(0.01, 1000), default=1.0, show_default=True,
+              help="Divides every think time (2 = practitioners twice as fast).")
+@click.option("--call-timeout", type=click.FloatRange(0.1, 600), default=10.0, show_default=True,
+              help="Seconds a call may take before it counts as failed (the reference LGC's default).")
+@click.pass_context
+def load_cmd(ctx: click.Context, profile: str, users: int, spawn_rate: float, duration: str, out: Path,
+             incidents: tuple[str, ...], workers: int, expect_workers: int | None, master_bind: str,
+             master_port: int, worker_mode: bool, master_host: str | None, target: str | None, pace: float,
+             call_timeout: float) -> None:
+    """Run load profile PROFILE (cabinet) with Locust, headless, against the running bench (segur_bench/load/).
+
+    Exit status: 0 every request succeeded, 3 the run completed with failed requests, 1 it could not run."""
+    from simulators.core.incidents import IncidentCatalog
+
+    from .load.runner import (
+        LoadError,
+        LoadOptions,
+        parse_duration,
+        parse_incident,
+        profile_path,
+        run_load,
+        run_worker,
+        summary_table,
+    )
+
+    config = _config(ctx)
+    signal.signal(signal.SIGTERM, _interrupt)  # a CI job's timeout: stop Locust and clear the incidents too
+    try:
+        profile_path(profile)
+        seconds = parse_duration(duration)
+        catalog = IncidentCatalog(config.incidents_dir)
+        schedule = [parse_incident(spec, catalog, seconds) for spec in incidents]
+        opts = LoadOptions(profile=profile, users=users, spawn_rate=spawn_rate, duration_s=seconds, out=out,
+                           incidents=schedule, workers=workers, expect_workers=expect_workers,
+                           master_bind=master_bind, master_port=master_port, target=target, pace=pace,
+                           call_timeout=call_timeout)
+        if worker_mode:
+            if not master_host:
+                _fail("--worker needs --master-host (the address of the machine running the master)")
+            sys.exit(run_worker(opts, config, master_host, master_port or 5557, echo=click.echo))
+        if master_host:
+            _fail("--master-host is for --worker mode")
+        result = run_load(config, opts, echo=click.echo)
+    except LoadError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted; Locust and the incidents it applied were stopped")
+    click.echo("\n" + summary_table(result))
+    if result.workers_reported is not None:
+        click.echo(f"\n{result.workers_reported} worker(s) reported to the master.")
+    click.echo(f"\nCSV: {out}/stats_stats.csv (and _failures, _history); HTML: {out}/report.html")
+    if result.failures:
+        click.echo(f"{result.failures} request(s) failed: {out}/stats_failures.csv says why", err=True)
+        sys.exit(3)
 
 
 from .pki_cli import pki  # noqa: E402 - the `pki` group lives in its own module
