@@ -1,6 +1,6 @@
-"""`segur-bench run` as a user runs it: every REM scenario against the reference LGC, then the flagship's
-proof bundle opened and checked (video, one screenshot per step, 3-s latency on INSi and ON, hashes); the guided
-driver with an automated operator."""
+"""`segur-bench run` as a user runs it: every REM scenario against the reference LGC (on two parallel workers), then
+the flagship's proof bundle opened and checked (video, one screenshot per step, 3-s latency on INSi and ON,
+hashes); the guided driver with an automated operator."""
 
 from __future__ import annotations
 
@@ -27,8 +27,11 @@ def segur(*args: str, timeout: int = 900, env: dict[str, str] | None = None) -> 
 @pytest.fixture(scope="module")
 def all_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("scenarios")
-    result = segur("run", "--all", "--out", str(out))
+    # Two workers at once against one set of simulators, as a QA farm would: the runs must not see each other's
+    # state, clock or incidents (and the suite is shorter by a few minutes).
+    result = segur("run", "--all", "--parallel", "2", "--out", str(out))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "[poste-2]" in result.stdout and (out / "logs" / "poste-2.log").is_file()
     return out
 
 
