@@ -13,6 +13,7 @@ COPY network_proxy ./network_proxy
 COPY scenarios ./scenarios
 COPY proofs ./proofs
 COPY proofs_video ./proofs_video
+COPY console ./console
 RUN pip install --no-cache-dir . \
  && python -m venv /opt/mitm && /opt/mitm/bin/pip install --no-cache-dir "mitmproxy>=11.0.2,<12" \
  && useradd --system --create-home bench && mkdir /data && chown bench /data
