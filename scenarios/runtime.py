@@ -42,11 +42,10 @@ class BenchEnv:
     bench_version: str = ""
     control_token: str | None = None  # the control API's token when the bench listens beyond loopback
     ca_file: str | None = None  # the bench CA (HTTPS): the scenarios' browser trusts it like a tester's would
-    # Several scenario runs at once on one bench (segur-bench run --parallel): each run resets, scopes its fault
-    # rules and reads its journal by its own run id, and binds its LGC's client certificates to that id.
+    # Several scenario runs at once on one bench (segur-bench run --parallel): each run binds its LGC's client
+    # certificates to its id, with its own state, and resets, scopes its fault rules and reads its journal by it.
     shared_bench: bool = False
     client_certs: list[str] = field(default_factory=list)  # PEM files of the LGC's client certificates
-    worker: int = 0  # which of the parallel workers this is (0 when alone)
 
     @classmethod
     def load(cls) -> BenchEnv:

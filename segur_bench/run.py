@@ -190,7 +190,7 @@ def _run_parallel(config: BenchConfig, chosen: list[Feature], workers: int, sims
             if layer is not None:
                 layers.append(layer)
             env = _bench_env(config, sims, layer, network, out, "reference", driver, workstation=name)
-            env.shared_bench, env.worker = True, n
+            env.shared_bench = True
             env.client_certs = [str(crt.resolve()) for crt, _key in reference_certificates(config, name).values()]
             env_path = out / f"scenario-env-{name}.json"
             env.save(env_path)

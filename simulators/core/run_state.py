@@ -74,7 +74,8 @@ class RunStates:
         self.base.bump()
 
     def share(self, run: str) -> bool:
-        """The run uses the shared state again; its partition stays on disk until the run resets it."""
+        """The run uses the shared state again. Its partition file stays (another worker process may still hold it
+        open): the same run id declaring its own state again finds it as it was, until the run's reset."""
         deleted = self.base.execute("DELETE FROM run_states WHERE run = ?", (run,)).rowcount
         self.base.bump()
         return bool(deleted)

@@ -9,12 +9,13 @@ import hashlib
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
+from core_support import problem_of
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from core_support import problem_of
 
 from simulators.core.server import ThreadedServer, serve_in_thread
 from simulators.core.service import SimConfig
@@ -42,7 +43,7 @@ def control(server: ThreadedServer) -> Iterator[httpx.Client]:
 
 
 def sha256_of(test_pki, name: str) -> str:
-    cert = x509.load_pem_x509_certificate(open(test_pki.cert(name)[0], "rb").read())
+    cert = x509.load_pem_x509_certificate(Path(test_pki.cert(name)[0]).read_bytes())
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
@@ -55,7 +56,7 @@ def test_exchanges_with_a_bound_certificate_belong_to_its_run(server, control, t
     bound = control.put(f"/_bench/runs/{RUN_A}", json={"client_certs": [sha256_of(test_pki, "software")],
                                                        "label": "poste A"})
     assert bound.status_code == 200, bound.text
-    pem = open(test_pki.cert("structure")[0], encoding="ascii").read()
+    pem = Path(test_pki.cert("structure")[0]).read_text(encoding="ascii")
     assert control.put(f"/_bench/runs/{RUN_B}", json={"client_certs": [pem]}).status_code == 200
     listed = {b["run"]: b for b in control.get("/_bench/runs").json()["bindings"]}
     assert listed[RUN_A]["client_certs"][0].replace(":", "").lower() == sha256_of(test_pki, "software")
