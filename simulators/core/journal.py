@@ -420,12 +420,15 @@ class Journal:
                     conn.execute("INSERT INTO journal_segments (name, ingested) VALUES (?, ?) ON CONFLICT(name)"
                                  " DO UPDATE SET ingested = excluded.ingested", (path.name, end))
                 finished = gone and (end >= stop or piece is None or piece.problem is not None or end == start)
-                if finished:
-                    if end < stop:
-                        log.error("journal segment %s: %d byte(s) after offset %d could not be read and are lost",
-                                  path.name, stop - end, end)
-                    path.unlink(missing_ok=True)
-                    conn.execute("DELETE FROM journal_segments WHERE name = ?", (path.name,))
+            if finished:
+                # Only once the rows are committed: a kill before this point leaves the segment and its offset, which
+                # says it was all ingested (the next reader removes it); deleting the file inside the transaction
+                # lost every row of it when the process died before COMMIT.
+                if end < stop:
+                    log.error("journal segment %s: %d byte(s) after offset %d could not be read and are lost",
+                              path.name, stop - end, end)
+                path.unlink(missing_ok=True)
+                self.store.execute("DELETE FROM journal_segments WHERE name = ?", (path.name,))
             self._known[path.name] = end
             if piece is not None and piece.problem:
                 log.error("journal segment: %s", piece.problem)

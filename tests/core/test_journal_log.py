@@ -218,3 +218,25 @@ def test_hot_path_ids_are_well_formed_and_unique() -> None:
         assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, value)
     ids = [journal_mod.new_exchange_id() for _ in range(200)]
     assert len(set(ids)) == 200 and all(uuid.UUID(i).version == 7 for i in ids)
+
+
+def test_a_reader_killed_before_its_commit_loses_no_segment(db: Path) -> None:
+    """A reader ingesting a finished segment dies after reading it but before its COMMIT (a SIGKILL at the wrong
+    moment): the rows were not committed, so the segment file must still be there for the next reader."""
+    journal = Journal(Store(db), "svc")
+    journal.log_dir.mkdir(parents=True)
+    path = journal.log_dir / f"999998-dead{journal_log.SUFFIX}"
+    path.write_bytes(journal_log.MAGIC + _frame(_fields(1)) + _frame(_fields(2)))  # no lock held: writer gone
+    code = ("import contextlib, os, sys; sys.path.insert(0, sys.argv[2]); from pathlib import Path;"
+            "from simulators.core.store import Store; from simulators.core.journal import Journal;"
+            "store = Store(Path(sys.argv[1])); j = Journal(store, 'svc'); begin = store.transaction\n"
+            "@contextlib.contextmanager\n"
+            "def dying(**kw):\n"
+            "    with begin(**kw) as conn:\n"
+            "        yield conn\n"
+            "        os._exit(0)  # killed after the work of the transaction, before its COMMIT\n"
+            "store.transaction = dying; j.catch_up()")
+    subprocess.run([sys.executable, "-c", code, str(db), str(ROOT)], check=True, timeout=60)
+    assert path.exists()
+    assert _ids(journal) == ["hand1", "hand2"]
+    assert not path.exists()
