@@ -1689,14 +1689,17 @@ class Bridge(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         if self.closed or self.transport is None:
             return
-        if self.dribble is not None or self._slow:
-            self._slow.append((data, self.dribble))
+        dribble = self.dribble  # read first: the tagged reply of a dribbled command resets it (on_write)
+        # Journal before answering: when this is a command's tagged reply, on_write records the exchange before
+        # the bytes can reach the client (a kill right after the client's OK loses no journal entry).
+        if self.server is not None:
+            self.server.on_write(data)
+        if dribble is not None or self._slow:
+            self._slow.append((data, dribble))
             if self._slow_task is None:
                 self._slow_task = self.loop.create_task(self._drain_slowly())
         else:
             self.transport.write(data)
-        if self.server is not None:
-            self.server.on_write(data)
 
     async def _drain_slowly(self) -> None:
         """Slow transfer (dribble effect): chunks of the replies, in order, with pauses."""

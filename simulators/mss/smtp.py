@@ -100,6 +100,11 @@ class Handler:
         return f"451 4.3.0 Local error in processing (reference {ref} in the simulator log)"
 
 
+def _final(line: bytes) -> bool:
+    """An SMTP reply line that ends the command's answer: `NNN ` (not `NNN-`), and not a 3xx that waits for more."""
+    return line[:1] in (b"2", b"4", b"5") and (len(line) == 3 or line[3:4] == b" ")
+
+
 class MssSMTP(SMTP):
     def __init__(self, front: SmtpFront, **kwargs: Any) -> None:
         super().__init__(front.handler, **kwargs)
@@ -115,6 +120,7 @@ class MssSMTP(SMTP):
         self.last_data: bytes | None = None
         self.last_findings: list[dict] | None = None
         self._replies: list[bytes] = []
+        self._unjournaled: tuple[str, str, float, Decision] | None = None  # the command whose entry is not written
         self._gone = False
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = self._wrap(name, method)
@@ -127,6 +133,11 @@ class MssSMTP(SMTP):
         lines = wire.smtp_reply_lines(status, enhanced=not greeting and self._command not in ("EHLO", "HELO"))
         status = b"\r\n".join(lines)
         self._replies.append(status)
+        if self._unjournaled is not None and _final(lines[-1]):
+            # Journal before answering: the command's final reply leaves only once its exchange is recorded (a kill
+            # right after the client's 250 loses no journal entry). 3xx replies (354, 334) wait for the client.
+            self._journal(*self._unjournaled, None)
+            self._unjournaled = None
         if self.transport is None or self._gone:
             return
         data = status + b"\r\n"
@@ -176,6 +187,7 @@ class MssSMTP(SMTP):
             shown = f"AUTH {arg.split()[0]} {trace.SECRET_MASK}" if name == "AUTH" and arg else line
             decision = trace.decide(self.ctx, "smtp", f"SMTP {name}", shown.encode(), self._attrs,
                                     trace.tls_of(self.transport))
+            self._unjournaled = (name, shown, received, decision)
             self._current_outcome = decision.outcome
             self._dribble = decision.dribble
             error = None
@@ -202,7 +214,9 @@ class MssSMTP(SMTP):
                 self._command = None
                 if self._gone and error is None:
                     error = "connexion coupée (faute injectée)"
-                self._journal(name, shown, received, decision, error)
+                if self._unjournaled is not None:  # no final reply was sent (cut, cancelled, or none due)
+                    self._unjournaled = None
+                    self._journal(name, shown, received, decision, error)
 
         return run
 
