@@ -121,6 +121,7 @@ class MssSMTP(SMTP):
         self.last_findings: list[dict] | None = None
         self._replies: list[bytes] = []
         self._unjournaled: tuple[str, str, float, Decision] | None = None  # the command whose entry is not written
+        self._held: list[bytes] = []  # its continuation lines, sent with its final line
         self._gone = False
         for name, method in list(self._smtp_methods.items()):
             self._smtp_methods[name] = self._wrap(name, method)
@@ -133,14 +134,23 @@ class MssSMTP(SMTP):
         lines = wire.smtp_reply_lines(status, enhanced=not greeting and self._command not in ("EHLO", "HELO"))
         status = b"\r\n".join(lines)
         self._replies.append(status)
-        if self._unjournaled is not None and _final(lines[-1]):
-            # Journal before answering: the command's final reply leaves only once its exchange is recorded (a kill
-            # right after the client's 250 loses no journal entry). 3xx replies (354, 334) wait for the client.
-            self._journal(*self._unjournaled, None)
-            self._unjournaled = None
+        if self._unjournaled is not None:
+            # Journal before answering: a command's answer leaves only once its exchange is recorded (a kill right
+            # after the client's 250 loses no journal entry). Continuation lines (250-…) wait with it, so a
+            # multi-line reply still goes out in one write; 3xx replies (354, 334) go at once: the client must
+            # answer them before the command can end.
+            if _final(lines[-1]):
+                self._journal(*self._unjournaled, None)
+                self._unjournaled = None
+            elif lines[-1][:1] != b"3":
+                self._held.append(status)
+                return
+        held, self._held = self._held, []
+        await self._write(b"".join(h + b"\r\n" for h in held) + status + b"\r\n")
+
+    async def _write(self, data: bytes) -> None:
         if self.transport is None or self._gone:
             return
-        data = status + b"\r\n"
         dribble = self._dribble
         if dribble is None:
             self._writer.write(data)
@@ -217,6 +227,9 @@ class MssSMTP(SMTP):
                 if self._unjournaled is not None:  # no final reply was sent (cut, cancelled, or none due)
                     self._unjournaled = None
                     self._journal(name, shown, received, decision, error)
+                    held, self._held = self._held, []
+                    if held and error is None:
+                        await self._write(b"".join(h + b"\r\n" for h in held))
 
         return run
 
