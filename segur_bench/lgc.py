@@ -3,6 +3,9 @@ reaches each service where the bench says (directly, or through the network prox
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +17,7 @@ import httpx
 from simulators.registry import SERVICES
 
 from .config import BenchConfig
+from .lifeline import Lifeline
 
 DEFAULT_CLIENT = ("segur-bench-lgc", "segur-bench-lgc-secret")  # registered by the PSC simulator for port 8000
 
@@ -115,25 +119,35 @@ def write_settings(config: BenchConfig) -> Path:
     return settings
 
 
-def start_lgc(config: BenchConfig, log_dir: Path, *, timeout: float = 30.0) -> LgcProcess:
+def start_lgc(config: BenchConfig, log_dir: Path, *, timeout: float = 30.0,
+              lifeline: Lifeline | None = None) -> LgcProcess:
     settings = write_settings(config)
     log_path = log_dir / "reference-lgc.log"
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen([sys.executable, "-m", "reference_lgc", "--config", str(settings)], stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    cmd, env, fds = [sys.executable, "-m", "reference_lgc", "--config", str(settings)], None, ()
+    if lifeline is not None:
+        cmd, env, fds = lifeline.wrap(cmd)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                            pass_fds=fds)
     log.close()
     url = f"http://{config.host}:{config.lgc_port}"
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
-            raise RuntimeError(f"the reference LGC exited during start-up (code {proc.returncode}); last lines of "
-                               f"{log_path}:\n{tail}")
-        try:
-            if httpx.get(url + "/sante", timeout=1).status_code == 200:
-                return LgcProcess(url, proc, log_path, settings)
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"the reference LGC did not answer within {timeout:g} s; see {log_path}")
+    try:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
+                raise RuntimeError(f"the reference LGC exited during start-up (code {proc.returncode}); last lines "
+                                   f"of {log_path}:\n{tail}")
+            try:
+                if httpx.get(url + "/sante", timeout=1).status_code == 200:
+                    return LgcProcess(url, proc, log_path, settings)
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"the reference LGC did not answer within {timeout:g} s; see {log_path}")
+    except BaseException:
+        # Not handed to the supervisor yet (a timeout, or a signal during the wait): stopped here, not left running.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
 

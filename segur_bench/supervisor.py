@@ -20,6 +20,7 @@ from .config import BenchConfig
 from .endpoints import front_door_routes, routes_path
 from .front_door import FrontDoor, write_routes
 from .lgc import LgcProcess, register_client, start_lgc
+from .lifeline import Lifeline
 from .netnames import control_token, service_names
 
 
@@ -58,6 +59,8 @@ class Supervisor:
         self.front_door: FrontDoor | None = None
         self.console: subprocess.Popen | None = None  # the trainers' console (start_console)
         self.console_url: str | None = None
+        # Every child is started through the lifeline launcher: it dies with this process, even a SIGKILLed one.
+        self.lifeline = Lifeline()
 
     def start(self, *, timeout: float = 30.0, progress=print) -> list[Child]:
         for svc in self.services:
@@ -95,7 +98,9 @@ class Supervisor:
             if self.config.incidents_dir:
                 cmd += ["--incidents-dir", str(self.config.incidents_dir)]
             log = open(log_path, "ab")  # noqa: SIM115 - handed to the child, closed with it
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            cmd, env, fds = self.lifeline.wrap(cmd)
+            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                    pass_fds=fds)
             log.close()
             self.children.append(Child(svc, self.config.url(svc.name), proc, log_path,
                                        self.config.tls_url(svc.name) if self.config.tls else None))
@@ -127,7 +132,7 @@ class Supervisor:
             try:
                 if any(s.name == "psc" for s in self.services):
                     register_client(self.config)
-                self.lgc = start_lgc(self.config, self.log_dir, timeout=timeout)
+                self.lgc = start_lgc(self.config, self.log_dir, timeout=timeout, lifeline=self.lifeline)
             except (RuntimeError, httpx.HTTPError) as exc:
                 self.stop()
                 raise StartError(str(exc)) from None
@@ -173,7 +178,9 @@ class Supervisor:
         log_path = self.log_dir / "console.log"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
-        self.console = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cmd, env, fds = self.lifeline.wrap(cmd)
+        self.console = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                        pass_fds=fds)
         log.close()
         url = f"http://{self.config.client_host}:{port}"
         deadline = time.monotonic() + timeout
@@ -223,6 +230,9 @@ class Supervisor:
         self.children = []
         self.lgc = None
         self.console = None
+        # Anything still holding the old pipe's read end learns that this bench is over; a restart gets a new one.
+        self.lifeline.close()
+        self.lifeline = Lifeline()
 
     def __enter__(self) -> Supervisor:
         return self

@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from simulators import registry
@@ -238,3 +239,41 @@ def test_up_serves_tls_with_the_bench_pki_and_endpoints_says_where(bench_config:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.communicate(timeout=20)
+
+
+def _ours(config: Path) -> list[str]:
+    """The command lines of processes started for the bench of this configuration file."""
+    found = subprocess.run(["pgrep", "-af", str(config)], capture_output=True, text=True).stdout.splitlines()
+    return [line for line in found if "pgrep" not in line]
+
+
+@pytest.mark.timeout(120)
+def test_a_sigkilled_up_leaves_nothing_running_and_the_next_up_starts(bench_config: tuple[Path, int]) -> None:
+    """What a CI runner does when a job times out (issue 22): `kill -9` of `up`. Its simulators (and their worker
+    processes) and its console die with it — the lifeline launcher — and the next `up` finds its ports free."""
+    config, port = bench_config
+    console_port = free_port()
+    for attempt in (1, 2):
+        proc = subprocess.Popen(cli("--config", str(config), "up", "--only", "insi,annuaire", "--console",
+                                    "--console-port", str(console_port)), cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        try:
+            assert proc.stdout is not None
+            assert any("Press Ctrl-C" in line for line in proc.stdout), f"up #{attempt} printed no table"
+            assert httpx.get(f"http://127.0.0.1:{port}/_bench/health").json()["service"] == "insi"
+            assert httpx.get(f"http://127.0.0.1:{console_port}/sante").status_code == 200
+            # launchers, simulators, their worker processes (whose command lines do not name the bench), console
+            family = psutil.Process(proc.pid).children(recursive=True)
+            assert len(family) >= 8 and len(_ours(config)) >= 4
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+            _gone, alive = psutil.wait_procs(family, timeout=30)
+            assert alive == [], [p.cmdline() for p in alive if p.is_running()]
+            assert _ours(config) == []
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            for line in _ours(config):
+                os.kill(int(line.split()[0]), signal.SIGKILL)
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
