@@ -62,7 +62,11 @@
       }
       try {
         const fresh = await fetchFragment(src, region.id);
-        if (fresh && region.isConnected) {
+        // Checked again once the fragment is here: the user may have started filling the form meanwhile (a box
+        // ticked while the fetch ran was lost when the region was replaced).
+        if (fresh && region.isConnected && busy(region)) {
+          setTimeout(() => refreshRegion("#" + CSS.escape(region.id)), 1000);
+        } else if (fresh && region.isConnected) {
           keepOpenState(region, fresh);
           region.replaceWith(fresh);
         }

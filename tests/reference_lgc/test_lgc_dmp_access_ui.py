@@ -181,3 +181,26 @@ def test_ui_answers_while_3s_insi_and_dmp_calls_are_in_flight(page, lgc: Lgc, be
     page.fill("#lecture-apcv textarea[name=payload]", "saisie pendant l'appel")  # typing works meanwhile
     wait_call(page, "insi", within="#identite")
     assert page.locator("#lecture-apcv textarea[name=payload]").input_value() == "saisie pendant l'appel"
+
+
+def test_a_box_ticked_while_its_region_reloads_is_kept(page, lgc: Lgc, bench: Bench) -> None:
+    """The DMP region reloads when a call ends; the reload's fetch is held here while the user ticks the consent
+    box, then released: the region must not be replaced under their hands (the box was lost, and the consent
+    recorded without consultation — a scenario run once waited for a TD0.3 that never came)."""
+    held: list = []
+    releasing: list = []
+    page.route("**/zone/dmp", lambda route: route.continue_() if releasing else held.append(route))
+    pid = open_patient(page, lgc, "CLERICO")  # qualified above: opening it starts TD0.2, then reloads the region
+    deadline = time.monotonic() + 15
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(100)
+    assert held, "the DMP region was not reloaded after the TD0.2"
+    box = page.locator("#formulaire-consentement input[name=consultation]")
+    box.set_checked(not box.is_checked())
+    wanted = box.is_checked()
+    releasing.append(True)
+    for route in held:
+        route.continue_()
+    page.wait_for_timeout(1500)  # the fragment is in: replaced or (rightly) put off
+    assert page.locator("#formulaire-consentement input[name=consultation]").is_checked() == wanted
+    assert page.url.endswith(f"/patients/{pid}")
