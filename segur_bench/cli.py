@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,8 @@ from simulators.core.har import to_har
 from simulators.core.incidents import IncidentCatalog, IncidentError
 from simulators.core.journal import Exchange, to_jsonl
 
+from .bench_state import BenchState, StateFileError, now_iso
+from .bench_state import stop as stop_bench
 from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
 from .incident_control import apply_incident, clear_incident
 from .supervisor import StartError, Supervisor, port_free
@@ -91,9 +94,15 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
               help="Also start the trainers' console (default: yes, unless --only is given).")
 @click.option("--console-port", type=click.IntRange(1, 65535), default=None,
               help="The console's port (default 8090, or console_port in segur-bench.toml).")
+@click.option("--detach", "-d", is_flag=True,
+              help="Start the bench in the background and return once every service answers (then "
+                   "`segur-bench status`, `segur-bench down`).")
+@click.option("--wait-timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
+              help="--detach: how long to wait for every service to answer, in seconds.")
 @click.pass_context
 def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | None, workers: int | None,
-       with_lgc: bool | None, front_port: int | None, with_console: bool | None, console_port: int | None) -> None:
+       with_lgc: bool | None, front_port: int | None, with_console: bool | None, console_port: int | None,
+       detach: bool, wait_timeout: float) -> None:
     """Start every available simulator and the reference LGC, print their URLs, stop cleanly on Ctrl-C."""
     from .endpoints import endpoints
     from .netnames import control_token
@@ -106,6 +115,10 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     if workers:
         config.workers = workers
     services = _select(only)
+    _check_no_bench(config)
+    if detach:
+        _detach(config, wait_timeout)
+        return
     supervisor = Supervisor(config, services, with_lgc=only is None if with_lgc is None else with_lgc)
     signal.signal(signal.SIGTERM, _interrupt)
     new_token = config.lan and control_token(config.data_dir, create=False) is None
@@ -142,7 +155,15 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
                          f"(in {where}; the CLI reads it there)." + (f"\nControl token: {token}" if new_token else ""))
         lines.extend(_idam_lines(config, services))
         lines.append("`segur-bench endpoints --json` lists all of this for scripts. Press Ctrl-C to stop.")
+        state = BenchState(
+            pid=os.getpid(), started_at=now_iso(), data_dir=str(config.data_dir.resolve()),
+            config=str(config.path) if config.path else None,
+            services={c.service.name: {"http": c.url, "https": c.tls_url} for c in supervisor.children},
+            lgc=supervisor.lgc.url if supervisor.lgc else None, console=supervisor.console_url,
+            children=supervisor.pids(), log_dir=str(supervisor.log_dir))
         click.echo("\n".join(lines))
+        sys.stdout.flush()
+        state.save()  # after the table is out: `up --detach` waits for this file, `status` and `down` read it
         while True:
             dead = supervisor.dead()
             if dead:
@@ -156,7 +177,155 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     finally:
         # Whatever happened (Ctrl-C during start-up included), no simulator outlives the command.
         _stop_shielded(supervisor.stop)
+        mine = BenchState.load(config.data_dir) if BenchState.path(config.data_dir).exists() else None
+        if mine is not None and mine.pid == os.getpid():
+            mine.remove()
     click.echo("all simulators stopped", err=True)
+
+
+def _check_no_bench(config: BenchConfig) -> None:
+    """Refuse to start over a bench that serves this data directory; clear the file a crashed one left."""
+    try:
+        existing = BenchState.load(config.data_dir)
+    except StateFileError as exc:
+        _fail(str(exc))
+    if existing is None:
+        return
+    if existing.alive():
+        _fail(f"a bench already serves {config.data_dir} (segur-bench up, pid {existing.pid}, since "
+              f"{existing.started_at}): `segur-bench status` shows it, `segur-bench down` stops it")
+    left = existing.leftovers()
+    if left:
+        _fail(f"a bench left behind by a crashed `segur-bench up` (pid {existing.pid}, since {existing.started_at}) "
+              f"still has {len(left)} process(es) running: `segur-bench down` stops them")
+    click.echo(f"note: a `segur-bench up` that served {config.data_dir} (pid {existing.pid}, since "
+               f"{existing.started_at}) ended without cleaning up; nothing of it runs any more", err=True)
+    existing.remove()
+
+
+def _detach(config: BenchConfig, wait_timeout: float) -> None:
+    """`up` again, in the background in a session of its own; back once its run-state file says it serves and
+    every service answers, with its table; its log tail and a non-zero exit code otherwise."""
+    args = []
+    skip = False
+    for arg in sys.argv[1:]:  # the same command line, without --detach and its wait
+        if skip:
+            skip = False
+        elif arg in ("--detach", "-d"):
+            continue
+        elif arg == "--wait-timeout":
+            skip = True
+        elif not arg.startswith("--wait-timeout="):
+            args.append(arg)
+    log_dir = config.data_dir.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "up.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "segur_bench", *args], stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + wait_timeout
+    while True:
+        if proc.poll() is not None:
+            _fail(f"the bench did not start (exit code {proc.returncode}); last lines of {log_path}:\n"
+                  + "\n".join(log_path.read_text(errors="replace").splitlines()[-20:]))
+        state = BenchState.load(config.data_dir) if BenchState.path(config.data_dir).exists() else None
+        if state is not None and state.pid == proc.pid and not _unhealthy(state):
+            break
+        if time.monotonic() > deadline:
+            os.kill(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=20)
+            _fail(f"the bench did not answer within {wait_timeout:g} s (stopped); last lines of {log_path}:\n"
+                  + "\n".join(log_path.read_text(errors="replace").splitlines()[-20:]))
+        time.sleep(0.3)
+    table = log_path.read_text(errors="replace")
+    click.echo(table[table.find("service "):].replace("Press Ctrl-C to stop.", "").rstrip() if "service " in table
+               else table)
+    click.echo(f"Detached (segur-bench up, pid {proc.pid}; log {log_path}): `segur-bench status` for its health, "
+               "`segur-bench down` to stop it.")
+
+
+def _unhealthy(state: BenchState) -> list[str]:
+    """The services of a bench that do not answer their health check (names)."""
+    bad = []
+    for name, where in state.services.items():
+        try:
+            if httpx.get(where["http"] + "/_bench/health", timeout=2).status_code != 200:
+                bad.append(name)
+        except httpx.HTTPError:
+            bad.append(name)
+    return bad
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="The bench's state directory.")
+@click.option("--json", "as_json_flag", is_flag=True, help="Machine-readable output.")
+@click.pass_context
+def status(ctx: click.Context, data_dir: Path | None, as_json_flag: bool) -> None:
+    """What bench serves this data directory: since when, its addresses, health and active incidents. Exit code 0
+    only when every service answers."""
+    config = _config(ctx)
+    if data_dir:
+        config.data_dir = data_dir
+    try:
+        state = BenchState.load(config.data_dir)
+    except StateFileError as exc:
+        _fail(str(exc))
+    if state is None:
+        if as_json_flag:
+            click.echo(json.dumps({"running": False, "data_dir": str(config.data_dir)}))
+        else:
+            click.echo(f"no bench serves {config.data_dir} (no {BenchState.path(config.data_dir).name} there)")
+        sys.exit(3)
+    services = {}
+    for name, where in state.services.items():
+        try:
+            health = httpx.get(where["http"] + "/_bench/health", timeout=2).json()
+            services[name] = {**where, "healthy": True, "incidents": health.get("incidents", []),
+                              "run": health.get("run")}
+        except (httpx.HTTPError, ValueError):
+            services[name] = {**where, "healthy": False, "incidents": [], "run": None}
+    alive = state.alive()
+    healthy = alive and all(s["healthy"] for s in services.values())
+    if as_json_flag:
+        click.echo(json.dumps({"running": alive, "healthy": healthy, "pid": state.pid, "since": state.started_at,
+                               "data_dir": state.data_dir, "services": services, "lgc": state.lgc,
+                               "console": state.console, "leftovers": [] if alive else state.leftovers()},
+                              indent=2, ensure_ascii=False))
+    else:
+        if not alive:
+            click.echo(f"the `segur-bench up` that served {state.data_dir} (pid {state.pid}) is gone"
+                       + (f"; {len(state.leftovers())} of its processes still run: `segur-bench down`"
+                          if state.leftovers() else "; `segur-bench down` clears its run-state file"))
+        else:
+            click.echo(f"bench of {state.data_dir}: segur-bench up pid {state.pid}, since {state.started_at}")
+        rows = [(n, "oui" if s["healthy"] else "NON", s["http"], s.get("https") or "", ", ".join(s["incidents"]))
+                for n, s in services.items()]
+        rows += [(n, "", url, "", "") for n, url in (("lgc", state.lgc), ("console", state.console)) if url]
+        click.echo(_table(rows, ("service", "répond", "http", "https", "incidents")))
+    sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="The bench's state directory.")
+@click.option("--timeout", type=click.FloatRange(1, 600), default=15.0, show_default=True,
+              help="Seconds for a graceful stop before the bench is killed.")
+@click.pass_context
+def down(ctx: click.Context, data_dir: Path | None, timeout: float) -> None:
+    """Stop the bench that serves this data directory (`up --detach`, or one left behind)."""
+    config = _config(ctx)
+    if data_dir:
+        config.data_dir = data_dir
+    try:
+        state = BenchState.load(config.data_dir)
+    except StateFileError as exc:
+        _fail(str(exc))
+    if state is None:
+        click.echo(f"no bench serves {config.data_dir}: nothing to stop")
+        return
+    for line in stop_bench(state, timeout=timeout):
+        click.echo(line)
+    click.echo(f"bench of {state.data_dir} stopped")
 
 
 def _start_front_door(supervisor: Supervisor, config: BenchConfig, port: int) -> int | None:

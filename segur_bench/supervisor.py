@@ -201,6 +201,11 @@ class Supervisor:
         self.console = None
         raise StartError(f"the console did not answer within {timeout:g} s; see {log_path}")
 
+    def pids(self) -> list[int]:
+        """Every child's launcher pid (each leads its child's process group)."""
+        procs = [c.process for c in self.children] + ([self.lgc.process] if self.lgc else [])
+        return [p.pid for p in procs + ([self.console] if self.console is not None else [])]
+
     def dead(self) -> list[str]:
         names = [c.service.name for c in self.children if c.process.poll() is not None]
         if self.lgc is not None and self.lgc.process.poll() is not None:

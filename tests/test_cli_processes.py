@@ -277,3 +277,75 @@ def test_a_sigkilled_up_leaves_nothing_running_and_the_next_up_starts(bench_conf
                 os.kill(int(line.split()[0]), signal.SIGKILL)
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
+
+
+@pytest.mark.timeout(150)
+def test_up_detach_then_status_then_down(bench_config: tuple[Path, int]) -> None:
+    """The `docker compose up -d` / `down` way (issue 22): `up --detach` returns once every service answers, with
+    its table; `status` says what runs (exit 0 only when healthy, --json for scripts); a second `up` on the same
+    data directory is refused and says why; `down` stops it all and removes the run-state file."""
+    config, port = bench_config
+    data = config.parent / "data"
+    base = cli("--config", str(config))
+    started = subprocess.run([*base, "up", "--only", "insi,annuaire", "--detach", "--wait-timeout", "60"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=90)
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f"http://127.0.0.1:{port}/lps" in started.stdout and "segur-bench down" in started.stdout
+        assert httpx.get(f"http://127.0.0.1:{port}/_bench/health").json()["service"] == "insi"
+        state = json.loads((data / "bench.json").read_text())
+        assert set(state["services"]) == {"insi", "annuaire"} and len(state["children"]) == 2
+
+        shown = subprocess.run([*base, "status", "--json"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        facts = json.loads(shown.stdout)
+        assert facts["running"] and facts["healthy"] and facts["pid"] == state["pid"]
+        assert facts["services"]["insi"]["http"] == f"http://127.0.0.1:{port}"
+        httpx.post(f"http://127.0.0.1:{port}/_bench/incidents/latence-3s")
+        table = subprocess.run([*base, "status"], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout
+        assert "latence-3s" in table and "insi" in table
+
+        again = subprocess.run([*base, "up", "--only", "insi"], cwd=ROOT, capture_output=True, text=True,
+                               timeout=30)
+        assert again.returncode != 0 and f"pid {state['pid']}" in again.stderr and "segur-bench down" in again.stderr
+
+        stopped = subprocess.run([*base, "down"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0 and "stopped" in stopped.stdout, stopped.stdout + stopped.stderr
+        assert not (data / "bench.json").exists()
+        assert psutil.pid_exists(state["pid"]) is False or psutil.Process(state["pid"]).status() == "zombie"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
+        none = subprocess.run([*base, "status"], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        assert none.returncode == 3 and "no bench serves" in none.stdout
+    finally:
+        subprocess.run([*base, "down", "--timeout", "5"], cwd=ROOT, capture_output=True, timeout=60)
+
+
+@pytest.mark.timeout(120)
+def test_a_crashed_up_is_recognised_by_the_next_one(bench_config: tuple[Path, int]) -> None:
+    """A run-state file whose `up` was SIGKILLed: the next `up` says so and starts (its children died with it)."""
+    config, port = bench_config
+    base = cli("--config", str(config))
+    first = subprocess.run([*base, "up", "--only", "insi", "--detach"], cwd=ROOT, capture_output=True, text=True,
+                           timeout=90)
+    assert first.returncode == 0, first.stdout + first.stderr
+    pid = json.loads((config.parent / "data" / "bench.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=1)
+            time.sleep(0.3)
+        except httpx.ConnectError:
+            break
+    proc = subprocess.Popen([*base, "up", "--only", "insi"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert any("Press Ctrl-C" in line for line in proc.stdout)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=30)
+        assert f"(pid {pid}" in err and "ended without cleaning up" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
