@@ -197,10 +197,6 @@ class GuidedDriver:
         return self._q("wait_dmp_sent", "Le LGC indique-t-il l'ordonnance « envoyée au DMP » ?",
                        lambda a: "envoye" if _yes(a) else "echec")
 
-    def outbox_state(self) -> str | None:
-        return self._q("outbox_state", "Le document est-il affiché en attente d'envoi au DMP ?",
-                       lambda a: "a_envoyer" if _yes(a) else "?")
-
     def wait_outbox_state(self, *states: str) -> str | None:
         labels = {"differe": "envoi différé", "suspendu": "envoi suspendu", "annule": "envoi annulé",
                   "envoye": "envoyé au DMP", "a_envoyer": "en attente d'envoi", "echec": "échec de l'envoi"}

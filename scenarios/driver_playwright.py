@@ -104,8 +104,11 @@ class ReferenceLgcDriver:
         return self.page.locator("#identite").inner_text()
 
     def wait_queued_with_reason(self) -> str:
-        self.page.wait_for_selector("#ordonnance [data-outbox][data-state=a_envoyer] .motif", timeout=WAIT_MS)
-        return self.page.locator("#ordonnance [data-outbox]").inner_text()
+        # The text of the element that matched, read at once: the automatic retry may already have turned the
+        # send into "envoi en cours" by the time a second look is taken.
+        shown = self.page.wait_for_selector("#ordonnance [data-outbox][data-state=a_envoyer]:has(.motif)",
+                                            timeout=WAIT_MS)
+        return shown.inner_text() if shown is not None else ""
 
     def wait_dmp_icon(self, state: str) -> None:
         self.page.wait_for_selector(f"#icone-dmp[data-dmp={state}]", timeout=WAIT_MS)
@@ -177,7 +180,7 @@ class ReferenceLgcDriver:
                                     "#ordonnance [data-outbox][data-state=echec]", timeout=WAIT_MS)
         return self.page.locator("#ordonnance [data-outbox]").get_attribute("data-state")
 
-    def outbox_state(self) -> str | None:
+    def _outbox_state(self) -> str | None:
         loc = self.page.locator("#ordonnance [data-outbox]")
         return loc.get_attribute("data-state") if loc.count() else None
 
@@ -187,8 +190,8 @@ class ReferenceLgcDriver:
         try:
             self.page.wait_for_selector(sel, timeout=WAIT_MS)
         except Exception:
-            return self.outbox_state()
-        return self.outbox_state()
+            return self._outbox_state()
+        return self._outbox_state()
 
     def wait_outbox(self, state: str) -> None:
         self.page.wait_for_selector(f"#ordonnance [data-outbox][data-state={state}]", timeout=WAIT_MS)

@@ -95,9 +95,6 @@ class LgcDriver(Protocol):
     def wait_dmp_sent(self) -> str:
         """Attendre que l'envoi de l'ordonnance au DMP aboutisse ; rend envoye ou echec."""
 
-    def outbox_state(self) -> str | None:
-        """L'état affiché de l'envoi de l'ordonnance au DMP, ou None."""
-
     def wait_outbox_state(self, *states: str) -> str | None:
         """Attendre que l'envoi de l'ordonnance au DMP soit dans l'un de ces états ; rend l'état affiché."""
 
