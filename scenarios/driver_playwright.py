@@ -290,8 +290,17 @@ class ReferenceLgcDriver:
     def _dmp_list(self, refresh: bool) -> None:
         self.page.goto(f"{self.url}/patients/{self.patient_id}/dmp")
         if refresh:
+            consult = "#dmp-liste [data-operation=consultation]"
+            shown = self.page.locator(consult)
+            # A consultation still running is the one to wait for; an ended one is the one to see replaced.
+            before = shown.first.get_attribute("data-call") \
+                if shown.count() and shown.first.get_attribute("data-status") != "en_cours" else ""
             self.page.click("#actualiser-dmp")
             self.page.wait_for_load_state()
+            # The rows on the page are the previous list until this refresh's ITI-18 has answered: wait for it
+            # (read earlier, a document just made visible by the DMP still showed "invisible").
+            done = ", ".join(f'{consult}[data-status={s}]:not([data-call="{before}"])' for s in ("reussi", "echec"))
+            self.page.wait_for_selector(done, timeout=WAIT_MS)
             self.wait_call_done("dmp", operation="consultation", within="#dmp-liste")
 
     def _dmp_row(self, title: str) -> Any:
