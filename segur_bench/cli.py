@@ -23,7 +23,7 @@ from simulators.core.journal import Exchange, to_jsonl
 from .bench_state import BenchState, StateFileError, now_iso
 from .bench_state import stop as stop_bench
 from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
-from .incident_control import apply_incident, clear_incident
+from .incident_control import apply_incident, clear_incident, control_call, problem_detail
 from .supervisor import StartError, Supervisor, port_free
 
 PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
@@ -257,6 +257,18 @@ def _unhealthy(state: BenchState) -> list[str]:
     return bad
 
 
+def _bench_state(ctx: click.Context, data_dir: Path | None) -> tuple[BenchConfig, BenchState | None]:
+    """The settings (with --data-dir) and the run-state file of the bench that serves that directory, if any."""
+    config = _config(ctx)
+    if data_dir:
+        config.data_dir = data_dir
+    try:
+        return config, BenchState.load(config.data_dir)
+    except StateFileError as exc:
+        _fail(str(exc))
+        raise  # not reached: _fail exits
+
+
 @main.command()
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="The bench's state directory.")
 @click.option("--json", "as_json_flag", is_flag=True, help="Machine-readable output.")
@@ -264,13 +276,7 @@ def _unhealthy(state: BenchState) -> list[str]:
 def status(ctx: click.Context, data_dir: Path | None, as_json_flag: bool) -> None:
     """What bench serves this data directory: since when, its addresses, health and active incidents. Exit code 0
     only when every service answers."""
-    config = _config(ctx)
-    if data_dir:
-        config.data_dir = data_dir
-    try:
-        state = BenchState.load(config.data_dir)
-    except StateFileError as exc:
-        _fail(str(exc))
+    config, state = _bench_state(ctx, data_dir)
     if state is None:
         if as_json_flag:
             click.echo(json.dumps({"running": False, "data_dir": str(config.data_dir)}))
@@ -313,13 +319,7 @@ def status(ctx: click.Context, data_dir: Path | None, as_json_flag: bool) -> Non
 @click.pass_context
 def down(ctx: click.Context, data_dir: Path | None, timeout: float) -> None:
     """Stop the bench that serves this data directory (`up --detach`, or one left behind)."""
-    config = _config(ctx)
-    if data_dir:
-        config.data_dir = data_dir
-    try:
-        state = BenchState.load(config.data_dir)
-    except StateFileError as exc:
-        _fail(str(exc))
+    config, state = _bench_state(ctx, data_dir)
     if state is None:
         click.echo(f"no bench serves {config.data_dir}: nothing to stop")
         return
@@ -681,20 +681,6 @@ def _targets(config: BenchConfig, service: tuple[str, ...]) -> list[tuple[str, s
     return [(name, config.url(name)) for name in names]
 
 
-def _call(config: BenchConfig, method: str, url: str, **kwargs) -> httpx.Response | None:
-    try:
-        return httpx.request(method, url, timeout=10.0, headers=config.control_headers(), **kwargs)
-    except httpx.HTTPError:
-        return None
-
-
-def _problem(resp: httpx.Response) -> str:
-    try:
-        return resp.json().get("detail") or resp.text
-    except ValueError:
-        return resp.text[:200]
-
-
 @main.group()
 def incident() -> None:
     """Named incident profiles (scenarios/incidents/*.toml): list, apply, clear."""
@@ -787,12 +773,12 @@ def journal_export(ctx: click.Context, fmt: str, out: Path, since: str | None, u
     reached = 0
     config = _config(ctx)
     for svc, url in _targets(config, service):
-        resp = _call(config, "GET", f"{url}/_bench/journal", params=params)
+        resp = control_call(config, "GET", f"{url}/_bench/journal", params=params)
         if resp is None:
             click.echo(f"{svc}: not reachable at {url}", err=True)
             continue
         if resp.status_code != 200:
-            _fail(f"{svc}: {_problem(resp)}")
+            _fail(f"{svc}: {problem_detail(resp)}")
         reached += 1
         base_urls[svc] = url
         exchanges += [Exchange.from_dict(e) for e in resp.json()["entries"]]

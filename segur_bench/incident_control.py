@@ -21,7 +21,8 @@ class Outcome:
     removed: int = 0  # rules removed (clear)
 
 
-def _call(config: BenchConfig, method: str, url: str, **kwargs) -> httpx.Response | None:
+def control_call(config: BenchConfig, method: str, url: str, **kwargs) -> httpx.Response | None:
+    """A control-API request with the bench's token; None when the simulator does not answer."""
     try:
         return httpx.request(method, url, timeout=10.0, headers=config.control_headers(), **kwargs)
     except httpx.HTTPError:
@@ -45,10 +46,10 @@ def apply_incident(config: BenchConfig, incident: Incident, targets: list[tuple[
         if not rules:
             continue
         scope = {"incident": incident.name, **({"run": run} if run else {})}
-        if _call(config, "DELETE", f"{url}/_bench/faults", params=scope) is None:
+        if control_call(config, "DELETE", f"{url}/_bench/faults", params=scope) is None:
             out.append(Outcome(svc, url, False, f"not reachable at {url} (is `segur-bench up` running?)"))
             continue
-        resp = _call(config, "POST", f"{url}/_bench/faults", json={"rules": [{**r, **scope} for r in rules]})
+        resp = control_call(config, "POST", f"{url}/_bench/faults", json={"rules": [{**r, **scope} for r in rules]})
         if resp is None or resp.status_code != 201:
             why = problem_detail(resp) if resp is not None else "no answer"
             out.append(Outcome(svc, url, False, f"refused: {why}"))
@@ -63,7 +64,7 @@ def clear_incident(config: BenchConfig, name: str | None, targets: list[tuple[st
     scope = {**({"incident": name} if name else {}), **({"run": run} if run else {})}
     out = []
     for svc, url in targets:
-        resp = _call(config, "DELETE", f"{url}/_bench/faults", params=scope or None)
+        resp = control_call(config, "DELETE", f"{url}/_bench/faults", params=scope or None)
         if resp is None:
             out.append(Outcome(svc, url, False, f"not reachable at {url}"))
             continue

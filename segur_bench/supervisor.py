@@ -110,7 +110,7 @@ class Supervisor:
         while pending:
             for child in list(pending):
                 if child.process.poll() is not None:
-                    tail = _tail(child.log_path)
+                    tail = log_tail(child.log_path)
                     self.stop()
                     raise StartError(f"{child.service.name} exited during start-up (code {child.process.returncode})"
                                      f"; last lines of {child.log_path}:\n{tail}")
@@ -188,7 +188,7 @@ class Supervisor:
             if self.console.poll() is not None:
                 code, self.console = self.console.returncode, None
                 raise StartError(f"the console exited during start-up (code {code}); last lines of {log_path}:\n"
-                                 f"{_tail(log_path)}")
+                                 f"{log_tail(log_path)}")
             try:
                 if httpx.get(url + "/sante", timeout=1).status_code == 200:
                     self.console_url = url
@@ -246,7 +246,8 @@ class Supervisor:
         self.stop()
 
 
-def _tail(path: Path, lines: int = 15) -> str:
+def log_tail(path: Path, lines: int = 15) -> str:
+    """The last lines of a child's log, for an error message."""
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

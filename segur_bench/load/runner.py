@@ -23,6 +23,7 @@ from simulators import registry
 from simulators.core.incidents import IncidentCatalog, IncidentError
 
 from ..incident_control import apply_incident, clear_incident
+from ..supervisor import log_tail
 from . import PROFILES
 from .plugin import TargetError, load_target_class
 from .simulators_target import NEEDED
@@ -272,7 +273,7 @@ def run_load(config: BenchConfig, opts: LoadOptions, echo: Echo = print) -> Load
             time.sleep(0.2)
         if not (out / f"{CSV_PREFIX}_stats.csv").is_file():
             raise LoadError(f"Locust ended (code {master.returncode}) without its report; last lines of "
-                            f"{log_path}:\n{_tail(log_path)}")
+                            f"{log_path}:\n{log_tail(log_path)}")
     finally:
         for name, _ in applied:
             clear_incident(config, name, _bench_targets(config))
@@ -317,7 +318,7 @@ def _wait_for_start(master: subprocess.Popen, log_path: Path, timeout: float) ->
             return time.monotonic()
         if master.poll() is not None:
             raise LoadError(f"Locust exited before the load started (code {master.returncode}); last lines of "
-                            f"{log_path}:\n{_tail(log_path)}")
+                            f"{log_path}:\n{log_tail(log_path)}")
         time.sleep(0.1)
     raise LoadError(f"the load did not start within {timeout:g} s (workers missing?); see {log_path}")
 
@@ -335,13 +336,6 @@ def _stop_all(procs: list[subprocess.Popen], grace: float = 10.0) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 def _progress(out: Path) -> str | None:
