@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from PIL import Image, ImageStat
+from playwright.sync_api import expect
 
 from scenarios.operator_channel import OperatorChannel
 from scenarios.screen_share import ScreenShare
@@ -111,10 +112,19 @@ def test_an_operator_shares_the_lgc_confirms_and_answers(sharing_browser: Any, c
     page.get_by_role("button", name="Non").click()
     thread.join(15)
     assert result == {"answer": "Non"}
-    assert page.locator("#journal li").count() == 2
+    # a question answered in words (no choices): a text box, the answer as typed
+    thread, result = ask_in_background(channel, "question", "on_number", {}, "Quel numéro est affiché ?", [], step=4)
+    page.get_by_text("Quel numéro est affiché ?").wait_for()
+    assert page.get_by_role("button", name="Fait").count() == 0
+    page.get_by_label("Votre réponse").fill("ON-2026-0042")
+    page.get_by_role("button", name="Envoyer la réponse").click()
+    thread.join(15)
+    assert result == {"answer": "ON-2026-0042"}
+    # the page lists a step once the bench has acknowledged its answer, after the channel saw it: wait for it
+    expect(page.locator("#journal li")).to_have_count(3, timeout=10_000)
 
     share = channel.share
-    assert [(p.step, p.source) for p in share.pictures] == [(1, "partage"), (3, "partage")]
+    assert [(p.step, p.source) for p in share.pictures] == [(1, "partage"), (3, "partage"), (4, "partage")]
     for picture in share.pictures:  # the LGC's tab, not the operator page (white)
         assert all(abs(a - b) < 40 for a, b in zip(top_colour(picture.path.read_bytes()), NAVY, strict=True))
 
@@ -128,7 +138,7 @@ def test_an_operator_shares_the_lgc_confirms_and_answers(sharing_browser: Any, c
     recording = share.capture_file(capture)
     assert recording is not None and recording.read_bytes()[:4] == b"\x1aE\xdf\xa3"  # EBML: a WebM file
     state = json.loads((share.dir / "etat.json").read_text(encoding="utf-8"))
-    assert state["captures"][0]["end_reason"] == "fin de l'exécution" and len(state["pictures"]) == 2
+    assert state["captures"][0]["end_reason"] == "fin de l'exécution" and len(state["pictures"]) == 3
     context.close()
 
 
