@@ -106,6 +106,9 @@ class ConsoleSettings:
     host: str = "127.0.0.1"  # the address it listens on
     token: str | None = None  # the bench's control token: required from browsers beyond loopback
     bench: dict[str, Any] = field(default_factory=dict)  # what the page shows about the bench (data dir, CA…)
+    # The bench as `segur-bench endpoints --json` describes it, served at /api/bench: how a test suite attached by
+    # this console's URL (the pytest plugin's --segur-bench-url) finds every service and its control API.
+    description: dict[str, Any] = field(default_factory=dict)
 
     @property
     def loopback(self) -> bool:
@@ -248,6 +251,7 @@ class Console:
             # Guarded
             Route("/", g(self.index)),
             Route("/api/services", g(self.overview)),
+            Route("/api/bench", g(self.description)),
             Route("/api/incidents", g(self.incidents)),
             Route("/api/incidents/{name}", g(self.apply_incident), methods=["POST"]),
             Route("/api/incidents/{name}", g(self.clear_incident), methods=["DELETE"]),
@@ -293,6 +297,9 @@ class Console:
             "services": [s.as_dict() for s in self.services], "csrf": self.csrf, "bench": self.settings.bench})
 
     # -------------------------------------------------------------- services, faults, incidents
+    async def description(self, request: Request) -> Response:
+        return JSONResponse(self.settings.description)
+
     async def overview(self, request: Request) -> Response:
         return JSONResponse({"services": await self._client.overview()})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from segur_bench.config import TOKEN_ENV, BenchConfig, control_token
-from segur_bench.endpoints import endpoints
+from segur_bench.endpoints import as_json, endpoints
 
 from .app import Console, ConsoleSettings
 from .bench import Service
@@ -34,6 +34,8 @@ def build_console(config: BenchConfig, host: str, names: list[str] | None = None
     token = bench_token(config, create=not settings.loopback)
     settings.token = token if not settings.loopback else None
     settings.bench = {"data_dir": str(config.data_dir.resolve())}
+    eps = [ep for ep in endpoints(config) if names is None or ep.service in names]
+    settings.description = as_json(config, eps, front_port=None, lgc_url=None)
     return Console(services_of(config, names), settings, bench_token=token)
 
 

@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import fcntl
-import functools
 import json
 import os
 import random
@@ -34,6 +32,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from segur_bench.lifeline import dies_with_this_process
 
 MITMPROXY_REQUIREMENT = "mitmproxy>=11.0.2,<12"
 DEFAULT_VENV = Path(".venv-mitm")
@@ -101,14 +101,6 @@ def ensure_venv(path: Path = DEFAULT_VENV, *, requirement: str = MITMPROXY_REQUI
             raise NetworkLayerError(f"{requirement} installed in {path} but {mitmdump} is missing")
         stamp.write_text(requirement + "\n", encoding="utf-8")
     return mitmdump
-
-
-def _die_with_parent(parent: int) -> None:  # runs in the child between fork and exec
-    """Linux: SIGTERM mitmdump when the process that started it dies (no orphan proxy holding the ports)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl
-            os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _stop_at_exit(ref: weakref.ref) -> None:
@@ -367,7 +359,7 @@ class NetworkLayer:
             log.flush()
             self.process = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                preexec_fn=functools.partial(_die_with_parent, os.getpid()) if sys.platform == "linux" else None)
+                preexec_fn=dies_with_this_process())  # no orphan proxy holding the ports
         atexit.register(_stop_at_exit, weakref.ref(self))
         waiting: dict[str, int | None] = {**self.ports, "the addon": None}
         deadline = time.monotonic() + timeout

@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from segur_bench.lifeline import dies_with_this_process
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -49,8 +51,10 @@ class LgcProcess:
         self.config = data_dir / "lgc.toml"
         self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
         self.log = data_dir / "lgc.log"
+        # It dies with this scenario process, even a killed one (a CI job's timeout): no LGC left holding its port.
         self.proc = subprocess.Popen([sys.executable, "-m", "reference_lgc", "--config", str(self.config)],
-                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                                     stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                                     preexec_fn=dies_with_this_process())
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -24,6 +24,7 @@ class Endpoint:
     real_hosts: list[str] = field(default_factory=list)  # names a hosts file may map to the bench
     front_door: list[str] = field(default_factory=list)  # URLs under the real names, through the front door
     other: dict[str, str] = field(default_factory=dict)  # e.g. SMTP/IMAP host:port
+    control: str = ""  # root of its control API (`<control>/_bench/…`): the simulator's own HTTP port, never proxied
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -50,7 +51,8 @@ def endpoints(config: BenchConfig, services: list[registry.ServiceInfo] | None =
             other[label] = f"{config.client_host}:{mss.get(f'{label}_port', port)}"
         out.append(Endpoint(svc.name, svc.title, config.url(svc.name) + base, https,
                             client_cert_mode(config, svc.name) if config.tls else "off",
-                            list(svc.real_hosts), front, other))
+                            list(svc.real_hosts), front, other,
+                            f"http://{config.client_host}:{config.ports[svc.name]}"))
     return out
 
 

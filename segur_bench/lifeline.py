@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 FD_ENV = "SEGUR_BENCH_LIFELINE_FD"
 PARENT_ENV = "SEGUR_BENCH_LIFELINE_PARENT"
@@ -57,6 +58,22 @@ class Lifeline:
         for fd in (self.read_fd, self.write_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _signal_me_when_parent_dies(parent: int) -> None:  # runs in the child between fork and exec
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def dies_with_this_process() -> Callable[[], None] | None:
+    """A `preexec_fn` for subprocess.Popen: on Linux the child gets SIGTERM when this process dies (even SIGKILLed),
+    for children that need no launcher — they have no workers of their own to stop, or they stop them on SIGTERM
+    (the scenario suite's pytest, the reference LGC of a scenario, mitmdump, Locust). None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    return functools.partial(_signal_me_when_parent_dies, os.getpid())
 
 
 def _die_with_parent() -> None:

@@ -18,6 +18,7 @@ from scenarios.requirements import feature_ids
 from simulators.registry import SERVICES
 
 from .config import LOOPBACK_HOSTS, BenchConfig
+from .lifeline import dies_with_this_process
 from .supervisor import StartError, Supervisor, port_free
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def run(config: BenchConfig, ids: tuple[str, ...], *, run_all: bool, against: st
         env.save(env_path)
         cmd, child_env = _scenario_command(out, env_path, out / "junit.xml", chosen, driver)
         started = time.monotonic()
-        code = subprocess.call(cmd, cwd=ROOT, env=child_env)
+        code = subprocess.call(cmd, cwd=ROOT, env=child_env, preexec_fn=dies_with_this_process())
         echo(f"\nscenarios finished in {time.monotonic() - started:.1f} s (exit code {code}); JUnit: "
              f"{out / 'junit.xml'}")
         _list_bundles(out, echo)
@@ -197,7 +198,8 @@ def _run_parallel(config: BenchConfig, chosen: list[Feature], workers: int, sims
             junit = out / f"junit-{name}.xml"
             cmd, child_env = _scenario_command(out, env_path, junit, group, driver)
             echo(f"[{name}] {', '.join(f.requirement for f in group)}")
-            proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=child_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    preexec_fn=dies_with_this_process())
             log = out / "logs" / f"{name}.log"
             relay = threading.Thread(target=_relay, args=(proc, log, name, echo), daemon=True)
             relay.start()

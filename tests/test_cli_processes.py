@@ -338,6 +338,8 @@ def test_a_crashed_up_is_recognised_by_the_next_one(bench_config: tuple[Path, in
             time.sleep(0.3)
         except httpx.ConnectError:
             break
+        except (httpx.ReadError, httpx.RemoteProtocolError, httpx.TimeoutException):
+            time.sleep(0.3)  # the simulator went down in the middle of an answer: look again until it is gone
     proc = subprocess.Popen([*base, "up", "--only", "insi"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:

@@ -23,6 +23,7 @@ from simulators import registry
 from simulators.core.incidents import IncidentCatalog, IncidentError
 
 from ..incident_control import apply_incident, clear_incident
+from ..lifeline import dies_with_this_process
 from ..supervisor import log_tail
 from . import PROFILES
 from .plugin import TargetError, load_target_class
@@ -304,7 +305,8 @@ def run_worker(opts: LoadOptions, config: BenchConfig, master_host: str, master_
 def _spawn(cmd: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
     log = open(log_path, "wb")  # noqa: SIM115 - handed to the child
     try:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                preexec_fn=dies_with_this_process())  # no Locust left behind a killed runner
     finally:
         log.close()
 
