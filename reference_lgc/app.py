@@ -6,10 +6,11 @@ import logging
 import secrets
 from typing import Any
 
-from flask import Flask, g, render_template, request, url_for
+import httpx
+from flask import Flask, flash, g, redirect, render_template, request, url_for
 from werkzeug.routing import IntegerConverter
 
-from . import __version__
+from . import __version__, service_auth
 from .calls import CallRunner
 from .config import SERVICES, LgcConfig
 from .db import Database
@@ -17,7 +18,9 @@ from .demo import load_demo_data
 from .operations import Operations
 from .outbox import Outbox
 from .records import Records
-from .web import auth, calls, csrf, dmp, documents, messaging, patients, prescriptions
+from .services.api_psc import ApiPsc
+from .web import auth, calls, ciba, csrf, dmp, documents, messaging, patients, prescriptions
+from .web.auth import refresh_tokens
 
 log = logging.getLogger("reference_lgc")
 
@@ -45,12 +48,28 @@ def create_app(config: LgcConfig | None = None) -> Flask:
         log.warning("%d service call(s) interrupted by the previous stop marked as failed", interrupted)
     # The DMP outbox: validated documents wait their deferral, then go out in the background, once.
     outbox = Outbox(db, endpoint=config.service("dmp").endpoint(), software=config.software)
+    # API Pro Santé Connectée, for the services configured with auth = "api_psc": one token exchange client, the
+    # calls' PSC session tokens refreshed at PSC when they are about to expire
+    token_endpoint = config.psc.issuer.rstrip("/") + "/protocol/openid-connect/token"
+    psc_tls = config.service("psc").tls
+    runner.api_psc = outbox.api_psc = ApiPsc(token_endpoint, config.psc.client_id, config.psc.client_secret,
+                                             tls=psc_tls)
+
+    def session_token(sid: str) -> str | None:
+        try:
+            return refresh_tokens(db, sid, token_endpoint, config.psc.client_id, config.psc.client_secret,
+                                  tls=psc_tls)
+        except httpx.HTTPError:  # PSC unreachable: the exchange will say so with the token the call has
+            return None
+
+    runner.session_token = session_token
     app.config.update(RECORDS=records, RUNNER=runner, OUTBOX=outbox,
                       OPERATIONS=Operations(db, records, runner, config, outbox))
     if config.demo_data:
         load_demo_data(db, records)
     csrf.init_app(app)  # before the login hooks: a forged request is refused before anything else looks at it
     auth.init_app(app)
+    app.register_blueprint(ciba.bp)
     app.register_blueprint(patients.bp)
     app.register_blueprint(calls.bp)
     app.register_blueprint(dmp.bp)
@@ -65,7 +84,21 @@ def create_app(config: LgcConfig | None = None) -> Flask:
 
     @app.get("/a-propos")
     def about() -> Any:
-        return render_template("about.html", config=config, schema=db.version)
+        modes = {name: service_auth.effective(db, name, config.service(name).endpoint())
+                 for name in service_auth.SERVICES}
+        return render_template("about.html", config=config, schema=db.version, auth_modes=modes,
+                               auth_choices=service_auth.CHOICES, auth_chosen=service_auth.chosen(db))
+
+    @app.post("/a-propos/authentification")
+    def choose_auth() -> Any:
+        try:
+            service_auth.choose(db, request.form.get("mode", ""))
+        except ValueError as exc:
+            flash(str(exc), "error")
+        else:
+            flash("Mode d'authentification aux téléservices enregistré : "
+                  f"{service_auth.CHOICES[request.form['mode']]}", "info")
+        return redirect(url_for("about"))
 
     @app.get("/sante")
     def health() -> Any:

@@ -20,6 +20,8 @@ from typing import Any
 
 from .config import SERVICES, LgcConfig
 from .db import Database
+from .endpoint_settings import effective
+from .services.api_psc import ApiPsc, access_for
 from .services.context import CallContext, Professional, ServiceError, ServiceRefused, ServiceUnavailable
 
 log = logging.getLogger("reference_lgc.calls")
@@ -66,6 +68,10 @@ class CallRunner:
         self.operations: dict[tuple[str, str], Operation] = {}
         self._pool = ThreadPoolExecutor(max_workers=config.call_workers, thread_name_prefix="service-call")
         self._stopping = threading.Event()
+        # API Pro Santé Connectée (services/api_psc.py): the LGC's API tokens, and how a call's PSC session token
+        # is kept fresh (a refresh at PSC when it is about to expire), both set by the application
+        self.api_psc: ApiPsc | None = None
+        self.session_token: Callable[[str], str | None] | None = None
 
     def register(self, op: Operation) -> None:
         self.operations[(op.service, op.name)] = op
@@ -91,10 +97,16 @@ class CallRunner:
         endpoint = settings.endpoint()
         if endpoint_extra:  # per-call settings (e.g. the user's own MSSanté mailbox)
             endpoint = replace(endpoint, extra={**endpoint.extra, **endpoint_extra})
-        ctx = CallContext(software=self.config.software, professional=professional, endpoint=endpoint)
+        endpoint = effective(self.db, service, endpoint)  # with what was set in the LGC (auth mode, mail servers)
+        ctx = CallContext(software=self.config.software, professional=professional, endpoint=endpoint,
+                          api=access_for(self.api_psc, endpoint, professional.national_id,
+                                         lambda: self._session_token(sid) or professional.access_token))
         job = Job(call_id, service, operation, patient_id, params, ctx, user_id, sid, self)
         self._pool.submit(self._run, op, job, settings.retries)
         return call_id
+
+    def _session_token(self, sid: str | None) -> str | None:
+        return self.session_token(sid) if sid and self.session_token is not None else None
 
     def _run(self, op: Operation, job: Job, retries: int) -> None:
         self.db.execute("UPDATE service_calls SET started_at=? WHERE id=?", (now_iso(), job.id))

@@ -31,6 +31,8 @@ class CdaInfo:
     author: str
     level: str  # "N1" (PDF in nonXMLBody) | "N3" (structured)
     pdf: bytes | None
+    patient_ins: str = ""  # recordTarget's INS (an id under the INS OIDs 1.2.250.1.213.1.4.*)
+    replaces: str = ""  # relatedDocument RPLC: the id of the document this version replaces
 
 
 def _id(el: etree._Element | None) -> str:
@@ -83,7 +85,10 @@ def parse(data: bytes) -> tuple[etree._Element, CdaInfo]:
         type_label=code.get("displayName", "") if code is not None else "",
         title=(root.findtext("h:title", default="", namespaces=NS) or "").strip(),
         effective_time=f"{ts[:4]}-{ts[4:6]}-{ts[6:8]}" if len(ts) >= 8 else "", author=author,
-        level="N1" if nonxml is not None else "N3", pdf=pdf)
+        level="N1" if nonxml is not None else "N3", pdf=pdf,
+        patient_ins=next((i.get("extension", "") for i in root.findall("h:recordTarget/h:patientRole/h:id", NS)
+                          if i.get("root", "").startswith("1.2.250.1.213.1.4.") and i.get("extension")), ""),
+        replaces=_id(root.find("h:relatedDocument[@typeCode='RPLC']/h:parentDocument/h:id", NS)))
     return root, info
 
 

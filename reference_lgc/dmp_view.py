@@ -148,4 +148,9 @@ def local_warnings(db: Database, patient_id: int) -> dict[int, str]:
             out[r["id"]] = "Une version plus récente de ce document existe dans le DMP"
         elif r["status"] == "deleted":
             out[r["id"]] = "Ce document a été supprimé du DMP"
+    # a version received later (MSSanté, RPLC) replaces a document of the file
+    for r in db.all("SELECT old.id, new.origin FROM documents old JOIN documents new ON new.replaces_id = old.id "
+                    "WHERE old.patient_id=?", (patient_id,)):
+        out.setdefault(r["id"], "Remplacé par une version plus récente" + (" reçue par MSSanté" if r["origin"] == "mss"
+                                                                            else ""))
     return out

@@ -43,7 +43,9 @@ from typing import Any
 from lxml import etree
 
 from .db import Database
+from .endpoint_settings import effective
 from .services import dmp
+from .services.api_psc import ApiPsc, access_for
 from .services.context import (
     CallContext,
     Endpoint,
@@ -249,6 +251,7 @@ class Outbox:
         self.db = db
         self.endpoint = endpoint
         self.software = software
+        self.api_psc: ApiPsc | None = None  # API Pro Santé Connectée, set by the application
         self.clock = clock
         self.poll_interval = poll_interval
         self.backoff = tuple(backoff) or (60.0,)
@@ -508,7 +511,13 @@ class Outbox:
         return _Claim(claimed, row["state"], verify=row["state"] in (A_VERIFIER, EN_COURS))
 
     def _ctx(self, row: Any) -> CallContext:
-        return CallContext(self.software, professional_from_json(row["professional"]), self.endpoint)
+        professional = professional_from_json(row["professional"])
+        # the PSC token of the validation (a queued send has no session of its own); the API token it is exchanged
+        # for lasts hours (services/api_psc.py)
+        endpoint = effective(self.db, "dmp", self.endpoint)  # with the authentication mode chosen, if any
+        return CallContext(self.software, professional, endpoint,
+                           api=access_for(self.api_psc, endpoint, professional.national_id,
+                                          lambda: professional.access_token))
 
     def _process(self, claim: _Claim) -> None:
         row = claim.row

@@ -166,6 +166,24 @@ class Records:
         self.trace(patient_id, user_label, "ins_recuperee", {"matricule": matricule, "oid": oid, "source": source,
                                                              "validation": validated_by or ""})
 
+    def replace_ins(self, patient_id: int, *, matricule: str, oid: str, user_label: str, reason: str) -> None:
+        """The Assurance maladie gave the person a new INS (the INSi answers it, the held one in its history): the
+        new one replaces it, the identity keeps its status, the old one stays in the file's INS history."""
+        p = self.get(patient_id)
+        if p is None or not p.ins_matricule:
+            return
+        self.db.execute("UPDATE patients SET ins_matricule=?, ins_oid=?, retrieved_at=?, updated_at=? WHERE id=?",
+                        (matricule, oid, now_iso(), now_iso(), patient_id))
+        self.trace(patient_id, user_label, "ins_remplacee", {
+            "ancien": {"matricule": p.ins_matricule, "oid": p.ins_oid or ""},
+            "nouveau": {"matricule": matricule, "oid": oid}, "motif": reason})
+
+    def ins_history(self, patient_id: int) -> list[dict[str, Any]]:
+        """The INS the file held before, newest first: {"matricule", "oid", "until"} (from the traces)."""
+        rows = self.db.all("SELECT at, detail FROM identity_traces WHERE patient_id=? AND operation='ins_remplacee' "
+                           "ORDER BY id DESC", (patient_id,))
+        return [{**json.loads(r["detail"])["ancien"], "until": r["at"]} for r in rows]
+
     def validate(self, patient_id: int, means: str, *, user_label: str) -> None:
         self.db.execute("UPDATE patients SET validated=1, validation_means=?, updated_at=? WHERE id=?",
                         (means, now_iso(), patient_id))

@@ -6,6 +6,7 @@ Playwright driver, so the guided protocol itself is tested end to end."""
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -34,7 +35,9 @@ class GuidedDriver:
 
     def _q(self, action: str, text: str, human: Callable[[Any], Any], choices: list[str] | None = None,
            **args: Any) -> Any:
-        answer = self.channel.ask("question", action, args, text, choices or ["Oui", "Non"], step=self._step())
+        # choices=[]: a question answered in words (the operator page shows a text box)
+        answer = self.channel.ask("question", action, args, text, ["Oui", "Non"] if choices is None else choices,
+                                  step=self._step())
         if isinstance(answer, dict) and "value" in answer:  # the automated operator returns the actual value
             return _decode(answer["value"])
         return human(answer)
@@ -44,9 +47,93 @@ class GuidedDriver:
         self._act("login", f"Connectez-vous au LGC avec Pro Santé Connect (identifiant national {national_id}).",
                   national_id=national_id)
 
+    def login_ciba(self, national_id: str) -> None:
+        self._act("login_ciba", "Demandez à vous connecter au LGC avec Pro Santé Connect par CIBA (validation sur le "
+                  f"téléphone), identifiant national {national_id}. N'attendez pas la validation.",
+                  national_id=national_id)
+
+    def ciba_outcome(self) -> str:
+        return self._q("ciba_outcome", "Attendez l'issue de la connexion : si le logiciel vous a connecté, répondez "
+                       "« connecte » ; sinon recopiez le message affiché.", str, choices=[])
+
+    def account(self) -> str:
+        return self._q("account", "Sous quel compte local du logiciel êtes-vous connecté (son identifiant), et à "
+                       "quelle identité Pro Santé Connect (identifiant national) est-il associé ?", str, choices=[])
+
+    def use_api_psc(self) -> None:
+        self._act("use_api_psc", "Dans les réglages de votre LGC, choisissez d'appeler l'INSi, le DMP et l'Ordonnance "
+                  "numérique par l'API Pro Santé Connectée (jeton d'API obtenu par échange de jeton auprès de Pro "
+                  "Santé Connect, présenté avec votre assertion), puis revenez à la liste des patients.")
+
+    def configure_mailbox(self) -> str:
+        return self._q("configure_mailbox", "Configurez automatiquement la messagerie MSSanté de votre LGC (document "
+                       "de configuration de l'opérateur). Recopiez ensuite les serveurs d'envoi (SMTP) et de "
+                       "réception (IMAP) qu'il affiche, hôte et port.", str, choices=[])
+
+    def search_directory(self, family: str, given: str = "", city: str = "") -> str:
+        where = f", ville d'exercice « {city} »" if city else ""
+        return self._q("search_directory", f"Cherchez dans l'annuaire santé du logiciel : nom « {family} », prénom "
+                       f"« {given} »{where}. Copiez ici le texte des résultats affichés (ou le message d'échec).",
+                       str, choices=[], family=family, given=given, city=city)
+
+    def read_inbox(self) -> list[dict]:
+        def lines(answer: Any) -> list[dict]:
+            out = []
+            for line in str(answer).splitlines():
+                parts = [x.strip() for x in line.split(";")]
+                if len(parts) >= 3:
+                    marks = [m.strip() for m in parts[3].split(",")] if len(parts) > 3 and parts[3] else []
+                    out.append({"expediteur": parts[0], "origine": parts[1].lower(), "objet": parts[2],
+                                "marques": marks, "integrable": len(parts) > 4 and _yes(parts[4])})
+            return out
+
+        return self._q("read_inbox", "Relevez la messagerie MSSanté du logiciel, puis recopiez la liste affichée, un "
+                       "message par ligne : expéditeur affiché ; patient ou professionnel ; objet ; marques "
+                       "(deja-integre, mise-a-jour, séparées par des virgules) ; intégration proposée (oui/non).",
+                       lines, choices=[])
+
+    def integrate_from_inbox(self, subject: str) -> str:
+        return self._q("integrate_from_inbox", f"Dans la messagerie, intégrez au dossier le document du message « "
+                       f"{subject} ». L'intégration a-t-elle réussi ?", lambda a: "reussi" if _yes(a) else "echec",
+                       subject=subject)
+
     def open_patient(self, name: str) -> int:
         self._act("open_patient", f"Ouvrez le dossier du patient {name}.", name=name)
         return 0
+
+    def ins_shown(self, wait_for: str = "") -> dict:
+        def parse(answer: Any) -> dict:
+            found = re.findall(r"\b\d{6}[\dAB]\d{8}\b", str(answer))  # INS (matricule + key), in order
+            status = "qualifiee" if "qualifi" in str(answer).lower() else "recuperee"
+            return {"ins": found[0] if found else "", "precedents": found[1:], "statut": status}
+        then = f" (attendez qu'il affiche le matricule {wait_for})" if wait_for else ""
+        return self._q("ins_shown", f"Dans le dossier ouvert{then}, recopiez le matricule INS affiché, puis les INS "
+                       "précédents de son historique, puis le statut de l'identité.", parse, choices=[],
+                       wait_for=wait_for)
+
+    def read_carte_vitale(self, patient: str) -> None:
+        self._act("read_carte_vitale", "Dans le dossier ouvert, lisez la carte Vitale de test du patient (insérez-la "
+                  f"dans le lecteur ; carte du cas « {patient} ») et lancez la recherche de l'INS avec elle.",
+                  patient=patient)
+
+    def accept_insi(self) -> None:
+        self._act("accept_insi", "Enregistrez, en un clic, l'identité renvoyée par l'INSi.")
+
+    def write_child_certificate(self, kind: str, exam_date: str, weight_kg: float, height_cm: float,
+                                head_cm: float) -> None:
+        self._act("write_child_certificate", f"Dans le dossier de l'enfant, rédigez le certificat de santé {kind} de "
+                  f"l'examen du {exam_date} (poids {weight_kg:g} kg, taille {height_cm:g} cm, périmètre crânien "
+                  f"{head_cm:g} cm) et enregistrez-le SANS le valider.", kind=kind, exam_date=exam_date,
+                  weight_kg=weight_kg, height_cm=height_cm, head_cm=head_cm)
+
+    def validate_child_certificate(self) -> str:
+        return self._q("validate_child_certificate", "Validez le certificat de santé. Le logiciel indique-t-il qu'il "
+                       "est parti à la plateforme des certificats de santé ?", lambda a: "reussi" if _yes(a) else
+                       "echec")
+
+    def query_insi(self) -> str:
+        return self._q("query_insi", "Dans le dossier ouvert, interrogez de nouveau le téléservice INSi. L'appel "
+                       "a-t-il réussi ?", lambda a: "reussi" if _yes(a) else "echec")
 
     def read_apcv(self, ins: str) -> None:
         presented = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]
@@ -131,6 +218,25 @@ class GuidedDriver:
         label = {"envoye-dmp": "envoyé au DMP", "importe-dmp": "importé du DMP"}.get(wait_for, wait_for)
         return self._q("local_document_markers", f"Dans le dossier, le document « {title} » est-il marqué « {label} » "
                        "sans clic ?", lambda a: [wait_for] if _yes(a) else [], title=title, wait_for=wait_for)
+
+    def identity_traces(self) -> list[dict]:
+        def lines(answer: Any) -> list[dict]:
+            import json
+
+            out = []
+            for line in str(answer).splitlines():
+                parts = [x.strip() for x in line.split(";", 3)]
+                if len(parts) == 4:
+                    try:
+                        detail = json.loads(parts[3])
+                    except ValueError:
+                        detail = {"texte": parts[3]}
+                    out.append({"at": parts[0], "user": parts[1], "operation": parts[2], "detail": detail})
+            return out
+
+        return self._q("identity_traces", "Ouvrez les traces du dossier et recopiez celles des opérations d'identité, "
+                       "une par ligne, des plus anciennes aux plus récentes : date ; utilisateur ; opération ; détail.",
+                       lines, choices=[])
 
     def dmp_access_traces(self, expect: list[str] | None = None) -> list[dict]:
         return self._q("dmp_access_traces", "Exportez les traces d'accès aux documents du DMP du dossier : chaque "

@@ -7,6 +7,8 @@ import re
 import time
 from typing import Any
 
+from playwright.sync_api import Error as PlaywrightError
+
 from .runtime import RunRecorder, Sims
 
 WAIT_MS = 60_000
@@ -18,6 +20,34 @@ class ReferenceLgcDriver:
         self.patient_id: int | None = None
         self.prescription_id: int | None = None
 
+    def _submit(self, target: Any) -> None:
+        """Click what submits a page form (a selector or a locator) and wait for the page the POST leads to.
+        Playwright no longer waits after a click for the navigation it starts, and wait_for_load_state() returns
+        at once on the page still shown: a next click or goto could then abort the POST in flight (seen under CI
+        load: the 'invisible' click of SC.DMP/UX.51 lost to the 'envoyer' that followed)."""
+        locator = self.page.locator(target).first if isinstance(target, str) else target
+        sent: list[Any] = []
+
+        def seen(request: Any) -> None:
+            if request.is_navigation_request() and request.method == "POST":
+                sent.append(request)
+
+        # A region refreshed by the page's polling (live.js) can replace the form between the click and its
+        # submission: the POST is then never sent. Seen in CI on the file's documents. The click is made once more
+        # when no POST has left within 5 s (a sent one, however slow, is waited for, never resent).
+        with self.page.expect_navigation(timeout=WAIT_MS):
+            self.page.on("request", seen)
+            try:
+                for _attempt in range(3):
+                    locator.click()
+                    deadline = time.monotonic() + 5
+                    while not sent and time.monotonic() < deadline:
+                        self.page.wait_for_timeout(100)
+                    if sent:
+                        break
+            finally:
+                self.page.remove_listener("request", seen)
+
     # ------------------------------------------------------------------------------------------ session
 
     def login(self, national_id: str) -> None:
@@ -25,15 +55,114 @@ class ReferenceLgcDriver:
         page.goto(self.url + "/patients")
         page.click("#connexion-psc")
         page.check(f"input[name=national_id][value='{national_id}']")
-        page.click("button[name=decision][value=approve]")
-        page.wait_for_load_state()
+        self._submit("button[name=decision][value=approve]")
+        self._after_psc_login()
+
+    def _after_psc_login(self) -> None:
+        """First login: link the local account; the information message: acknowledge it; then the patient list."""
+        page = self.page
         if "/premiere-connexion" in page.url:
             page.click("#associer button[type=submit]")
             page.wait_for_url("**/information**")
         if "/information" in page.url:
             page.check("#compris")
             page.click("#message-information button[type=submit]")
-        page.wait_for_url("**/patients**")
+        page.wait_for_url("**/patients**", timeout=WAIT_MS)
+
+    def login_ciba(self, national_id: str) -> None:
+        page = self.page
+        page.goto(self.url + "/connexion")
+        page.fill("#ciba-identifiant", national_id)
+        page.click("#connexion-ciba button[type=submit]")
+        page.wait_for_selector("#ciba-attente, .flash.error", timeout=WAIT_MS)
+
+    def ciba_outcome(self) -> str:
+        page = self.page
+        # the waiting page reloads itself at each poll: wait until it has been left (a reload may be under way at
+        # any look, hence the tolerant loop rather than a wait inside the page)
+        deadline = time.monotonic() + 3 * WAIT_MS / 1000
+        while time.monotonic() < deadline:
+            try:
+                page.wait_for_load_state()
+                if not page.locator("#ciba-attente").count():
+                    break
+            except PlaywrightError:
+                pass
+            time.sleep(0.5)
+        if page.locator(".flash.error").count():
+            return page.locator(".flash.error").first.inner_text()
+        self._after_psc_login()
+        return "connecte"
+
+    def use_api_psc(self) -> None:
+        """On the 'À propos' page, choose the API Pro Santé Connectée for INSi, the DMP and ON; then the patients."""
+        page = self.page
+        page.goto(self.url + "/a-propos")
+        page.check("#choix-authentification input[name=mode][value=api_psc]")
+        self._submit("#enregistrer-authentification")
+        shown = {row.get_attribute("data-service"): row.get_attribute("data-mode")
+                 for row in page.locator("#modes-authentification tr").all()}
+        if set(shown.values()) != {"api_psc"}:
+            raise AssertionError(f"le LGC n'indique pas l'API Pro Santé Connectée pour chaque service : {shown}")
+        page.goto(self.url + "/patients")
+
+    def account(self) -> str:
+        if not self.page.locator("#compte-local").count():
+            self.page.goto(self.url + "/patients")
+        return self.page.locator("#compte-local").inner_text()
+
+    def search_directory(self, family: str, given: str = "", city: str = "") -> str:
+        page = self.page
+        page.goto(self.url + "/annuaire")
+        before = page.locator("#resultats-annuaire [data-call]").first.get_attribute("data-call") \
+            if page.locator("#resultats-annuaire [data-call]").count() else None
+        form = page.locator("#recherche-annuaire")
+        for name, value in (("nom", family), ("prenom", given), ("ville", city)):
+            form.locator(f"input[name={name}]").fill(value)
+        form.locator("button[type=submit]").click()
+        # this search's own call element (not the previous one), finished; then its results, once rendered
+        done = "#resultats-annuaire [data-service=annuaire]:is([data-status=reussi], [data-status=echec])"
+        page.wait_for_selector(done + (f":not([data-call='{before}'])" if before else ""), timeout=WAIT_MS)
+        if page.locator(done).first.get_attribute("data-status") == "reussi":
+            page.wait_for_selector("#resultats-annuaire p:has-text('trouvé')", timeout=WAIT_MS)
+        return page.locator("#resultats-annuaire").inner_text()
+
+    def configure_mailbox(self) -> str:
+        page = self.page
+        page.goto(self.url + "/messagerie")
+        self._submit("#configurer-boite")
+        self.wait_call_done("mss", operation="configuration", within="#parametres-boite")
+        page.goto(self.url + "/messagerie")
+        return page.locator("#parametres-boite p").first.inner_text()
+
+    def read_inbox(self) -> list[dict]:
+        page = self.page
+        page.goto(self.url + "/messagerie")
+        mine = "#boite [data-service=mss][data-operation=releve]"
+        before = page.locator(mine).first.get_attribute("data-call") if page.locator(mine).count() else None
+        page.click("#relever")
+        done = mine + ":is([data-status=reussi], [data-status=echec])"
+        page.wait_for_selector(done + (f":not([data-call='{before}'])" if before else ""), timeout=WAIT_MS)
+        page.wait_for_selector("#messages", timeout=WAIT_MS)
+        out = []
+        for row in page.locator("#messages tbody tr[data-uid]").all():
+            cells = row.locator("td").all_inner_texts()
+            origin = row.get_attribute("class") or ""
+            out.append({"expediteur": cells[1].replace("patient", "").replace("professionnel", "").strip(),
+                        "origine": "patient" if "patient" in origin.split() else "professionnel",
+                        "objet": cells[2].strip(),
+                        "marques": [m.get_attribute("data-marker") for m in row.locator("[data-marker]").all()],
+                        "integrable": bool(row.locator("[data-action=integrer]").count())})
+        return out
+
+    def integrate_from_inbox(self, subject: str) -> str:
+        page = self.page
+        mine = "#boite [data-service=mss][data-operation=integration]"
+        before = page.locator(mine).first.get_attribute("data-call") if page.locator(mine).count() else None
+        page.locator("#messages tbody tr", has_text=subject).first.locator("[data-action=integrer]").click()
+        done = mine + ":is([data-status=reussi], [data-status=echec])"
+        page.wait_for_selector(done + (f":not([data-call='{before}'])" if before else ""), timeout=WAIT_MS)
+        return page.locator(mine).first.get_attribute("data-status") or ""
 
     # ---------------------------------------------------------------------------------------- patients
 
@@ -55,8 +184,7 @@ class ReferenceLgcDriver:
         button = self.page.locator("#documents-locaux tr", has_text=title).locator("button[data-action=envoyer-dmp]")
         if not button.count():
             return "Aucun bouton d'envoi au DMP pour ce document"
-        button.first.click()
-        self.page.wait_for_load_state()
+        self._submit(button.first)
         return " ".join(self.page.locator(".flash").all_inner_texts())
 
     def local_document_markers(self, title: str, wait_for: str = "") -> list[str]:
@@ -66,6 +194,47 @@ class ReferenceLgcDriver:
             row.locator(f"[data-marker={wait_for}]").first.wait_for(timeout=WAIT_MS)
         return [m.get_attribute("data-marker") for m in row.first.locator("[data-marker]").all()]
 
+    def ins_shown(self, wait_for: str = "") -> dict:
+        page = self.page
+        if wait_for:  # the identity panel refreshes itself once the INSi call has been applied
+            page.wait_for_selector(f"#identite #ins[data-matricule='{wait_for}']", timeout=WAIT_MS)
+        return {"ins": page.locator("#identite #ins").get_attribute("data-matricule") or "",
+                "precedents": [li.get_attribute("data-matricule")
+                               for li in page.locator("#identite #historique-ins li").all()],
+                "statut": self.identity_status()}
+
+    def read_carte_vitale(self, patient: str) -> None:
+        """The bench has no card reader: its image of the test card (the ApCV simulator's control API) is what the
+        LGC reads."""
+        import json
+
+        image = self.sims.call("apcv", "GET", f"/carte-vitale/{patient}")
+        self.page.fill("#lecture-carte-vitale textarea[name=image]", json.dumps(image, ensure_ascii=False))
+        self._submit("#lire-carte-vitale")
+        if self.page.locator("#beneficiaires-carte").count():
+            raise AssertionError("le LGC demande de choisir le bénéficiaire : "
+                                 + self.page.locator("#choix-motif").inner_text())
+
+    def accept_insi(self) -> None:
+        self._submit("#accepter-insi")
+
+    def write_child_certificate(self, kind: str, exam_date: str, weight_kg: float, height_cm: float,
+                                head_cm: float) -> None:
+        form = "#nouveau-certificat"
+        self.page.select_option(f"{form} select[name=type]", kind)
+        self.page.fill(f"{form} input[name=date_examen]", exam_date)
+        for name, value in (("poids_kg", weight_kg), ("taille_cm", height_cm), ("perimetre_cm", head_cm)):
+            self.page.fill(f"{form} input[name={name}]", f"{value:g}")
+        self._submit("#enregistrer-certificat")
+
+    def validate_child_certificate(self) -> str:
+        self._submit("#liste-certificats .valider-certificat")
+        return self.wait_call_done("mss", operation="envoi_cse", within="#certificats")
+
+    def query_insi(self) -> str:
+        self._submit("#relancer-insi")
+        return self.wait_call_done("insi", within="#identite")
+
     def identity_status(self) -> str:
         return self.page.locator("#statut-identite").get_attribute("data-status")
 
@@ -74,7 +243,7 @@ class ReferenceLgcDriver:
         if payload is None:
             payload = self.sims.call("apcv", "POST", "/state", {"present": ins})["state"]["presented"]["payload"]
         self.page.fill("#lecture-apcv textarea[name=payload]", payload)
-        self.page.click("#lire-apcv")
+        self._submit("#lire-apcv")
 
     def wait_identity(self, status: str) -> None:
         self.page.wait_for_selector(f"#statut-identite[data-status={status}]", timeout=WAIT_MS)
@@ -153,7 +322,7 @@ class ReferenceLgcDriver:
         return self.prescription_id
 
     def validate_prescription(self) -> None:
-        self.page.click("#valider-ordonnance")
+        self._submit("#valider-ordonnance")
 
     def open_prescription(self) -> None:
         """Back to the prescription written last (its sends, their states)."""
@@ -200,8 +369,7 @@ class ReferenceLgcDriver:
         """One click on the prescription's DMP send: suspendre, reprendre, envoyer (now), annuler, invisible."""
         if not self.page.locator("#ordonnance [data-outbox]").count():
             self.open_prescription()
-        self.page.click(f"#ordonnance [data-outbox] button[data-action={action}]")
-        self.page.wait_for_load_state()
+        self._submit(f"#ordonnance [data-outbox] button[data-action={action}]")
 
     def prescription_pdf(self) -> bytes:
         href = self.page.locator("#ouvrir-ordonnance").get_attribute("href")
@@ -243,8 +411,7 @@ class ReferenceLgcDriver:
         self.page.set_checked(f"{form} input[name=opposition]", opposition)
         self.page.set_checked(f"{form} input[name=bris_de_glace]", bool(emergency_reason))
         self.page.fill(f"{form} input[name=motif]", emergency_reason)
-        self.page.click("#enregistrer-consentement")
-        self.page.wait_for_load_state()
+        self._submit("#enregistrer-consentement")
 
     def feeding_status(self) -> str:
         """What the file says of feeding the DMP: "possible: …" or "impossible: <why>"."""
@@ -267,6 +434,20 @@ class ReferenceLgcDriver:
         self.page.goto(f"{self.url}/patients/{self.patient_id}")
         return list(reversed(out))
 
+    def identity_traces(self) -> list[dict]:
+        import json
+
+        identity_ops = {"creation", "modification_traits", "attributs", "ins_recuperee", "ins_remplacee", "validation",
+                        "insi_recherche", "insi_echec", "apcv_echec"}
+        self.page.goto(f"{self.url}/patients/{self.patient_id}/traces")
+        out = []
+        for row in self.page.locator("#traces tbody tr").all():
+            cells = row.locator("td").all_inner_texts()
+            if len(cells) == 4 and cells[2] in identity_ops:
+                out.append({"at": cells[0], "user": cells[1], "operation": cells[2], "detail": json.loads(cells[3])})
+        self.page.goto(f"{self.url}/patients/{self.patient_id}")
+        return list(reversed(out))  # the page shows the newest first
+
     def dmp_access_traces(self, expect: list[str] | None = None) -> list[dict]:
         """The file's traces of access to DMP documents, as the LGC exports them (CSV): date, user, documents."""
         import csv
@@ -282,8 +463,7 @@ class ReferenceLgcDriver:
     def refresh_dmp_documents(self) -> str:
         """Ask for the DMP's documents again (the DMP page's refresh); returns what the LGC answers."""
         self.page.goto(f"{self.url}/patients/{self.patient_id}/dmp")
-        self.page.click("#actualiser-dmp")
-        self.page.wait_for_load_state()
+        self._submit("#actualiser-dmp")
         flashes = self.page.locator(".flash")
         return " ".join(flashes.all_inner_texts()) if flashes.count() else ""
 
@@ -295,8 +475,7 @@ class ReferenceLgcDriver:
             # A consultation still running is the one to wait for; an ended one is the one to see replaced.
             before = shown.first.get_attribute("data-call") \
                 if shown.count() and shown.first.get_attribute("data-status") != "en_cours" else ""
-            self.page.click("#actualiser-dmp")
-            self.page.wait_for_load_state()
+            self._submit("#actualiser-dmp")
             # The rows on the page are the previous list until this refresh's ITI-18 has answered: wait for it
             # (read earlier, a document just made visible by the DMP still showed "invisible").
             done = ", ".join(f'{consult}[data-status={s}]:not([data-call="{before}"])' for s in ("reussi", "echec"))
@@ -311,8 +490,7 @@ class ReferenceLgcDriver:
         self._dmp_list(refresh=True)
         button = self._dmp_row(title).locator(f".{button_class}").first
         button.wait_for(timeout=WAIT_MS)
-        button.click()
-        self.page.wait_for_load_state()
+        self._submit(button)
         return self.wait_call_done("dmp", operation=operation, within="#dmp-liste")
 
     def make_visible_in_dmp(self, title: str) -> None:
@@ -327,8 +505,7 @@ class ReferenceLgcDriver:
             box = self._dmp_row(title).locator("input[name=entree]").first
             box.wait_for(timeout=WAIT_MS)
             box.check()
-        self.page.click("#integrer")
-        self.page.wait_for_load_state()
+        self._submit("#integrer")
         status = self.wait_call_done("dmp", operation="integration", within="#dmp-liste")
         call = self.page.locator("#dmp-liste [data-operation=integration]").first.inner_text()
         notes = " ".join(self.page.locator("#dmp-liste p.muted").all_inner_texts())
@@ -373,4 +550,4 @@ class ReferenceLgcDriver:
 
     def qualify_one_click(self, means: str = "cni") -> None:
         self.page.select_option("#qualifier select[name=moyen]", means)
-        self.page.click("#bouton-qualifier")
+        self._submit("#bouton-qualifier")

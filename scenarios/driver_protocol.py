@@ -31,9 +31,66 @@ class LgcDriver(Protocol):
         """Se connecter au LGC avec Pro Santé Connect sous l'identifiant national donné (première connexion :
         rattacher le compte local, accepter le message d'information)."""
 
+    def login_ciba(self, national_id: str) -> None:
+        """Demander à se connecter avec Pro Santé Connect par CIBA (validation sur le téléphone) sous l'identifiant
+        national donné ; rend la main dès que le LGC attend la validation."""
+
+    def ciba_outcome(self) -> str:
+        """Attendre l'issue de la connexion CIBA : « connecte » une fois la session ouverte (première connexion :
+        rattacher le compte local, accepter le message d'information), sinon le message d'échec affiché."""
+
+    def account(self) -> str:
+        """Le compte du LGC sous lequel on est connecté, tel que le LGC l'affiche : identifiant du compte local et
+        identité Pro Santé Connect qui lui est associée."""
+
+    def use_api_psc(self) -> None:
+        """Régler le LGC pour appeler l'INSi, le DMP et l'Ordonnance numérique par l'API Pro Santé Connectée (jeton
+        d'API obtenu par échange de jeton auprès de Pro Santé Connect, présenté avec l'assertion du professionnel)."""
+
+    def search_directory(self, family: str, given: str = "", city: str = "") -> str:
+        """Chercher un correspondant dans l'annuaire santé du LGC (nom, prénom, ville d'exercice) ; attendre la fin
+        de la recherche ; rend le texte des résultats tel qu'affiché (ou l'échec et son motif)."""
+
+    def configure_mailbox(self) -> str:
+        """Configurer automatiquement la messagerie MSSanté du LGC (document de configuration de l'opérateur) ;
+        rend les serveurs SMTP et IMAP (hôte:port) que le LGC affiche ensuite."""
+
+    def read_inbox(self) -> list[dict]:
+        """Relever la messagerie MSSanté du professionnel et lire la liste affichée : une entrée par message,
+        {"expediteur": ce qui est affiché, "origine": "patient" | "professionnel", "objet": …, "marques": [
+        "deja-integre", "mise-a-jour"…], "integrable": le message propose d'intégrer son document au dossier}."""
+
+    def integrate_from_inbox(self, subject: str) -> str:
+        """Depuis la messagerie, intégrer au dossier le document du message de cet objet ; rend reussi ou echec."""
+
     # ---------------------------------------------------------------------------------- patient, identity
     def open_patient(self, name: str) -> int:
         """Ouvrir le dossier du patient (nom de naissance) ; rend un identifiant du dossier (0 si inconnu)."""
+
+    def ins_shown(self, wait_for: str = "") -> dict:
+        """L'INS du dossier ouvert tel qu'affiché, une fois `wait_for` (un INS) affiché comme INS :
+        {"ins": INS actuel (matricule et clé, 15 caractères), "precedents": [INS précédents de son historique],
+        "statut": recuperee | qualifiee | …}."""
+
+    def read_carte_vitale(self, patient: str) -> None:
+        """Dans le dossier ouvert, lire la carte Vitale de test sur laquelle figure ce patient (identifiant de
+        persona) et rechercher l'INS avec elle ; rend la main une fois la recherche lancée."""
+
+    def accept_insi(self) -> None:
+        """Enregistrer, en un clic, l'identité renvoyée par l'INSi (elle remplace les traits du dossier)."""
+
+    def write_child_certificate(self, kind: str, exam_date: str, weight_kg: float, height_cm: float,
+                                head_cm: float) -> None:
+        """Dans le dossier ouvert d'un enfant, rédiger le certificat de santé (CS9 ou CS24) de l'examen de cette date
+        avec ces mesures, et l'enregistrer sans le valider."""
+
+    def validate_child_certificate(self) -> str:
+        """Valider le certificat de santé rédigé ; rend reussi ou echec une fois son envoi à la plateforme CSE
+        terminé (tel que le LGC l'affiche)."""
+
+    def query_insi(self) -> str:
+        """Dans le dossier ouvert, interroger de nouveau le téléservice INSi ; rend reussi ou echec une fois l'appel
+        terminé."""
 
     def local_documents(self) -> str:
         """Le texte de la liste des documents du dossier local."""
@@ -141,6 +198,10 @@ class LgcDriver(Protocol):
     def consent_traces(self, expect: list[dict] | None = None) -> list[dict]:
         """Les recueils de consentement tracés dans le dossier, du plus ancien au plus récent :
         ``{"consultation", "opposition", "bris_de_glace", "user", "at"}``."""
+
+    def identity_traces(self) -> list[dict]:
+        """Les traces des opérations d'identité du dossier ouvert (recherche INSi, INS récupérée, validation…), les
+        plus anciennes d'abord : {"at", "user", "operation", "detail": {…}}."""
 
     def dmp_access_traces(self, expect: list[str] | None = None) -> list[dict]:
         """Les traces d'accès aux documents du DMP telles que le LGC les exporte : ``{"at", "user",

@@ -26,7 +26,7 @@ from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
 from .incident_control import apply_incident, clear_incident, control_call, problem_detail
 from .supervisor import StartError, Supervisor, port_free
 
-PSC_CONSUMERS = ("dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
+PSC_CONSUMERS = ("insi", "dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
 
 
 def _config(ctx: click.Context) -> BenchConfig:

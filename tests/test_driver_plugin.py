@@ -121,11 +121,12 @@ def test_a_driver_from_a_module_outside_the_package_plays_a_scenario(tmp_path: P
         "        rec.meta['pilote_qa'] = 'chargé'\n", encoding="utf-8")
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(drivers))
-    result = subprocess.run([sys.executable, "-m", "segur_bench", "run", "SC.DMP/CONF.03", "--driver",
+    # a short scenario (the point is the driver found outside the package, not the scenario)
+    result = subprocess.run([sys.executable, "-m", "segur_bench", "run", "SC.MSS/CONF.04", "--driver",
                              "pilote_qa:PiloteQa", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                             timeout=600, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    (bundle,) = sorted((out / "bundles").glob("SC.DMP-CONF.03_*.zip"))
+    (bundle,) = sorted((out / "bundles").glob("SC.MSS-CONF.04_*.zip"))
     with zipfile.ZipFile(bundle) as z:
         run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
     assert run["driver"] == "pilote_qa:PiloteQa" and run["outcome"] == "passed" and run["pilote_qa"] == "chargé"

@@ -45,7 +45,9 @@ def test_every_scenario_passes_and_leaves_a_valid_bundle(all_runs: Path) -> None
         "LGC.DMP-UX.10.01", "LGC.DMP-UX.10.01", "SC.INS.05", "SC.DMP-ALI-PROG.06", "SC.ORDN-CONF.04",
         "SC.ORDN-CONF.04", "SC.DMP-UX.13", "SC.DMP-CONF.09.BIS", "SC.DMP-CONF.06", "SC.DMP-CONF.06.BIS",
         "SC.DMP-UX.51", "SC.DMP-UX.14.BIS", "SC.DMP-CONF.03", "SC.DMP-ALI-PROG.03", "SC.DMP-HISTO.03",
-        "SC.CDA-DD.05", "SC.DMP-CONF.16", "SC.DMP-UX.14", "SC.DMP-UX.14", "SC.ORDN-CONF.06"])
+        "SC.CDA-DD.05", "SC.DMP-CONF.16", "SC.DMP-UX.14", "SC.DMP-UX.14", "SC.ORDN-CONF.06", "SC.MSS-CONF.21",
+        "SC.PSC.01", "SC.MSS-CONF.20", "SC.MSS-UX.25", "SC.MSS-CONF.10", "SC.PSC.13", "SC.PSC.13",
+        "LGC.MDV.06", "SC.INS-PSC.50", "SC.INS.13", "SC.INS.14", "SC.MSS-CONF.04", "LGC.CSE.12"])
     for z in zips:
         check = segur("bundle", "verify", str(z), timeout=60)
         assert check.returncode == 0 and "bundle intact" in check.stdout, (z, check.stdout, check.stderr)
@@ -55,6 +57,8 @@ def test_every_scenario_passes_and_leaves_a_valid_bundle(all_runs: Path) -> None
         # a DMP / CDA requirement is judged from what the DMP received (its journal or state), not only the screen
         if any(i.startswith(("SC.DMP/", "SC.CDA/")) for i in run["requirement_ids"]):
             assert any(v["ok"] and "DMP" in v["source"] and "écran" not in v["source"] for v in verdicts), z.name
+        # and every scenario by what some service received, not by the screen alone
+        assert any(v["ok"] and v["source"] and "écran" not in v["source"] for v in verdicts), z.name
     junit = (all_runs / "junit.xml").read_text()
     assert 'failures="0"' in junit and 'errors="0"' in junit
     assert junit.count('name="proof_bundle"') == len(zips)  # each test case points at its bundle
@@ -150,10 +154,12 @@ def navy_share(image: Image.Image) -> float:
 def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
     """The automated operator shares the reference LGC's tab from the operator page and drives the LGC in it: the
     bundle's video and step pictures come from that shared screen, not from the operator page."""
-    result = segur("run", "LGC.DMP/UX.10.01", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
+    # A short scenario with actions, questions and steps judged from the journals only (the flagship's two runs
+    # under 3 s of latency cost a minute and a half more, and prove nothing more about the shared screen)
+    result = segur("run", "SC.MSS/CONF.21", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    bundles = sorted((tmp_path / "bundles").glob("LGC.DMP-UX.10.01_*.zip"))
-    assert len(bundles) == 2  # the outline's two patients
+    bundles = sorted((tmp_path / "bundles").glob("SC.MSS-CONF.21_*.zip"))
+    assert len(bundles) == 1
     root = bundles[0].with_suffix("")
     run = json.loads((root / "run.json").read_text(encoding="utf-8"))
     steps = json.loads((root / "steps.json").read_text(encoding="utf-8"))
@@ -163,10 +169,12 @@ def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
     assert screen["qui"].startswith("écran du LGC sous test") and screen == manifest["ecran"]
     (capture,) = screen["partages"]
     assert capture["surface"] == "browser" and capture["fin_raison"] == "fin de l'exécution"
-    assert capture["segments"] >= 5
-    # before the automated operator clicks "Partager", a moment without the LGC's screen, said as such
+    assert capture["segments"] >= 3  # the recording arrives in pieces, assembled into one video
+    # before the automated operator clicks "Partager", a moment without the LGC's screen, said as such; it ends
+    # before the scenario's first step (how long the run's set-up takes depends on the machine's load: up to 30 s
+    # seen on a loaded 2-core CI)
     assert all(g["raison"] == "l'opérateur n'avait pas encore partagé son écran" for g in screen["lacunes"])
-    assert sum(epoch(g["fin"]) - epoch(g["debut"]) for g in screen["lacunes"]) < 5
+    assert all(epoch(g["fin"]) <= epoch(steps[0]["started"]) + 0.5 for g in screen["lacunes"]), screen["lacunes"]
 
     video = root / "video" / "run.mp4"
     duration = float(subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of",
@@ -210,19 +218,6 @@ def test_guided_run_films_the_lgc_the_operator_shared(tmp_path: Path) -> None:
     assert "partagé par l'opérateur" in csv
     assert subprocess.run([sys.executable, "-m", "segur_bench", "bundle", "verify", str(bundles[0])], cwd=ROOT,
                           capture_output=True, timeout=60).returncode == 0
-
-
-@pytest.mark.timeout(600)
-def test_guided_driver_with_an_automated_operator(tmp_path: Path) -> None:
-    result = segur("run", "SC.INS.05", "--driver", "guided", "--operator", "auto", "--out", str(tmp_path))
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-3000:]
-    bundle = sorted((tmp_path / "bundles").glob("SC.INS.05_*.zip"))
-    assert bundle
-    with zipfile.ZipFile(bundle[0]) as z:
-        run = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/run.json"))))
-        verdicts = json.loads(z.read(next(n for n in z.namelist() if n.endswith("/verdicts.json"))))
-    assert run["driver"] == "guided" and run["outcome"] == "passed"
-    assert any("relance automatique avec le COG" in v["assertion"] for v in verdicts)
 
 
 @pytest.mark.timeout(600)

@@ -103,8 +103,11 @@ def _header(p: Prescription | ClinicalNote, templates: tuple[str, ...]) -> etree
     for t in templates:
         _el(root, "templateId", root=t)
     _el(root, "id", root=uuid_oid(p.id))
-    code, label = (p.type_code, p.type_label) if isinstance(p, ClinicalNote) else (TYPE_CODE, TYPE_LABEL)
-    _el(root, "code", code=code, codeSystem=LOINC, codeSystemName="LOINC", displayName=label)
+    # a note or a certificate says what it is; a prescription is always one
+    code, label = (p.type_code, p.type_label) if hasattr(p, "type_label") else (TYPE_CODE, TYPE_LABEL)
+    system = getattr(p, "type_system", LOINC)  # a child health certificate is CERT_DECL of TRE_A05
+    _el(root, "code", code=code, codeSystem=system, displayName=label,
+        **({"codeSystemName": "LOINC"} if system == LOINC else {}))
     _el(root, "title", p.title)
     _el(root, "effectiveTime", value=ts(p.created))
     _el(root, "confidentialityCode", code=p.confidentiality, codeSystem=CONF_SYSTEM,
@@ -163,6 +166,9 @@ def _header(p: Prescription | ClinicalNote, templates: tuple[str, ...]) -> etree
 
     # documentationOf: validity of the prescription + practice setting (protocols.md §2.5 / §7)
     event = _el(_el(root, "documentationOf"), "serviceEvent")
+    act = getattr(p, "service_event", None)  # (code, system, label) of the documented act, when there is one
+    if act:
+        _el(event, "code", code=act[0], codeSystem=act[1], displayName=act[2])
     period = _el(event, "effectiveTime")
     _el(period, "low", value=ts(p.created))
     _el(period, "high", value=ts(p.valid_until))

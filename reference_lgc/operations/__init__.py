@@ -3,6 +3,7 @@ result to the patient file and chains the next call, so the user never waits. On
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Any
 
 from .. import dmp_view
@@ -13,32 +14,47 @@ from ..consent import dica, feeding_allowed
 from ..db import Database
 from ..outbox import Outbox
 from ..records import Patient, Records
+from .cse_ops import CHILD_MAX_MONTHS, CertificateError, CseOps, age_months
 from .dmp_ops import TEST_OIDS, DmpOps
 from .identity_ops import INSI_COG_NOTE, IdentityOps
 from .messaging_ops import MessagingOps
 from .prescription_ops import PrescriptionError, PrescriptionOps, lines_from_form
 
-__all__ = ["INSI_COG_NOTE", "TEST_OIDS", "Operations", "PrescriptionError", "lines_from_form"]
+__all__ = ["INSI_COG_NOTE", "TEST_OIDS", "CertificateError", "Operations", "PrescriptionError", "lines_from_form"]
 
 
-class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps):
+class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps, CseOps):
     def __init__(self, db: Database, records: Records, runner: CallRunner, config: LgcConfig,
                  outbox: Outbox) -> None:
         super().__init__(db, records, runner, config)
         self.outbox = outbox
         for op in (*self.identity_operations(), *self.dmp_operations(), *self.prescription_operations(),
-                   *self.messaging_operations()):
+                   *self.messaging_operations(), *self.cse_operations()):
             runner.register(op)
 
     def on_open(self, p: Patient, user: Any, session_row: Any) -> None:
         sid = session_row["sid"] if session_row is not None else None
         why = idn.insi_call_needed(retrieved=p.retrieved, douteuse=p.douteuse, fictive=p.fictive,
                                    retrieved_at=p.retrieved_at)
-        if why and not self._in_flight(p.id, "insi", "recherche_traits"):
+        if why and not self._insi_pending(p.id):
             self.start_insi(p, user, session_row, reason=why)
-        if p.qualified and not self._in_flight(p.id, "dmp", "acces"):
+        # An INS due for its periodic verification is not sent to the DMP before the INSi has answered: the
+        # verification's end starts the DMP call, with the INS it confirmed or the new one (SC.INS.13).
+        if p.qualified and why != "verification" and not self._in_flight(p.id, "dmp", "acces"):
             self._submit("dmp", "acces", p, user, sid, self._dmp_params(p))
 
+    def _insi_pending(self, patient_id: int) -> bool:
+        """An INSi call of the file still running, or one of this consultation whose identity awaits the user's
+        decision (e.g. found by the carte Vitale, to be recorded in one click): the file's page shown again after
+        an action is not a new opening, and an automatic search must not push that answer off the screen."""
+        last = self.runner.latest(patient_id, "insi")
+        if last is None:
+            return False
+        if last.in_flight:
+            return True
+        fresh = datetime.now(UTC) - datetime.fromisoformat(last.created_at) < Records.VISIT_GAP
+        return fresh and last.status == REUSSI and bool(last.result and last.result.get("individual")) \
+            and not last.result.get("applied")
 
     def file_context(self, p: Patient, user: Any, session_row: Any) -> dict[str, Any]:
         from ..web.auth import authenticated
@@ -62,7 +78,10 @@ class Operations(IdentityOps, DmpOps, PrescriptionOps, MessagingOps):
         calls: list[CallView] = [c for c in (
             insi_call, self.runner.latest(p.id, "apcv"), self.runner.latest(p.id, "dmp", "acces"),
             self.runner.latest(p.id, "dmp", "autorisation")) if c is not None]
+        child = age_months(p.traits.birth_date, date.today()) < CHILD_MAX_MONTHS if p.traits.birth_date else False
         return {"patient": p, "insi_call": insi_call, "comparison": comparison,
+                "ins_history": self.records.ins_history(p.id),
+                "certificates": self.certificates(p.id) if child else None,
                 "insi_applied": bool(insi_call and insi_call.result and insi_call.result.get("applied")),
                 "apcv_call": self.runner.latest(p.id, "apcv"), "dmp_call": self.runner.latest(p.id, "dmp", "acces"),
                 "auth_call": self.runner.latest(p.id, "dmp", "autorisation"), "consent": consent,

@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import documents as docs
+from .. import mailbox_setup
 from ..calls import Job, Operation, now_iso
 from ..consent import feeding_allowed
 from ..documents.model import uuid_oid
 from ..outbox import Outbox, OutboxError
 from ..records import Patient
-from ..services import mss, on
+from ..services import mss, mss_autoconfig, on
 from ..services.context import ServiceError, ServiceRefused
 from ..web.auth import refresh_tokens
 from .base import OpsBase, load_user
 
 DURATION_UNITS = {"j": "d", "s": "wk", "m": "mo"}  # form / ON unit -> document model unit
+
+T = TypeVar("T")
 
 
 class PrescriptionError(ValueError):
@@ -278,16 +282,31 @@ class PrescriptionOps(OpsBase):
         assert doc is not None and p is not None and p.ins_matricule
         if not job.ctx.endpoint.extra.get("mailbox"):
             raise ServiceRefused("Aucune adresse MSSanté personnelle dans votre compte local", code="bal_absente")
-        ctx = self._fresh_token(job)
+        sent = self._with_mss_session(job, lambda ctx: mss.send_to_patient(
+            ctx, patient_ins=p.ins_matricule, cda=bytes(doc["cda"]), document_pdf=bytes(doc["pdf"])))
+        return {"message_id": sent.message_id, "to": list(sent.recipients), "subject": sent.subject}
+
+    def _with_mss_session(self, job: Job, work: Callable[[Any], T]) -> T:
+        """`work(ctx)` with a fresh PSC token; when MSSanté refuses it or ends the session on its expiry (SMTP 530,
+        IMAP BYE), once more on a new session with a token refreshed at PSC (SC.MSS/CONF.10, CONF.11) — once only:
+        a refusal of the fresh token is the user's to see, not a loop's."""
+        self._auto_configured(job)
         try:
-            sent = mss.send_to_patient(ctx, patient_ins=p.ins_matricule, cda=bytes(doc["cda"]),
-                                       document_pdf=bytes(doc["pdf"]))
+            return work(self._fresh_token(job))
         except ServiceRefused as exc:
             if exc.code not in ("token_expired", "token_refused"):
                 raise
-            sent = mss.send_to_patient(self._fresh_token(job, force=True), patient_ins=p.ins_matricule,
-                                       cda=bytes(doc["cda"]), document_pdf=bytes(doc["pdf"]))
-        return {"message_id": sent.message_id, "to": list(sent.recipients), "subject": sent.subject}
+            return work(self._fresh_token(job, force=True))
+
+    def _auto_configured(self, job: Job) -> None:
+        """With auto_config on and no servers read yet, the operator's auto-configuration document is read before
+        the first connection (SC.MSS/CONF.04), kept, and this call uses its servers."""
+        if not mailbox_setup.wanted(job.ctx.endpoint) or mailbox_setup.stored(self.db) is not None:
+            return
+        servers = mss_autoconfig.fetch(job.ctx.endpoint)
+        mailbox_setup.store(self.db, servers)
+        job.ctx = replace(job.ctx, endpoint=mailbox_setup.with_servers(job.ctx.endpoint, servers))
+        job.notes.append(f"Configuration automatique de la messagerie lue ({servers.source}).")
 
     def _fresh_token(self, job: Job, *, force: bool = False) -> Any:
         """MSSanté authenticates with the PSC access token (XOAUTH2): refresh it when it is about to expire."""

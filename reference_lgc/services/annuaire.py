@@ -103,12 +103,22 @@ class Practitioner:
 
 def search_practitioners(ctx: CallContext, *, name: str | None = None, family: str | None = None,
                          given: str | None = None, rpps: str | None = None, mailbox: str | None = None,
-                         profession: str | None = None, speciality: str | None = None, with_sites: bool = True,
-                         limit: int = 50) -> list[Practitioner]:
+                         profession: str | None = None, speciality: str | None = None, city: str | None = None,
+                         with_sites: bool = True, limit: int = 50) -> list[Practitioner]:
     """Multi-criteria search (AND). ``name`` matches family or given name; ``rpps`` = 11-digit RPPS or 12-digit
-    national id; ``mailbox`` = an MSSanté address (exact); ``profession`` / ``speciality`` = G15 / R38 codes.
+    national id; ``mailbox`` = an MSSanté address (exact); ``profession`` / ``speciality`` = G15 / R38 codes;
+    ``city`` = the town of a place of practice, asked of PractitionerRole with chained parameters
+    (``organization.address-city`` with ``practitioner.family``…), whose practitioners bound the search.
     ``with_sites`` also fetches the places of practice (PractitionerRole + Organization) in one more request."""
     params: list[tuple[str, str]] = []
+    if city:
+        chained = [(f"practitioner.{k}", v) for k, v in (("name", name), ("family", family), ("given", given),
+                                                          ("qualification-code", profession)) if v]
+        roles = _search(ctx, "PractitionerRole", [*chained, ("organization.address-city", city)], MAX_RESULTS)
+        ids = sorted({(r.get("practitioner") or {}).get("reference", "").partition("/")[2] for r in roles} - {""})
+        if not ids:
+            return []
+        params.append(("_id", ",".join(ids)))
     for key, value in (("name", name), ("family", family), ("given", given), ("mailbox-mss", mailbox),
                        ("qualification-code", profession), ("qualification-code", speciality)):
         if value:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .transport import TlsSettings
+
+if TYPE_CHECKING:
+    from .api_psc import ApiAccess
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class CallContext:
     software: Software
     professional: Professional
     endpoint: Endpoint
+    api: ApiAccess | None = None  # API Pro Santé Connectée: how this call gets its API token (api_psc.py)
 
 
 class ServiceError(Exception):

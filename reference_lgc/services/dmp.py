@@ -24,6 +24,7 @@ import httpx
 from lxml import etree
 
 from . import xds
+from .api_psc import authorized
 from .context import CallContext, ServiceRefused, ServiceUnavailable
 from .transport import http_client, network_reason
 from .vihf import PROFESSION_SYSTEM, SPECIALITY_SYSTEM, Purpose, patient_cx, security_header, software_oid
@@ -272,9 +273,11 @@ def _call(ctx: CallContext, service: str, action: str, body: etree._Element, ins
     data = _envelope(action, url, security_header(ctx, ins, oid, purpose), body, message_id)
     headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"',
                "Accept": "application/soap+xml, multipart/related"}
-    if ctx.professional.access_token:  # "API Pro Santé Connectée": the DMP checks the PSC token against the VIHF
+    if ctx.api is None and ctx.professional.access_token:  # the PSC token itself, which a DMP may check
         headers["Authorization"] = f"Bearer {ctx.professional.access_token}"
-    status, ctype, content = _post(ctx, url, data, headers)
+    # API Pro Santé Connectée (SC.DMP/PSC.40): the API token exchanged at PSC instead, renewed once on a 401
+    status, ctype, content = authorized(ctx, lambda auth: _post(ctx, url, data, {**headers, **auth}),
+                                        lambda sent: sent[0])
     attachments: dict[str, bytes] = {}
     if ctype.lower().startswith("multipart/"):
         content, attachments = _split_mtom(content, ctype)

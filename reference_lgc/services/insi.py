@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime
 import httpx
 from lxml import etree
 
+from .api_psc import authorized
 from .context import CallContext, ServiceRefused, ServiceUnavailable
 from .transport import http_client, network_reason
 
@@ -367,29 +368,36 @@ def call_teleservice(ctx: CallContext, service: str, action: str, body: etree._E
                      on_exchange: OnExchange | None = None) -> tuple[etree._Element, Exchange]:
     """Send one request; return the answer's body element, or raise ServiceRefused / ServiceUnavailable.
 
-    `on_exchange` sees every exchange, failed ones included (for the LGC's traces)."""
-    data, message_id = build_request(ctx, service, action, body, extra_headers)
-    started = time.monotonic()
-    status: int | None = None
-    raw: bytes | None = None
-    ctype = ""
-    try:
-        status, ctype, raw = _post(ctx, service, action, data, client)
-    finally:
-        exchange = Exchange(service, action, ctx.endpoint.url, message_id, data, raw, status,
-                            round(time.monotonic() - started, 3))
-        if on_exchange is not None:
-            on_exchange(exchange)
+    `on_exchange` sees every exchange, failed ones included (for the LGC's traces). With the API Pro Santé
+    Connectée (endpoint ``auth = "api_psc"``) the request carries the API token too, and a 401 is answered by one
+    new request with a newly exchanged token (api_psc.py)."""
+
+    def send(auth: dict[str, str]) -> tuple[int | None, str, bytes | None, Exchange]:
+        data, message_id = build_request(ctx, service, action, body, extra_headers)
+        started = time.monotonic()
+        status: int | None = None
+        raw: bytes | None = None
+        ctype = ""
+        try:
+            status, ctype, raw = _post(ctx, service, action, data, client, auth)
+        finally:
+            exchange = Exchange(service, action, ctx.endpoint.url, message_id, data, raw, status,
+                                round(time.monotonic() - started, 3))
+            if on_exchange is not None:
+                on_exchange(exchange)
+        return status, ctype, raw, exchange
+
+    status, ctype, raw, exchange = authorized(ctx, send, lambda sent: sent[0])
     return _interpret(service, status, ctype, raw), exchange
 
 
 def _post(ctx: CallContext, service: str, action: str, data: bytes,
-          client: httpx.Client | None) -> tuple[int, str, bytes]:
+          client: httpx.Client | None, auth: dict[str, str] | None = None) -> tuple[int, str, bytes]:
     """POST with a deadline for the whole exchange (a slow dribble must not outlast endpoint.timeout)."""
     limit = ctx.endpoint.timeout
     deadline = time.monotonic() + limit
     headers = {"Content-Type": f'application/soap+xml; charset=utf-8; action="{action}"',
-               "Accept": "application/soap+xml, text/xml"}
+               "Accept": "application/soap+xml, text/xml", **(auth or {})}
     too_slow = ServiceUnavailable(f"Le service {service} n'a pas répondu dans le délai imparti ({limit:g} s) ; "
                                   "réessayez plus tard", code="timeout")
     http = client or http_client(ctx.endpoint.tls, headers=ctx.endpoint.headers)

@@ -386,6 +386,8 @@ def _check(typ: str, data: list, what: str) -> list:
 def _select(client: imaplib.IMAP4, folder: str) -> None:
     try:
         _check(*client.select(folder, readonly=True), what=f"ouverture du dossier {folder}")
+    except imaplib.IMAP4.abort:
+        raise  # the server ended the session (BYE, e.g. token expired): the transport's to explain (_network)
     except imaplib.IMAP4.error as exc:
         raise ServiceRefused(f"{SERVICE} : dossier {folder} inaccessible ({exc})", code="imap_no") from None
 

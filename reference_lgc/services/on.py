@@ -5,7 +5,8 @@ The CNAM wire format is not public: this follows the bench's assumed format (SOA
 ``http://www.cnamts.fr/ePrescription/1/0``). Everything format-specific is in this module.
 
 Endpoint settings (``ctx.endpoint.extra``): ``auth`` = ``assertion`` (default: SAML assertion NameQualifier="PSC")
-or ``bearer`` (``Authorization: Bearer <ctx.professional.access_token>``, API Pro Santé Connectée mode).
+or ``bearer`` (``Authorization: Bearer <ctx.professional.access_token>`` in place of the assertion), or
+``api_psc`` (API Pro Santé Connectée, SC.ON/PSC.60: the API token exchanged at PSC *and* the assertion, api_psc.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, date, datetime
 import httpx
 from lxml import etree
 
+from .api_psc import authorized
 from .context import CallContext, ServiceRefused, ServiceUnavailable
 from .transport import http_client, network_reason
 
@@ -284,15 +286,19 @@ def _call(ctx: CallContext, operation: str, body: etree._Element) -> etree._Elem
             raise ServiceRefused(f"{SERVICE} : pas de jeton Pro Santé Connect, reconnectez-vous", code="no_token")
         headers["Authorization"] = f"Bearer {ctx.professional.access_token}"
     data = _envelope(ctx, action, f"urn:uuid:{uuid.uuid4()}", body, bearer)
-    try:
-        with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
-            resp = http.post(ep.url, content=data, headers=headers)
-    except httpx.TimeoutException:
-        raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
-                                 code="timeout") from None
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
-                                 detail=str(exc)) from None
+
+    def send(auth: dict[str, str]) -> httpx.Response:
+        try:
+            with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
+                return http.post(ep.url, content=data, headers={**headers, **auth})
+        except httpx.TimeoutException:
+            raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
+                                     code="timeout") from None
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
+                                     detail=str(exc)) from None
+
+    resp = authorized(ctx, send, lambda sent: sent.status_code)
     try:
         root = etree.fromstring(resp.content, _PARSER)
     except etree.XMLSyntaxError:

@@ -23,18 +23,20 @@ from ..services.context import Professional
 from ..services.transport import TlsSettings, http_client
 
 bp = Blueprint("auth", __name__)
-oauth = OAuth()
 INFO_MESSAGE = ("Toute consultation de ma part d'un DMP/MES s'effectue dans le respect des règles d'accès : "
                 "je m'engage à ne consulter le dossier médical partagé (Mon espace santé) d'un patient que si je "
                 "participe à sa prise en charge, avec son consentement, et dans la limite des informations utiles "
                 "à cette prise en charge. Mes accès sont tracés et visibles par le patient.")
 PUBLIC_ENDPOINTS = {"auth.login", "auth.start", "auth.callback", "auth.first_login", "auth.information",
-                    "auth.logout", "static", "about", "health"}
+                    "auth.logout", "static", "about", "health", "ciba.start", "ciba.wait", "ciba.cancel"}
 
 
 def init_app(app: Any) -> None:
     cfg = app.config["LGC"]
-    oauth.init_app(app)
+    # One OAuth registry per application: authlib's registry keeps the first client made under a name, so a module-
+    # wide one would send a second LGC application of the same process to the first one's PSC.
+    oauth = OAuth(app)
+    app.extensions["psc_oauth"] = oauth
     oauth.register(
         "psc", client_id=cfg.psc.client_id, client_secret=cfg.psc.client_secret,
         server_metadata_url=cfg.psc.issuer.rstrip("/") + "/.well-known/openid-configuration",
@@ -43,6 +45,11 @@ def init_app(app: Any) -> None:
                        **_requests_tls(cfg.service("psc").tls)})
     app.register_blueprint(bp)
     app.before_request(_load_user)
+
+
+def psc() -> Any:
+    """This application's Pro Santé Connect client (authlib)."""
+    return current_app.extensions["psc_oauth"].psc
 
 
 def _requests_tls(tls: TlsSettings) -> dict[str, Any]:
@@ -117,7 +124,7 @@ def start() -> Any:
     nxt = local_path(request.form.get("next"))
     session["next"] = nxt
     try:
-        return oauth.psc.authorize_redirect(cfg.base_url + url_for("auth.callback"), acr_values=cfg.psc.acr_values)
+        return psc().authorize_redirect(cfg.base_url + url_for("auth.callback"), acr_values=cfg.psc.acr_values)
     except (httpx.HTTPError, OSError, ValueError) as exc:
         current_app.logger.warning("PSC discovery failed: %s", exc)
         flash(f"Pro Santé Connect injoignable ({type(exc).__name__}) : connexion impossible pour l'instant.",
@@ -132,12 +139,18 @@ def callback() -> Any:
         flash(f"Connexion refusée par Pro Santé Connect : {why}", "error")
         return redirect(url_for("auth.login"))
     try:
-        token = oauth.psc.authorize_access_token()
-        info = oauth.psc.userinfo(token=token)
+        token = psc().authorize_access_token()
+        info = psc().userinfo(token=token)
     except Exception as exc:  # authlib raises its own errors, httpx its own: one message for the user
         current_app.logger.warning("PSC callback failed: %s", exc)
         flash(f"Échec de la connexion Pro Santé Connect : {exc}", "error")
         return redirect(url_for("auth.login"))
+    return open_session(token, info, session.pop("next", "") or url_for("patients.index"))
+
+
+def open_session(token: dict[str, Any], info: dict[str, Any], target: str) -> Any:
+    """The LGC's session for a professional PSC has authenticated (code flow or CIBA): tokens kept server-side,
+    the first login sent to the local-account link."""
     national_id = info.get("SubjectNameID") or info.get("preferred_username") or ""
     if not national_id:
         flash("Pro Santé Connect n'a pas renvoyé d'identifiant national (SubjectNameID)", "error")
@@ -151,7 +164,6 @@ def callback() -> Any:
          token.get("refresh_token"), token.get("id_token"), token.get("expires_at") or time.time() + 300,
          now_iso()))
     session["sid"] = sid
-    target = session.pop("next", "") or url_for("patients.index")
     if user is None:
         return redirect(url_for("auth.first_login"))
     return redirect(target)
@@ -254,7 +266,7 @@ def logout() -> Any:
         return redirect(url_for("auth.login"))
     _db().execute("DELETE FROM sessions WHERE sid=?", (row["sid"],))
     try:
-        end = oauth.psc.load_server_metadata().get("end_session_endpoint")
+        end = psc().load_server_metadata().get("end_session_endpoint")
     except Exception:  # PSC unreachable: the local session is closed anyway
         end = None
     if not end:

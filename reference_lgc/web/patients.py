@@ -11,8 +11,11 @@ from flask import Blueprint, abort, current_app, flash, g, redirect, render_temp
 from .. import identity as idn
 from ..calls import CallRunner
 from ..consent import Consent, ConsentError, check_consent_input
-from ..operations import Operations
+from ..operations import CertificateError, Operations
+from ..operations.identity_ops import card_beneficiaries_for
 from ..records import Patient, Records
+from ..services import carte_vitale
+from ..services.context import ServiceError
 
 bp = Blueprint("patients", __name__)
 
@@ -178,6 +181,59 @@ def qualify(patient_id: int) -> Any:
         flash(f"{now.status_label} ({idn.ID_DOCUMENTS[means]}).", "ok")
         if now.qualified:
             _ops().start_dmp_check(now, g.user, g.session_row)
+    return redirect(url_for("patients.show", patient_id=patient_id, _anchor="identite"))
+
+
+@bp.post("/patients/<int:patient_id>/certificats")
+def certificate_save(patient_id: int) -> Any:
+    """A child health certificate (CS9, CS24) kept as a draft: nothing leaves before its validation."""
+    p = _patient(patient_id)
+    try:
+        _ops().save_certificate(p, g.user, request.form.to_dict())
+    except CertificateError as exc:
+        flash(str(exc), "error")
+    else:
+        flash("Certificat enregistré (brouillon) : il partira à la plateforme CSE à sa validation.", "ok")
+    return redirect(url_for("patients.show", patient_id=patient_id, _anchor="certificats"))
+
+
+@bp.post("/patients/<int:patient_id>/certificats/<int:doc_id>/valider")
+def certificate_validate(patient_id: int, doc_id: int) -> Any:
+    """Validation sends the certificate to the CSE platform by MSSanté, by itself (LGC.CSE.12)."""
+    p = _patient(patient_id)
+    try:
+        _ops().validate_certificate(p, doc_id, g.user, g.session_row)
+    except CertificateError as exc:
+        flash(str(exc), "error")
+    return redirect(url_for("patients.show", patient_id=patient_id, _anchor="certificats"))
+
+
+@bp.post("/patients/<int:patient_id>/carte-vitale")
+def carte_vitale_read(patient_id: int) -> Any:
+    """Read the carte Vitale (the bench's card image in place of a reader), then search the INS with it."""
+    p = _patient(patient_id)
+    back = redirect(url_for("patients.show", patient_id=patient_id, _anchor="carte-vitale"))
+    if p.fictive or p.douteuse:
+        flash("Identité fictive ou douteuse : pas d'appel au téléservice INSi.", "error")
+        return back
+    image = (request.form.get("image") or "").strip()
+    upload = request.files.get("fichier")
+    if not image and upload is not None and upload.filename:
+        image = upload.read(carte_vitale.MAX_IMAGE_BYTES + 1).decode("utf-8", "replace")
+    try:
+        card = carte_vitale.read_image(image)
+    except ServiceError as exc:
+        flash(exc.reason, "error")
+        return back
+    choice = request.form.get("choix", "")
+    if choice.isdigit() and int(choice) < len(card.beneficiaries):
+        candidates = [card.beneficiaries[int(choice)]]
+    else:
+        candidates = card_beneficiaries_for(card, p)
+    if len(candidates) != 1:  # nobody born that day on this card, or twins the file does not tell apart
+        return render_template("carte_vitale_choix.html", patient=p, card=card, image=image,
+                               none_dated=not candidates)
+    _ops().start_insi_vitale(p, g.user, g.session_row, card, candidates[0])
     return redirect(url_for("patients.show", patient_id=patient_id, _anchor="identite"))
 
 

@@ -230,6 +230,10 @@ def _state_get(ctx: ServiceContext) -> dict:
 
 SPEC = ServiceSpec(
     name="annuaire",
+    # The real API wants an API key, not a certificate. Asked for optionally (nothing changes for a client that has
+    # none): an LGC that presents one has its exchanges told apart from other runs' on a shared bench
+    # (core/run_attribution.py), as with MSSanté.
+    client_cert="optional",
     title="Annuaire santé",
     default_port=8106,
     register=_register,

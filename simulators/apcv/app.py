@@ -4,7 +4,8 @@ detruireContexteApCV (ApCV_AUTH 1.0.0).
 Flow: envelope + action + headers (wire.py) -> header rules and input rules (model.py) -> forced business
 outcome if the fault engine chose one -> QR-code check / context store (SQLite) -> response or SOAP fault.
 Control: ``POST /_bench/state {"present": "<patient id or INS>"}`` issues a QR code (payload + PNG);
-``GET /_bench/apcv/<patient>/qr.png`` does the same as a plain image.
+``GET /_bench/apcv/<patient>/qr.png`` does the same as a plain image; ``GET /_bench/carte-vitale/<patient>`` gives
+the image of the patient's test carte Vitale (wire.card_image_bytes), which an LGC reads in place of a card reader.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .model import (
 
 ENDPOINT = "/apcv"
 QR_ROUTE = "/_bench/apcv/<patient>/qr.png"
+CARD_ROUTE = "/_bench/carte-vitale/<patient>"
 def _model(ctx: ServiceContext) -> ApcvModel:
     model = ctx.models.get("apcv")
     if model is None:
@@ -92,6 +94,18 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     @app.post(ENDPOINT)
     def apcv() -> Response:
         return handle(ctx, request.get_data(), request.content_type, current_outcome())
+
+    @app.get(CARD_ROUTE)
+    def card_image(patient: str) -> Response:
+        # Control route: the image of the test carte Vitale the patient is on, for an LGC to read in place of a
+        # card reader (the guided driver asks a person with a real test card instead).
+        try:
+            _patient, beneficiaries = _model(ctx).card_of(patient)
+        except ValueError as exc:
+            return problem_response(404, str(exc))
+        resp = Response(wire.card_image_bytes(beneficiaries), status=200, content_type="application/json")
+        resp.headers["Content-Disposition"] = f'attachment; filename="carte-vitale-{_patient.id}.json"'
+        return resp
 
     @app.get(QR_ROUTE)
     def qr_png(patient: str) -> Response:

@@ -355,6 +355,17 @@ class ApcvModel:
             "png_base64": base64.b64encode(png).decode("ascii"),
         }
 
+    def card_of(self, ref: str) -> tuple[Patient, tuple[Patient, ...]]:
+        """The carte Vitale the patient is on (the bench has no card reader: its image stands in for a read):
+        (the patient, every beneficiary of the card, the insured person first, then by rank)."""
+        patient = self.find_patient(ref)
+        card = patient.carte_vitale
+        assert card is not None
+        on_card = self.personas.patients_on_card(card.nir_ouvrant_droit)
+        return patient, tuple(sorted(on_card, key=lambda p: (p.ins != card.nir_ouvrant_droit,
+                                                              p.carte_vitale.rang_naissance if p.carte_vitale else 0,
+                                                              p.id)))
+
     # -- operations ---------------------------------------------------------------------------------
 
     def _user_of(self, claims: Mapping[str, Any]) -> Patient:

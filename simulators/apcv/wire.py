@@ -7,6 +7,7 @@ layout of the ApCV context is the bench's own design (see README.md), kept in th
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -206,3 +207,30 @@ def response_bytes(body: etree._Element, operation: str, relates_to: str | None)
     return build_envelope(body, action=action, relates_to=relates_to), soap_content_type(action)
 
 
+# ----------------------------------------------------------------------------------- carte Vitale image
+
+CARD_FORMAT = "segur-bench/image-carte-vitale/1"  # invented: the bench has no SESAM-Vitale reader
+
+
+def card_image_bytes(beneficiaries: tuple[Patient, ...]) -> bytes:
+    """The image of a test carte Vitale, as the bench hands it to an LGC in place of a reader's (format invented,
+    README "Carte Vitale image"): the insured person's NIR and AMO attachment, and per beneficiary the names, the
+    birth date (AAAAMMJJ, as a card writes it) and the birth rank; the beneficiary's own NIR only for the insured
+    person (a card does not always carry its dependants')."""
+    card = beneficiaries[0].carte_vitale
+    assert card is not None
+    image = {
+        "format": CARD_FORMAT,
+        "avertissement": "Image de carte Vitale de test fournie par le banc (format propre au banc, pas une lecture "
+                         "SESAM-Vitale)",
+        "ouvrant_droit": {"nir": card.nir_ouvrant_droit, "regime": card.regime, "caisse": card.caisse,
+                          "centre": card.centre},
+        "beneficiaires": [{
+            "nom": p.nom_utilise or p.nom_naissance, "nom_naissance": p.nom_naissance, "prenom": p.prenoms[0],
+            "date_naissance": p.date_naissance.strftime("%Y%m%d"),
+            "rang": p.carte_vitale.rang_naissance if p.carte_vitale else 1,
+            "qualite": "assure" if p.ins == card.nir_ouvrant_droit else "ayant_droit",
+            **({"nir": p.ins} if p.ins == card.nir_ouvrant_droit else {}),
+        } for p in beneficiaries],
+    }
+    return json.dumps(image, ensure_ascii=False, indent=2).encode("utf-8")

@@ -31,6 +31,7 @@ from .soap import (
     must_understand_fault,
     parse_envelope,
 )
+from .tokens import Caller, InvalidToken, TokenValidator
 from .xmlsafe import NS, leaf_text, qname
 
 NS_CTXLPS = "urn:siram:lps:ctxlps"
@@ -48,7 +49,7 @@ F_CERT = ("siram_100", "desir_560")  # detail code and message reported (PADOA R
 SOFTWARE_CERT_NAMES = ("INSI-AUTO", "INSI-MANU")  # the CN INSi's mutual-TLS mode accepts (PADOA README)
 
 DEFAULT_AUTHORISED_IDAM = ("SIMUL-LGC-0001", "BENCH-LGC-0001", "LGC-TEST-0001")
-AUTH_MODES = ("assertion", "mtls")
+AUTH_MODES = ("assertion", "mtls", "psc")
 
 
 # Fault/Reason carries a generic message for the user, Detail/siram:Erreur the precise one. The platform's own
@@ -84,13 +85,15 @@ class TeleserviceError(Exception):
     `reason` is the precise explanation (sent in Detail); the fault's Reason is the generic user message of
     :data:`USER_MESSAGES`."""
 
-    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur") -> None:
+    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur",
+                 http_status: int | None = None) -> None:
         super().__init__(reason)
         self.code = code  # "Sender" | "Receiver"
         self.subcode = subcode
         self.detail_code = detail_code
         self.reason = reason
         self.severite = severite
+        self.http_status = http_status  # None: the platform's status for every fault (401 for a refused bearer)
         self.message_id: str | None = None  # the request's wsa:MessageID, once known
 
     @property
@@ -116,7 +119,44 @@ def fault_bytes(err: TeleserviceError, message_id: str | None) -> tuple[int, str
     """(HTTP status, content type, body) of the fault answering `err`, as the real platform writes it."""
     body = fault_envelope(err.code, err.subcode, err.user_message, err.detail_code, err.severite, err.detail,
                           message_id)
-    return FAULT_HTTP_STATUS, SOAP_CONTENT_TYPE, body
+    return err.http_status or FAULT_HTTP_STATUS, SOAP_CONTENT_TYPE, body
+
+
+def bearer_caller(authorization: str | None, validator: TokenValidator, *, required: bool,
+                  assertion_national_id: str | None = None) -> Caller | None:
+    """API Pro Santé Connectée (CI-SIS transport volume): the token exchanged at PSC, sent as `Authorization:
+    Bearer`. None when no bearer token is sent and none is required. A refused token, or one whose professional
+    is not the assertion's (the PS assertion is still required in this mode, DSR seed 001 §Espace de confiance),
+    is a security fault answered with HTTP 401."""
+    sent = bool(authorization and authorization.strip().lower().startswith("bearer"))
+    if not sent:
+        if required:
+            raise TeleserviceError("Sender", *F_SECURITY, "Mode API Pro Sante Connectee : en-tete Authorization: "
+                                   "Bearer absent (jeton d'API obtenu par echange de jeton aupres de PSC)",
+                                   http_status=401)
+        return None
+    try:
+        caller = validator.validate(authorization)
+    except InvalidToken as exc:
+        raise TeleserviceError("Sender", *F_SECURITY, f"Jeton Bearer refuse : {exc.reason}",
+                               http_status=401) from None
+    if not caller.national_id:
+        raise TeleserviceError("Sender", *F_SECURITY, "Jeton Bearer sans identifiant national du professionnel",
+                               http_status=401)
+    if assertion_national_id and caller.national_id != assertion_national_id:
+        raise TeleserviceError("Sender", *F_SECURITY, f"Mode API Pro Sante Connectee : le NameID de l'assertion "
+                               f"({assertion_national_id}) differe de l'identifiant national du jeton "
+                               f"({caller.national_id})", http_status=401)
+    return caller
+
+
+def www_authenticate(err: TeleserviceError) -> tuple[tuple[str, str], ...]:
+    """The RFC 6750 challenge that goes with a 401 fault (none otherwise)."""
+    if err.http_status != 401:
+        return ()
+    # error_description allows printable ASCII but the quote and the backslash (RFC 6750 §3)
+    reason = err.reason.encode("ascii", "replace").decode().replace('"', "'").replace("\\", "/")
+    return (("WWW-Authenticate", f'Bearer error="invalid_token", error_description="{reason}"'),)
 
 
 def envelope_fault_bytes(exc: SoapError) -> tuple[int, str, bytes]:

@@ -180,3 +180,27 @@ class TokenValidator:
             audience=audiences, scope=tuple(scope.split()) if isinstance(scope, str) else tuple(scope),
             expires_at=datetime.fromtimestamp(exp, UTC), claims=c,
         )
+
+
+DEFAULT_PSC_ISSUER = "http://127.0.0.1:8104/auth/realms/esante-wallet"
+
+
+def validator_from_settings(settings: Mapping[str, Any], clock: Callable[[], Any]) -> TokenValidator:
+    """The validator a service behind Pro Santé Connect builds from its settings: `psc_issuer`, the issuer's keys
+    inline (`psc_jwks`) or at `psc_jwks_url` (default: the issuer's certs endpoint), optional `psc_audience`."""
+    issuer = settings.get("psc_issuer") or DEFAULT_PSC_ISSUER
+    jwks = settings.get("psc_jwks")
+    return TokenValidator(issuer, jwks,
+                          jwks_url=None if jwks else (settings.get("psc_jwks_url") or
+                                                      issuer.rstrip("/") + "/protocol/openid-connect/certs"),
+                          audience=settings.get("psc_audience"), clock=clock)
+
+
+def validator_for(ctx: Any) -> TokenValidator:
+    """The service's validator (a ServiceContext's settings and simulated clock), built once and kept in its
+    extras: the keys are fetched once, not at every request."""
+    validator = ctx.extras.get("psc_validator")
+    if validator is None:
+        validator = validator_from_settings(ctx.config.settings, lambda: ctx.clock.now())
+        ctx.extras["psc_validator"] = validator
+    return validator

@@ -14,7 +14,7 @@ from simulators.core.app import current_outcome
 from simulators.core.faults import RequestFacts
 from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.core.soap import SoapError, soap_content_type
-from simulators.core.tokens import InvalidToken, TokenValidator
+from simulators.core.tokens import InvalidToken, validator_for
 from simulators.personas import load_personas
 
 from . import seed, wire
@@ -35,24 +35,11 @@ def _model(ctx: ServiceContext) -> DmpModel:
     return model
 
 
-def _validator(ctx: ServiceContext) -> TokenValidator:
-    validator = ctx.extras.get("dmp.validator")
-    if validator is None:
-        s = ctx.config.settings
-        issuer = s.get("psc_issuer") or "http://127.0.0.1:8104/auth/realms/esante-wallet"
-        validator = TokenValidator(issuer, jwks=s.get("psc_jwks"),
-                                   jwks_url=None if s.get("psc_jwks") else
-                                   s.get("psc_jwks_url") or f"{issuer}/protocol/openid-connect/certs",
-                                   audience=s.get("psc_audience"), clock=lambda: ctx.clock.now())
-        ctx.extras["dmp.validator"] = validator
-    return validator
-
-
 def _caller(ctx: ServiceContext, req: wire.Request) -> Vihf:
     vihf = extract(security_block(req.envelope.header))
     if ctx.config.settings.get("auth_mode") == "psc":
         try:
-            caller = _validator(ctx).validate(request.headers.get("Authorization"))
+            caller = validator_for(ctx).validate(request.headers.get("Authorization"))
         except InvalidToken as exc:
             raise VihfError(f"Mode API Pro Sante Connectee : jeton refuse ({exc.reason})") from None
         if caller.national_id != vihf.national_id:

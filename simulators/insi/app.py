@@ -15,7 +15,8 @@ from simulators.core.app import current_outcome, current_tls
 from simulators.core.faults import RequestFacts
 from simulators.core.service import FastRequest, FastResponse, ServiceContext, ServiceSpec
 from simulators.core.soap import Envelope, SoapError
-from simulators.core.teleservice import envelope_fault_bytes, fault_bytes
+from simulators.core.teleservice import bearer_caller, envelope_fault_bytes, fault_bytes, www_authenticate
+from simulators.core.tokens import validator_for
 from simulators.personas import load_personas
 
 from . import wire
@@ -43,16 +44,28 @@ def _model(ctx: ServiceContext) -> InsiModel:
     return model
 
 
+def _check_bearer(ctx: ServiceContext, req: wire.Request, authorization: str | None) -> None:
+    """API Pro Santé Connectée: a bearer token is required in `auth_mode = "psc"`, and checked whenever one is
+    sent (a client calling through the API PSC gets its token judged in every mode)."""
+    required = ctx.config.settings.get("auth_mode") == "psc"
+    if required or authorization:
+        assertion = req.headers.assertion or {}
+        bearer_caller(authorization, validator_for(ctx), required=required,
+                      assertion_national_id=assertion.get("name_id"))
+
+
 def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: str | None,
            envelope: Envelope | None = None, envelope_error: Exception | None = None,
-           tls: Mapping[str, Any] | None = None) -> tuple[int, str, bytes]:
-    """One INSi exchange: (HTTP status, content type, body)."""
+           tls: Mapping[str, Any] | None = None, authorization: str | None = None
+           ) -> tuple[int, str, bytes, tuple[tuple[str, str], ...]]:
+    """One INSi exchange: (HTTP status, content type, body, extra headers)."""
     model = _model(ctx)
     message_id: str | None = None
     try:
         req = wire.parse_request(data, content_type, ctx.config.max_request_bytes, envelope, envelope_error)
         message_id = req.message_id
         check_headers(req.headers, req.operation, ctx.config.settings, tls, ctx.clock.recent_now)
+        _check_bearer(ctx, req, authorization)
         if req.operation == OP_TRAITS:
             query: Any = TraitsQuery.validated(req.body)
         else:
@@ -68,18 +81,18 @@ def answer(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
         else:
             result = model.search_vitale(query)
     except SoapError as exc:
-        return envelope_fault_bytes(exc)
+        return (*envelope_fault_bytes(exc), ())
     except TeleserviceError as exc:
-        return fault_bytes(exc, message_id or exc.message_id)
+        return (*fault_bytes(exc, message_id or exc.message_id), www_authenticate(exc))
     body, ctype = wire.response_bytes(result, req.operation, message_id,
                                       bool(ctx.config.settings.get("wsa_response_headers", False)))
-    return 200, ctype, body
+    return 200, ctype, body, ()
 
 
 def _fast_lps(ctx: ServiceContext, req: FastRequest) -> FastResponse:
-    status, ctype, body = answer(ctx, req.body, req.content_type, req.outcome, req.envelope, req.envelope_error,
-                                 req.tls)
-    return FastResponse(status, ctype, body)
+    status, ctype, body, headers = answer(ctx, req.body, req.content_type, req.outcome, req.envelope,
+                                          req.envelope_error, req.tls, req.headers.get("authorization"))
+    return FastResponse(status, ctype, body, headers)
 
 
 def _register(app: Flask, ctx: ServiceContext) -> None:
@@ -89,9 +102,9 @@ def _register(app: Flask, ctx: ServiceContext) -> None:
     # plain WSGI (and gives other methods their 405 SOAP fault).
     @app.post(ENDPOINT)
     def lps() -> Response:
-        status, ctype, body = answer(ctx, request.get_data(), request.content_type, current_outcome(),
-                                     tls=current_tls())
-        return Response(body, status=status, content_type=ctype)
+        status, ctype, body, headers = answer(ctx, request.get_data(), request.content_type, current_outcome(),
+                                              tls=current_tls(), authorization=request.headers.get("Authorization"))
+        return Response(body, status=status, content_type=ctype, headers=headers)
 
 
 def _attrs_of(facts: RequestFacts) -> dict[str, str]:

@@ -1579,6 +1579,7 @@ class MssIMAP(imap4.IMAP4Server):
             status=status or None,
             decision=pending.decision,
             client=self.bridge.peer,
+            server=self.bridge.local,
             error=error,
             waited_s=pending.decision.latency_s or None,
             tls=tls,
@@ -1663,6 +1664,11 @@ class Bridge(asyncio.Protocol):
     @property
     def peer(self) -> str:
         return f"{self.peer_tuple[0]}:{self.peer_tuple[1]}"
+
+    @property
+    def local(self) -> str | None:
+        sock = self.transport.get_extra_info("sockname") if getattr(self, "transport", None) else None
+        return f"{sock[0]}:{sock[1]}" if isinstance(sock, tuple) else None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]

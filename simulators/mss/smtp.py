@@ -161,6 +161,10 @@ class MssSMTP(SMTP):
                 await asyncio.sleep(dribble.interval_ms / 1000.0)
         await self._writer.drain()
 
+    def _local(self) -> str | None:
+        sock = self.transport.get_extra_info("sockname") if self.transport is not None else None
+        return f"{sock[0]}:{sock[1]}" if isinstance(sock, tuple) else None
+
     def _peer(self) -> str:
         peer = self.session.peer if self.session else None
         return f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -268,7 +272,7 @@ class MssSMTP(SMTP):
                     for f in self.last_findings or []]
         trace.record(self.ctx, protocol="smtp", operation=f"SMTP {name}", received_at=received,
                      request_headers=headers, request_body=body, reply=reply, status=status, decision=decision,
-                     client=self._peer(), error=error, response_headers=findings,
+                     client=self._peer(), server=self._local(), error=error, response_headers=findings,
                      waited_s=decision.latency_s or None, tls=tls)
 
     # ------------------------------------------------------------------------------------ SASL

@@ -53,6 +53,7 @@ def record(
     status: int | None,
     decision: Decision | None = None,
     client: str | None = None,
+    server: str | None = None,
     error: str | None = None,
     response_headers: list[tuple[str, str]] = (),
     waited_s: float | None = None,
@@ -64,6 +65,8 @@ def record(
             id=uuid.uuid4().hex, service=ctx.name, protocol=protocol, operation=operation,
             received_at=received_at, responded_at=time.time() if reply is not None else None,
             method=operation.split(" ", 1)[-1], status=status,
+            # the address the client connected to: which port a mail client chose (auto-configuration)
+            url=f"{protocol}://{server}" if server else "",
             request=Message.of(request_headers, request_body),
             response=Message.of(list(response_headers), reply) if reply is not None else None,
             faults=[a.as_dict() for a in decision.applied] if decision else [],

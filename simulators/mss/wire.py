@@ -27,6 +27,10 @@ from simulators.core.xmlsafe import XmlRejected, parse_xml
 
 PATIENT_DOMAIN = "patient.mssante.fr"
 CSE_ADDRESS = "certificatsdesante@plateformecse.mssante.fr"
+# Child health certificates the CSE platform takes (DSR: CS9 and CS24), by their CI-SIS templateId (volet CSE:
+# 1.2.250.1.213.1.1.1.5 for every certificate, .5.2 the 9th-month one, .5.3 the 24th-month one; document code
+# CERT_DECL of TRE_A05 1.2.250.1.213.1.1.4.12)
+CSE_TEMPLATES = {"1.2.250.1.213.1.1.1.5.2": "CS9", "1.2.250.1.213.1.1.1.5.3": "CS24"}
 TRUST_DOMAIN = "mssante.fr"
 XDM_NAME = "IHE_XDM.zip"
 SUBJECT_PREFIX = "XDM/1.0/DDM+"
@@ -305,6 +309,7 @@ class CdaInfo:
     birth: date | None = None
     gender: str | None = None
     related: list[tuple[str, str]] = field(default_factory=list)  # (typeCode, parent id)
+    templates: list[str] = field(default_factory=list)  # ClinicalDocument/templateId/@root
     error: str | None = None
 
     @property
@@ -334,6 +339,7 @@ def parse_cda(path: str, data: bytes) -> CdaInfo:
         return found.strip() or None
 
     info.code = first("cda:code/@code")
+    info.templates = [t.strip() for t in root.xpath("cda:templateId/@root", namespaces=NS)]
     info.title = first("cda:title")
     root_id, ext = first("cda:id/@root"), first("cda:id/@extension")
     info.uid = f"{root_id}^{ext}" if root_id and ext else root_id
@@ -356,6 +362,28 @@ def parse_cda(path: str, data: bytes) -> CdaInfo:
         parent = rel.xpath("string(cda:parentDocument/cda:id/@root)", namespaces=NS)
         info.related.append((rel.get("typeCode") or "", parent))
     return info
+
+
+def _cse_findings(xdm: XdmInfo | None) -> list[dict]:
+    """A message to the CSE platform (LGC.CSE.12) carries one child health certificate, CS9 or CS24, in CDA."""
+    cdas = [c for c in xdm.documents.values() if not c.error] if xdm is not None else []
+    if not cdas:
+        return [_finding("CSE", "erreur", f"message à {CSE_ADDRESS} sans certificat de santé de l'enfant en CDA dans "
+                         "IHE_XDM.zip (LGC.CSE.12 : le CS9 ou le CS24 validé)")]
+    out = []
+    for cda in cdas:
+        kinds = sorted({CSE_TEMPLATES[t] for t in cda.templates if t in CSE_TEMPLATES})
+        if len(kinds) != 1 or "1.2.250.1.213.1.1.1.5" not in cda.templates or cda.code != "CERT_DECL":
+            out.append(_finding("CSE", "erreur", f"{cda.path} n'est pas un certificat CS9 ou CS24 (templateId "
+                                f"{', '.join(cda.templates) or 'absent'}, code {cda.code}) : la plateforme CSE ne "
+                                "reçoit que ceux-là"))
+        else:
+            out.append(_finding("CSE", "info", f"{cda.path} : certificat de santé {kinds[0]} de {cda.family or '?'} "
+                                f"{cda.given or ''}".rstrip()))
+    if len(cdas) > 1:
+        out.append(_finding("CSE", "avertissement", f"{len(cdas)} documents dans un message à la plateforme CSE (un "
+                            "certificat par message attendu)"))
+    return out
 
 
 @dataclass
@@ -627,6 +655,9 @@ def check_message(raw: bytes, *, mail_from: str, rcpts: list[str], authenticated
             add(_finding("X-MSS-CODECDA", "erreur", "X-MSS-CODECDA présent sans archive IHE_XDM (doit être absent)"))
         if ins_header:
             add(_finding("X-MSS-INS", "erreur", "X-MSS-INS présent sans archive IHE_XDM (doit être absent)"))
+
+    if CSE_ADDRESS in {normalise_address(r) for r in rcpts}:
+        findings.extend(_cse_findings(xdm))
 
     mes = msg.get("X-MSS-MES")
     closes = False

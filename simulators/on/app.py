@@ -18,8 +18,14 @@ from simulators.core.app import current_outcome, problem_response
 from simulators.core.faults import RequestFacts
 from simulators.core.service import ServiceContext, ServiceSpec
 from simulators.core.soap import SoapError
-from simulators.core.teleservice import F_SECURITY, TeleserviceError, check_lps, envelope_fault_bytes
-from simulators.core.tokens import InvalidToken, TokenValidator
+from simulators.core.teleservice import (
+    TeleserviceError,
+    bearer_caller,
+    check_lps,
+    envelope_fault_bytes,
+    www_authenticate,
+)
+from simulators.core.tokens import validator_for
 from simulators.insi import model as insi_rules
 from simulators.personas import load_personas
 
@@ -37,13 +43,11 @@ from .model import (
     check_prescriber_assertion,
     check_version,
     qr_png,
-    sender,
     unavailable,
 )
 
 ENDPOINT = "/eprescription"
 QR_ROUTE = "/_bench/on/<numero>/qr.png"
-DEFAULT_PSC_ISSUER = "http://127.0.0.1:8104/auth/realms/esante-wallet"
 
 
 def _model(ctx: ServiceContext) -> OnModel:
@@ -55,31 +59,11 @@ def _model(ctx: ServiceContext) -> OnModel:
     return model
 
 
-def _validator(ctx: ServiceContext) -> TokenValidator:
-    validator = ctx.extras.get("on_validator")
-    if validator is None:
-        s = ctx.config.settings
-        issuer = s.get("psc_issuer") or DEFAULT_PSC_ISSUER
-        validator = TokenValidator(
-            issuer, s.get("psc_jwks"),
-            jwks_url=None if s.get("psc_jwks") else (s.get("psc_jwks_url") or
-                                                     issuer.rstrip("/") + "/protocol/openid-connect/certs"),
-            audience=s.get("psc_audience"), clock=lambda: ctx.clock.now(),
-        )
-        ctx.extras["on_validator"] = validator
-    return validator
-
-
 def _caller(ctx: ServiceContext, req: wire.Request, authorization: str | None) -> str:
     """National id of the calling professional: from the bearer token if one is sent, else the PS assertion."""
-    if authorization and authorization.strip().lower().startswith("bearer"):
-        try:
-            caller = _validator(ctx).validate(authorization)
-        except InvalidToken as exc:
-            raise sender(F_SECURITY, f"Jeton Bearer refuse : {exc.reason}", http_status=401) from None
-        if not caller.national_id:
-            raise sender(F_SECURITY, "Jeton Bearer sans identifiant national du professionnel", http_status=401)
-        return caller.national_id
+    caller = bearer_caller(authorization, validator_for(ctx), required=False)
+    if caller is not None:
+        return caller.national_id  # type: ignore[return-value]
     return check_prescriber_assertion(req.headers, ctx.config.settings, ctx.clock.recent_now)
 
 
@@ -127,10 +111,7 @@ def handle(ctx: ServiceContext, data: bytes, content_type: str | None, outcome: 
         return Response(fault, status=status, content_type=ctype)
     except TeleserviceError as exc:
         status, ctype, fault = wire.fault_bytes(exc, message_id or exc.message_id)
-        resp = Response(fault, status=status, content_type=ctype)
-        if status == 401:
-            resp.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return resp
+        return Response(fault, status=status, content_type=ctype, headers=www_authenticate(exc))
     payload, ctype = wire.response_bytes(body, req.operation, message_id)
     return Response(payload, status=200, content_type=ctype)
 

@@ -95,12 +95,7 @@ MAX_POSOLOGIE = 1000
 
 
 class OnError(TeleserviceError):
-    """A request the service refuses, with an optional HTTP status (401 for a refused bearer token)."""
-
-    def __init__(self, code: str, subcode: str, detail_code: str, reason: str, severite: str = "erreur",
-                 http_status: int | None = None) -> None:
-        super().__init__(code, subcode, detail_code, reason, severite)
-        self.http_status = http_status  # None: the SOAP default (400 Sender, 500 Receiver)
+    """A request the service refuses (a TeleserviceError of the service's own families)."""
 
 
 # (subcode, detail code) of the service's own failure families — all assumed. The platform-level ones

@@ -30,7 +30,6 @@ from .model import (
     OP_CREER,
     OP_RECHERCHER,
     VERSION,
-    OnError,
     Prescription,
     png_base64,
     xml_datetime,
@@ -270,6 +269,5 @@ def response_bytes(body: etree._Element, operation: str, relates_to: str | None)
 
 
 def fault_bytes(err: TeleserviceError, relates_to: str | None) -> tuple[int, str, bytes]:
-    """(HTTP status, content type, body): the shared siram fault, with the status an OnError may override."""
-    status, ctype, body = teleservice_fault_bytes(err, relates_to)
-    return (err.http_status if isinstance(err, OnError) else None) or status, ctype, body
+    """(HTTP status, content type, body): the shared siram fault (401 for a refused bearer token)."""
+    return teleservice_fault_bytes(err, relates_to)

@@ -238,3 +238,25 @@ def test_state_lists_qr_codes_and_contexts(apcv):
 def test_bad_state_bodies(apcv, body, words):
     resp = apcv.http.post("/_bench/state", json=body)
     assert resp.status_code == 400 and words in resp.json()["detail"], resp.text
+
+
+def test_carte_vitale_image_of_a_family_card(apcv):
+    """The image of the test carte Vitale a patient is on (control route, read by an LGC in place of a card
+    reader): the insured mother first, with her NIR; the twins told apart by their birth rank only."""
+    resp = apcv.http.get("/_bench/carte-vitale/famille-lina")
+    assert resp.status_code == 200 and resp.headers["content-type"] == "application/json"
+    assert 'filename="carte-vitale-famille-lina.json"' in resp.headers["content-disposition"]
+    image = resp.json()
+    assert image["format"] == "segur-bench/image-carte-vitale/1"
+    assert image["ouvrant_droit"] == {"nir": "284056322090544", "regime": "01", "caisse": "631", "centre": "0001"}
+    people = [(b["prenom"], b["date_naissance"], b["rang"], b["qualite"], b.get("nir")) for b in image["beneficiaires"]]
+    assert people == [("SOPHIE", "19840519", 1, "assure", "284056322090544"),
+                      ("LEO", "20170308", 1, "ayant_droit", None), ("LINA", "20170308", 2, "ayant_droit", None)]
+    assert image["beneficiaires"][0]["nom"] == "FAMILLE" and image["beneficiaires"][0]["nom_naissance"] == "DURANDAL"
+
+
+def test_carte_vitale_image_refusals(apcv):
+    for ref, words in (("inconnu", "unknown patient"), ("houilles-pierre", "no carte Vitale")):
+        resp = apcv.http.get(f"/_bench/carte-vitale/{ref}")
+        assert resp.status_code == 404 and resp.headers["content-type"].startswith("application/problem+json")
+        assert words in resp.json()["detail"]

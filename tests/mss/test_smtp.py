@@ -286,3 +286,24 @@ def test_slow_replies(mss):
     with connect(mss, tls=False) as client:
         assert client.has_extn("starttls")
     assert time.monotonic() - started >= 0.2
+
+
+def test_the_cse_platform_takes_child_health_certificates_only(mss):
+    """LGC.CSE.12: a message to the CSE platform carries the CS9 or CS24 certificate in CDA (the volet's templateIds,
+    code CERT_DECL); a report sent there instead is an error finding."""
+    certificate = cda(code="CERT_DECL", title="Certificat de santé du 24ème mois de l'enfant").replace(
+        b'<id root="1.2.250.1.999.1.2.3.4.5"/>',
+        b'<templateId root="1.2.250.1.213.1.1.1.5"/><templateId root="1.2.250.1.213.1.1.1.5.3"/>'
+        b'<id root="1.2.250.1.999.1.2.3.4.5"/>')
+    with connect(mss) as client:
+        assert auth_xoauth2(client, KIT_BAL, token())[0] == 235
+        client.send_message(mail(to=(CSE,), xdm=xdm_zip(), headers={"X-MSS-MES": None}))
+        wrong = mss.findings()[-1]["findings"]
+        client.send_message(mail(to=(CSE,), xdm=xdm_zip(files={"IHE_XDM/SUBSET01/DOC0001.XML": certificate}),
+                                 headers={"X-MSS-MES": None, "X-MSS-CODECDA": "CERT_DECL"}))
+        right = mss.findings()[-1]["findings"]
+    assert [f["message"] for f in wrong if f["code"] == "CSE" and f["severity"] == "erreur"] == [
+        "IHE_XDM/SUBSET01/DOC0001.XML n'est pas un certificat CS9 ou CS24 (templateId absent, code 11488-4) : la "
+        "plateforme CSE ne reçoit que ceux-là"]
+    cse = [f for f in right if f["code"] == "CSE"]
+    assert [(f["severity"], "CS24" in f["message"]) for f in cse] == [("info", True)], right

@@ -67,6 +67,13 @@ def test_starttls_sessions_are_journaled_with_their_tls_facts(mss):
         client.ehlo("lgc.test")
     entries = [e for e in mss.get("/_bench/journal")["entries"] if e["operation"] == "SMTP EHLO"]
     assert entries[-2]["tls"] is None and entries[-1]["tls"]["cipher"]  # before and after STARTTLS
+    # the address the client connected to, so that a journal tells which port a mail client chose
+    assert entries[-1]["url"] == f"smtp://127.0.0.1:{mss.smtp_port}"
+    with imaplib.IMAP4("127.0.0.1", mss.imap_port, timeout=10) as client:
+        client.starttls(ssl_context=mss.ca)
+        client.noop()
+    noop = [e for e in mss.get("/_bench/journal")["entries"] if e["operation"] == "IMAP NOOP"][-1]
+    assert noop["url"] == f"imap://127.0.0.1:{mss.imap_port}" and noop["tls"]["cipher"]
 
 
 def test_the_mail_ports_present_the_bench_pki_certificate(mss):

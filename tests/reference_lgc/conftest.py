@@ -1,9 +1,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from lgc_harness import Bench, Lgc, start_bench, start_lgc, stop
+
+from reference_lgc.app import create_app
+from reference_lgc.config import LgcConfig
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +59,24 @@ def page(context: object, clean_bench: Bench) -> Iterator[object]:
     p.close()
 
 
+LGC = "http://127.0.0.1:8000"  # as the browser reaches the LGC of the `app` fixture: Host 127.0.0.1:8000
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Flask:
+    return create_app(LgcConfig(data_dir=tmp_path, public_url=LGC))
+
+
+@pytest.fixture
+def doctor(app: Flask) -> FlaskClient:
+    """A browser where the demo physician is logged in (session row as the PSC callback writes it)."""
+    db = app.config["DB"]
+    db.execute("UPDATE users SET national_id='899700366240', info_ack_at='2999-01-01T00:00:00+00:00' "
+               "WHERE login='dr.doc0036624'")
+    user = db.one("SELECT id FROM users WHERE login='dr.doc0036624'")
+    db.execute("INSERT INTO sessions (sid, user_id, national_id, userinfo, created_at) VALUES (?,?,?,?,?)",
+               ("sid-test", user["id"], "899700366240", "{}", "2026-01-01T00:00:00+00:00"))
+    client = app.test_client()
+    with client.session_transaction(base_url=LGC) as session:
+        session["sid"] = "sid-test"
+    return client

@@ -66,6 +66,15 @@ def test_homonyms_are_told_apart_by_profession(sim: Sim) -> None:
     assert [p.national_id for p in nurses] == ["899999900048"]
 
 
+def test_the_city_of_a_place_of_practice_is_a_chained_criterion(sim: Sim) -> None:
+    (nurse,) = annuaire.search_practitioners(endpoint(sim), family="MARTIN", given="SOPHIE", city="CLERMONT-FERRAND")
+    assert nurse.national_id == "899999900048" and nurse.sites[0].organization.city == "CLERMONT-FERRAND"
+    # her mailbox at that practice is on the liste rouge: returned, flagged (the LGC's screen leaves it out)
+    assert [(m.address, m.liste_rouge) for m in nurse.sites[0].mailboxes] == [
+        ("s.martin.cabinet@infirmier.mssante.fr", True)]
+    assert annuaire.search_practitioners(endpoint(sim), family="MARTIN", city="LYON") == []
+
+
 def test_organizations_and_liste_rouge(sim: Sim) -> None:
     (ch,) = annuaire.search_organizations(endpoint(sim), name="CENTRE HOSPITALIER DU BANC")
     boxes = {m.address: m for m in ch.mailboxes}

@@ -512,3 +512,23 @@ def test_a_pdf_copy_that_is_not_a_pdf_is_refused(rx: Prescription, pdf: bytes) -
         validate(etree.tostring(doc, xml_declaration=True, encoding="UTF-8"))
     with pytest.raises(ValueError, match="PDF"):
         build_n3(rx, b"<html/>")
+
+
+def test_the_reader_finds_the_patients_ins_and_the_replaced_document() -> None:
+    """A received CDA (hand-written here): the INS under an INS OID of recordTarget, and the RPLC parent's id."""
+    from reference_lgc import cda_reader
+
+    cda = (b'<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3">'
+           b'<id root="1.2.250.1.999.2" extension="42"/><code code="11502-2" displayName="CR de biologie"/>'
+           b'<title>Bilan</title><setId root="1.2.3.4"/><versionNumber value="2"/>'
+           b'<recordTarget><patientRole><id root="1.2.250.1.999.9" extension="LOCAL-7"/>'
+           b'<id root="1.2.250.1.213.1.4.10" extension="114026322090185"/></patientRole></recordTarget>'
+           b'<relatedDocument typeCode="RPLC"><parentDocument><id root="1.2.250.1.999.2" extension="41"/>'
+           b'</parentDocument></relatedDocument><component><nonXMLBody><text mediaType="text/plain">x</text>'
+           b'</nonXMLBody></component></ClinicalDocument>')
+    _root, info = cda_reader.parse(cda)
+    assert (info.patient_ins, info.replaces, info.version) == ("114026322090185", "1.2.250.1.999.2^41", 2)
+    _root, first = cda_reader.parse(cda.replace(b'<relatedDocument typeCode="RPLC"><parentDocument><id '
+                                                b'root="1.2.250.1.999.2" extension="41"/></parentDocument>'
+                                                b'</relatedDocument>', b""))
+    assert first.replaces == ""

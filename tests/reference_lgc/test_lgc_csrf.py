@@ -11,39 +11,19 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import LGC
 from flask import Flask
 from flask.testing import FlaskClient
 
 from reference_lgc.app import create_app
 from reference_lgc.config import LgcConfig
 
-LGC = "http://127.0.0.1:8000"  # as the browser reaches it: Host 127.0.0.1:8000
 OTHER_BENCH_PORT = "http://127.0.0.1:8104"  # the PSC simulator's port: same site, another origin
 TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 META = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
 NEW_PATIENT = {"birth_name": "FORGE", "first_names": "ALICE", "sex": "F", "birth_date": "1980-02-03",
                "birthplace_cog": "75056"}
 TEMPLATES = Path(__file__).resolve().parents[2] / "reference_lgc" / "templates"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Flask:
-    return create_app(LgcConfig(data_dir=tmp_path, public_url=LGC))
-
-
-@pytest.fixture
-def doctor(app: Flask) -> FlaskClient:
-    """A browser where the demo physician is logged in (session row as the PSC callback writes it)."""
-    db = app.config["DB"]
-    db.execute("UPDATE users SET national_id='899700366240', info_ack_at='2999-01-01T00:00:00+00:00' "
-               "WHERE login='dr.doc0036624'")
-    user = db.one("SELECT id FROM users WHERE login='dr.doc0036624'")
-    db.execute("INSERT INTO sessions (sid, user_id, national_id, userinfo, created_at) VALUES (?,?,?,?,?)",
-               ("sid-test", user["id"], "899700366240", "{}", "2026-01-01T00:00:00+00:00"))
-    client = app.test_client()
-    with client.session_transaction(base_url=LGC) as session:
-        session["sid"] = "sid-test"
-    return client
 
 
 def patients(app: Flask) -> int:
