@@ -98,7 +98,8 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
               help="Start the bench in the background and return once every service answers (then "
                    "`segur-bench status`, `segur-bench down`).")
 @click.option("--wait-timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
-              help="--detach: how long to wait for every service to answer, in seconds.")
+              help="How long to wait at start-up for every service to answer, in seconds (with --detach: before "
+                   "returning). A loaded CI runner starting several benches may need more than a desktop.")
 @click.pass_context
 def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | None, workers: int | None,
        with_lgc: bool | None, front_port: int | None, with_console: bool | None, console_port: int | None,
@@ -123,7 +124,7 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
     signal.signal(signal.SIGTERM, _interrupt)
     new_token = config.lan and control_token(config.data_dir, create=False) is None
     try:
-        supervisor.start(progress=lambda m: click.echo(m, err=True))
+        supervisor.start(timeout=wait_timeout, progress=lambda m: click.echo(m, err=True))
         door = _start_front_door(supervisor, config, config.front_port if front_port is None else front_port)
         if (only is None if with_console is None else with_console):
             click.echo(f"starting the console on port {console_port or config.console_port} …", err=True)
@@ -206,17 +207,8 @@ def _check_no_bench(config: BenchConfig) -> None:
 def _detach(config: BenchConfig, wait_timeout: float) -> None:
     """`up` again, in the background in a session of its own; back once its run-state file says it serves and
     every service answers, with its table; its log tail and a non-zero exit code otherwise."""
-    args = []
-    skip = False
-    for arg in sys.argv[1:]:  # the same command line, without --detach and its wait
-        if skip:
-            skip = False
-        elif arg in ("--detach", "-d"):
-            continue
-        elif arg == "--wait-timeout":
-            skip = True
-        elif not arg.startswith("--wait-timeout="):
-            args.append(arg)
+    # the same command line without --detach: the child waits as long for its services (--wait-timeout kept)
+    args = [arg for arg in sys.argv[1:] if arg not in ("--detach", "-d")]
     log_dir = config.data_dir.parent / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "up.log"
