@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from .context import CallContext, ServiceRefused, ServiceUnavailable
-from .transport import http_client, network_reason
+from .context import CallContext, ServiceRefused, ServiceUnavailable, http_failures
+from .transport import http_client
 
 SERVICE = "Annuaire santé"
 SYS_IDNPS = "urn:oid:1.2.250.1.71.4.2.1"
@@ -170,15 +170,8 @@ def search_organizations(ctx: CallContext, *, name: str | None = None, city: str
 def _get(ctx: CallContext, url: str, params: list[tuple[str, str]] | None) -> dict:
     ep = ctx.endpoint
     headers = {"Accept": "application/fhir+json", "ESANTE-API-KEY": ep.extra.get("api_key", "")}
-    try:
-        with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
-            resp = http.get(url, params=params, headers=headers)
-    except httpx.TimeoutException:
-        raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
-                                 code="timeout") from None
-    except httpx.HTTPError as exc:
-        raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
-                                 detail=str(exc)) from None
+    with http_failures(SERVICE, ep.timeout), http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
+        resp = http.get(url, params=params, headers=headers)
     if resp.status_code == 200:
         try:
             return resp.json()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .transport import TlsSettings
+import httpx
+
+from .transport import TlsSettings, network_reason
 
 if TYPE_CHECKING:
     from .api_psc import ApiAccess
@@ -78,3 +82,15 @@ class ServiceUnavailable(ServiceError):
 
 class ServiceRefused(ServiceError):
     """The service answered and refused (client fault, business error): retrying as is will not help."""
+
+
+@contextlib.contextmanager
+def http_failures(service: str, timeout: float) -> Iterator[None]:
+    """An HTTP exchange's transport failures as the LGC shows them: no answer in time, or unreachable and why."""
+    try:
+        yield
+    except httpx.TimeoutException:
+        raise ServiceUnavailable(f"pas de réponse du service {service} après {timeout:g} s", code="timeout") from None
+    except httpx.HTTPError as exc:
+        raise ServiceUnavailable(f"service {service} injoignable ({network_reason(exc)})", code="network",
+                                 detail=str(exc)) from None

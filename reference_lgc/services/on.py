@@ -20,8 +20,8 @@ import httpx
 from lxml import etree
 
 from .api_psc import authorized
-from .context import CallContext, ServiceRefused, ServiceUnavailable
-from .transport import http_client, network_reason
+from .context import CallContext, ServiceRefused, ServiceUnavailable, http_failures
+from .transport import http_client
 
 SERVICE = "Ordonnance numérique"
 NS_SOAP = "http://www.w3.org/2003/05/soap-envelope"
@@ -288,15 +288,8 @@ def _call(ctx: CallContext, operation: str, body: etree._Element) -> etree._Elem
     data = _envelope(ctx, action, f"urn:uuid:{uuid.uuid4()}", body, bearer)
 
     def send(auth: dict[str, str]) -> httpx.Response:
-        try:
-            with http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
-                return http.post(ep.url, content=data, headers={**headers, **auth})
-        except httpx.TimeoutException:
-            raise ServiceUnavailable(f"pas de réponse du service {SERVICE} après {ep.timeout:g} s",
-                                     code="timeout") from None
-        except httpx.HTTPError as exc:
-            raise ServiceUnavailable(f"service {SERVICE} injoignable ({network_reason(exc)})", code="network",
-                                     detail=str(exc)) from None
+        with http_failures(SERVICE, ep.timeout), http_client(ep.tls, timeout=ep.timeout, headers=ep.headers) as http:
+            return http.post(ep.url, content=data, headers={**headers, **auth})
 
     resp = authorized(ctx, send, lambda sent: sent.status_code)
     try:

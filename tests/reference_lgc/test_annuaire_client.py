@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -95,6 +96,16 @@ def test_paging_is_followed(sim: Sim, monkeypatch: pytest.MonkeyPatch) -> None:
     assert any(p.national_id == KIT.national_id and p.sites for p in everyone)
     few = annuaire.search_practitioners(endpoint(sim), profession="10,21,60", with_sites=False, limit=3)
     assert [p.id for p in few] == [p.id for p in everyone[:3]]
+
+
+def test_a_closed_port_is_unreachable_and_says_why() -> None:
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/fhir/v2"
+        with pytest.raises(ServiceUnavailable) as err:
+            annuaire.search_practitioners(ctx(url, timeout=2.0, api_key=ANNUAIRE_KEY), rpps=KIT.national_id)
+    assert err.value.code == "network"
+    assert err.value.reason == "service Annuaire santé injoignable (ConnectError)"
 
 
 def test_wrong_api_key_is_refused(sim: Sim) -> None:
