@@ -24,6 +24,7 @@ from .bench_state import BenchState, StateFileError, now_iso
 from .bench_state import stop as stop_bench
 from .config import TELESERVICES, TOKEN_ENV, BenchConfig, ConfigError
 from .incident_control import apply_incident, clear_incident, control_call, problem_detail
+from .lifeline import process_exists, when_gone
 from .supervisor import StartError, Supervisor, port_free
 
 PSC_CONSUMERS = ("insi", "dmp", "on", "mss")  # simulators that check Pro Santé Connect tokens
@@ -100,10 +101,13 @@ def main(ctx: click.Context, config_path: Path | None) -> None:
 @click.option("--wait-timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
               help="How long to wait at start-up for every service to answer, in seconds (with --detach: before "
                    "returning). A loaded CI runner starting several benches may need more than a desktop.")
+@click.option("--stop-with", type=click.IntRange(1), default=None, metavar="PID",
+              help="Stop this bench when process PID ends, whatever ends it (kill -9 too): a bench that belongs to "
+                   "a test session (the pytest plugin gives its own pid).")
 @click.pass_context
 def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | None, workers: int | None,
        with_lgc: bool | None, front_port: int | None, with_console: bool | None, console_port: int | None,
-       detach: bool, wait_timeout: float) -> None:
+       detach: bool, wait_timeout: float, stop_with: int | None) -> None:
     """Start every available simulator and the reference LGC, print their URLs, stop cleanly on Ctrl-C."""
     from .endpoints import endpoints
     from .netnames import control_token
@@ -117,11 +121,15 @@ def up(ctx: click.Context, only: str | None, host: str | None, data_dir: Path | 
         config.workers = workers
     services = _select(only)
     _check_no_bench(config)
+    if stop_with is not None and not process_exists(stop_with):
+        _fail(f"--stop-with {stop_with}: no such process (the bench would stop at once)")
     if detach:
         _detach(config, wait_timeout)
         return
     supervisor = Supervisor(config, services, with_lgc=only is None if with_lgc is None else with_lgc)
     signal.signal(signal.SIGTERM, _interrupt)
+    if stop_with is not None and not when_gone(stop_with, lambda: os.kill(os.getpid(), signal.SIGTERM)):
+        _fail(f"--stop-with {stop_with}: that process has ended")  # between the check above and now
     new_token = config.lan and control_token(config.data_dir, create=False) is None
     try:
         supervisor.start(timeout=wait_timeout, progress=lambda m: click.echo(m, err=True))

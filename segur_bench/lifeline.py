@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -126,3 +127,40 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: it exists
+        pass
+    return True
+
+
+def when_gone(pid: int, action: Callable[[], None]) -> bool:
+    """Call `action` once process `pid` has ended, from a daemon thread: a bench that belongs to a test session
+    stops with it, whatever ends the session (kill -9 included). Linux: a pidfd, readable as soon as the process
+    ends (zombie or reaped, never confused with a later process of the same number); elsewhere: polling.
+    False when no such process exists now (nothing is watched)."""
+    fd: int | None = None
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return False
+    except (AttributeError, OSError):  # no pidfd here: poll
+        if not process_exists(pid):
+            return False
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+            os.close(fd)
+        else:
+            while process_exists(pid):
+                time.sleep(0.5)
+        action()
+
+    threading.Thread(target=watch, name=f"stop-with-{pid}", daemon=True).start()
+    return True

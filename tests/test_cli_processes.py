@@ -322,6 +322,33 @@ def test_up_detach_then_status_then_down(bench_config: tuple[Path, int]) -> None
 
 
 @pytest.mark.timeout(120)
+def test_a_bench_started_with_stop_with_stops_when_that_process_is_killed(bench_config: tuple[Path, int]) -> None:
+    """`up --detach --stop-with PID` (the pytest plugin's own bench): a session killed with -9 takes its bench along;
+    an owner that does not exist is refused before anything starts."""
+    config, port = bench_config
+    base = cli("--config", str(config))
+    refused = subprocess.run([*base, "up", "--only", "insi", "--stop-with", str(2**22 + 7)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode != 0 and "no such process" in refused.stderr, refused.stderr
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        started = subprocess.run([*base, "up", "--only", "insi", "--detach", "--stop-with", str(owner.pid)],
+                                 cwd=ROOT, capture_output=True, text=True, timeout=90)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/_bench/health").status_code == 200
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and (config.parent / "data" / "bench.json").exists():
+            time.sleep(0.2)
+        assert not (config.parent / "data" / "bench.json").exists(), "the bench outlived the process it stops with"
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/_bench/health", timeout=2)
+    finally:
+        owner.kill()
+        subprocess.run([*base, "down"], cwd=ROOT, capture_output=True, timeout=60)
+
+
 def test_a_crashed_up_is_recognised_by_the_next_one(bench_config: tuple[Path, int]) -> None:
     """A run-state file whose `up` was SIGKILLed: the next `up` says so and starts (its children died with it)."""
     config, port = bench_config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -53,7 +54,8 @@ def start(workdir: Path, *, lgc: bool, wait_timeout: float) -> tuple[Path, dict[
     own explanation (its log tail) when it does not come up."""
     config = write_config(workdir)
     up = subprocess.run(_cli(config, "up", "--detach", "--wait-timeout", f"{wait_timeout:g}",
-                             "--lgc" if lgc else "--no-lgc", "--no-console"),
+                             "--lgc" if lgc else "--no-lgc", "--no-console",
+                             "--stop-with", str(os.getpid())),  # a killed session leaves no bench behind
                         capture_output=True, text=True, timeout=wait_timeout + 60, stdin=subprocess.DEVNULL)
     if up.returncode != 0:
         raise BenchError(f"the plugin's own bench did not start (segur-bench up --detach, exit {up.returncode}):\n"
