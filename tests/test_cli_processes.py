@@ -22,10 +22,19 @@ from simulators import registry
 ROOT = Path(__file__).resolve().parents[1]
 
 
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port not handed out before in this session: the kernel may give the same free port twice in a row
+    (psc and annuaire once shared one, and the simulators' SO_REUSEPORT let both bind it)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 @pytest.fixture
